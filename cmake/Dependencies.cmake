@@ -1,0 +1,31 @@
+# Every dependency comes from Debian 12 (scripts/install-deps.sh installs them).
+
+find_package(Threads REQUIRED)
+find_package(OpenSSL 3.0 REQUIRED)
+find_package(Boost 1.74 REQUIRED)
+find_package(Protobuf REQUIRED)
+find_package(gRPC CONFIG REQUIRED)
+find_package(absl CONFIG REQUIRED)
+find_package(SQLite3 REQUIRED)
+find_package(CLI11 CONFIG REQUIRED)
+find_package(fmt CONFIG REQUIRED)
+find_package(spdlog CONFIG REQUIRED)
+find_package(yaml-cpp CONFIG REQUIRED)
+find_package(ZLIB REQUIRED)
+find_package(zstd CONFIG REQUIRED)
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(HYPERSCAN REQUIRED IMPORTED_TARGET libhs>=5.4)
+pkg_check_modules(BROTLI REQUIRED IMPORTED_TARGET libbrotlienc libbrotlidec)
+
+find_program(GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)
+
+if(TARGET zstd::libzstd_shared)
+  set(EGRESSGUARD_ZSTD zstd::libzstd_shared)
+else()
+  set(EGRESSGUARD_ZSTD zstd::libzstd_static)
+endif()
+
+# Boost.Asio is header-only; it must not pull in the deprecated io_service names.
+add_library(egressguard_asio INTERFACE)
+target_link_libraries(egressguard_asio INTERFACE Boost::headers Threads::Threads)
+target_compile_definitions(egressguard_asio INTERFACE BOOST_ASIO_NO_DEPRECATED BOOST_ASIO_NO_TS_EXECUTORS)

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything egressguard needs to build, test and run on Debian 12.
+# Idempotent: packages already present are skipped, so a warm run costs a second.
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config ccache clang lld libclang-rt-14-dev
+  # libraries fixed by the design card
+  libssl-dev openssl libboost-dev libboost-system-dev libhyperscan-dev
+  libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
+  libsqlite3-dev sqlite3 libgtest-dev libgmock-dev libbenchmark-dev
+  # small well-kept libraries
+  libcli11-dev libspdlog-dev libfmt-dev libyaml-cpp-dev zlib1g-dev libbrotli-dev libzstd-dev
+  libphonenumber-dev libre2-dev prometheus-cpp-dev
+  # real peers used by the tests
+  curl ca-certificates python3 python3-pytest python3-grpcio python3-protobuf python3-requests
+  iproute2 iptables procps
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "install-deps: need root to apt-get install: ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "install-deps: installing ${#missing[@]} packages: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,31 @@
+"""The CLI surface: --help lists the subcommands, version reports the libraries."""
+from conftest import run
+
+SUBCOMMANDS = ["run", "proxy", "store", "scan", "ca", "rules", "verdicts", "version"]
+
+
+def test_help_lists_every_subcommand(egressguard_bin):
+    p = run(egressguard_bin, "--help")
+    assert p.returncode == 0, p.stderr
+    for name in SUBCOMMANDS:
+        assert f"\n  {name}" in p.stdout, f"{name} missing from --help:\n{p.stdout}"
+
+
+def test_version_reports_library_versions(egressguard_bin):
+    for args in (["version"], ["--version"]):
+        p = run(egressguard_bin, *args)
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.startswith("egressguard ")
+        for lib in ("hyperscan 5.", "openssl   OpenSSL 3.", "grpc      1."):
+            assert lib in p.stdout, p.stdout
+
+
+def test_no_subcommand_is_a_usage_error(egressguard_bin):
+    p = run(egressguard_bin)
+    assert p.returncode == 2
+    assert "subcommand" in p.stderr.lower()
+
+
+def test_unknown_subcommand_is_refused(egressguard_bin):
+    p = run(egressguard_bin, "frobnicate")
+    assert p.returncode == 2
