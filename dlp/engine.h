@@ -1,0 +1,93 @@
+#pragma once
+// The DLP engine's public interface: compile a rule pack once, share it, scan messages
+// as streams. Owned by dlp/; consumed by mitm/ (the proxy), appliance/ (scan CLI,
+// rule hot-swap). Names here are a contract between folders: add, don't rename.
+//
+// Threading: an Engine is immutable and shared (EnginePtr) by every worker; a Scanner
+// holds one thread's Hyperscan scratch and is used by that thread only; a MessageScan
+// is one message (one HTTP request body, URL, header block, or a raw connection) and
+// keeps the Engine it was opened with alive until it is destroyed.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "egressguard/rules/v1/rules.pb.h"
+#include "egressguard/v1/verdict.pb.h"
+
+namespace egressguard::dlp {
+
+struct EngineOptions {
+  // Key for the HMAC-SHA256 fingerprints of matched values (per deployment secret).
+  std::string fingerprint_key;
+  // Distinct validated PII values in one message that make a bulk_pii finding;
+  // 0 takes the pack's bulk_pii_threshold, or 25 when the pack has none.
+  uint32_t bulk_pii_threshold = 0;
+  // Decoders (percent, JSON escapes, base64, multipart, gzip/deflate/br/zstd).
+  uint32_t max_decode_depth = 3;
+  uint64_t max_decoded_bytes = 64ull << 20;  // per message, beyond it: `undecodable`
+  uint32_t max_expansion_ratio = 100;        // decompression bomb guard
+};
+
+// What the sender declared; a hint only (decoders also sniff the bytes).
+struct ContentHint {
+  std::string content_type;      // e.g. "application/json; charset=utf-8"
+  std::string content_encoding;  // e.g. "gzip", "br", "zstd", "deflate", ""
+  bool is_url = false;           // the request target: percent-decode
+};
+
+struct MessageResult {
+  rules::v1::Action action = rules::v1::ALLOW;  // strongest action of any finding
+  std::vector<v1::Finding> findings;            // redacted; never raw values
+  std::string reason;                           // deciding rule ids, comma-separated, or a condition
+  uint64_t bytes_scanned = 0;
+};
+
+class Engine;
+using EnginePtr = std::shared_ptr<const Engine>;
+
+class Engine {
+ public:
+  // Builds the Hyperscan databases for every enabled rule. A pattern Hyperscan
+  // refuses fails the whole pack with the rule id and the reason.
+  static absl::StatusOr<EnginePtr> Compile(const rules::v1::RulePack& pack, const EngineOptions& options);
+  virtual ~Engine() = default;
+
+  virtual const std::string& pack_version() const = 0;
+  virtual const rules::v1::RulePack& pack() const = 0;
+  // Hyperscan stream state bytes per open MessageScan (all databases, all layers).
+  virtual size_t stream_state_bytes() const = 0;
+};
+
+class MessageScan {
+ public:
+  virtual ~MessageScan() = default;
+  // Feeds the next bytes of the message; chunks may be any size, including 0.
+  virtual void Feed(std::string_view chunk) = 0;
+  // The strongest action decided so far; lets the proxy stop forwarding early.
+  virtual rules::v1::Action action_so_far() const = 0;
+  // Ends the message (flushes decoders, closes streams) and returns the verdict.
+  virtual MessageResult Finish() = 0;
+};
+using MessageScanPtr = std::unique_ptr<MessageScan>;
+
+// One per thread. Grows its scratch to fit whichever engine it is asked to scan with,
+// so a hot-swapped engine needs no coordination beyond passing the new EnginePtr.
+class Scanner {
+ public:
+  Scanner();
+  ~Scanner();
+  Scanner(const Scanner&) = delete;
+  Scanner& operator=(const Scanner&) = delete;
+
+  MessageScanPtr Open(EnginePtr engine, const ContentHint& hint);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace egressguard::dlp

@@ -1,0 +1,21 @@
+#pragma once
+// Where the proxy hands each finished verdict. Owned by mitm/; implemented by the
+// JSONL audit-log sink (mitm/) and the spooling gRPC reporter (appliance/).
+
+#include <memory>
+
+#include "egressguard/v1/verdict.pb.h"
+
+namespace egressguard::mitm {
+
+class VerdictSink {
+ public:
+  virtual ~VerdictSink() = default;
+  // Called from worker threads; must be thread-safe and must not block on the network.
+  // Returns false when the sink refused the verdict (spool full in fail-closed mode):
+  // the proxy then treats the transaction as not allowed to proceed.
+  virtual bool Submit(v1::Verdict verdict) = 0;
+};
+using VerdictSinkPtr = std::shared_ptr<VerdictSink>;
+
+}  // namespace egressguard::mitm
