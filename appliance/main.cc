@@ -14,6 +14,17 @@ int main(int argc, char** argv) {
   app.footer("Run 'egressguard <command> --help' for the options of one command.");
   Context ctx;
   RegisterVersion(app, ctx);
+  RegisterCa(app, ctx);
+  // Extenders (RulesAdmin -> `rules`, CaClient -> `ca`) after the commands they extend.
+  RegisterStore(app, ctx);
+  RegisterVerdicts(app, ctx);
+  RegisterAudit(app, ctx);
+  RegisterRules(app, ctx);
+  RegisterRulesAdmin(app, ctx);
+  RegisterCaClient(app, ctx);
+  RegisterScan(app, ctx);
+  RegisterProxy(app, ctx);
+  RegisterRun(app, ctx);
   RegisterPending(app, ctx);
   try {
     app.parse(argc, argv);

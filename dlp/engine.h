@@ -27,9 +27,13 @@ struct EngineOptions {
   // 0 takes the pack's bulk_pii_threshold, or 25 when the pack has none.
   uint32_t bulk_pii_threshold = 0;
   // Decoders (percent, JSON escapes, base64, multipart, gzip/deflate/br/zstd).
+  bool decode = true;  // false: scan the raw bytes only (benchmarks, raw-stream callers)
   uint32_t max_decode_depth = 3;
   uint64_t max_decoded_bytes = 64ull << 20;  // per message, beyond it: `undecodable`
   uint32_t max_expansion_ratio = 100;        // decompression bomb guard
+  // Action of an `undecodable` finding (bomb, corrupt gzip...) when the pack has no rule
+  // of category "undecodable" (which would decide it instead).
+  rules::v1::Action undecodable_action = rules::v1::ALERT;
 };
 
 // What the sender declared; a hint only (decoders also sniff the bytes).
@@ -58,7 +62,9 @@ class Engine {
 
   virtual const std::string& pack_version() const = 0;
   virtual const rules::v1::RulePack& pack() const = 0;
-  // Hyperscan stream state bytes per open MessageScan (all databases, all layers).
+  // Hyperscan stream state bytes of one scanned layer (all databases: the digit-run
+  // database is block mode and holds none). A MessageScan opens one layer for the raw
+  // bytes and, lazily, one per decoded layer it meets (at most 1 + decode::kMaxLayers).
   virtual size_t stream_state_bytes() const = 0;
 };
 

@@ -15,6 +15,7 @@ PACKAGES=(
   libphonenumber-dev libre2-dev prometheus-cpp-dev
   # real peers used by the tests
   curl ca-certificates python3 python3-pytest python3-grpcio python3-protobuf python3-requests
+  gzip brotli zstd
   iproute2 iptables procps
 )
 

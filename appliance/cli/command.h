@@ -18,7 +18,25 @@ struct Context {
 };
 
 void RegisterVersion(CLI::App& app, Context& ctx);
+// `ca` (init, show, export, rotate, mint); call before RegisterCaClient, which extends it.
+void RegisterCa(CLI::App& app, Context& ctx);
+// Compliance store (issue 6): the server, its officer/auditor clients, and the API
+// certificates. RulesAdmin and CaClient extend `rules` and `ca` (found or created).
+void RegisterStore(CLI::App& app, Context& ctx);
+void RegisterVerdicts(CLI::App& app, Context& ctx);
+void RegisterAudit(CLI::App& app, Context& ctx);
+void RegisterRulesAdmin(CLI::App& app, Context& ctx);
+void RegisterCaClient(CLI::App& app, Context& ctx);
+// `rules validate|test`: check a pack and score it on labelled samples; call before
+// RegisterRulesAdmin, which adds the store's subcommands to the same `rules`.
+void RegisterRules(CLI::App& app, Context& ctx);
+// `scan`: grep-like DLP scan of files or stdin (dlp engine).
+void RegisterScan(CLI::App& app, Context& ctx);
+// `proxy`: the inline TLS-inspecting proxy (mitm::ProxyServer).
+void RegisterProxy(CLI::App& app, Context& ctx);
 // Subcommands whose issue has not landed yet: they say so and exit 2.
+// `run`: proxy + store in one process on the embedded default.
+void RegisterRun(CLI::App& app, Context& ctx);
 void RegisterPending(CLI::App& app, Context& ctx);
 
 // Prints "egressguard <what>: not built yet (issue N)" and returns kExitError.

@@ -1,0 +1,235 @@
+// `egressguard scan`: grep-like DLP scan of files or stdin through the same engine the
+// proxy uses (same pack, same decoders, same findings), 64 KiB at a time.
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "appliance/build_info.h"
+#include "appliance/cli/command.h"
+#include "dlp/engine.h"
+#include "dlp/validators.h"
+#include "rules/pack_loader.h"
+
+namespace egressguard::cli {
+
+namespace {
+
+constexpr size_t kChunk = 64 << 10;
+// Where packaged installs put the default pack (the source tree's copy is tried first).
+constexpr const char* kInstalledPackDirs[] = {"/usr/share/egressguard/rules/default", "/etc/egressguard/rules"};
+
+struct ScanOptions {
+  std::string rules;
+  std::string format = "text";
+  std::string content_type;
+  std::string content_encoding;
+  std::string fingerprint_key_file;
+  std::vector<std::string> paths;
+};
+
+std::string DefaultPackPath() {
+  std::error_code ec;
+  if (std::filesystem::is_directory(EGRESSGUARD_DEFAULT_PACK_DIR, ec)) return EGRESSGUARD_DEFAULT_PACK_DIR;
+  for (const char* dir : kInstalledPackDirs) {
+    if (std::filesystem::exists(dir, ec)) return dir;
+  }
+  return EGRESSGUARD_DEFAULT_PACK_DIR;
+}
+
+std::string ActionName(rules::v1::Action a) {
+  switch (a) {
+    case rules::v1::ALLOW: return "allow";
+    case rules::v1::ALERT: return "alert";
+    case rules::v1::BLOCK: return "block";
+    default: return "unspecified";
+  }
+}
+
+std::string SeverityName(rules::v1::Severity s) {
+  switch (s) {
+    case rules::v1::LOW: return "low";
+    case rules::v1::MEDIUM: return "medium";
+    case rules::v1::HIGH: return "high";
+    case rules::v1::CRITICAL: return "critical";
+    default: return "unspecified";
+  }
+}
+
+// JSON string literal; bytes that are not printable ASCII are escaped so any file
+// name or evidence byte gives valid JSON.
+std::string Json(std::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20 || c >= 0x7f) {
+          out += fmt::format("\\u{:04x}", c);
+        } else {
+          out.push_back(static_cast<char>(c));
+        }
+    }
+  }
+  return out + "\"";
+}
+
+// Shows "scanning PATH: N MiB" on a terminal's stderr for scans longer than a second.
+class Progress {
+ public:
+  Progress(std::string path) : path_(std::move(path)), tty_(isatty(STDERR_FILENO) == 1) {}
+  ~Progress() {
+    if (shown_) std::fputs("\r\033[K", stderr);
+  }
+  void Update(uint64_t bytes) {
+    if (!tty_) return;
+    auto now = std::chrono::steady_clock::now();
+    if (now - start_ < std::chrono::seconds(1) || now - last_ < std::chrono::milliseconds(250)) return;
+    last_ = now;
+    double secs = std::chrono::duration<double>(now - start_).count();
+    std::fprintf(stderr, "\r\033[Kscanning %s: %.1f MiB (%.0f MiB/s)", path_.c_str(), bytes / 1048576.0,
+                 bytes / 1048576.0 / secs);
+    shown_ = true;
+  }
+
+ private:
+  std::string path_;
+  bool tty_;
+  bool shown_ = false;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point last_ = start_;
+};
+
+void Print(const ScanOptions& o, const std::string& path, const v1::Finding& f) {
+  if (o.format == "jsonl") {
+    std::cout << "{\"path\":" << Json(path) << ",\"rule\":" << Json(f.rule_id()) << ",\"category\":"
+              << Json(f.category()) << ",\"start\":" << f.start() << ",\"end\":" << f.end()
+              << ",\"count\":" << f.count() << ",\"action\":" << Json(ActionName(f.action()))
+              << ",\"evidence\":" << Json(f.evidence()) << ",\"severity\":" << Json(SeverityName(f.severity()));
+    if (!f.fingerprint().empty()) std::cout << ",\"fingerprint\":" << Json(f.fingerprint());
+    std::cout << "}\n";
+  } else {
+    std::cout << path << ":" << f.start() << "-" << f.end() << ": " << f.category() << " " << f.rule_id() << " "
+              << f.evidence();
+    if (f.count() > 1) std::cout << " (x" << f.count() << ")";
+    std::cout << "\n";
+  }
+}
+
+// Scans one file ("-" = stdin); false on an I/O error (reported on stderr).
+bool ScanOne(const ScanOptions& o, const dlp::EnginePtr& engine, dlp::Scanner& scanner, const std::string& path,
+             bool* found) {
+  std::FILE* in = path == "-" ? stdin : std::fopen(path.c_str(), "rb");
+  if (in == nullptr) {
+    std::cerr << "egressguard scan: " << path << ": " << std::strerror(errno) << "\n";
+    return false;
+  }
+  std::error_code ec;
+  if (path != "-" && std::filesystem::is_directory(path, ec)) {
+    std::fclose(in);
+    std::cerr << "egressguard scan: " << path << ": is a directory\n";
+    return false;
+  }
+  dlp::ContentHint hint;
+  hint.content_type = o.content_type;
+  hint.content_encoding = o.content_encoding;
+  auto scan = scanner.Open(engine, hint);
+  std::vector<char> buf(kChunk);
+  uint64_t total = 0;
+  Progress progress(path);
+  bool ok = true;
+  for (;;) {
+    size_t n = std::fread(buf.data(), 1, buf.size(), in);
+    if (n > 0) {
+      scan->Feed(std::string_view(buf.data(), n));
+      total += n;
+      progress.Update(total);
+    }
+    if (n < buf.size()) {
+      if (std::ferror(in)) {
+        std::cerr << "egressguard scan: " << path << ": read error: " << std::strerror(errno) << "\n";
+        ok = false;
+      }
+      break;
+    }
+  }
+  if (in != stdin) std::fclose(in);
+  dlp::MessageResult result = scan->Finish();
+  for (const auto& f : result.findings) Print(o, path == "-" ? "(stdin)" : path, f);
+  if (!result.findings.empty()) *found = true;
+  if (result.reason.find("scan_error") != std::string::npos) {
+    std::cerr << "egressguard scan: " << path << ": the engine could not scan all of it\n";
+    ok = false;
+  }
+  return ok;
+}
+
+int RunScan(const ScanOptions& o) {
+  if (o.format != "text" && o.format != "jsonl") {
+    std::cerr << "egressguard scan: --format must be text or jsonl\n";
+    return kExitError;
+  }
+  const std::string pack_path = o.rules.empty() ? DefaultPackPath() : o.rules;
+  rules::LoadOptions load;
+  load.known_validator = [](std::string_view name) { return dlp::FindValidator(name) != nullptr; };
+  auto pack = rules::LoadPackAny(pack_path, load);
+  if (!pack.ok()) {
+    std::cerr << "egressguard scan: cannot load rule pack " << pack_path << ":\n" << pack.status().message() << "\n";
+    return kExitError;
+  }
+  dlp::EngineOptions options;
+  if (!o.fingerprint_key_file.empty()) {
+    std::ifstream key(o.fingerprint_key_file, std::ios::binary);
+    if (!key) {
+      std::cerr << "egressguard scan: cannot read fingerprint key " << o.fingerprint_key_file << "\n";
+      return kExitError;
+    }
+    options.fingerprint_key.assign(std::istreambuf_iterator<char>(key), std::istreambuf_iterator<char>());
+    if (options.fingerprint_key.empty()) {
+      std::cerr << "egressguard scan: fingerprint key file " << o.fingerprint_key_file << " is empty\n";
+      return kExitError;
+    }
+  }
+  auto engine = dlp::Engine::Compile(*pack, options);
+  if (!engine.ok()) {
+    std::cerr << "egressguard scan: cannot compile rule pack " << pack_path << ": " << engine.status().message()
+              << "\n";
+    return kExitError;
+  }
+  dlp::Scanner scanner;
+  bool found = false;
+  bool ok = true;
+  for (const auto& path : o.paths) ok = ScanOne(o, *engine, scanner, path, &found) && ok;
+  std::cout.flush();
+  if (!ok) return kExitError;
+  return found ? kExitFindings : kExitOk;
+}
+
+}  // namespace
+
+void RegisterScan(CLI::App& app, Context& ctx) {
+  auto opts = std::make_shared<ScanOptions>();
+  auto* cmd = app.add_subcommand("scan", "Scan files or stdin with the DLP engine, like grep");
+  cmd->add_option("--rules", opts->rules, "Rule pack file or directory (default: the shipped pack)");
+  cmd->add_option("--format", opts->format, "Output: text (path:start-end: category rule evidence) or jsonl")
+      ->check(CLI::IsMember({"text", "jsonl"}));
+  cmd->add_option("--content-type", opts->content_type, "Treat the input as this Content-Type (a hint)");
+  cmd->add_option("--content-encoding", opts->content_encoding, "Treat the input as this Content-Encoding");
+  cmd->add_option("--fingerprint-key-file", opts->fingerprint_key_file,
+                  "HMAC key for match fingerprints (without it no fingerprints are printed)");
+  cmd->add_option("paths", opts->paths, "Files to scan, or - for stdin")->required();
+  cmd->footer("Exit status: 0 nothing found, 1 findings, 2 error.");
+  cmd->callback([&ctx, opts] { ctx.exit_code = RunScan(*opts); });
+}
+
+}  // namespace egressguard::cli

@@ -1,0 +1,76 @@
+#include "appliance/engine_setup.h"
+
+#include <fmt/format.h>
+#include <openssl/rand.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+#include "appliance/build_info.h"
+#include "ca/atomic_file.h"
+#include "ca/key_file.h"
+#include "dlp/validators.h"
+#include "rules/pattern_check.h"
+
+namespace egressguard::appliance {
+
+namespace {
+constexpr size_t kFingerprintKeyBytes = 32;
+constexpr size_t kMaxKeyFileBytes = 4096;
+}  // namespace
+
+rules::LoadOptions PackLoadOptions() {
+  rules::LoadOptions o;
+  o.known_validator = [](std::string_view name) { return dlp::FindValidator(name) != nullptr; };
+  o.check_pattern = rules::CheckHyperscanPattern;
+  return o;
+}
+
+std::string DefaultPackPath() {
+  // An installed appliance carries its pack beside the binary's data; a build tree uses
+  // the source tree's copy.
+  static const char* kInstalled = "/usr/share/egressguard/rules/default";
+  if (std::filesystem::is_directory(kInstalled)) return kInstalled;
+  return EGRESSGUARD_DEFAULT_PACK_DIR;
+}
+
+absl::StatusOr<rules::v1::RulePack> LoadPack(const std::string& path) {
+  const std::string where = path.empty() ? DefaultPackPath() : path;
+  auto pack = rules::LoadPackAny(where, PackLoadOptions());
+  if (!pack.ok()) {
+    return absl::InvalidArgumentError(fmt::format("rule pack {}: {}", where, std::string(pack.status().message())));
+  }
+  return pack;
+}
+
+absl::StatusOr<std::string> ReadFingerprintKey(const std::string& path) {
+  if (auto st = ca::CheckPrivateKeyPermissions(path); !st.ok()) return st;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(fmt::format("cannot read fingerprint key {}", path));
+  std::string key;
+  key.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  if (key.empty()) return absl::InvalidArgumentError(fmt::format("fingerprint key {} is empty", path));
+  if (key.size() > kMaxKeyFileBytes) {
+    return absl::InvalidArgumentError(fmt::format("fingerprint key {} is larger than {} bytes", path, kMaxKeyFileBytes));
+  }
+  return key;
+}
+
+std::string EphemeralFingerprintKey() {
+  std::string key(kFingerprintKeyBytes, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(key.data()), static_cast<int>(key.size())) != 1) {
+    // Without randomness a fingerprint key would be guessable: refuse to go on.
+    std::abort();
+  }
+  return key;
+}
+
+absl::StatusOr<std::string> LoadOrCreateFingerprintKey(const std::string& path) {
+  if (std::filesystem::exists(path)) return ReadFingerprintKey(path);
+  std::string key = EphemeralFingerprintKey();
+  if (auto st = ca::WriteFileAtomically(path, key, 0600); !st.ok()) return st;
+  return key;
+}
+
+}  // namespace egressguard::appliance

@@ -1,0 +1,186 @@
+#include "appliance/reporter/reporter.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "egressguard/v1/store.grpc.pb.h"
+
+namespace egressguard::reporter {
+
+struct Reporter::Impl {
+  ReporterOptions options;
+  SpoolPtr spool;
+  std::shared_ptr<grpc::Channel> channel;
+
+  std::atomic<uint64_t> spooled{0}, refused{0}, dropped{0}, acked{0}, rejected{0};
+  std::atomic<bool> connected{false};
+  std::atomic<int64_t> last_alarm_s{0};
+
+  std::mutex mu;
+  std::condition_variable cv;        // new verdicts, stop
+  std::condition_variable drained;   // spool emptied
+  bool stopping = false;
+  grpc::ClientContext* live = nullptr;  // the open stream, to cancel on Stop
+  std::thread sender;
+
+  void Alarm(const std::string& what) {
+    // At most one line per 10 s: a full spool under load must not flood the log.
+    const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::steady_clock::now().time_since_epoch())
+                            .count();
+    int64_t last = last_alarm_s.load();
+    if (now - last >= 10 && last_alarm_s.compare_exchange_strong(last, now)) {
+      spdlog::error("verdict reporter: {} (spool {} verdicts, dropped {}, refused {}, store {})", what, spool->size(),
+                    dropped.load(), refused.load(), options.store_address);
+    }
+  }
+
+  bool Stopping() {
+    std::lock_guard lock(mu);
+    return stopping;
+  }
+
+  // One Report stream: sends the spool oldest first, one batch in flight, removes
+  // what is acked. Returns when the stream breaks or on Stop.
+  void RunStream(v1::VerdictIngest::Stub& stub) {
+    grpc::ClientContext ctx;
+    {
+      std::lock_guard lock(mu);
+      if (stopping) return;
+      live = &ctx;
+    }
+    auto stream = stub.Report(&ctx);
+    for (;;) {
+      auto batch = spool->Peek(0, options.batch_size);
+      if (!batch.ok()) {
+        Alarm(fmt::format("spool read failed: {}", std::string(batch.status().message())));
+        break;
+      }
+      if (batch->empty()) {
+        drained.notify_all();
+        std::unique_lock lock(mu);
+        cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return stopping || spool->size() > 0; });
+        if (stopping) break;
+        continue;
+      }
+      v1::ReportRequest request;
+      std::unordered_multimap<std::string, int64_t> seq_of;
+      for (auto& sv : *batch) {
+        seq_of.emplace(sv.verdict.id(), sv.seq);
+        *request.add_verdicts() = std::move(sv.verdict);
+      }
+      if (!stream->Write(request)) break;
+      v1::ReportAck ack;
+      if (!stream->Read(&ack)) break;
+      connected = true;
+      std::vector<int64_t> done;
+      auto take = [&](const std::string& id) {
+        auto range = seq_of.equal_range(id);
+        for (auto it = range.first; it != range.second; ++it) done.push_back(it->second);
+        seq_of.erase(id);
+      };
+      for (const auto& id : ack.ids()) take(id);
+      for (const auto& r : ack.rejected()) {
+        spdlog::warn("verdict reporter: store rejected verdict {}: {}", r.id(), r.reason());
+        take(r.id());
+      }
+      if (auto s = spool->Remove(done); !s.ok()) {
+        Alarm(fmt::format("spool remove failed: {}", std::string(s.message())));
+        break;
+      }
+      acked += static_cast<uint64_t>(ack.ids_size());
+      rejected += static_cast<uint64_t>(ack.rejected_size());
+    }
+    connected = false;
+    {
+      std::lock_guard lock(mu);
+      live = nullptr;
+    }
+    ctx.TryCancel();
+    (void)stream->Finish();
+  }
+
+  void SenderLoop() {
+    auto stub = v1::VerdictIngest::NewStub(channel);
+    auto backoff = std::chrono::milliseconds(100);
+    while (!Stopping()) {
+      const uint64_t before = acked.load();
+      RunStream(*stub);
+      if (acked.load() != before) backoff = std::chrono::milliseconds(100);
+      std::unique_lock lock(mu);
+      if (cv.wait_for(lock, backoff, [&] { return stopping; })) break;
+      backoff = std::min(backoff * 2, options.max_backoff);
+    }
+  }
+};
+
+Reporter::Reporter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Reporter::~Reporter() { Stop(); }
+
+absl::StatusOr<std::shared_ptr<Reporter>> Reporter::Start(const ReporterOptions& options) {
+  if (options.batch_size == 0) return absl::InvalidArgumentError("batch size must be positive");
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  auto spool = Spool::Open(options.spool);
+  if (!spool.ok()) return spool.status();
+  impl->spool = std::move(*spool);
+  auto channel = store::MakeChannel(options.store_address, options.tls);
+  if (!channel.ok()) return channel.status();
+  impl->channel = std::move(*channel);
+  Impl* raw = impl.get();
+  impl->sender = std::thread([raw] { raw->SenderLoop(); });
+  return std::shared_ptr<Reporter>(new Reporter(std::move(impl)));
+}
+
+bool Reporter::Submit(v1::Verdict verdict) {
+  auto s = impl_->spool->Append(verdict);
+  if (s.ok()) {
+    ++impl_->spooled;
+    impl_->cv.notify_one();
+    return true;
+  }
+  if (impl_->options.fail_mode == FailMode::kBlock) {
+    ++impl_->refused;
+    impl_->Alarm(fmt::format("refusing traffic: cannot spool verdict: {}", std::string(s.message())));
+    return false;
+  }
+  ++impl_->dropped;
+  impl_->Alarm(fmt::format("DROPPING verdicts: cannot spool: {}", std::string(s.message())));
+  return true;
+}
+
+ReporterStats Reporter::stats() const {
+  ReporterStats st;
+  st.spooled = impl_->spooled;
+  st.refused = impl_->refused;
+  st.dropped = impl_->dropped;
+  st.acked = impl_->acked;
+  st.rejected = impl_->rejected;
+  st.spool_depth = impl_->spool->size();
+  st.connected = impl_->connected;
+  return st;
+}
+
+bool Reporter::Drain(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(impl_->mu);
+  return impl_->drained.wait_for(lock, timeout, [&] { return impl_->spool->size() == 0; });
+}
+
+void Reporter::Stop() {
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->stopping && !impl_->sender.joinable()) return;
+    impl_->stopping = true;
+    if (impl_->live) impl_->live->TryCancel();
+  }
+  impl_->cv.notify_all();
+  if (impl_->sender.joinable()) impl_->sender.join();
+}
+
+}  // namespace egressguard::reporter

@@ -1,0 +1,364 @@
+#include "appliance/store/server.h"
+
+#include <fmt/format.h>
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "egressguard/v1/audit.grpc.pb.h"
+#include "egressguard/v1/rule_admin.grpc.pb.h"
+#include "egressguard/v1/store.grpc.pb.h"
+
+namespace egressguard::store {
+
+namespace {
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  return s.ok() ? grpc::Status::OK
+                : grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+// Shared by the services: who may call what, and the audit of refusals.
+class Gate {
+ public:
+  explicit Gate(Store& store) : store_(store) {}
+
+  // OK with the caller when one of its roles is in `allowed`; otherwise the
+  // refusal is audited and PERMISSION_DENIED comes back.
+  grpc::Status Check(const grpc::ServerContext& ctx, const char* method, std::initializer_list<Role> allowed,
+                     Caller* caller) {
+    *caller = IdentifyCaller(ctx);
+    for (Role r : allowed) {
+      if (caller->roles.count(r)) return grpc::Status::OK;
+    }
+    std::string need;
+    for (Role r : allowed) need += (need.empty() ? "" : " or ") + std::string(RoleName(r));
+    (void)store_.Audit({caller->identity, caller->role_names, method, fmt::format("refused: needs role {}", need), false});
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                        fmt::format("{} needs role {}; caller {} has role(s) {}", method, need, caller->identity,
+                                    caller->role_names));
+  }
+
+  void Audit(const Caller& caller, const char* method, std::string detail) {
+    (void)store_.Audit({caller.identity, caller.role_names, method, std::move(detail), true});
+  }
+
+  Store& store() { return store_; }
+
+ private:
+  Store& store_;
+};
+
+class IngestService final : public v1::VerdictIngest::Service {
+ public:
+  explicit IngestService(Gate& gate) : gate_(gate) {}
+
+  grpc::Status Report(grpc::ServerContext* ctx,
+                      grpc::ServerReaderWriter<v1::ReportAck, v1::ReportRequest>* stream) override {
+    static constexpr const char* kMethod = "/egressguard.v1.VerdictIngest/Report";
+    Caller caller;
+    if (auto s = gate_.Check(*ctx, kMethod, {Role::kAppliance}, &caller); !s.ok()) return s;
+    uint64_t inserted = 0, batches = 0;
+    v1::ReportRequest request;
+    grpc::Status result = grpc::Status::OK;
+    while (stream->Read(&request)) {
+      std::vector<v1::Verdict> batch(std::make_move_iterator(request.mutable_verdicts()->begin()),
+                                     std::make_move_iterator(request.mutable_verdicts()->end()));
+      auto r = gate_.store().Ingest(std::move(batch));
+      if (!r.ok()) {
+        result = ToGrpc(r.status());  // not acked: the appliance keeps them spooled and retries
+        break;
+      }
+      ++batches;
+      inserted += r->inserted;
+      v1::ReportAck ack;
+      for (auto& id : r->acked) ack.add_ids(std::move(id));
+      for (auto& rej : r->rejected) *ack.add_rejected() = std::move(rej);
+      if (!stream->Write(ack)) break;
+    }
+    if (inserted > 0) gate_.Audit(caller, kMethod, fmt::format("stored {} new verdicts in {} batches", inserted, batches));
+    return result;
+  }
+
+ private:
+  Gate& gate_;
+};
+
+class QueryService final : public v1::VerdictQuery::Service {
+ public:
+  explicit QueryService(Gate& gate) : gate_(gate) {}
+
+  grpc::Status Query(grpc::ServerContext* ctx, const v1::QueryRequest* request, v1::QueryResponse* response) override {
+    Caller caller;
+    if (auto s = gate_.Check(*ctx, "/egressguard.v1.VerdictQuery/Query", {Role::kOfficer, Role::kAuditor}, &caller);
+        !s.ok())
+      return s;
+    auto r = gate_.store().Query(*request);
+    if (!r.ok()) return ToGrpc(r.status());
+    *response = std::move(*r);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Stats(grpc::ServerContext* ctx, const v1::StatsRequest* request, v1::StatsResponse* response) override {
+    Caller caller;
+    if (auto s = gate_.Check(*ctx, "/egressguard.v1.VerdictQuery/Stats", {Role::kOfficer, Role::kAuditor}, &caller);
+        !s.ok())
+      return s;
+    auto r = gate_.store().Stats(*request);
+    if (!r.ok()) return ToGrpc(r.status());
+    *response = std::move(*r);
+    return grpc::Status::OK;
+  }
+
+ private:
+  Gate& gate_;
+};
+
+class RuleAdminService final : public v1::RuleAdmin::Service {
+ public:
+  RuleAdminService(Gate& gate, PackCompileCheck check) : gate_(gate), check_(std::move(check)) {}
+
+  grpc::Status Validate(grpc::ServerContext* ctx, const v1::ValidateRequest* request,
+                        v1::ValidateResponse* response) override {
+    Caller caller;
+    if (auto s = gate_.Check(*ctx, "/egressguard.v1.RuleAdmin/Validate", {Role::kOfficer}, &caller); !s.ok()) return s;
+    for (auto& e : Problems(request->pack())) response->add_errors(std::move(e));
+    response->set_ok(response->errors().empty());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Push(grpc::ServerContext* ctx, const v1::PushRequest* request, v1::PackInfo* response) override {
+    Caller caller;
+    if (auto s = gate_.Check(*ctx, "/egressguard.v1.RuleAdmin/Push", {Role::kOfficer}, &caller); !s.ok()) return s;
+    auto problems = Problems(request->pack());
+    if (!problems.empty()) {
+      std::string all;
+      for (const auto& p : problems) all += (all.empty() ? "" : "; ") + p;
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "rule pack refused: " + all);
+    }
+    auto r = gate_.store().PushPack(request->pack(), caller.identity, request->reason());
+    if (!r.ok()) return ToGrpc(r.status());
+    *response = std::move(*r);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Activate(grpc::ServerContext* ctx, const v1::ActivateRequest* request, v1::PackInfo* response) override {
+    static constexpr const char* kMethod = "/egressguard.v1.RuleAdmin/Activate";
+    Caller caller;
+    if (auto s = gate_.Check(*ctx, kMethod, {Role::kOfficer}, &caller); !s.ok()) return s;
+    auto r = gate_.store().ActivatePack(request->version(), request->mode(),
+                                        {caller.identity, caller.role_names, kMethod, "", true}, request->reason());
+    if (!r.ok()) return ToGrpc(r.status());
+    *response = std::move(*r);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Rollback(grpc::ServerContext* ctx, const v1::RollbackRequest* request, v1::PackInfo* response) override {
+    static constexpr const char* kMethod = "/egressguard.v1.RuleAdmin/Rollback";
+    Caller caller;
+    if (auto s = gate_.Check(*ctx, kMethod, {Role::kOfficer}, &caller); !s.ok()) return s;
+    auto r = gate_.store().RollbackPack(request->to_version(), {caller.identity, caller.role_names, kMethod, "", true},
+                                        request->reason());
+    if (!r.ok()) return ToGrpc(r.status());
+    *response = std::move(*r);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status List(grpc::ServerContext* ctx, const v1::ListPacksRequest*, v1::ListPacksResponse* response) override {
+    Caller caller;
+    if (auto s = gate_.Check(*ctx, "/egressguard.v1.RuleAdmin/List", {Role::kOfficer, Role::kAuditor}, &caller);
+        !s.ok())
+      return s;
+    auto r = gate_.store().ListPacks();
+    if (!r.ok()) return ToGrpc(r.status());
+    *response = std::move(*r);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Get(grpc::ServerContext* ctx, const v1::GetPackRequest* request, v1::GetPackResponse* response) override {
+    Caller caller;
+    if (auto s = gate_.Check(*ctx, "/egressguard.v1.RuleAdmin/Get", {Role::kOfficer, Role::kAuditor}, &caller);
+        !s.ok())
+      return s;
+    auto r = gate_.store().GetPack(request->version());
+    if (!r.ok()) return ToGrpc(r.status());
+    *response = std::move(*r);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Diff(grpc::ServerContext* ctx, const v1::DiffRequest* request, v1::DiffResponse* response) override {
+    Caller caller;
+    if (auto s = gate_.Check(*ctx, "/egressguard.v1.RuleAdmin/Diff", {Role::kOfficer, Role::kAuditor}, &caller);
+        !s.ok())
+      return s;
+    auto r = gate_.store().DiffPacks(request->from_version(), request->to_version());
+    if (!r.ok()) return ToGrpc(r.status());
+    *response = std::move(*r);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status WatchActive(grpc::ServerContext* ctx, const v1::WatchActiveRequest*,
+                           grpc::ServerWriter<v1::ActivePack>* writer) override {
+    Caller caller;
+    if (auto s = gate_.Check(*ctx, "/egressguard.v1.RuleAdmin/WatchActive", {Role::kAppliance}, &caller); !s.ok())
+      return s;
+    Store& store = gate_.store();
+    uint64_t sent = 0;
+    while (!ctx->IsCancelled() && !store.shutting_down()) {
+      const uint64_t gen = store.active_generation();
+      if (gen != sent) {
+        auto active = store.Active();
+        if (active.ok()) {
+          if (!writer->Write(*active)) break;
+          sent = active->generation();
+        } else if (active.status().code() != absl::StatusCode::kNotFound) {
+          return ToGrpc(active.status());
+        } else {
+          sent = gen;
+        }
+      }
+      // Bounded wait: a cancelled caller is noticed within a second.
+      store.WaitActiveChange(sent, std::chrono::seconds(1));
+    }
+    return store.shutting_down() ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "store shutting down")
+                                 : grpc::Status::OK;
+  }
+
+ private:
+  std::vector<std::string> Problems(const rules::v1::RulePack& pack) {
+    auto problems = CheckPackShape(pack);
+    if (problems.empty() && check_) problems = check_(pack);
+    return problems;
+  }
+
+  Gate& gate_;
+  PackCompileCheck check_;
+};
+
+class AuditService final : public v1::Audit::Service {
+ public:
+  explicit AuditService(Gate& gate) : gate_(gate) {}
+
+  grpc::Status List(grpc::ServerContext* ctx, const v1::AuditListRequest* request,
+                    v1::AuditListResponse* response) override {
+    Caller caller;
+    if (auto s = gate_.Check(*ctx, "/egressguard.v1.Audit/List", {Role::kAuditor}, &caller); !s.ok()) return s;
+    auto r = gate_.store().ListAudit(*request);
+    if (!r.ok()) return ToGrpc(r.status());
+    *response = std::move(*r);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Verify(grpc::ServerContext* ctx, const v1::VerifyRequest*, v1::VerifyResponse* response) override {
+    Caller caller;
+    if (auto s = gate_.Check(*ctx, "/egressguard.v1.Audit/Verify", {Role::kAuditor}, &caller); !s.ok()) return s;
+    auto r = gate_.store().Verify();
+    if (!r.ok()) return ToGrpc(r.status());
+    *response = std::move(*r);
+    return grpc::Status::OK;
+  }
+
+ private:
+  Gate& gate_;
+};
+
+}  // namespace
+
+struct StoreServer::Impl {
+  StoreServerOptions options;
+  StorePtr store;
+  std::unique_ptr<Gate> gate;
+  std::unique_ptr<IngestService> ingest;
+  std::unique_ptr<QueryService> query;
+  std::unique_ptr<RuleAdminService> rules;
+  std::unique_ptr<AuditService> audit;
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;
+  std::string host;
+
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stopped = false;
+  std::thread retention;
+
+  void RetentionLoop() {
+    std::unique_lock lock(mu);
+    for (;;) {
+      lock.unlock();
+      (void)store->ApplyRetention(options.retention_days, "store");
+      lock.lock();
+      if (cv.wait_for(lock, std::chrono::hours(1), [&] { return stopped; })) return;
+    }
+  }
+};
+
+StoreServer::StoreServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+StoreServer::~StoreServer() { Stop(); }
+
+absl::StatusOr<std::unique_ptr<StoreServer>> StoreServer::Start(const StoreServerOptions& options) {
+  if (options.db_path.empty()) return absl::InvalidArgumentError("no database file given (--db FILE)");
+  auto creds = MakeServerCredentials(options.listen, options.tls);
+  if (!creds.ok()) return creds.status();
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  Store::Options so;
+  so.path = options.db_path;
+  auto store = Store::Open(so);
+  if (!store.ok()) return store.status();
+  impl->store = std::move(*store);
+  impl->gate = std::make_unique<Gate>(*impl->store);
+  impl->ingest = std::make_unique<IngestService>(*impl->gate);
+  impl->query = std::make_unique<QueryService>(*impl->gate);
+  impl->rules = std::make_unique<RuleAdminService>(*impl->gate, options.compile_check);
+  impl->audit = std::make_unique<AuditService>(*impl->gate);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen, *creds, &impl->port);
+  builder.RegisterService(impl->ingest.get());
+  builder.RegisterService(impl->query.get());
+  builder.RegisterService(impl->rules.get());
+  builder.RegisterService(impl->audit.get());
+  impl->server = builder.BuildAndStart();
+  if (!impl->server || impl->port == 0) {
+    return absl::UnavailableError(fmt::format("cannot listen on {}", options.listen));
+  }
+  auto colon = options.listen.rfind(':');
+  impl->host = colon == std::string::npos ? options.listen : options.listen.substr(0, colon);
+  if (impl->host == "0.0.0.0" || impl->host.empty()) impl->host = "127.0.0.1";
+  if (impl->host == "[::]") impl->host = "[::1]";
+  if (options.retention_days > 0) {
+    Impl* raw = impl.get();
+    impl->retention = std::thread([raw] { raw->RetentionLoop(); });
+  }
+  return std::unique_ptr<StoreServer>(new StoreServer(std::move(impl)));
+}
+
+int StoreServer::port() const { return impl_->port; }
+std::string StoreServer::address() const { return fmt::format("{}:{}", impl_->host, impl_->port); }
+Store& StoreServer::store() { return *impl_->store; }
+
+void StoreServer::Wait() {
+  std::unique_lock lock(impl_->mu);
+  impl_->cv.wait(lock, [&] { return impl_->stopped; });
+}
+
+void StoreServer::Stop() {
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->stopped) return;
+    impl_->stopped = true;
+  }
+  impl_->cv.notify_all();
+  impl_->store->Shutdown();  // ends WatchActive streams
+  impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  if (impl_->retention.joinable()) impl_->retention.join();
+}
+
+}  // namespace egressguard::store

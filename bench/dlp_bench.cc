@@ -1,0 +1,400 @@
+// DLP engine throughput, in one run and on one core: the engine with the whole default
+// pack (validators, context, counting) against one straightforward Hyperscan streaming
+// database of the same patterns, RE2::Set and std::regex, over a generated corpus of
+// realistic bodies (JSON, forms, logs, CSV, HTML) with sparse PII.
+//
+//   dlp_bench [--mib N] [--pack DIR] [--chunk BYTES]
+#include <hs/hs.h>
+#include <re2/re2.h>
+#include <re2/set.h>
+
+#include <time.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "dlp/engine.h"
+#include "dlp/validators.h"
+#include "rules/pack_loader.h"
+
+namespace {
+
+// Thread CPU time: on a shared, loaded machine wall-clock time measures the neighbours;
+// CPU time of this one thread is the single-core cost.
+struct Clock {
+  using time_point = double;
+  static double now() {
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+  }
+};
+using egressguard::dlp::Engine;
+using egressguard::dlp::EngineOptions;
+using egressguard::dlp::EnginePtr;
+using egressguard::dlp::Scanner;
+
+double Seconds(double a, double b) { return b - a; }
+
+// Deterministic generator (xorshift64*), so every run scans the same bytes.
+class Rng {
+ public:
+  uint64_t Next() {
+    s_ ^= s_ >> 12;
+    s_ ^= s_ << 25;
+    s_ ^= s_ >> 27;
+    return s_ * 2685821657736338717ull;
+  }
+  uint64_t Below(uint64_t n) { return Next() % n; }
+  bool OneIn(uint64_t n) { return Below(n) == 0; }
+
+ private:
+  uint64_t s_ = 0x9e3779b97f4a7c15ull;
+};
+
+const char* const kWords[] = {
+    "order", "customer", "shipping", "invoice", "account", "status", "payment", "delivery", "product", "service",
+    "update", "request", "response", "session", "cart", "checkout", "the", "and", "with", "for", "from", "this",
+    "that", "will", "please", "thanks", "meeting", "report", "quarterly", "budget", "review", "team", "project",
+    "Zürich", "Genève", "Bern", "Basel", "Lausanne", "Müller", "Meier", "Schmid", "Keller", "Weber", "Huber",
+    "Anna", "Luca", "Noah", "Mia", "Elena", "Marco", "available", "pending", "shipped", "returned", "cancelled",
+    "lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit", "sed", "eiusmod", "tempor"};
+constexpr size_t kWordCount = sizeof(kWords) / sizeof(kWords[0]);
+
+std::string Words(Rng& r, int n) {
+  std::string s;
+  for (int i = 0; i < n; ++i) {
+    if (i) s += ' ';
+    s += kWords[r.Below(kWordCount)];
+  }
+  return s;
+}
+
+std::string Digits(Rng& r, int n) {
+  std::string s;
+  for (int i = 0; i < n; ++i) s.push_back(static_cast<char>('0' + r.Below(10)));
+  return s;
+}
+
+std::string Hex(Rng& r, int n) {
+  static const char kHex[] = "0123456789abcdef";
+  std::string s;
+  for (int i = 0; i < n; ++i) s.push_back(kHex[r.Below(16)]);
+  return s;
+}
+
+std::string Uuid(Rng& r) { return Hex(r, 8) + "-" + Hex(r, 4) + "-4" + Hex(r, 3) + "-a" + Hex(r, 3) + "-" + Hex(r, 12); }
+
+std::string Timestamp(Rng& r) {
+  char b[64];
+  std::snprintf(b, sizeof b, "2026-%02d-%02dT%02d:%02d:%02d.%03dZ", static_cast<int>(1 + r.Below(12)),
+                static_cast<int>(1 + r.Below(28)), static_cast<int>(r.Below(24)), static_cast<int>(r.Below(60)),
+                static_cast<int>(r.Below(60)), static_cast<int>(r.Below(1000)));
+  return b;
+}
+
+std::string Price(Rng& r) { return std::to_string(1 + r.Below(5000)) + "." + Digits(r, 2); }
+
+// One valid-looking PII value (most validate; the engine must check all of them).
+std::string Pii(Rng& r) {
+  switch (r.Below(7)) {
+    case 0: return "4111 1111 1111 1111";
+    case 1: return "CH93 0076 2011 6238 5295 7";
+    case 2: return kWords[r.Below(kWordCount)] + std::string(".") + kWords[r.Below(kWordCount)] + "@corp-mail.ch";
+    case 3: return "+41 44 668 18 00";
+    case 4: return "756.9217.0769.85";
+    case 5: return "536-90-4399";
+    default: return "AKIA2E3X7PQRS4TUVWXY";
+  }
+}
+
+std::string JsonBody(Rng& r) {
+  std::string s = "{\"id\":" + Digits(r, 7) + ",\"uuid\":\"" + Uuid(r) + "\",\"created_at\":\"" + Timestamp(r) +
+                  "\",\"customer\":{\"name\":\"" + Words(r, 2) + "\",\"city\":\"" + kWords[33 + r.Below(6)] +
+                  "\",\"country\":\"CH\",\"customer_no\":\"C-" + Digits(r, 8) + "\"},\"items\":[";
+  int n = 1 + static_cast<int>(r.Below(40));
+  for (int i = 0; i < n; ++i) {
+    if (i) s += ",";
+    s += "{\"sku\":\"SKU-" + Digits(r, 6) + "\",\"qty\":" + std::to_string(1 + r.Below(9)) + ",\"price\":" + Price(r) +
+         ",\"title\":\"" + Words(r, 4) + "\",\"updated\":\"" + Timestamp(r) + "\"}";
+  }
+  s += "],\"status\":\"" + std::string(kWords[50 + r.Below(5)]) + "\",\"note\":\"" + Words(r, 12) + "\"}";
+  return s;
+}
+
+std::string FormBody(Rng& r) {
+  return "grant_type=password&username=" + std::string(kWords[r.Below(kWordCount)]) + "&client_id=web-" +
+         Hex(r, 8) + "&redirect_uri=https%3A%2F%2Fapp.corp.ch%2Fcallback%3Fsession%3D" + Hex(r, 16) +
+         "&state=" + Hex(r, 24) + "&amount=" + Price(r) + "&comment=" + Words(r, 6) + "&ts=" + Digits(r, 10);
+}
+
+std::string LogBody(Rng& r) {
+  std::string s;
+  int n = 5 + static_cast<int>(r.Below(120));
+  static const char* const kLevels[] = {"INFO", "DEBUG", "WARN", "ERROR"};
+  for (int i = 0; i < n; ++i) {
+    s += Timestamp(r) + " " + kLevels[r.Below(4)] + " [worker-" + std::to_string(r.Below(16)) + "] GET /api/v2/" +
+         kWords[r.Below(10)] + "/" + Digits(r, 6) + " " + std::to_string(200 + r.Below(5) * 100) + " " +
+         std::to_string(r.Below(900)) + "ms ip=10." + std::to_string(r.Below(255)) + "." +
+         std::to_string(r.Below(255)) + "." + std::to_string(r.Below(255)) + " trace=" + Hex(r, 32) + " msg=\"" +
+         Words(r, 5) + "\"\n";
+  }
+  return s;
+}
+
+std::string CsvBody(Rng& r) {
+  std::string s = "id,date,amount,currency,sku,qty,warehouse\n";
+  int n = 10 + static_cast<int>(r.Below(300));
+  for (int i = 0; i < n; ++i) {
+    s += Digits(r, 6) + ",2026-" + std::to_string(10 + r.Below(3)) + "-" + std::to_string(10 + r.Below(18)) + "," +
+         Price(r) + ",CHF,SKU-" + Digits(r, 6) + "," + std::to_string(r.Below(50)) + "," + kWords[33 + r.Below(6)] +
+         "\n";
+  }
+  return s;
+}
+
+std::string HtmlBody(Rng& r) {
+  std::string s = "<!DOCTYPE html><html><head><title>" + Words(r, 4) +
+                  "</title><link rel=\"stylesheet\" href=\"/static/app." + Hex(r, 8) + ".css\"></head><body>\n";
+  int n = 3 + static_cast<int>(r.Below(40));
+  for (int i = 0; i < n; ++i) {
+    s += "  <div class=\"product-card\" data-id=\"" + Digits(r, 6) + "\">\n    <h2>" + Words(r, 3) +
+         "</h2>\n    <p class=\"price\">CHF " + Price(r) + "</p>\n    <p>" + Words(r, 20) + "</p>\n    <a href=\"/p/" +
+         Digits(r, 6) + "?ref=" + Hex(r, 8) + "\">" + Words(r, 2) + "</a>\n  </div>\n";
+  }
+  return s + "</body></html>\n";
+}
+
+std::vector<std::string> Corpus(size_t target_bytes, size_t* total) {
+  Rng r;
+  std::vector<std::string> msgs;
+  *total = 0;
+  while (*total < target_bytes) {
+    std::string m;
+    switch (r.Below(5)) {
+      case 0: m = JsonBody(r); break;
+      case 1: m = FormBody(r); break;
+      case 2: m = LogBody(r); break;
+      case 3: m = CsvBody(r); break;
+      default: m = HtmlBody(r); break;
+    }
+    if (r.OneIn(20)) {  // sparse PII: one message in twenty carries a value
+      size_t at = r.Below(m.size());
+      while (at < m.size() && m[at] != ' ' && m[at] != ',' && m[at] != '\n') ++at;
+      m.insert(at, " " + Pii(r) + " ");
+    }
+    *total += m.size();
+    msgs.push_back(std::move(m));
+  }
+  return msgs;
+}
+
+struct Row {
+  std::string name;
+  uint64_t bytes;
+  double secs;
+};
+
+void PrintRow(const Row& row, double baseline_gbps) {
+  double gbps = row.bytes / row.secs / 1e9;
+  std::printf("%-58s %10.1f MiB %8.3f s %8.3f GB/s %7.2fx\n", row.name.c_str(), row.bytes / 1048576.0, row.secs, gbps,
+              baseline_gbps > 0 ? gbps / baseline_gbps : 0.0);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  size_t mib = 256;
+  size_t chunk = 64 << 10;
+  std::string pack_dir = EGRESSGUARD_DEFAULT_PACK_DIR;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--mib")) mib = std::strtoul(argv[i + 1], nullptr, 10);
+    if (!std::strcmp(argv[i], "--pack")) pack_dir = argv[i + 1];
+    if (!std::strcmp(argv[i], "--chunk")) chunk = std::strtoul(argv[i + 1], nullptr, 10);
+  }
+  egressguard::rules::LoadOptions load;
+  load.known_validator = [](std::string_view n) { return egressguard::dlp::FindValidator(n) != nullptr; };
+  auto pack = egressguard::rules::LoadPackAny(pack_dir, load);
+  if (!pack.ok()) {
+    std::fprintf(stderr, "pack: %s\n", std::string(pack.status().message()).c_str());
+    return 2;
+  }
+
+  size_t total = 0;
+  auto t0 = Clock::now();
+  std::vector<std::string> corpus = Corpus(mib << 20, &total);
+  std::printf("corpus: %zu messages, %.1f MiB, generated in %.1f s; feed chunk %zu bytes\n", corpus.size(),
+              total / 1048576.0, Seconds(t0, Clock::now()), chunk);
+
+  // Compile time (best of 3) and stream state.
+  EngineOptions options;
+  options.fingerprint_key = "bench";
+  options.decode = false;
+  double best_compile = 1e9;
+  EnginePtr engine;
+  for (int i = 0; i < 3; ++i) {
+    auto c0 = Clock::now();
+    auto e = Engine::Compile(*pack, options);
+    best_compile = std::min(best_compile, Seconds(c0, Clock::now()));
+    if (!e.ok()) {
+      std::fprintf(stderr, "compile: %s\n", std::string(e.status().message()).c_str());
+      return 2;
+    }
+    engine = *e;
+  }
+  EngineOptions decode_options = options;
+  decode_options.decode = true;
+  EnginePtr decode_engine = *Engine::Compile(*pack, decode_options);
+
+  // The patterns, for the peers.
+  std::vector<std::string> patterns;
+  std::vector<unsigned> flags;
+  for (const auto& rule : pack->rules()) {
+    if (!rule.enabled() || rule.category() == "bulk_pii") continue;
+    for (const auto& p : rule.patterns()) {
+      patterns.push_back(p);
+      flags.push_back(rule.case_insensitive() ? HS_FLAG_CASELESS : 0u);
+    }
+  }
+
+  auto run_engine = [&](const EnginePtr& e, const std::vector<std::string>& msgs, uint64_t* findings) {
+    Scanner scanner;
+    uint64_t bytes = 0;
+    *findings = 0;
+    auto s0 = Clock::now();
+    for (const auto& m : msgs) {
+      auto scan = scanner.Open(e, {});
+      for (size_t at = 0; at < m.size(); at += chunk) scan->Feed(std::string_view(m).substr(at, chunk));
+      *findings += scan->Finish().findings.size();
+      bytes += m.size();
+    }
+    return Row{"", bytes, Seconds(s0, Clock::now())};
+  };
+
+  uint64_t findings = 0;
+  Row eng = run_engine(engine, corpus, &findings);
+  eng.name = "egressguard engine, default pack + validators (raw bytes)";
+  uint64_t dec_findings = 0;
+  Row dec = run_engine(decode_engine, corpus, &dec_findings);
+  dec.name = "egressguard engine, same + content decoders";
+
+  // One straightforward streaming database of the same patterns, no validators.
+  std::vector<const char*> cpats;
+  std::vector<unsigned> ids;
+  for (size_t i = 0; i < patterns.size(); ++i) {
+    cpats.push_back(patterns[i].c_str());
+    ids.push_back(static_cast<unsigned>(i));
+  }
+  hs_database_t* db = nullptr;
+  hs_compile_error_t* err = nullptr;
+  auto h0 = Clock::now();
+  if (hs_compile_multi(cpats.data(), flags.data(), ids.data(), static_cast<unsigned>(cpats.size()), HS_MODE_STREAM,
+                       nullptr, &db, &err) != HS_SUCCESS) {
+    std::fprintf(stderr, "hs: %s\n", err->message);
+    return 2;
+  }
+  double raw_compile = Seconds(h0, Clock::now());
+  size_t raw_state = 0;
+  hs_stream_size(db, &raw_state);
+  hs_scratch_t* scratch = nullptr;
+  hs_alloc_scratch(db, &scratch);
+  uint64_t raw_matches = 0;
+  auto count = [](unsigned, unsigned long long, unsigned long long, unsigned, void* ctx) -> int {
+    ++*static_cast<uint64_t*>(ctx);
+    return 0;
+  };
+  auto r0 = Clock::now();
+  for (const auto& m : corpus) {
+    hs_stream_t* st = nullptr;
+    hs_open_stream(db, 0, &st);
+    for (size_t at = 0; at < m.size(); at += chunk) {
+      size_t n = std::min(chunk, m.size() - at);
+      hs_scan_stream(st, m.data() + at, static_cast<unsigned>(n), 0, scratch, count, &raw_matches);
+    }
+    hs_close_stream(st, scratch, count, &raw_matches);
+  }
+  Row raw{"raw Hyperscan, one streaming db, same patterns, no validators", total, Seconds(r0, Clock::now())};
+
+  // Slices for the slow peers.
+  auto slice = [&](size_t bytes) {
+    std::vector<std::string> s;
+    size_t n = 0;
+    for (const auto& m : corpus) {
+      if (n >= bytes) break;
+      s.push_back(m);
+      n += m.size();
+    }
+    return s;
+  };
+
+  RE2::Options ro;
+  ro.set_encoding(RE2::Options::EncodingLatin1);
+  ro.set_max_mem(1ll << 30);
+  ro.set_never_capture(true);
+  ro.set_log_errors(false);
+  RE2::Set set(ro, RE2::UNANCHORED);
+  int added = 0;
+  for (const auto& p : patterns) {
+    std::string e;
+    if (set.Add(p, &e) >= 0) ++added;
+  }
+  set.Compile();
+  auto re2_slice = slice(32 << 20);
+  uint64_t re2_bytes = 0;
+  uint64_t re2_hits = 0;
+  auto e0 = Clock::now();
+  std::vector<int> hits;
+  for (const auto& m : re2_slice) {
+    if (set.Match(m, &hits)) re2_hits += hits.size();
+    re2_bytes += m.size();
+  }
+  Row re2{"RE2::Set, same patterns (" + std::to_string(added) + " accepted), 32 MiB slice", re2_bytes,
+          Seconds(e0, Clock::now())};
+
+  std::string alternation;
+  int std_added = 0;
+  for (const auto& p : patterns) {
+    try {
+      std::regex test(p);
+      if (!alternation.empty()) alternation += "|";
+      alternation += "(?:" + p + ")";
+      ++std_added;
+    } catch (const std::regex_error&) {
+    }
+  }
+  std::regex re(alternation, std::regex::optimize);
+  auto std_slice = slice(1 << 20);
+  uint64_t std_bytes = 0;
+  uint64_t std_hits = 0;
+  auto x0 = Clock::now();
+  for (const auto& m : std_slice) {
+    for (auto it = std::sregex_iterator(m.begin(), m.end(), re); it != std::sregex_iterator(); ++it) ++std_hits;
+    std_bytes += m.size();
+  }
+  Row stdre{"std::regex, one alternation (" + std::to_string(std_added) + " patterns), 1 MiB slice", std_bytes,
+            Seconds(x0, Clock::now())};
+
+  double base = raw.bytes / raw.secs / 1e9;
+  std::printf("\n%-58s %14s %10s %13s %8s\n", "scanner (one thread, CPU time)", "bytes", "cpu", "throughput",
+              "vs raw");
+  PrintRow(eng, base);
+  PrintRow(dec, base);
+  PrintRow(raw, base);
+  PrintRow(re2, base);
+  PrintRow(stdre, base);
+  std::printf("\nengine: %zu patterns (%zu rules), compile %.3f s (best of 3), stream state %zu bytes/stream\n",
+              patterns.size(), static_cast<size_t>(pack->rules_size()), best_compile, engine->stream_state_bytes());
+  std::printf("raw db: compile %.3f s, stream state %zu bytes/stream\n", raw_compile, raw_state);
+  std::printf("findings: engine %llu, engine+decoders %llu; raw hs matches %llu; re2 hits %llu; std::regex hits %llu\n",
+              static_cast<unsigned long long>(findings), static_cast<unsigned long long>(dec_findings),
+              static_cast<unsigned long long>(raw_matches), static_cast<unsigned long long>(re2_hits),
+              static_cast<unsigned long long>(std_hits));
+  hs_free_scratch(scratch);
+  hs_free_database(db);
+  return 0;
+}

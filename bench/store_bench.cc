@@ -1,0 +1,190 @@
+// Compliance store: ingest throughput (batched, one writer thread) and Query latency
+// p50/p99 for the common filters over N stored verdicts. A CLI that prints a table:
+//   store_bench [--count 1000000] [--batch 1000] [--queries 200] [--db /tmp/store_bench.db]
+// Runs in-process against egressguard::store::Store (sqlite, WAL, synchronous=FULL),
+// so it measures the store, not gRPC. The database file is deleted before the run.
+#include <fmt/format.h>
+#include <google/protobuf/util/time_util.h>
+
+#include <time.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "appliance/store/store.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using egressguard::rules::v1::Action;
+namespace v1 = egressguard::v1;
+
+const char* kCategories[] = {"credit_card", "iban", "email", "ahv", "us_ssn", "", "", "", "", ""};
+
+v1::Verdict Make(uint64_t i, int64_t base_s, std::mt19937_64& rng) {
+  v1::Verdict v;
+  v.set_id(fmt::format("bench-{:012}", i));
+  *v.mutable_time() = google::protobuf::util::TimeUtil::SecondsToTimestamp(base_s + static_cast<int64_t>(i / 20));
+  v.set_appliance(fmt::format("appliance-{}", i % 4));
+  v.set_client_address(fmt::format("10.{}.{}.{}", rng() % 4, rng() % 250, rng() % 250));
+  v.set_workload(fmt::format("ns{}/svc{}", rng() % 20, rng() % 50));
+  v.set_host(fmt::format("host{}.example.com", rng() % 2000));
+  v.set_port(443);
+  v.set_method("POST");
+  v.set_path("/api/v1/upload");
+  v.set_mode("bump");
+  v.set_bytes_out(rng() % 100000);
+  v.set_bytes_in(rng() % 10000);
+  v.set_rule_pack_version(i < 500000 ? "2026.11.1" : "2026.11.2");
+  const char* cat = kCategories[rng() % 10];
+  if (*cat) {
+    auto* f = v.add_findings();
+    f->set_rule_id(fmt::format("{}.r{}", cat, rng() % 3));
+    f->set_category(cat);
+    f->set_count(1 + rng() % 5);
+    f->set_evidence("**** **** **** 1111");
+    f->set_fingerprint(fmt::format("{:016x}{:016x}{:016x}{:016x}", rng(), rng(), rng(), rng()));
+    v.set_action(rng() % 10 == 0 ? egressguard::rules::v1::BLOCK : egressguard::rules::v1::ALERT);
+  } else {
+    v.set_action(egressguard::rules::v1::ALLOW);
+  }
+  return v;
+}
+
+double Pct(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  uint64_t count = 1000000;
+  size_t batch = 1000;
+  int queries = 200;
+  std::string db = "/tmp/store_bench.db";
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--count")) count = std::stoull(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--batch")) batch = std::stoul(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--queries")) queries = std::stoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--db")) db = argv[i + 1];
+  }
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db + suffix);
+  auto store = egressguard::store::Store::Open({db, 4, nullptr});
+  if (!store.ok()) {
+    std::fprintf(stderr, "open: %s\n", std::string(store.status().message()).c_str());
+    return 2;
+  }
+  std::mt19937_64 rng(42);
+  const int64_t base_s = 1'790'000'000;
+
+  // Ingest: verdicts are built outside the timed section; the timer covers Store::Ingest.
+  double ingest_s = 0, ingest_cpu_s = 0;
+  auto cpu_now = [] {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+  };
+  for (uint64_t done = 0; done < count;) {
+    std::vector<v1::Verdict> b;
+    for (size_t j = 0; j < batch && done < count; ++j, ++done) b.push_back(Make(done, base_s, rng));
+    auto t0 = Clock::now();
+    const double c0 = cpu_now();
+    auto r = (*store)->Ingest(std::move(b));
+    ingest_cpu_s += cpu_now() - c0;  // the writer thread's work; the caller only waits
+    ingest_s += std::chrono::duration<double>(Clock::now() - t0).count();
+    if (!r.ok()) {
+      std::fprintf(stderr, "ingest: %s\n", std::string(r.status().message()).c_str());
+      return 2;
+    }
+  }
+  std::printf("| measurement | value |\n|---|---|\n");
+  std::printf("| ingest, %llu verdicts, batches of %zu | %.0f verdicts/s (%.1f s) |\n",
+              static_cast<unsigned long long>(count), batch, static_cast<double>(count) / ingest_s, ingest_s);
+  std::printf("| ingest per CPU-second (one core, excludes waiting for the CPU/disk) | %.0f verdicts/s (%.1f CPU s) |\n",
+              static_cast<double>(count) / ingest_cpu_s, ingest_cpu_s);
+  std::printf("| database size | %.0f MiB |\n",
+              static_cast<double>(std::filesystem::file_size(db) + std::filesystem::file_size(db + "-wal")) /
+                  (1 << 20));
+
+  struct Case {
+    const char* name;
+    std::function<void(v1::QueryRequest&, std::mt19937_64&)> fill;
+  };
+  const int64_t span_s = static_cast<int64_t>(count / 20);
+  std::vector<Case> cases = {
+      {"newest 100, no filter", [](v1::QueryRequest&, std::mt19937_64&) {}},
+      {"host = X", [](v1::QueryRequest& q, std::mt19937_64& r) {
+         q.mutable_filter()->set_host(fmt::format("host{}.example.com", r() % 2000));
+       }},
+      {"client = X", [](v1::QueryRequest& q, std::mt19937_64& r) {
+         q.mutable_filter()->set_client_address(fmt::format("10.{}.{}.{}", r() % 4, r() % 250, r() % 250));
+       }},
+      {"category = credit_card", [](v1::QueryRequest& q, std::mt19937_64&) {
+         q.mutable_filter()->set_category("credit_card");
+       }},
+      {"rule = iban.r1", [](v1::QueryRequest& q, std::mt19937_64&) { q.mutable_filter()->set_rule_id("iban.r1"); }},
+      {"action = BLOCK", [](v1::QueryRequest& q, std::mt19937_64&) {
+         q.mutable_filter()->set_action(egressguard::rules::v1::BLOCK);
+       }},
+      {"last hour + category = iban", [&](v1::QueryRequest& q, std::mt19937_64&) {
+         q.mutable_filter()->set_category("iban");
+         *q.mutable_filter()->mutable_since() =
+             google::protobuf::util::TimeUtil::SecondsToTimestamp(base_s + span_s - 3600);
+       }},
+      {"workload = X, 1 day window", [&](v1::QueryRequest& q, std::mt19937_64& r) {
+         q.mutable_filter()->set_workload(fmt::format("ns{}/svc{}", r() % 20, r() % 50));
+         int64_t start = base_s + static_cast<int64_t>(r() % static_cast<uint64_t>(std::max<int64_t>(span_s, 1)));
+         *q.mutable_filter()->mutable_since() = google::protobuf::util::TimeUtil::SecondsToTimestamp(start);
+         *q.mutable_filter()->mutable_until() = google::protobuf::util::TimeUtil::SecondsToTimestamp(start + 86400);
+       }},
+      {"pack version + action = ALERT, page 2", [&](v1::QueryRequest& q, std::mt19937_64&) {
+         q.mutable_filter()->set_rule_pack_version("2026.11.1");
+         q.mutable_filter()->set_action(egressguard::rules::v1::ALERT);
+         auto first = (*store)->Query(q);
+         if (first.ok()) q.set_page_token(first->next_page_token());
+       }},
+  };
+  std::printf("\n| Query (page of 100, newest first) | p50 ms | p99 ms | rows |\n|---|---|---|---|\n");
+  for (const auto& c : cases) {
+    std::vector<double> ms;
+    size_t rows = 0;
+    for (int i = 0; i < queries; ++i) {
+      v1::QueryRequest q;
+      q.set_page_size(100);
+      c.fill(q, rng);
+      auto t0 = Clock::now();
+      auto r = (*store)->Query(q);
+      ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+      if (!r.ok()) {
+        std::fprintf(stderr, "%s: %s\n", c.name, std::string(r.status().message()).c_str());
+        return 2;
+      }
+      rows += static_cast<size_t>(r->verdicts_size());
+    }
+    std::printf("| %s | %.2f | %.2f | %.0f |\n", c.name, Pct(ms, 0.5), Pct(ms, 0.99),
+                static_cast<double>(rows) / queries);
+  }
+  std::printf("\n| Stats over all verdicts (full aggregate) | ms |\n|---|---|\n");
+  for (auto g : {v1::CATEGORY, v1::DESTINATION, v1::DAY, v1::ACTION}) {
+    v1::StatsRequest s;
+    s.set_group_by(g);
+    auto t0 = Clock::now();
+    auto r = (*store)->Stats(s);
+    double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    std::printf("| group by %s | %.0f (%d rows) |\n", v1::GroupBy_Name(g).c_str(), ms, r.ok() ? r->rows_size() : -1);
+  }
+  auto t0 = Clock::now();
+  auto verify = (*store)->Verify();
+  std::printf("| Verify (both chains) | %.0f (%s) |\n",
+              std::chrono::duration<double, std::milli>(Clock::now() - t0).count(),
+              verify.ok() && verify->ok() ? "ok" : "FAILED");
+  return 0;
+}

@@ -1,0 +1,11 @@
+#include "ca/leaf_minter.h"
+
+namespace egressguard::ca {
+
+Leaf::~Leaf() {
+  X509_free(cert);
+  EVP_PKEY_free(key);
+  sk_X509_pop_free(chain, X509_free);
+}
+
+}  // namespace egressguard::ca

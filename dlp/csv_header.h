@@ -1,0 +1,42 @@
+#pragma once
+// Recognizes a CSV/TSV export whose header line names PII columns ("email",
+// "iban", "card_number"...) and counts its data rows, so a customer table leaving as a
+// spreadsheet is bulk PII even where single values would not validate.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace egressguard::dlp {
+
+class CsvHeaderDetector {
+ public:
+  // `keywords`: lower-case column-name keywords (the bulk_pii rule's context keywords).
+  explicit CsvHeaderDetector(const std::vector<std::string>* keywords) : keywords_(keywords) {}
+
+  void Feed(std::string_view chunk);
+  void Finish();
+
+  bool is_pii_csv() const { return state_ == State::kRows; }
+  uint64_t rows() const { return rows_ + (line_open_ ? 1 : 0); }
+  // The PII columns the header named (for evidence), comma-separated.
+  const std::string& pii_columns() const { return pii_columns_; }
+
+ private:
+  enum class State { kHeader, kRows, kNotCsv };
+  void DecideHeader();
+
+  const std::vector<std::string>* keywords_;
+  State state_ = State::kHeader;
+  std::string header_;
+  std::string pii_columns_;
+  uint64_t rows_ = 0;
+  bool line_open_ = false;  // a data line has started and not yet ended
+};
+
+// Exposed for tests: the PII columns of one header line ("" when it is not a CSV header
+// naming at least one of `keywords`).
+std::string PiiColumnsOfHeader(std::string_view line, const std::vector<std::string>& keywords);
+
+}  // namespace egressguard::dlp

@@ -1,0 +1,256 @@
+// Streaming decompression (zlib for gzip/deflate, libbrotli, libzstd) with bomb guards.
+// Every library allocates through a counting allocator charged to the message's
+// Context, so a hostile window size fails as undecodable instead of growing memory.
+
+#include <zlib.h>
+#define ZSTD_STATIC_LINKING_ONLY  // ZSTD_createDCtx_advanced: custom allocator
+#include <brotli/decode.h>
+#include <fmt/format.h>
+#include <zstd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "dlp/decode/decoders.h"
+
+namespace egressguard::dlp::decode {
+namespace {
+
+constexpr size_t kOutChunk = 16 << 10;
+constexpr uint64_t kBombMinOutput = 1 << 20;  // ratios below this much output are not judged
+constexpr int kZstdWindowLogMax = 23;         // 8 MiB, what RFC 8878 asks decoders to support
+
+// malloc with a 16-byte header holding the size, charged against the Context's budget.
+void* CountedAlloc(Context* ctx, size_t n) {
+  if (n > ctx->limits.max_memory_bytes || ctx->codec_bytes + n > ctx->limits.max_memory_bytes) return nullptr;
+  void* p = std::malloc(n + 16);
+  if (p == nullptr) return nullptr;
+  std::memcpy(p, &n, sizeof n);
+  ctx->codec_bytes += n;
+  return static_cast<char*>(p) + 16;
+}
+
+void CountedFree(Context* ctx, void* q) {
+  if (q == nullptr) return;
+  char* p = static_cast<char*>(q) - 16;
+  size_t n;
+  std::memcpy(&n, p, sizeof n);
+  ctx->codec_bytes -= n;
+  std::free(p);
+}
+
+class Decompressor final : public Decoder {
+ public:
+  Decompressor(Codec codec, Layer& out, const DocHint& out_hint)
+      : codec_(codec), out_(out), ctx_(out.ctx()), buf_(new char[kOutChunk]) {
+    out_.BeginDocument(out_hint);
+  }
+
+  ~Decompressor() override { Release(); }
+
+  void Put(const Src& in) override {
+    if (in.empty() || failed_ || ctx_.stopped) return;
+    if (!started_) {
+      started_ = true;
+      start_ = in.SpanOf(0, 1).begin;
+      last_end_ = in.SpanOf(0, 1).end;
+      if (!Init(in.bytes())) return;
+    }
+    size_t pos = 0;
+    while (pos < in.size() && !failed_ && !ctx_.stopped) {
+      if (ended_) {
+        // gzip allows members back to back; anything else after the end is smuggled data.
+        if (codec_ == Codec::kGzip && static_cast<uint8_t>(in.data()[pos]) == 0x1f && inflateReset(&z_) == Z_OK) {
+          ended_ = false;
+        } else {
+          Fail(in, pos + 1, fmt::format("data after the end of the {} stream", CodecName(codec_)));
+          return;
+        }
+      }
+      pos = Step(in, pos);
+    }
+  }
+
+  void Finish() override {
+    const bool complete = codec_ == Codec::kZstd ? zstd_frame_done_ : ended_;
+    if (started_ && !failed_ && !complete && !ctx_.stopped) {
+      ctx_.Undecodable({start_, last_end_}, fmt::format("truncated {} stream", CodecName(codec_)));
+    }
+    out_.EndDocument();
+    Release();
+  }
+
+  size_t memory_bytes() const override { return sizeof(*this) + kOutChunk; }
+
+ private:
+  bool Init(std::string_view first) {
+    ctx_ptr_ = &ctx_;
+    switch (codec_) {
+      case Codec::kGzip:
+      case Codec::kZlib:
+      case Codec::kRawDeflate:
+      case Codec::kDeflate: {
+        int bits = 15;
+        if (codec_ == Codec::kGzip) bits = 15 + 16;
+        if (codec_ == Codec::kRawDeflate) bits = -15;
+        // HTTP "deflate" is meant to be zlib, but raw deflate is common in the wild.
+        if (codec_ == Codec::kDeflate && !LooksLikeZlib(first)) bits = -15;
+        z_ = {};
+        z_.zalloc = [](voidpf o, uInt items, uInt size) -> voidpf {
+          return CountedAlloc(static_cast<Context*>(o), static_cast<size_t>(items) * size);
+        };
+        z_.zfree = [](voidpf o, voidpf p) { CountedFree(static_cast<Context*>(o), p); };
+        z_.opaque = ctx_ptr_;
+        if (inflateInit2(&z_, bits) != Z_OK) return InitFailed();
+        z_live_ = true;
+        return true;
+      }
+      case Codec::kBrotli:
+        br_ = BrotliDecoderCreateInstance(
+            [](void* o, size_t n) { return CountedAlloc(static_cast<Context*>(o), n); },
+            [](void* o, void* p) { CountedFree(static_cast<Context*>(o), p); }, ctx_ptr_);
+        return br_ != nullptr || InitFailed();
+      case Codec::kZstd: {
+        ZSTD_customMem mem{[](void* o, size_t n) { return CountedAlloc(static_cast<Context*>(o), n); },
+                           [](void* o, void* p) { CountedFree(static_cast<Context*>(o), p); }, ctx_ptr_};
+        zstd_ = ZSTD_createDCtx_advanced(mem);
+        if (zstd_ == nullptr) return InitFailed();
+        ZSTD_DCtx_setParameter(zstd_, ZSTD_d_windowLogMax, kZstdWindowLogMax);
+        return true;
+      }
+    }
+    return InitFailed();
+  }
+
+  bool InitFailed() {
+    failed_ = true;
+    ctx_.Undecodable({start_, last_end_}, fmt::format("{} decoder: memory limit", CodecName(codec_)));
+    return false;
+  }
+
+  // Decodes from in[pos...] until the input is used up, the stream ends or fails.
+  size_t Step(const Src& in, size_t pos) {
+    const size_t n = in.size();
+    const auto* data = reinterpret_cast<const uint8_t*>(in.data());
+    while (!failed_ && !ctx_.stopped) {
+      size_t produced = 0, used = 0;
+      bool end = false, stalled = false;
+      std::string err;
+      if (codec_ == Codec::kBrotli) {
+        size_t avail_in = n - pos, avail_out = kOutChunk;
+        const uint8_t* next_in = data + pos;
+        auto* next_out = reinterpret_cast<uint8_t*>(buf_.get());
+        const BrotliDecoderResult r = BrotliDecoderDecompressStream(br_, &avail_in, &next_in, &avail_out, &next_out, nullptr);
+        used = (n - pos) - avail_in;
+        produced = kOutChunk - avail_out;
+        end = r == BROTLI_DECODER_RESULT_SUCCESS;
+        stalled = r == BROTLI_DECODER_RESULT_NEEDS_MORE_INPUT;
+        if (r == BROTLI_DECODER_RESULT_ERROR) err = BrotliDecoderErrorString(BrotliDecoderGetErrorCode(br_));
+      } else if (codec_ == Codec::kZstd) {
+        ZSTD_inBuffer ib{data + pos, n - pos, 0};
+        ZSTD_outBuffer ob{buf_.get(), kOutChunk, 0};
+        const size_t r = ZSTD_decompressStream(zstd_, &ob, &ib);
+        used = ib.pos;
+        produced = ob.pos;
+        if (ZSTD_isError(r)) {
+          err = ZSTD_getErrorName(r);
+        } else {
+          // r == 0: a frame is complete; another may follow in the same body.
+          zstd_frame_done_ = r == 0;
+          stalled = ib.pos == ib.size && ob.pos < ob.size;
+        }
+      } else {
+        z_.next_in = const_cast<Bytef*>(data + pos);
+        z_.avail_in = static_cast<uInt>(std::min<size_t>(n - pos, 1u << 30));
+        z_.next_out = reinterpret_cast<Bytef*>(buf_.get());
+        z_.avail_out = kOutChunk;
+        const size_t offered = z_.avail_in;
+        const int r = inflate(&z_, Z_NO_FLUSH);
+        used = offered - z_.avail_in;
+        produced = kOutChunk - z_.avail_out;
+        end = r == Z_STREAM_END;
+        stalled = (r == Z_OK || r == Z_BUF_ERROR) && z_.avail_in == 0 && z_.avail_out > 0;
+        if (r == Z_MEM_ERROR) err = "memory limit";
+        else if (r == Z_NEED_DICT) err = "needs a preset dictionary";
+        else if (r != Z_OK && r != Z_STREAM_END && r != Z_BUF_ERROR) err = z_.msg ? z_.msg : "corrupt data";
+        else if (r == Z_BUF_ERROR && z_.avail_in > 0) err = "no progress";
+      }
+      pos += used;
+      in_total_ += used;
+      if (pos > 0) last_end_ = std::max(last_end_, in.SpanOf(0, pos).end);
+      if (produced > 0 && !Output(produced)) return n;
+      if (!err.empty()) {
+        Fail(in, pos, fmt::format("corrupt {} stream: {}", CodecName(codec_), err));
+        return n;
+      }
+      if (end) {
+        ended_ = true;
+        return pos;
+      }
+      if (stalled || (pos == n && produced == 0)) return n;
+    }
+    return n;
+  }
+
+  bool Output(size_t produced) {
+    out_total_ += produced;
+    if (out_total_ >= kBombMinOutput && out_total_ / ctx_.limits.max_expansion_ratio > in_total_) {
+      failed_ = true;
+      ctx_.Undecodable({start_, last_end_}, fmt::format("{} expands more than {}x (decompression bomb)",
+                                                        CodecName(codec_), ctx_.limits.max_expansion_ratio));
+      return false;
+    }
+    SinglePiece piece(std::string_view(buf_.get(), produced), {start_, last_end_}, false);
+    out_.Emit(piece.src());
+    return !ctx_.stopped;
+  }
+
+  void Fail(const Src& in, size_t pos, const std::string& why) {
+    failed_ = true;
+    const uint64_t end = pos > 0 ? in.SpanOf(0, std::min(pos, in.size())).end : last_end_;
+    ctx_.Undecodable({start_, std::max(end, last_end_)}, why);
+  }
+
+  void Release() {
+    if (z_live_) inflateEnd(&z_);
+    z_live_ = false;
+    if (br_) BrotliDecoderDestroyInstance(br_);
+    br_ = nullptr;
+    if (zstd_) ZSTD_freeDCtx(zstd_);
+    zstd_ = nullptr;
+  }
+
+  const Codec codec_;
+  Layer& out_;
+  Context& ctx_;
+  void* ctx_ptr_ = nullptr;
+  std::unique_ptr<char[]> buf_;
+  z_stream z_{};
+  bool z_live_ = false;
+  BrotliDecoderState* br_ = nullptr;
+  ZSTD_DCtx* zstd_ = nullptr;
+  bool started_ = false, ended_ = false, failed_ = false;
+  bool zstd_frame_done_ = false;  // zstd bodies may hold several frames: never "ended"
+  uint64_t start_ = 0, last_end_ = 0;
+  uint64_t in_total_ = 0, out_total_ = 0;
+};
+
+}  // namespace
+
+DecoderPtr MakeDecompressor(Codec codec, Layer& out, const DocHint& out_hint) {
+  return std::make_unique<Decompressor>(codec, out, out_hint);
+}
+
+const char* CodecName(Codec c) {
+  switch (c) {
+    case Codec::kGzip: return "gzip";
+    case Codec::kDeflate: return "deflate";
+    case Codec::kZlib: return "zlib";
+    case Codec::kRawDeflate: return "raw deflate";
+    case Codec::kBrotli: return "br";
+    case Codec::kZstd: return "zstd";
+  }
+  return "?";
+}
+
+}  // namespace egressguard::dlp::decode

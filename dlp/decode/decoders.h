@@ -1,0 +1,83 @@
+#pragma once
+// The decoders a Layer can run, by kind. Each writes into the Layer given to it; the ones
+// that find separate documents in their input (base64 runs, escape windows, multipart
+// parts, compressed streams) frame them with out.BeginDocument / out.EndDocument.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "dlp/decode/layer.h"
+
+namespace egressguard::dlp::decode {
+
+// Escape decoding. kPercent: %XX; kPlus: '+' is a space (forms, URL queries); kBackslash:
+// JSON string escapes incl. \uXXXX surrogate pairs; kQuotedPrintable: =XX and soft breaks.
+enum EscapeFlags : unsigned { kPercent = 1, kPlus = 2, kBackslash = 4, kQuotedPrintable = 8 };
+
+// lazy: only windows of text around escapes are emitted (the raw layer already holds the
+// rest), each window one document; otherwise the whole input is one unframed output.
+DecoderPtr MakeUnescaper(Layer& out, unsigned flags, bool lazy);
+
+// A whole body in base64 (Content-Transfer-Encoding: base64): whitespace skipped. Unframed.
+DecoderPtr MakeBase64Body(Layer& out);
+
+// A compressed stream, framed as one document carrying out_hint.
+DecoderPtr MakeDecompressor(Codec codec, Layer& out, const DocHint& out_hint);
+
+// multipart/* split by boundary; each part one document, decoded by its own headers.
+DecoderPtr MakeMultipart(Layer& out, std::string boundary);
+
+// Base64 runs (>= 16 characters, standard or URL-safe, padded or not, e-mail style line
+// wrapped) found anywhere in a layer; each run one document of the finder's own layer.
+class Base64Finder {
+ public:
+  Base64Finder(Context& ctx, uint32_t depth);
+  ~Base64Finder();
+  void Begin();
+  void Put(const Src& in);
+  void End();
+  size_t memory_bytes() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> s_;
+};
+
+// Chooses each document's decoder from its hint and its first bytes, then feeds it.
+class TransformSlot {
+ public:
+  TransformSlot(Context& ctx, uint32_t depth);
+  ~TransformSlot();
+  void Begin(const DocHint& hint);
+  void Put(const Src& in);
+  void End();
+  size_t memory_bytes() const;
+
+ private:
+  void Decide();
+
+  Context& ctx_;
+  const uint32_t depth_;  // of the output layer
+  DocHint hint_;
+  MappedBuffer sniff_;
+  bool sniffing_ = false;
+  DecoderPtr decoder_;
+  std::unique_ptr<Layer> out_;
+};
+
+// Sniffing helpers (sniff.cc).
+bool LooksLikeGzip(std::string_view b);
+bool LooksLikeZstd(std::string_view b);
+bool LooksLikeZlib(std::string_view b);  // header check plus a trial inflate
+// key=value&... with no spaces: a form body or query string sent under another label.
+bool LooksLikeForm(std::string_view b);
+// "--boundary\r\n" at the start of a body: the boundary, or "".
+std::string SniffMultipartBoundary(std::string_view b);
+// boundary= parameter of a multipart/* content type, or "".
+std::string BoundaryParam(std::string_view content_type);
+// "gzip, br" -> decoders to run, outermost first ({kBrotli, kGzip}); unknown names go to *unknown.
+std::vector<Codec> ParseContentEncoding(std::string_view header, std::string* unknown);
+const char* CodecName(Codec c);
+
+}  // namespace egressguard::dlp::decode

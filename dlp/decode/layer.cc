@@ -1,0 +1,105 @@
+#include "dlp/decode/layer.h"
+
+#include <fmt/format.h>
+
+#include "dlp/decode/decoders.h"
+
+namespace egressguard::dlp::decode {
+
+void Context::Charge(size_t n, OrigSpan where) {
+  if (stopped) return;
+  decoded_bytes += n;
+  if (decoded_bytes > limits.max_decoded_bytes) {
+    stopped = true;
+    Undecodable(where, fmt::format("decoded size limit of {} bytes exceeded", limits.max_decoded_bytes));
+  }
+}
+
+Layer::Layer(Context& ctx, uint32_t depth) : ctx_(ctx), depth_(depth) {
+  if (depth_ < ctx_.limits.max_depth) {
+    transform_ = std::make_unique<TransformSlot>(ctx_, depth_ + 1);
+    base64_ = std::make_unique<Base64Finder>(ctx_, depth_ + 1);
+  }
+}
+
+Layer::~Layer() = default;
+
+void Layer::BeginDocument(const DocHint& hint) {
+  doc_emitted_ = false;
+  if (transform_) transform_->Begin(hint);
+  if (base64_) base64_->Begin();
+}
+
+void Layer::Emit(const Src& s, bool to_sink) {
+  if (s.empty() || ctx_.stopped) return;
+  if (to_sink && depth_ > 0) {
+    ctx_.Charge(s.size(), s.SpanOf(0, s.size()));
+    if (ctx_.stopped) return;
+    ToSink(s);
+  }
+  if (transform_) transform_->Put(s);
+  // Bytes withheld from the sink are the parent layer's own bytes: its finder saw them.
+  if (base64_ && (to_sink || depth_ == 0)) base64_->Put(s);
+}
+
+void Layer::ToSink(const Src& s) {
+  if (id_ == 0 && !id_refused_) {
+    if (ctx_.next_layer_id <= kMaxLayers) {
+      id_ = ctx_.next_layer_id++;
+    } else {
+      id_refused_ = true;
+      const OrigSpan at = s.SpanOf(0, s.size());
+      ctx_.Undecodable(at, fmt::format("more than {} decode layers", kMaxLayers));
+    }
+  }
+  if (id_refused_) return;
+  if (emitted_ && !doc_emitted_) {
+    // Documents of one layer are unrelated text: keep matches from spanning two.
+    const OrigSpan first = s.SpanOf(0, 1);
+    ctx_.sink.OnSegment(DecodedSegment{id_, "\n", first.begin, first.end, false});
+  }
+  s.ForEachRun([this](std::string_view bytes, OrigSpan span, bool linear) {
+    ctx_.sink.OnSegment(DecodedSegment{id_, bytes, span.begin, span.end, linear});
+  });
+  emitted_ = doc_emitted_ = true;
+}
+
+void Layer::EndDocument() {
+  if (transform_) transform_->End();
+  if (base64_) base64_->End();
+}
+
+size_t Layer::memory_bytes() const {
+  size_t n = sizeof(*this);
+  if (transform_) n += transform_->memory_bytes();
+  if (base64_) n += base64_->memory_bytes();
+  return n;
+}
+
+void Coalescer::Add(std::string_view bytes, OrigSpan span) {
+  if (buf_.empty()) {
+    span_ = span;
+  } else {
+    span_.begin = std::min(span_.begin, span.begin);
+    span_.end = std::max(span_.end, span.end);
+  }
+  buf_.append(bytes);
+  if (buf_.size() >= max_) Flush();
+}
+
+void Coalescer::AddLinear(const Src& s) {
+  if (s.empty()) return;
+  // Literal bytes keep their exact mapping; flushing first keeps the grouping of escapes
+  // independent of how the input was chunked.
+  Flush();
+  out_.Emit(s);
+}
+
+void Coalescer::Flush() {
+  if (buf_.empty()) return;
+  SinglePiece piece(buf_, span_, false);
+  out_.Emit(piece.src());
+  buf_.clear();
+}
+
+}  // namespace egressguard::dlp::decode

@@ -1,0 +1,104 @@
+#pragma once
+// Internal plumbing of the Normalizer: the per-message Context (limits, sink, budgets),
+// a Layer (one decoded stream: its id, its sink output and its two child slots) and the
+// Decoder interface every decoder implements.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dlp/decode/mapped.h"
+#include "dlp/decode/normalizer.h"
+
+namespace egressguard::dlp::decode {
+
+enum class Codec { kGzip, kDeflate, kZlib, kRawDeflate, kBrotli, kZstd };
+
+// What is known about a document before its bytes are seen.
+struct DocHint {
+  std::vector<Codec> encodings;  // still to undo, outermost first
+  std::string content_type;      // as sent, parameters kept (boundary is case-sensitive)
+  std::string transfer_encoding; // multipart part Content-Transfer-Encoding, lower-cased
+  std::string unsupported_encoding;  // a declared Content-Encoding no decoder handles
+  bool is_url = false;
+};
+
+struct Context {
+  Context(const NormalizerLimits& l, SegmentSink& s) : limits(l), sink(s) {}
+
+  // Counts decoded bytes; once over the limit reports it and stops all decoding.
+  void Charge(size_t n, OrigSpan where);
+  void Undecodable(OrigSpan where, const std::string& why) { sink.OnUndecodable(where.begin, where.end, why); }
+
+  NormalizerLimits limits;
+  SegmentSink& sink;
+  uint32_t next_layer_id = 1;
+  uint64_t decoded_bytes = 0;
+  bool stopped = false;   // max_decoded_bytes reached
+  size_t codec_bytes = 0; // decompressor allocations live now (see compress.cc)
+};
+
+class Layer;
+
+class Decoder {
+ public:
+  virtual ~Decoder() = default;
+  virtual void Put(const Src& in) = 0;
+  virtual void Finish() = 0;
+  virtual size_t memory_bytes() const = 0;
+};
+using DecoderPtr = std::unique_ptr<Decoder>;
+
+// Picks and runs the decoder for each document of its parent layer (see normalizer.cc).
+class TransformSlot;
+class Base64Finder;
+
+class Layer {
+ public:
+  // The root (depth 0) is the raw message: it feeds its children but is never emitted.
+  Layer(Context& ctx, uint32_t depth);
+  ~Layer();
+
+  void BeginDocument(const DocHint& hint);
+  // to_sink = false: bytes identical to raw ones (a plain multipart part), fed to the
+  // children for sniffing but not scanned twice.
+  void Emit(const Src& s, bool to_sink = true);
+  void EndDocument();
+  size_t memory_bytes() const;
+  uint32_t depth() const { return depth_; }
+  Context& ctx() { return ctx_; }
+
+ private:
+  void ToSink(const Src& s);
+
+  Context& ctx_;
+  const uint32_t depth_;
+  uint32_t id_ = 0;  // 0 until first emitted (root stays 0)
+  bool id_refused_ = false;
+  bool emitted_ = false;       // something went to the sink in an earlier document
+  bool doc_emitted_ = false;   // ... in this document
+  std::unique_ptr<TransformSlot> transform_;
+  std::unique_ptr<Base64Finder> base64_;
+};
+
+// Collects small decoded units (escapes, base64 groups) into segments of bounded size;
+// long linear runs pass through without a copy.
+class Coalescer {
+ public:
+  explicit Coalescer(Layer& out, size_t max_unit = 48) : out_(out), max_(max_unit) {}
+  void Add(std::string_view bytes, OrigSpan span);
+  void AddLinear(const Src& s);  // literal bytes, mapping kept
+  void Flush();
+  size_t pending() const { return buf_.size(); }
+  size_t memory_bytes() const { return buf_.capacity(); }
+
+ private:
+  Layer& out_;
+  const size_t max_;
+  std::string buf_;
+  OrigSpan span_;
+};
+
+}  // namespace egressguard::dlp::decode

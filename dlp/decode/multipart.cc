@@ -1,0 +1,231 @@
+// multipart/* bodies (RFC 2046): split at the boundary, each part one document of the
+// output layer, decoded by its own Content-Transfer-Encoding and typed by its own
+// Content-Type (which the output layer's transform slot then uses as a hint).
+
+#include <algorithm>
+#include <fmt/format.h>
+
+#include "dlp/decode/decoders.h"
+
+namespace egressguard::dlp::decode {
+namespace {
+
+constexpr size_t kSlice = 4096;         // input is buffered at most this much at a time
+constexpr size_t kMaxHeaders = 16 << 10;
+constexpr size_t kMaxBoundaryLine = 1024;
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  return s;
+}
+
+DocHint ParsePartHeaders(std::string_view block) {
+  DocHint hint;
+  while (!block.empty()) {
+    const size_t nl = block.find('\n');
+    const std::string_view line = block.substr(0, nl);
+    block = nl == std::string_view::npos ? std::string_view() : block.substr(nl + 1);
+    const size_t colon = line.find(':');
+    if (colon == std::string_view::npos) continue;
+    const std::string name = Lower(Trim(line.substr(0, colon)));
+    const std::string_view value = Trim(line.substr(colon + 1));
+    if (name == "content-type") hint.content_type = std::string(value);
+    if (name == "content-transfer-encoding") hint.transfer_encoding = Lower(value);
+    if (name == "content-encoding") {
+      std::string unknown;
+      hint.encodings = ParseContentEncoding(value, &unknown);
+    }
+  }
+  return hint;
+}
+
+class Multipart final : public Decoder {
+ public:
+  Multipart(Layer& out, std::string boundary)
+      : out_(out), ctx_(out.ctx()), delim_("--" + boundary), body_delim_("\n--" + boundary) {}
+
+  void Put(const Src& in) override {
+    if (!started_ && !in.empty()) {
+      started_ = true;
+      start_ = in.SpanOf(0, 1).begin;
+    }
+    for (size_t pos = 0; pos < in.size() && !failed_ && !ctx_.stopped; pos += kSlice) {
+      const Src slice = in.Sub(pos, std::min(in.size(), pos + kSlice));
+      last_end_ = std::max(last_end_, slice.SpanOf(0, slice.size()).end);
+      buf_.Append(slice);
+      Parse();
+    }
+  }
+
+  void Finish() override {
+    if (!failed_ && !ctx_.stopped && started_) {
+      if (state_ == State::kBody) {
+        part_->Put(buf_.src());
+        EndPart();
+      } else if (state_ == State::kAfterDelim || state_ == State::kHeaders) {
+        EndPart();
+      }
+      if (state_ == State::kPreamble) {
+        ctx_.Undecodable({start_, last_end_}, "multipart body without its boundary");
+      } else if (state_ != State::kEpilogue) {
+        ctx_.Undecodable({start_, last_end_}, "multipart body ends without its closing boundary");
+      }
+    } else if (part_open_) {
+      EndPart();
+    }
+    buf_.Clear();
+  }
+
+  size_t memory_bytes() const override {
+    return sizeof(*this) + buf_.memory_bytes() + (part_ ? part_->memory_bytes() : 0);
+  }
+
+ private:
+  enum class State { kPreamble, kAfterDelim, kHeaders, kBody, kEpilogue };
+
+  void Parse() {
+    while (!failed_ && !ctx_.stopped) {
+      const std::string_view b = buf_.bytes();
+      switch (state_) {
+        case State::kPreamble: {
+          // A delimiter starts a line: at the very start of the body or after '\n'.
+          auto at_line_start = [&](size_t i) { return i == 0 ? !preamble_dropped_ : b[i - 1] == '\n'; };
+          size_t idx = b.find(delim_);
+          while (idx != std::string_view::npos && !at_line_start(idx)) idx = b.find(delim_, idx + 1);
+          if (idx == std::string_view::npos) {
+            // Keep a possible delimiter prefix and the byte before it.
+            if (b.size() > delim_.size() + 1) {
+              buf_.DropFront(b.size() - delim_.size() - 1);
+              preamble_dropped_ = true;
+            }
+            return;
+          }
+          buf_.DropFront(idx + delim_.size());
+          state_ = State::kAfterDelim;
+          break;
+        }
+        case State::kAfterDelim: {
+          if (b.size() < 2) return;
+          if (b.substr(0, 2) == "--") {
+            state_ = State::kEpilogue;
+            break;
+          }
+          const size_t nl = b.find('\n');
+          if (nl == std::string_view::npos) {
+            if (b.size() > kMaxBoundaryLine) Fail("multipart boundary line too long");
+            return;
+          }
+          buf_.DropFront(nl + 1);
+          state_ = State::kHeaders;
+          break;
+        }
+        case State::kHeaders: {
+          size_t end = std::string_view::npos;
+          if (b.substr(0, 2) == "\r\n") end = 2;
+          else if (b.substr(0, 1) == "\n") end = 1;
+          else {
+            const size_t crlf = b.find("\n\r\n"), lf = b.find("\n\n");
+            if (crlf != std::string_view::npos) end = crlf + 3;
+            if (lf != std::string_view::npos && (end == std::string_view::npos || lf + 2 < end)) end = lf + 2;
+          }
+          if (end == std::string_view::npos) {
+            if (b.size() > kMaxHeaders) Fail("multipart part headers too long");
+            return;
+          }
+          const DocHint hint = ParsePartHeaders(b.substr(0, end));
+          buf_.DropFront(end);
+          StartPart(hint);
+          state_ = State::kBody;
+          break;
+        }
+        case State::kBody: {
+          const size_t idx = b.find(body_delim_);
+          if (idx == std::string_view::npos) {
+            // Keep what could be the start of "\r\n--boundary".
+            const size_t keep = body_delim_.size() + 1;
+            if (b.size() > keep) {
+              part_->Put(buf_.src().Sub(0, b.size() - keep));
+              buf_.DropFront(b.size() - keep);
+            }
+            return;
+          }
+          const size_t body_end = (idx > 0 && b[idx - 1] == '\r') ? idx - 1 : idx;
+          part_->Put(buf_.src().Sub(0, body_end));
+          EndPart();
+          buf_.DropFront(idx + body_delim_.size());
+          state_ = State::kAfterDelim;
+          break;
+        }
+        case State::kEpilogue:
+          buf_.Clear();
+          return;
+      }
+    }
+  }
+
+  void StartPart(const DocHint& hint) {
+    DocHint content = hint;
+    content.transfer_encoding.clear();
+    out_.BeginDocument(content);
+    part_open_ = true;
+    if (hint.transfer_encoding == "base64") {
+      part_ = MakeBase64Body(out_);
+    } else if (hint.transfer_encoding == "quoted-printable") {
+      part_ = MakeUnescaper(out_, kQuotedPrintable, /*lazy=*/false);
+    } else {
+      part_ = std::make_unique<Identity>(out_);
+    }
+  }
+
+  void EndPart() {
+    if (!part_open_) return;
+    part_->Finish();
+    part_.reset();
+    out_.EndDocument();
+    part_open_ = false;
+  }
+
+  void Fail(const char* why) {
+    failed_ = true;
+    ctx_.Undecodable({start_, last_end_}, why);
+    EndPart();
+  }
+
+  // A part with no transfer encoding: the raw layer already holds its bytes, so they
+  // only go to the output layer's children (which may find gzip, JSON, base64 in it).
+  class Identity final : public Decoder {
+   public:
+    explicit Identity(Layer& out) : out_(out) {}
+    void Put(const Src& in) override { out_.Emit(in, /*to_sink=*/false); }
+    void Finish() override {}
+    size_t memory_bytes() const override { return sizeof(*this); }
+
+   private:
+    Layer& out_;
+  };
+
+  Layer& out_;
+  Context& ctx_;
+  const std::string delim_, body_delim_;
+  State state_ = State::kPreamble;
+  MappedBuffer buf_;
+  DecoderPtr part_;
+  bool part_open_ = false, started_ = false, failed_ = false;
+  bool preamble_dropped_ = false;  // preamble bytes were discarded: buffer start is not body start
+  uint64_t start_ = 0, last_end_ = 0;
+};
+
+}  // namespace
+
+DecoderPtr MakeMultipart(Layer& out, std::string boundary) {
+  return std::make_unique<Multipart>(out, std::move(boundary));
+}
+
+}  // namespace egressguard::dlp::decode

@@ -1,0 +1,92 @@
+#pragma once
+// Content normalization before scanning: turns one message's raw bytes into decoded
+// layers (percent / JSON / quoted-printable escapes, base64 runs, multipart parts,
+// gzip / deflate / br / zstd bodies) as a stream, with bounded memory, and maps every
+// decoded byte back to the span of ORIGINAL bytes that encoded it.
+//
+// Layers. Layer 0 is the raw message (the engine scans it itself; it is never emitted).
+// Every other layer id names one decoder slot in a small tree: each layer has at most
+// two children, a "transform" (the decoder the layer's content calls for: a
+// decompressor, multipart, or the escape decoder) and a "base64 runs" finder. A slot
+// gets its id the first time it emits, ids count up from 1 and never exceed kMaxLayers,
+// so the engine holds at most kMaxLayers streams. Decoding stops at limits.max_depth
+// (base64 inside JSON inside gzip is depth 3). One layer id is one continuous stream:
+// when a slot decodes several separate "documents" (base64 runs, multipart parts,
+// windows of escaped text) their outputs follow each other with one '\n' between them.
+//
+// Offsets. DecodedSegment.orig_* always cover the ORIGINAL bytes that produced the
+// segment, through any nesting. A segment with linear == true maps byte i to original
+// byte orig_begin + i; otherwise the whole segment maps to [orig_begin, orig_end). A
+// match over layer bytes [a, b) therefore covers the union of the segments holding a
+// and b - 1. Escapes map exactly (a `\u0040` segment covers those 6 bytes), base64 in
+// groups of at most 64 characters, decompressed data to [start of the compressed
+// stream, end of the compressed input that produced it).
+//
+// Undecodable input (corrupt or truncated compressed data, a decompression bomb, a
+// limit) is reported once per decoder through OnUndecodable and that decoder stops;
+// the rest of the message is still decoded where it can be. Never throws.
+//
+// Memory. A Normalizer holds at most limits.max_memory_bytes (16 MiB by default) of
+// decompressor state, charged through a counting allocator (zlib ~44 KiB, zstd its window
+// (<= 8 MiB) + ~160 KiB, brotli its window; an allocation beyond the budget fails that
+// decoder as undecodable), plus bounded buffers: per layer an 80-byte sniff prefix, 256
+// bytes of escape context, < 64 bytes of base64 state, and for a decompressor a 16 KiB
+// output chunk or for multipart a 4 KiB slice + <= 16 KiB of part headers; < 256 KiB in
+// all. Measured: 1.4 KiB over plain text, 4.5 KiB over JSON, 59 KiB over a gzip body.
+// memory_bytes() says how much right now.
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace egressguard::dlp::decode {
+
+struct ContentHintLite {
+  std::string content_type;      // e.g. "multipart/form-data; boundary=x"
+  std::string content_encoding;  // e.g. "gzip, br" (applied in that order)
+  bool is_url = false;           // the request target: percent-decode, '+' is a space
+};
+
+struct DecodedSegment {
+  uint32_t layer;          // >= 1
+  std::string_view bytes;  // valid only during the OnSegment call
+  uint64_t orig_begin, orig_end;
+  bool linear = false;     // byte i of bytes comes from original byte orig_begin + i
+};
+
+class SegmentSink {
+ public:
+  virtual ~SegmentSink() = default;
+  virtual void OnSegment(const DecodedSegment&) = 0;
+  virtual void OnUndecodable(uint64_t orig_begin, uint64_t orig_end, std::string_view why) = 0;
+};
+
+struct NormalizerLimits {
+  uint32_t max_depth = 3;
+  uint64_t max_decoded_bytes = 64ull << 20;  // all layers together; beyond it decoding stops
+  uint32_t max_expansion_ratio = 100;        // per decompressor, once it produced >= 1 MiB
+  uint64_t max_memory_bytes = 16ull << 20;   // decompressor state of the whole Normalizer
+};
+
+// Most layer ids a Normalizer hands out (see above).
+inline constexpr uint32_t kMaxLayers = 8;
+
+class Normalizer {
+ public:
+  Normalizer(const ContentHintLite& hint, const NormalizerLimits& limits, SegmentSink& sink);
+  ~Normalizer();
+  Normalizer(const Normalizer&) = delete;
+  Normalizer& operator=(const Normalizer&) = delete;
+
+  void Feed(std::string_view raw_chunk);  // any chunk size, incl. 0
+  void Finish();                          // flushes; reports truncated streams
+  size_t memory_bytes() const;            // current bytes held (buffers + decoder state)
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace egressguard::dlp::decode

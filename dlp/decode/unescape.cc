@@ -1,0 +1,287 @@
+// Escape decoding (percent, '+', JSON backslash, quoted-printable) as one streaming
+// decoder. Plain text costs one memchr per trigger character; in lazy mode only windows
+// of kContext bytes around escapes are emitted, since the raw layer holds the rest.
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+
+#include "dlp/decode/decoders.h"
+
+namespace egressguard::dlp::decode {
+namespace {
+
+constexpr size_t kContext = 256;  // literal bytes kept before and emitted after an escape
+constexpr size_t kMaxEscape = 12; // "\uD83D\uDE00"
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+int Hex4(const char* p) {
+  int v = 0;
+  for (int i = 0; i < 4; ++i) {
+    const int h = HexValue(p[i]);
+    if (h < 0) return -1;
+    v = v * 16 + h;
+  }
+  return v;
+}
+
+size_t Utf8(uint32_t cp, char* out) {
+  if (cp < 0x80) {
+    out[0] = static_cast<char>(cp);
+    return 1;
+  }
+  if (cp < 0x800) {
+    out[0] = static_cast<char>(0xC0 | (cp >> 6));
+    out[1] = static_cast<char>(0x80 | (cp & 0x3F));
+    return 2;
+  }
+  if (cp < 0x10000) {
+    out[0] = static_cast<char>(0xE0 | (cp >> 12));
+    out[1] = static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out[2] = static_cast<char>(0x80 | (cp & 0x3F));
+    return 3;
+  }
+  out[0] = static_cast<char>(0xF0 | (cp >> 18));
+  out[1] = static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+  out[2] = static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+  out[3] = static_cast<char>(0x80 | (cp & 0x3F));
+  return 4;
+}
+
+enum class EscKind { kEscape, kLiteral, kNeedMore };
+struct Esc {
+  EscKind kind = EscKind::kLiteral;
+  size_t consumed = 1;
+  size_t len = 0;
+  char out[4] = {};
+};
+
+// Decodes the escape starting at p[0] (a trigger character). `final`: no more input
+// will come, so a short escape is literal text rather than "need more".
+Esc ParseEscape(const char* p, size_t avail, bool final) {
+  Esc e;
+  auto need = [&](size_t n) {
+    if (avail >= n) return false;
+    e.kind = final ? EscKind::kLiteral : EscKind::kNeedMore;
+    e.consumed = 1;
+    return true;
+  };
+  auto one = [&](char c, size_t consumed) {
+    e.kind = EscKind::kEscape;
+    e.consumed = consumed;
+    e.out[0] = c;
+    e.len = 1;
+  };
+  switch (p[0]) {
+    case '+':
+      one(' ', 1);
+      return e;
+    case '%':
+      if (need(3)) return e;
+      if (HexValue(p[1]) >= 0 && HexValue(p[2]) >= 0) one(static_cast<char>(HexValue(p[1]) * 16 + HexValue(p[2])), 3);
+      return e;
+    case '=':
+      if (need(2)) return e;
+      if (p[1] == '\n') {
+        e.kind = EscKind::kEscape;  // soft line break: decodes to nothing
+        e.consumed = 2;
+        return e;
+      }
+      if (need(3)) return e;
+      if (p[1] == '\r' && p[2] == '\n') {
+        e.kind = EscKind::kEscape;
+        e.consumed = 3;
+      } else if (HexValue(p[1]) >= 0 && HexValue(p[2]) >= 0) {
+        one(static_cast<char>(HexValue(p[1]) * 16 + HexValue(p[2])), 3);
+      }
+      return e;
+    case '\\': {
+      if (need(2)) return e;
+      static constexpr std::string_view kFrom = "\"\\/bfnrt", kTo = "\"\\/\b\f\n\r\t";
+      if (const size_t k = kFrom.find(p[1]); k != std::string_view::npos) {
+        one(kTo[k], 2);
+        return e;
+      }
+      if (p[1] != 'u') return e;
+      if (need(6)) return e;
+      const int cp = Hex4(p + 2);
+      if (cp < 0) return e;
+      uint32_t code = static_cast<uint32_t>(cp);
+      e.kind = EscKind::kEscape;
+      e.consumed = 6;
+      if (code >= 0xD800 && code <= 0xDBFF) {
+        if (need(12)) {
+          if (e.kind == EscKind::kNeedMore) return e;
+          e.kind = EscKind::kEscape;  // final and lone: replacement character below
+          e.consumed = 6;
+          code = 0xFFFD;
+        } else {
+          const int lo = (p[6] == '\\' && p[7] == 'u') ? Hex4(p + 8) : -1;
+          if (lo >= 0xDC00 && lo <= 0xDFFF) {
+            code = 0x10000 + ((code - 0xD800) << 10) + (static_cast<uint32_t>(lo) - 0xDC00);
+            e.consumed = 12;
+          } else {
+            code = 0xFFFD;
+          }
+        }
+      } else if (code >= 0xDC00 && code <= 0xDFFF) {
+        code = 0xFFFD;
+      }
+      e.len = Utf8(code, e.out);
+      return e;
+    }
+    default:
+      return e;
+  }
+}
+
+class Unescaper final : public Decoder {
+ public:
+  Unescaper(Layer& out, unsigned flags, bool lazy) : out_(out), coal_(out), lazy_(lazy) {
+    if (flags & kPercent) triggers_[ntriggers_++] = '%';
+    if (flags & kPlus) triggers_[ntriggers_++] = '+';
+    if (flags & kBackslash) triggers_[ntriggers_++] = '\\';
+    if (flags & kQuotedPrintable) triggers_[ntriggers_++] = '=';
+  }
+
+  void Put(const Src& in) override {
+    if (in.empty() || out_.ctx().stopped) return;
+    size_t skip = 0;
+    if (!partial_.empty()) {
+      // An escape began in an earlier chunk: finish it over the joined bytes.
+      const size_t old = partial_.size();
+      partial_.Append(in.Sub(0, std::min(in.size(), 2 * kMaxEscape)));
+      MappedBuffer work = std::move(partial_);
+      partial_.Clear();
+      bool incomplete = false;
+      const size_t pos = Process(work.src(), old, false, &incomplete);
+      if (incomplete) {
+        work.DropFront(pos);
+        partial_ = std::move(work);
+        return;
+      }
+      skip = pos - old;
+    }
+    const Src rest = in.Sub(skip, in.size());
+    bool incomplete = false;
+    const size_t pos = Process(rest, rest.size(), false, &incomplete);
+    if (incomplete) partial_.Append(rest.Sub(pos, rest.size()));
+  }
+
+  void Finish() override {
+    if (!partial_.empty() && !out_.ctx().stopped) {
+      MappedBuffer work = std::move(partial_);
+      bool incomplete = false;
+      Process(work.src(), work.size(), true, &incomplete);
+    }
+    partial_.Clear();
+    coal_.Flush();
+    if (active_) out_.EndDocument();
+    active_ = false;
+    tail_.Clear();
+  }
+
+  size_t memory_bytes() const override {
+    return sizeof(*this) + partial_.memory_bytes() + tail_.memory_bytes() + coal_.memory_bytes();
+  }
+
+ private:
+  // Handles units from s until one ends at or past stop_at; returns where it stopped.
+  size_t Process(const Src& s, size_t stop_at, bool final, bool* incomplete) {
+    const char* d = s.data();
+    const size_t n = s.size();
+    std::array<size_t, 4> next{};  // cached memchr result per trigger; 0 = not searched yet
+    auto next_trigger = [&](size_t from) {
+      size_t best = n;
+      for (size_t k = 0; k < ntriggers_; ++k) {
+        if (next[k] == 0 || next[k] - 1 < from) {
+          const void* hit = from < n ? std::memchr(d + from, triggers_[k], n - from) : nullptr;
+          next[k] = (hit ? static_cast<size_t>(static_cast<const char*>(hit) - d) : n) + 1;
+        }
+        best = std::min(best, next[k] - 1);
+      }
+      return best;
+    };
+    size_t pos = 0;
+    while (pos < n && pos < stop_at) {
+      const size_t t = next_trigger(pos);
+      if (t > pos) {
+        Literal(s, pos, t);
+        pos = t;
+        continue;
+      }
+      const Esc e = ParseEscape(d + pos, n - pos, final);
+      if (e.kind == EscKind::kNeedMore) {
+        *incomplete = true;
+        return pos;
+      }
+      if (e.kind == EscKind::kLiteral) {
+        Literal(s, pos, pos + 1);
+        pos += 1;
+        continue;
+      }
+      Escape(std::string_view(e.out, e.len), s.SpanOf(pos, pos + e.consumed));
+      pos += e.consumed;
+    }
+    return pos;
+  }
+
+  void Literal(const Src& s, size_t a, size_t b) {
+    if (!lazy_) {
+      coal_.AddLinear(s.Sub(a, b));
+      return;
+    }
+    if (active_) {
+      const size_t emit = std::min(b - a, kContext - quiet_);
+      coal_.AddLinear(s.Sub(a, a + emit));
+      quiet_ += emit;
+      a += emit;
+      if (a == b) return;
+      coal_.Flush();
+      out_.EndDocument();
+      active_ = false;
+    }
+    if (b - a >= kContext) {
+      tail_.Clear();
+      tail_.Append(s.Sub(b - kContext, b));
+    } else {
+      tail_.Append(s.Sub(a, b));
+      if (tail_.size() > kContext) tail_.DropFront(tail_.size() - kContext);
+    }
+  }
+
+  void Escape(std::string_view bytes, OrigSpan span) {
+    if (lazy_ && !active_) {
+      out_.BeginDocument(DocHint{});
+      active_ = true;
+      coal_.AddLinear(tail_.src());
+      tail_.Clear();
+    }
+    quiet_ = 0;
+    if (!bytes.empty()) coal_.Add(bytes, span);
+  }
+
+  Layer& out_;
+  Coalescer coal_;
+  const bool lazy_;
+  char triggers_[4] = {};
+  size_t ntriggers_ = 0;
+  MappedBuffer partial_;  // an escape cut by the chunk boundary
+  MappedBuffer tail_;     // lazy: the last kContext literal bytes, not emitted yet
+  bool active_ = false;   // lazy: inside an emitted window
+  size_t quiet_ = 0;      // lazy: literal bytes emitted since the last escape
+};
+
+}  // namespace
+
+DecoderPtr MakeUnescaper(Layer& out, unsigned flags, bool lazy) {
+  return std::make_unique<Unescaper>(out, flags, lazy);
+}
+
+}  // namespace egressguard::dlp::decode

@@ -1,0 +1,273 @@
+#include "dlp/hyperscan_engine.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdlib>
+#include <string_view>
+#include <unordered_set>
+
+#include "absl/status/status.h"
+#include "dlp/fingerprint.h"
+#include "dlp/pattern_shape.h"
+#include "dlp/redact.h"
+
+namespace egressguard::dlp {
+
+namespace {
+
+using rules::v1::Rule;
+
+constexpr uint32_t kMaxContextWindow = 2048;  // bytes either side; the history holds them
+constexpr uint32_t kMaxGatedWidth = 256;      // longer digit patterns stay in the stream db
+constexpr uint32_t kDefaultBulkThreshold = 25;
+
+// Categories that are secrets or structure rather than personal data: they do not
+// count toward bulk_pii.
+bool IsPiiCategory(std::string_view category) {
+  static constexpr std::string_view kNotPii[] = {"aws_access_key", "private_key", "jwt",       "github_token",
+                                                 "db_dump",        "bulk_pii",    "undecodable", "api_key",
+                                                 "secret",         "password",    "token"};
+  return std::find(std::begin(kNotPii), std::end(kNotPii), category) == std::end(kNotPii);
+}
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+  }
+  return out;
+}
+
+// Bytes a digit run may contain: digits, the separators people type, whitespace.
+const std::bitset<256>& GateAllowed() {
+  static const std::bitset<256> kAllowed = [] {
+    std::bitset<256> s;
+    for (char c : std::string_view("0123456789 -./()+\t\n\r\f\v")) s.set(static_cast<unsigned char>(c));
+    return s;
+  }();
+  return kAllowed;
+}
+
+struct HsCompileErrorDeleter {
+  void operator()(hs_compile_error_t* e) const { hs_free_compile_error(e); }
+};
+
+struct Expression {
+  std::string text;
+  unsigned flags = 0;
+  unsigned id = 0;
+};
+
+absl::StatusOr<HsDatabasePtr> CompileDb(const std::vector<Expression>& exprs, unsigned mode,
+                                        const std::function<std::string(size_t)>& describe) {
+  std::vector<const char*> texts;
+  std::vector<unsigned> flags;
+  std::vector<unsigned> ids;
+  for (const auto& e : exprs) {
+    texts.push_back(e.text.c_str());
+    flags.push_back(e.flags);
+    ids.push_back(e.id);
+  }
+  hs_database_t* db = nullptr;
+  hs_compile_error_t* err = nullptr;
+  hs_error_t rc = hs_compile_multi(texts.data(), flags.data(), ids.data(), static_cast<unsigned>(exprs.size()), mode,
+                                   nullptr, &db, &err);
+  if (rc != HS_SUCCESS) {
+    std::unique_ptr<hs_compile_error_t, HsCompileErrorDeleter> guard(err);
+    std::string where = err && err->expression >= 0 ? describe(static_cast<size_t>(err->expression)) : "rule pack";
+    return absl::InvalidArgumentError(
+        fmt::format("{}: Hyperscan refused it: {}", where, err ? err->message : "unknown error"));
+  }
+  return HsDatabasePtr(db);
+}
+
+}  // namespace
+
+absl::StatusOr<EnginePtr> Engine::Compile(const rules::v1::RulePack& pack, const EngineOptions& options) {
+  auto engine = HyperscanEngine::Build(pack, options);
+  if (!engine.ok()) return engine.status();
+  return EnginePtr(*std::move(engine));
+}
+
+std::vector<const hs_database_t*> HyperscanEngine::databases() const {
+  std::vector<const hs_database_t*> dbs;
+  if (stream_db_) dbs.push_back(stream_db_.get());
+  if (gated_db_) dbs.push_back(gated_db_.get());
+  for (const auto& r : rules_) {
+    if (r.exclusion_db) dbs.push_back(r.exclusion_db.get());
+  }
+  return dbs;
+}
+
+size_t HyperscanEngine::gated_pattern_count() const {
+  return static_cast<size_t>(std::count_if(patterns_.begin(), patterns_.end(), [](const auto& p) { return p.gated; }));
+}
+
+absl::StatusOr<std::shared_ptr<const HyperscanEngine>> HyperscanEngine::Build(const rules::v1::RulePack& pack,
+                                                                             const EngineOptions& options) {
+  std::shared_ptr<HyperscanEngine> engine(new HyperscanEngine());
+  engine->pack_ = pack;
+  engine->options_ = options;
+  engine->dedup_key_ = RandomKey();
+  if (absl::Status st = engine->CompileRules(options); !st.ok()) return st;
+  return std::shared_ptr<const HyperscanEngine>(std::move(engine));
+}
+
+absl::Status HyperscanEngine::CompileRules(const EngineOptions& options) {
+  std::vector<Expression> stream_exprs;
+  std::vector<Expression> gated_exprs;
+  std::vector<std::string> pattern_names;  // "rule X pattern N" per CompiledPattern
+  std::unordered_set<std::string> seen_ids;
+
+  bulk_rule_ = MessageRule{"bulk_pii", "bulk_pii", rules::v1::ALERT, rules::v1::HIGH};
+  undecodable_rule_ = MessageRule{"undecodable", "undecodable", options.undecodable_action, rules::v1::MEDIUM};
+  bool have_bulk_rule = false;
+
+  DigitGateConfig gate;
+  gate.min_digits = UINT32_MAX;
+  gate.min_width = UINT32_MAX;
+  gate.max_width = 0;
+
+  for (const Rule& rule : pack_.rules()) {
+    if (!seen_ids.insert(rule.id()).second) {
+      return absl::InvalidArgumentError(fmt::format("rule {}: duplicate rule id", rule.id()));
+    }
+    if (!rule.enabled()) continue;
+    rules::v1::Action action = rule.action() == rules::v1::ACTION_UNSPECIFIED ? rules::v1::ALERT : rule.action();
+    rules::v1::Severity severity =
+        rule.severity() == rules::v1::SEVERITY_UNSPECIFIED ? rules::v1::MEDIUM : rule.severity();
+    if (rule.category() == "bulk_pii") {
+      // A message-level rule: its keywords name PII columns of CSV headers; its
+      // patterns, if any, are not scanned.
+      bulk_rule_ = MessageRule{rule.id(), rule.category(), action, severity};
+      have_bulk_rule = true;
+      for (const auto& kw : rule.context().keywords()) csv_keywords_.push_back(Lower(kw));
+      continue;
+    }
+    if (rule.category() == "undecodable") {
+      undecodable_rule_ = MessageRule{rule.id(), rule.category(), action, severity};
+      continue;
+    }
+    if (rule.patterns().empty()) {
+      return absl::InvalidArgumentError(fmt::format("rule {}: no patterns", rule.id()));
+    }
+    CompiledRule cr;
+    cr.id = rule.id();
+    cr.category = rule.category();
+    if (!rule.validator().empty()) {
+      const Validator* v = FindValidator(rule.validator());
+      if (v == nullptr) {
+        return absl::InvalidArgumentError(fmt::format("rule {}: unknown validator \"{}\"", rule.id(), rule.validator()));
+      }
+      cr.validator = *v;
+    }
+    for (const auto& kw : rule.context().keywords()) {
+      if (!kw.empty()) cr.keywords.push_back(Lower(kw));
+    }
+    cr.window_before = std::min(rule.context().window_before(), kMaxContextWindow);
+    cr.window_after = std::min(rule.context().window_after(), kMaxContextWindow);
+    cr.effect = rule.context().effect();
+    if (!cr.keywords.empty() && cr.effect == rules::v1::Context::EFFECT_UNSPECIFIED) {
+      cr.effect = rules::v1::Context::BOOST;
+    }
+    max_window_ = std::max({max_window_, cr.window_before, cr.window_after});
+    cr.count_matches = rule.category() == "db_dump";
+    cr.pii = IsPiiCategory(rule.category());
+    cr.min_count = std::max<uint32_t>(1, rule.min_count());
+    cr.action = action;
+    cr.severity = severity;
+
+    std::vector<Expression> excl;
+    for (const auto& ex : rule.exclusions()) {
+      if (ex.has_literal()) {
+        cr.literal_exclusions.insert(NormalizeValue(rule.category(), ex.literal()));
+      } else if (ex.has_regex()) {
+        excl.push_back({fmt::format("\\A(?:{})\\z", ex.regex()),
+                        HS_FLAG_SINGLEMATCH | (rule.case_insensitive() ? HS_FLAG_CASELESS : 0u),
+                        static_cast<unsigned>(excl.size())});
+      }
+    }
+    if (!excl.empty()) {
+      auto db = CompileDb(excl, HS_MODE_BLOCK, [&](size_t i) {
+        return fmt::format("rule {}: exclusion regex {}", rule.id(), i + 1);
+      });
+      if (!db.ok()) return db.status();
+      cr.exclusion_db = *std::move(db);
+    }
+
+    const uint32_t rule_index = static_cast<uint32_t>(rules_.size());
+    rules_.push_back(std::move(cr));
+
+    for (int k = 0; k < rule.patterns_size(); ++k) {
+      const std::string& text = rule.patterns(k);
+      std::string name = fmt::format("rule {}: pattern {} \"{}\"", rule.id(), k + 1, text);
+      unsigned flags = rule.case_insensitive() ? HS_FLAG_CASELESS : 0u;
+      hs_expr_info_t* info = nullptr;
+      hs_compile_error_t* err = nullptr;
+      if (hs_expression_info(text.c_str(), flags, &info, &err) != HS_SUCCESS) {
+        std::unique_ptr<hs_compile_error_t, HsCompileErrorDeleter> guard(err);
+        return absl::InvalidArgumentError(
+            fmt::format("{}: Hyperscan refused it: {}", name, err ? err->message : "unknown error"));
+      }
+      const unsigned min_width = info->min_width;
+      const unsigned max_width = info->max_width;
+      std::free(info);
+
+      CompiledPattern cp;
+      cp.rule = rule_index;
+      const auto shape = AnalyzePattern(text, rule.case_insensitive());
+      cp.gated = shape && !shape->anchored && shape->min_digits >= 1 && (shape->alphabet & ~GateAllowed()).none() &&
+                 max_width != UINT_MAX && max_width <= kMaxGatedWidth;
+      const unsigned id = static_cast<unsigned>(patterns_.size());
+      if (cp.gated) {
+        gated_exprs.push_back({text, flags | HS_FLAG_SOM_LEFTMOST, id});
+        for (size_t b = 0; b < 256; ++b) {
+          if (shape->alphabet.test(b)) gate.member[b] = true;
+        }
+        gate.min_digits = std::min(gate.min_digits, shape->min_digits);
+        gate.min_width = std::min(gate.min_width, min_width);
+        gate.max_width = std::max(gate.max_width, max_width);
+      } else if (min_width == max_width && max_width != UINT_MAX) {
+        cp.fixed_width = max_width;
+        stream_exprs.push_back({text, flags, id});
+      } else {
+        stream_exprs.push_back({text, flags | HS_FLAG_SOM_LEFTMOST, id});
+      }
+      patterns_.push_back(cp);
+      pattern_names.push_back(std::move(name));
+    }
+  }
+  (void)have_bulk_rule;
+  if (csv_keywords_.empty()) {
+    csv_keywords_ = {"card_number", "credit_card", "iban", "ssn", "ahv", "avs", "email", "e_mail", "phone", "mobile"};
+  }
+  bulk_threshold_ = options.bulk_pii_threshold != 0 ? options.bulk_pii_threshold
+                    : pack_.bulk_pii_threshold() != 0 ? pack_.bulk_pii_threshold()
+                                                      : kDefaultBulkThreshold;
+
+  auto describe = [&](const std::vector<Expression>& exprs) {
+    return [&exprs, &pattern_names](size_t i) { return pattern_names[exprs[i].id]; };
+  };
+  if (!stream_exprs.empty()) {
+    bool any_som = std::any_of(stream_exprs.begin(), stream_exprs.end(),
+                               [](const Expression& e) { return (e.flags & HS_FLAG_SOM_LEFTMOST) != 0; });
+    unsigned mode = HS_MODE_STREAM | (any_som ? HS_MODE_SOM_HORIZON_SMALL : 0u);
+    auto db = CompileDb(stream_exprs, mode, describe(stream_exprs));
+    if (!db.ok()) return db.status();
+    stream_db_ = *std::move(db);
+    if (hs_stream_size(stream_db_.get(), &stream_state_bytes_) != HS_SUCCESS) {
+      return absl::InternalError("hs_stream_size failed");
+    }
+  }
+  if (!gated_exprs.empty()) {
+    auto db = CompileDb(gated_exprs, HS_MODE_BLOCK, describe(gated_exprs));
+    if (!db.ok()) return db.status();
+    gated_db_ = *std::move(db);
+    gate_config_ = gate;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace egressguard::dlp

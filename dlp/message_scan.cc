@@ -1,0 +1,580 @@
+#include "dlp/message_scan.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <deque>
+
+#include "dlp/fingerprint.h"
+#include "dlp/redact.h"
+
+namespace egressguard::dlp {
+
+namespace {
+
+using rules::v1::Action;
+
+constexpr size_t kHistoryBytes = 16 << 10;
+constexpr uint64_t kMaxValueBytes = 8 << 10;
+// A match that has not grown for this many bytes (beyond its after-context) is final.
+// Patterns whose successive match ends lie further apart than this are not extended
+// across it; none of the shipped patterns has such gaps.
+constexpr uint64_t kPendingSlack = 512;
+constexpr size_t kMaxDistinct = 1 << 16;
+constexpr size_t kMaxSegments = 4096;
+constexpr uint32_t kMaxLayers = 16;
+constexpr size_t kMaxScanCall = 1u << 30;  // hs_scan takes unsigned lengths
+constexpr size_t kBatchBytes = 16 << 10;     // digit-run windows per block scan
+
+Action Stronger(Action a, Action b) { return static_cast<int>(a) >= static_cast<int>(b) ? a : b; }
+
+// The last kHistoryBytes bytes of a stream, for start-of-match and context windows.
+class History {
+ public:
+  uint64_t end() const { return end_; }
+
+  void Append(std::string_view s) {
+    if (s.empty()) return;
+    if (!buf_) buf_.reset(new char[kHistoryBytes]);  // not zero-filled: only written bytes are read
+    if (s.size() >= kHistoryBytes) {
+      uint64_t start = end_ + s.size() - kHistoryBytes;
+      s.remove_prefix(s.size() - kHistoryBytes);
+      end_ = start;
+    }
+    size_t pos = static_cast<size_t>(end_ % kHistoryBytes);
+    size_t first = std::min(s.size(), kHistoryBytes - pos);
+    std::copy_n(s.data(), first, buf_.get() + pos);
+    std::copy_n(s.data() + first, s.size() - first, buf_.get());
+    end_ += s.size();
+  }
+
+  // Appends to `out` the held bytes of [a, b): from the ring, then from `chunk`, which
+  // holds the bytes at [end(), end() + chunk.size()) not yet appended.
+  void Copy(uint64_t a, uint64_t b, std::string_view chunk, std::string* out) const {
+    out->clear();
+    uint64_t floor = end_ > kHistoryBytes ? end_ - kHistoryBytes : 0;
+    a = std::max(a, floor);
+    for (uint64_t i = a; i < std::min(b, end_);) {
+      size_t pos = static_cast<size_t>(i % kHistoryBytes);
+      size_t n = static_cast<size_t>(std::min<uint64_t>(std::min(b, end_) - i, kHistoryBytes - pos));
+      out->append(buf_.get() + pos, n);
+      i += n;
+    }
+    uint64_t ca = std::max(a, end_);
+    uint64_t cb = std::min(b, end_ + chunk.size());
+    if (ca < cb) out->append(chunk.data() + (ca - end_), static_cast<size_t>(cb - ca));
+  }
+
+  size_t memory_bytes() const { return buf_ ? kHistoryBytes : 0; }
+
+ private:
+  std::unique_ptr<char[]> buf_;
+  uint64_t end_ = 0;
+};
+
+// A message that cannot be scanned (no engine): fail closed.
+class UnavailableScan final : public MessageScan {
+ public:
+  void Feed(std::string_view chunk) override { bytes_ += chunk.size(); }
+  Action action_so_far() const override { return rules::v1::BLOCK; }
+  MessageResult Finish() override {
+    MessageResult r;
+    r.action = rules::v1::BLOCK;
+    r.reason = "engine_unavailable";
+    r.bytes_scanned = bytes_;
+    return r;
+  }
+
+ private:
+  uint64_t bytes_ = 0;
+};
+
+}  // namespace
+
+// One layer of one message: a Hyperscan stream over the stream database, the digit
+// gate in front of the block database, and the bookkeeping that turns raw matches
+// (pattern, start, end) into leftmost-longest candidates with their context.
+class LayerScan {
+ public:
+  LayerScan(MessageScanImpl* owner, uint32_t layer)
+      : owner_(owner), engine_(owner->engine()), layer_(layer), pending_(engine_.patterns().size()),
+        taken_end_(engine_.patterns().size(), 0) {
+    if (engine_.stream_db() != nullptr) {
+      if (hs_open_stream(engine_.stream_db(), 0, &stream_) != HS_SUCCESS) {
+        stream_ = nullptr;
+        owner_->OnScanError("hs_open_stream failed");
+      }
+    }
+    if (engine_.gated_db() != nullptr) gate_ = std::make_unique<DigitGate>(&engine_.gate_config());
+  }
+
+  ~LayerScan() {
+    if (stream_ != nullptr) hs_close_stream(stream_, nullptr, nullptr, nullptr);
+  }
+
+  LayerScan(const LayerScan&) = delete;
+  LayerScan& operator=(const LayerScan&) = delete;
+
+  void Feed(std::string_view chunk) {
+    if (finished_ || chunk.empty()) return;
+    const uint64_t base = history_.end();
+    for (size_t at = 0; at < chunk.size(); at += kMaxScanCall) {
+      std::string_view part = chunk.substr(at, kMaxScanCall);
+      if (stream_ != nullptr) {
+        hs_error_t rc = hs_scan_stream(stream_, part.data(), static_cast<unsigned>(part.size()), 0,
+                                       owner_->scratch(), &LayerScan::OnStreamMatch, this);
+        if (rc != HS_SUCCESS) owner_->OnScanError(fmt::format("hs_scan_stream failed ({})", rc));
+      }
+    }
+    if (gate_) {
+      gate_->Feed(chunk, base, [this](const GateWindow& w) { QueueWindow(w); });
+      ScanBatch();
+    }
+    Drain(chunk, /*final=*/false);
+    history_.Append(chunk);
+  }
+
+  // Decoded bytes of this layer (the decoder separates unrelated documents itself).
+  void FeedSegment(std::string_view bytes, uint64_t orig_begin, uint64_t orig_end, bool linear) {
+    if (bytes.empty()) return;
+    segments_.push_back(Segment{history_.end(), history_.end() + bytes.size(), orig_begin, orig_end, linear});
+    if (segments_.size() > kMaxSegments) segments_.pop_front();
+    Feed(bytes);
+  }
+
+  void Finish() {
+    if (finished_) return;
+    if (gate_) {
+      gate_->Finish([this](const GateWindow& w) { QueueWindow(w); });
+      ScanBatch();
+    }
+    if (stream_ != nullptr) {
+      hs_error_t rc = hs_close_stream(stream_, owner_->scratch(), &LayerScan::OnStreamMatch, this);
+      if (rc != HS_SUCCESS) owner_->OnScanError(fmt::format("hs_close_stream failed ({})", rc));
+      stream_ = nullptr;
+    }
+    Drain({}, /*final=*/true);
+    finished_ = true;
+  }
+
+ private:
+  struct Pending {
+    bool live = false;
+    uint64_t start = 0;
+    uint64_t end = 0;
+  };
+  struct RawMatch {
+    uint32_t pattern;
+    uint64_t start;
+    uint64_t end;
+  };
+  struct BatchWindow {
+    uint64_t at;    // offset in batch_
+    uint64_t size;  // window bytes
+    uint64_t base;  // stream offset of the window's first byte
+    uint32_t first_start;
+    uint64_t end_after;
+    uint64_t end_limit;
+  };
+  struct Segment {
+    uint64_t layer_begin;
+    uint64_t layer_end;
+    uint64_t orig_begin;
+    uint64_t orig_end;
+    bool linear;
+  };
+
+  static int OnStreamMatch(unsigned id, unsigned long long from, unsigned long long to, unsigned, void* ctx) {
+    auto* self = static_cast<LayerScan*>(ctx);
+    const CompiledPattern& p = self->engine_.patterns()[id];
+    uint64_t start = p.fixed_width > 0 ? (to >= p.fixed_width ? to - p.fixed_width : 0) : from;
+    self->Collect(id, start, to);
+    return 0;
+  }
+
+  static int OnGateMatch(unsigned id, unsigned long long from, unsigned long long to, unsigned, void* ctx) {
+    auto* self = static_cast<LayerScan*>(ctx);
+    // The window holding the match (matches never cross the '\0' between windows).
+    auto it = std::upper_bound(self->batch_windows_.begin(), self->batch_windows_.end(), from,
+                               [](unsigned long long v, const BatchWindow& w) { return v < w.at; });
+    if (it == self->batch_windows_.begin()) return 0;
+    const BatchWindow& w = *std::prev(it);
+    if (from < w.at + w.first_start || to > w.at + w.size) return 0;
+    const uint64_t start = w.base + (from - w.at);
+    const uint64_t end = w.base + (to - w.at);
+    if (end <= w.end_after || end > w.end_limit) return 0;
+    self->Collect(id, start, end);
+    return 0;
+  }
+
+  // Digit-run windows are batched into one block scan: one hs_scan call per chunk
+  // instead of one per number. A '\0' (never in a gated pattern, a non-word byte like
+  // the buffer edge) keeps windows apart and leaves \b meaning what it meant.
+  void QueueWindow(const GateWindow& w) {
+    batch_windows_.push_back(
+        BatchWindow{batch_.size(), w.bytes.size(), w.base, w.first_start, w.end_after, w.end_limit});
+    batch_.append(w.bytes);
+    batch_.push_back('\0');
+    if (batch_.size() >= kBatchBytes) ScanBatch();
+  }
+
+  void ScanBatch() {
+    if (batch_windows_.empty()) return;
+    hs_error_t rc = hs_scan(engine_.gated_db(), batch_.data(), static_cast<unsigned>(batch_.size()), 0,
+                            owner_->scratch(), &LayerScan::OnGateMatch, this);
+    if (rc != HS_SUCCESS) owner_->OnScanError(fmt::format("hs_scan failed ({})", rc));
+    batch_.clear();
+    batch_windows_.clear();
+  }
+
+  // Leftmost-longest per pattern: matches arrive in end order with their leftmost start.
+  void Collect(uint32_t pattern, uint64_t start, uint64_t end) {
+    if (start < taken_end_[pattern]) return;  // inside a match already taken
+    Pending& p = pending_[pattern];
+    if (!p.live) {
+      p = Pending{true, start, end};
+      return;
+    }
+    if (start <= p.start) {  // same or earlier start, later end: the longer match
+      p.start = start;
+      p.end = std::max(p.end, end);
+      return;
+    }
+    if (start < p.end) return;  // overlaps the pending match, which starts first
+    completed_.push_back(RawMatch{pattern, p.start, p.end});
+    taken_end_[pattern] = p.end;
+    p = Pending{true, start, end};
+  }
+
+  uint32_t WindowAfter(uint32_t pattern) const {
+    return engine_.rules()[engine_.patterns()[pattern].rule].window_after;
+  }
+
+  void Drain(std::string_view chunk, bool final) {
+    const uint64_t avail = history_.end() + chunk.size();
+    // Gated matches of an open digit run are reported late: judge them by what the gate
+    // has settled, or a match could be closed before its own extension arrives.
+    const uint64_t gate_settled = gate_ ? gate_->settled(avail) : avail;
+    for (uint32_t i = 0; i < pending_.size(); ++i) {
+      Pending& p = pending_[i];
+      const uint64_t limit = engine_.patterns()[i].gated ? gate_settled : avail;
+      if (p.live && (final || p.end + WindowAfter(i) + kPendingSlack <= limit)) {
+        completed_.push_back(RawMatch{i, p.start, p.end});
+        taken_end_[i] = p.end;
+        p.live = false;
+      }
+    }
+    size_t keep = 0;
+    for (size_t i = 0; i < completed_.size(); ++i) {
+      const RawMatch m = completed_[i];
+      if (final || m.end + WindowAfter(m.pattern) <= avail) {
+        Evaluate(m, chunk);
+      } else {
+        completed_[keep++] = m;
+      }
+    }
+    completed_.resize(keep);
+  }
+
+  void Evaluate(const RawMatch& m, std::string_view chunk) {
+    const uint32_t rule_index = engine_.patterns()[m.pattern].rule;
+    const CompiledRule& rule = engine_.rules()[rule_index];
+    history_.Copy(m.start, std::min(m.end, m.start + kMaxValueBytes), chunk, &value_);
+    before_.clear();
+    after_.clear();
+    if (!rule.keywords.empty()) {
+      history_.Copy(m.start - std::min<uint64_t>(m.start, rule.window_before), m.start, chunk, &before_);
+      history_.Copy(m.end, m.end + rule.window_after, chunk, &after_);
+    }
+    auto [orig_start, orig_end] = ToOriginal(m.start, m.end);
+    owner_->OnCandidate(rule_index, value_, before_, after_, orig_start, orig_end);
+  }
+
+  std::pair<uint64_t, uint64_t> ToOriginal(uint64_t start, uint64_t end) const {
+    if (layer_ == 0 || segments_.empty()) return {start, end};
+    auto containing = [this](uint64_t pos) -> const Segment& {
+      auto it = std::upper_bound(segments_.begin(), segments_.end(), pos,
+                                 [](uint64_t v, const Segment& s) { return v < s.layer_begin; });
+      return it == segments_.begin() ? segments_.front() : *std::prev(it);
+    };
+    // Conservative: the whole segment, unless it maps byte for byte.
+    const Segment& first = containing(start);
+    const Segment& last = containing(end > start ? end - 1 : start);
+    uint64_t os = first.orig_begin;
+    if (first.linear && start >= first.layer_begin && start < first.layer_end) {
+      os = first.orig_begin + (start - first.layer_begin);
+    }
+    uint64_t oe = last.orig_end;
+    if (last.linear && end > last.layer_begin && end <= last.layer_end) {
+      oe = last.orig_begin + (end - last.layer_begin);
+    }
+    return {os, std::max(os, oe)};
+  }
+
+  MessageScanImpl* owner_;
+  const HyperscanEngine& engine_;
+  const uint32_t layer_;
+  hs_stream_t* stream_ = nullptr;
+  std::unique_ptr<DigitGate> gate_;
+  std::string batch_;
+  std::vector<BatchWindow> batch_windows_;
+  History history_;
+  std::vector<Pending> pending_;
+  std::vector<uint64_t> taken_end_;
+  std::vector<RawMatch> completed_;
+  std::deque<Segment> segments_;
+  bool finished_ = false;
+  std::string value_, before_, after_;
+};
+
+MessageScanImpl::MessageScanImpl(std::shared_ptr<const HyperscanEngine> engine, hs_scratch_t* const* scratch,
+                                 const ContentHint& hint)
+    : engine_(std::move(engine)), scratch_(scratch), states_(engine_->rules().size()),
+      csv_(&engine_->csv_keywords()) {
+  layers_.push_back(std::make_unique<LayerScan>(this, 0));
+  decoder_ = MakeDecodeHook(hint, engine_->options(), *this);
+}
+
+MessageScanImpl::~MessageScanImpl() = default;
+
+LayerScan* MessageScanImpl::Layer(uint32_t layer) {
+  if (layer >= kMaxLayers) return nullptr;
+  if (layers_.size() <= layer) layers_.resize(layer + 1);
+  if (!layers_[layer]) layers_[layer] = std::make_unique<LayerScan>(this, layer);
+  return layers_[layer].get();
+}
+
+void MessageScanImpl::Feed(std::string_view chunk) {
+  if (finished_ || chunk.empty()) return;
+  layers_[0]->Feed(chunk);
+  csv_.Feed(chunk);
+  total_bytes_ += chunk.size();
+  if (decoder_) decoder_->Feed(chunk);
+  UpdateSoFar();
+}
+
+void MessageScanImpl::OnDecoded(uint32_t layer, std::string_view bytes, uint64_t orig_begin, uint64_t orig_end,
+                                bool linear) {
+  if (layer == 0) return;  // layer 0 is the raw message, scanned already
+  if (LayerScan* l = Layer(layer)) l->FeedSegment(bytes, orig_begin, orig_end, linear);
+}
+
+void MessageScanImpl::OnUndecodable(uint64_t orig_begin, uint64_t orig_end, std::string_view why) {
+  if (undecodable_count_ == 0) {
+    undecodable_start_ = orig_begin;
+    undecodable_end_ = std::max(orig_begin, orig_end);
+    undecodable_why_ = std::string(why.substr(0, 200));
+  }
+  ++undecodable_count_;
+  so_far_ = Stronger(so_far_, engine_->undecodable_rule().action);
+}
+
+void MessageScanImpl::OnScanError(std::string_view what) {
+  if (scan_error_.empty()) scan_error_ = std::string(what);
+  so_far_ = rules::v1::BLOCK;  // a scan we cannot finish fails closed
+}
+
+bool MessageScanImpl::KeywordNear(const CompiledRule& rule, std::string_view before, std::string_view after) const {
+  std::string window;
+  window.reserve(before.size() + after.size() + 1);
+  window.append(before);
+  window.push_back('\n');
+  window.append(after);
+  for (char& c : window) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+  }
+  return std::any_of(rule.keywords.begin(), rule.keywords.end(),
+                     [&](const std::string& kw) { return window.find(kw) != std::string::npos; });
+}
+
+bool MessageScanImpl::Excluded(const CompiledRule& rule, std::string_view value, const std::string& normalized) const {
+  if (rule.literal_exclusions.count(normalized) != 0) return true;
+  if (!rule.exclusion_db) return false;
+  bool hit = false;
+  auto on_match = [](unsigned, unsigned long long, unsigned long long, unsigned, void* ctx) -> int {
+    *static_cast<bool*>(ctx) = true;
+    return 1;  // one is enough
+  };
+  for (std::string_view v : {value, std::string_view(normalized)}) {
+    hs_scan(rule.exclusion_db.get(), v.data(), static_cast<unsigned>(v.size()), 0, scratch(), on_match, &hit);
+    if (hit) return true;
+  }
+  return false;
+}
+
+void MessageScanImpl::OnCandidate(uint32_t rule_index, std::string_view value, std::string_view before,
+                                  std::string_view after, uint64_t orig_start, uint64_t orig_end) {
+  const CompiledRule& rule = engine_->rules()[rule_index];
+  // Cheapest test first: a keyword search over two short windows costs far less than
+  // some validators (libphonenumber parses with ICU regexes).
+  bool boosted = false;
+  if (!rule.keywords.empty()) {
+    const bool near = KeywordNear(rule, before, after);
+    switch (rule.effect) {
+      case rules::v1::Context::REQUIRE:
+        if (!near) return;
+        break;
+      case rules::v1::Context::SUPPRESS:
+        if (near) return;
+        break;
+      default:
+        boosted = near;
+        break;
+    }
+  }
+  if (rule.validator != nullptr && !rule.validator(value)) return;
+  const std::string normalized = NormalizeValue(rule.category, value);
+  if (Excluded(rule, value, normalized)) return;
+  RuleState& st = states_[rule_index];
+  const Digest digest = HmacSha256(engine_->dedup_key(), normalized);
+  const std::string key(reinterpret_cast<const char*>(digest.data()), 16);
+  if (rule.count_matches || st.seen.size() >= kMaxDistinct) {
+    ++st.count;
+  } else if (st.seen.insert(key).second) {
+    ++st.count;
+  }
+  st.boosted = st.boosted || boosted;
+  if (!st.have_first || orig_start < st.first_start) {
+    st.have_first = true;
+    st.first_start = orig_start;
+    st.first_end = orig_end;
+    st.evidence = Redact(rule.category, value);
+    st.fingerprint = engine_->options().fingerprint_key.empty()
+                         ? std::string()
+                         : HexDigest(HmacSha256(engine_->options().fingerprint_key, normalized));
+  }
+  if (rule.pii) {
+    if (bulk_seen_.size() >= kMaxDistinct) {
+      ++bulk_overflow_;
+    } else {
+      const Digest bd = HmacSha256(engine_->dedup_key(), rule.category + '\0' + normalized);
+      bulk_seen_.insert(std::string(reinterpret_cast<const char*>(bd.data()), 16));
+    }
+  }
+  if (st.count >= rule.min_count) so_far_ = Stronger(so_far_, rule.action);
+}
+
+void MessageScanImpl::UpdateSoFar() {
+  const uint64_t threshold = engine_->bulk_threshold();
+  if (bulk_seen_.size() + bulk_overflow_ >= threshold || (csv_.is_pii_csv() && csv_.rows() >= threshold)) {
+    so_far_ = Stronger(so_far_, engine_->bulk_rule().action);
+  }
+}
+
+MessageResult MessageScanImpl::Finish() {
+  if (finished_) return result_;
+  if (decoder_) decoder_->Finish();
+  for (auto& layer : layers_) {
+    if (layer) layer->Finish();
+  }
+  csv_.Finish();
+  finished_ = true;
+
+  MessageResult r;
+  r.bytes_scanned = total_bytes_;
+  const auto& rules = engine_->rules();
+  for (size_t i = 0; i < rules.size(); ++i) {
+    const RuleState& st = states_[i];
+    const CompiledRule& rule = rules[i];
+    if (st.count == 0 || st.count < rule.min_count) continue;
+    v1::Finding f;
+    f.set_rule_id(rule.id);
+    f.set_category(rule.category);
+    f.set_count(st.count);
+    if (rule.count_matches) {  // a dump is the whole message
+      f.set_start(0);
+      f.set_end(total_bytes_);
+    } else {
+      f.set_start(st.first_start);
+      f.set_end(st.first_end);
+    }
+    f.set_evidence(st.evidence);
+    f.set_fingerprint(st.fingerprint);
+    f.set_action(rule.action);
+    int sev = static_cast<int>(rule.severity) + (st.boosted ? 1 : 0);
+    f.set_severity(static_cast<rules::v1::Severity>(std::min(sev, static_cast<int>(rules::v1::CRITICAL))));
+    r.findings.push_back(std::move(f));
+  }
+
+  const uint64_t threshold = engine_->bulk_threshold();
+  const uint64_t distinct = bulk_seen_.size() + bulk_overflow_;
+  const uint64_t rows = csv_.is_pii_csv() ? csv_.rows() : 0;
+  if (distinct >= threshold || rows >= threshold) {
+    const MessageRule& br = engine_->bulk_rule();
+    v1::Finding f;
+    f.set_rule_id(br.id);
+    f.set_category(br.category);
+    f.set_count(std::max(distinct, rows));
+    f.set_start(0);
+    f.set_end(total_bytes_);
+    f.set_evidence(rows >= threshold && rows >= distinct
+                       ? fmt::format("CSV with {} rows, PII columns: {}", rows, csv_.pii_columns())
+                       : fmt::format("{} distinct PII values", distinct));
+    f.set_action(br.action);
+    f.set_severity(br.severity);
+    r.findings.push_back(std::move(f));
+  }
+
+  if (undecodable_count_ > 0) {
+    const MessageRule& ur = engine_->undecodable_rule();
+    v1::Finding f;
+    f.set_rule_id(ur.id);
+    f.set_category(ur.category);
+    f.set_count(undecodable_count_);
+    f.set_start(undecodable_start_);
+    f.set_end(undecodable_end_);
+    f.set_evidence(undecodable_why_);
+    f.set_action(ur.action);
+    f.set_severity(ur.severity);
+    r.findings.push_back(std::move(f));
+  }
+
+  std::stable_sort(r.findings.begin(), r.findings.end(), [](const v1::Finding& a, const v1::Finding& b) {
+    return a.start() != b.start() ? a.start() < b.start() : a.rule_id() < b.rule_id();
+  });
+  Action action = rules::v1::ALLOW;
+  for (const auto& f : r.findings) action = Stronger(action, f.action());
+  std::vector<std::string> deciding;
+  for (const auto& f : r.findings) {
+    if (f.action() == action && std::find(deciding.begin(), deciding.end(), f.rule_id()) == deciding.end()) {
+      deciding.push_back(f.rule_id());
+    }
+  }
+  r.action = action;
+  r.reason = fmt::format("{}", fmt::join(deciding, ","));
+  if (!scan_error_.empty()) {
+    r.action = rules::v1::BLOCK;  // fail closed: part of the message went unscanned
+    r.reason = r.reason.empty() ? "scan_error" : r.reason + ",scan_error";
+  }
+  result_ = r;
+  return r;
+}
+
+// Scanner
+
+struct Scanner::Impl {
+  hs_scratch_t* scratch = nullptr;
+  // The engine the scratch was last sized for: hs_alloc_scratch is costly even when
+  // the scratch already fits, so it runs once per engine, not once per message.
+  std::weak_ptr<const Engine> sized_for;
+  ~Impl() {
+    if (scratch != nullptr) hs_free_scratch(scratch);
+  }
+};
+
+Scanner::Scanner() : impl_(std::make_unique<Impl>()) {}
+Scanner::~Scanner() = default;
+
+MessageScanPtr Scanner::Open(EnginePtr engine, const ContentHint& hint) {
+  auto hs = std::dynamic_pointer_cast<const HyperscanEngine>(engine);
+  if (!hs) return std::make_unique<UnavailableScan>();
+  if (impl_->sized_for.lock() != engine) {
+    for (const hs_database_t* db : hs->databases()) {
+      if (hs_alloc_scratch(db, &impl_->scratch) != HS_SUCCESS) return std::make_unique<UnavailableScan>();
+    }
+    impl_->sized_for = engine;
+  }
+  return std::make_unique<MessageScanImpl>(std::move(hs), &impl_->scratch, hint);
+}
+
+}  // namespace egressguard::dlp

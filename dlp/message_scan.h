@@ -1,0 +1,92 @@
+#pragma once
+// MessageScan implementation (internal to dlp/). One message = layer 0 (the raw bytes)
+// plus one LayerScan per decoded layer, each with its own Hyperscan stream, digit gate
+// and bounded history; candidates from every layer meet in one set of per-rule counts,
+// so a value seen raw and decoded counts once.
+//
+// Memory per open message and layer: Hyperscan stream state (Engine::stream_state_bytes),
+// a 16 KiB history ring (allocated on first use), the open digit run (<= 4 KiB) and the
+// matches waiting for their after-context; per message: distinct-value digests (16 bytes
+// each, at most 65536 per rule and for bulk_pii).
+
+#include <hs/hs.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <vector>
+
+#include "dlp/csv_header.h"
+#include "dlp/decode_bridge.h"
+#include "dlp/engine.h"
+#include "dlp/hyperscan_engine.h"
+
+namespace egressguard::dlp {
+
+class LayerScan;
+
+class MessageScanImpl final : public MessageScan, public DecodedSink {
+ public:
+  // `scratch` points at the owning Scanner's scratch slot (it may be reallocated
+  // between calls when the Scanner grows it for another engine).
+  MessageScanImpl(std::shared_ptr<const HyperscanEngine> engine, hs_scratch_t* const* scratch,
+                  const ContentHint& hint);
+  ~MessageScanImpl() override;
+
+  // MessageScan
+  void Feed(std::string_view chunk) override;
+  rules::v1::Action action_so_far() const override { return so_far_; }
+  MessageResult Finish() override;
+
+  // DecodedSink
+  void OnDecoded(uint32_t layer, std::string_view bytes, uint64_t orig_begin, uint64_t orig_end,
+                 bool linear) override;
+  void OnUndecodable(uint64_t orig_begin, uint64_t orig_end, std::string_view why) override;
+
+  // From LayerScan: a pattern match with its bytes and context, offsets already mapped
+  // to the original message.
+  void OnCandidate(uint32_t rule, std::string_view value, std::string_view before, std::string_view after,
+                   uint64_t orig_start, uint64_t orig_end);
+  void OnScanError(std::string_view what);
+  hs_scratch_t* scratch() const { return *scratch_; }
+  const HyperscanEngine& engine() const { return *engine_; }
+
+ private:
+  struct RuleState {
+    uint64_t count = 0;
+    std::unordered_set<std::string> seen;  // 16-byte keyed digests of normalized values
+    bool boosted = false;
+    bool have_first = false;
+    uint64_t first_start = 0;
+    uint64_t first_end = 0;
+    std::string evidence;
+    std::string fingerprint;
+  };
+
+  LayerScan* Layer(uint32_t layer);
+  void UpdateSoFar();
+  bool KeywordNear(const CompiledRule& rule, std::string_view before, std::string_view after) const;
+  bool Excluded(const CompiledRule& rule, std::string_view value, const std::string& normalized) const;
+
+  std::shared_ptr<const HyperscanEngine> engine_;
+  hs_scratch_t* const* scratch_;
+  std::vector<std::unique_ptr<LayerScan>> layers_;
+  std::unique_ptr<DecodeHook> decoder_;
+  std::vector<RuleState> states_;
+  std::unordered_set<std::string> bulk_seen_;
+  uint64_t bulk_overflow_ = 0;
+  CsvHeaderDetector csv_;
+  uint64_t undecodable_count_ = 0;
+  uint64_t undecodable_start_ = 0;
+  uint64_t undecodable_end_ = 0;
+  std::string undecodable_why_;
+  std::string scan_error_;
+  uint64_t total_bytes_ = 0;
+  rules::v1::Action so_far_ = rules::v1::ALLOW;
+  bool finished_ = false;
+  MessageResult result_;
+};
+
+}  // namespace egressguard::dlp

@@ -1,0 +1,925 @@
+#include "mitm/connection.h"
+
+#include <fmt/format.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
+
+#include <algorithm>
+#include <array>
+
+#include "mitm/client_hello.h"
+#include "mitm/host_port.h"
+
+// GCC 12 misreads the sized operator delete of Asio 1.74's coroutine frame allocator as
+// mismatched with its operator new in coroutine lambdas (a known false positive).
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
+namespace egressguard::mitm {
+namespace {
+
+constexpr size_t kReadChunk = 16 * 1024;
+using Action = rules::v1::Action;
+
+std::string NewUuid() {
+  std::array<unsigned char, 16> b{};
+  if (RAND_bytes(b.data(), static_cast<int>(b.size())) != 1) b.fill(0);
+  b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);
+  b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);
+  std::string hex;
+  for (size_t i = 0; i < b.size(); ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) hex += '-';
+    hex += fmt::format("{:02x}", b[i]);
+  }
+  return hex;
+}
+
+// "/p?card=4111...&x=1" -> "/p?card=&x=": a verdict names where data went, never the data.
+std::string StripQueryValues(std::string_view target) {
+  auto q = target.find('?');
+  if (q == std::string_view::npos) return std::string(target);
+  std::string out(target.substr(0, q + 1));
+  std::string_view query = target.substr(q + 1);
+  size_t start = 0;
+  bool first = true;
+  while (start <= query.size()) {
+    size_t amp = query.find('&', start);
+    std::string_view pair = query.substr(start, amp == std::string_view::npos ? std::string_view::npos : amp - start);
+    std::string_view key = pair.substr(0, pair.find('='));
+    if (!first) out += '&';
+    out += key;
+    if (pair.find('=') != std::string_view::npos) out += '=';
+    first = false;
+    if (amp == std::string_view::npos) break;
+    start = amp + 1;
+  }
+  return out;
+}
+
+// Whether the first bytes of a decrypted stream start like an HTTP/1 request line
+// (a token then a space). nullopt: not enough bytes to tell yet.
+std::optional<bool> LooksLikeHttp(std::string_view bytes) {
+  for (size_t i = 0; i < bytes.size() && i < 24; ++i) {
+    char c = bytes[i];
+    if (c == ' ') return i > 0;
+    if (!http1::IsToken(std::string_view(&c, 1))) return false;
+  }
+  return bytes.size() >= 24 ? std::optional<bool>(false) : std::nullopt;
+}
+
+Action Strongest(const std::vector<dlp::MessageResult>& results) {
+  Action a = rules::v1::ALLOW;
+  for (const auto& r : results) a = std::max(a, r.action);
+  return a;
+}
+
+// The deciding reasons (rule ids or conditions) of the results that reached `action`.
+std::string ReasonFor(const std::vector<dlp::MessageResult>& results, Action action) {
+  std::string out;
+  for (const auto& r : results) {
+    if (r.action != action || r.reason.empty() || action == rules::v1::ALLOW) continue;
+    if (!out.empty()) out += ',';
+    out += r.reason;
+  }
+  return out;
+}
+
+std::string JsonEscape(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string HtmlEscape(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '&': out += "&amp;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+struct Connection::Transaction {
+  http1::MessageHead head;
+  std::string path;
+  std::vector<dlp::MessageResult> results;
+  uint64_t bytes_out = 0;
+  uint64_t bytes_in = 0;
+  bool response_started = false;
+  bool upgraded = false;
+  std::string condition;  // a refusal that is not a rule: method_not_allowed, ...
+};
+
+Connection::Connection(ProxyShared& shared, dlp::Scanner& scanner, tcp::socket socket)
+    : shared_(shared),
+      scanner_(scanner),
+      id_(shared.next_connection_id.fetch_add(1)),
+      client_(std::move(socket)),
+      resolver_(client_.socket().get_executor()),
+      timer_(client_.socket().get_executor()) {
+  error_code ec;
+  auto ep = client_.socket().remote_endpoint(ec);
+  if (!ec) client_address_ = fmt::format("{}:{}", ep.address().to_string(), ep.port());
+  client_.socket().set_option(tcp::no_delay(true), ec);
+  deadline_ = std::chrono::steady_clock::now() + shared_.config.header_timeout;
+  shared_.counters.active.fetch_add(1);
+}
+
+Connection::~Connection() { shared_.counters.active.fetch_sub(1); }
+
+void Connection::Start() {
+  auto self = shared_from_this();
+  asio::co_spawn(timer_.get_executor(), [self]() { return self->RunWatchdog(); }, asio::detached);
+  asio::co_spawn(timer_.get_executor(), [self]() { return self->Run(); }, asio::detached);
+}
+
+void Connection::CloseIfIdle() {
+  if (idle_) Abort();
+}
+
+void Connection::Arm(std::chrono::milliseconds timeout) {
+  auto next = std::chrono::steady_clock::now() + timeout;
+  bool earlier = next < deadline_;
+  deadline_ = next;
+  if (earlier) timer_.cancel();
+}
+
+void Connection::Abort() {
+  if (finished_) return;
+  finished_ = true;
+  client_.Close();
+  if (upstream_) upstream_->Close();
+  resolver_.cancel();
+  timer_.cancel();
+}
+
+asio::awaitable<void> Connection::RunWatchdog() {
+  auto self = shared_from_this();
+  while (!finished_) {
+    timer_.expires_at(deadline_);
+    error_code ec;
+    co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (finished_) break;
+    if (std::chrono::steady_clock::now() >= deadline_) {
+      Abort();
+      break;
+    }
+  }
+}
+
+v1::Verdict Connection::NewVerdict(const std::string& mode) const {
+  v1::Verdict v;
+  v.set_id(NewUuid());
+  auto now = std::chrono::system_clock::now().time_since_epoch();
+  auto secs = std::chrono::duration_cast<std::chrono::seconds>(now);
+  v.mutable_time()->set_seconds(secs.count());
+  v.mutable_time()->set_nanos(static_cast<int32_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(now - secs).count()));
+  v.set_appliance(shared_.config.appliance_name);
+  v.set_connection_id(std::to_string(id_));
+  v.set_client_address(client_address_);
+  v.set_host(sni_.empty() ? host_ : sni_);
+  v.set_port(port_);
+  v.set_mode(mode);
+  if (engine_) v.set_rule_pack_version(engine_->pack_version());
+  v.set_enforced(shared_.config.mode == EnforceMode::kEnforce);
+  return v;
+}
+
+void Connection::Report(v1::Verdict verdict) {
+  if (verdict.action() == rules::v1::BLOCK && verdict.enforced()) shared_.counters.blocked.fetch_add(1);
+  if (shared_.sink) shared_.sink->Submit(std::move(verdict));
+}
+
+asio::awaitable<void> Connection::WriteClient(const std::string& data) {
+  error_code ec;
+  co_await client_.Write(asio::buffer(data), ec);
+  if (ec) Abort();
+}
+
+asio::awaitable<void> Connection::Respond(int status, const std::string& phrase, const std::string& why, bool json) {
+  std::string body = json ? fmt::format("{{\"error\":\"{}\",\"reason\":\"{}\"}}\n", JsonEscape(phrase), JsonEscape(why))
+                          : fmt::format("<!doctype html><html><head><title>{0} {1}</title></head><body><h1>{0} {1}</h1>"
+                                        "<p>egressguard: {2}</p></body></html>\n",
+                                        status, HtmlEscape(phrase), HtmlEscape(why));
+  std::string response = fmt::format(
+      "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n{}",
+      status, phrase, json ? "application/json" : "text/html; charset=utf-8", body.size(), body);
+  co_await WriteClient(response);
+  co_await LingerClient();
+}
+
+asio::awaitable<void> Connection::LingerClient() {
+  // Every answer from the proxy itself ends the connection. Closing a socket with unread
+  // request bytes resets it, and the client might lose the answer; so read and discard
+  // what is still in flight first (bounded in time and bytes).
+  if (finished_) co_return;
+  Arm(std::chrono::milliseconds(2000));
+  error_code ec;
+  if (!client_.is_tls()) client_.socket().shutdown(tcp::socket::shutdown_send, ec);
+  std::array<char, kReadChunk> buf;
+  size_t total = 0;
+  while (!finished_ && total < (64u << 20)) {
+    size_t n = co_await client_.Read(asio::buffer(buf), ec);
+    if (ec) break;
+    total += n;
+  }
+  Abort();
+}
+
+asio::awaitable<bool> Connection::ReadRequestHead(http1::Parser& parser, std::string& error) {
+  std::array<char, kReadChunk> buf;
+  while (true) {
+    auto r = parser.Parse(client_buf_);
+    if (r.event == http1::Event::kError) {
+      error = parser.error();
+      co_return false;
+    }
+    client_buf_.erase(0, r.consumed);
+    if (r.event == http1::Event::kHeadComplete) co_return true;
+    if (r.event == http1::Event::kMessageComplete || r.consumed > 0) continue;
+    error_code ec;
+    size_t n = co_await client_.Read(asio::buffer(buf), ec);
+    if (ec) {
+      error = client_buf_.empty() ? "" : "connection closed inside a request head";
+      co_return false;
+    }
+    client_buf_.append(buf.data(), n);
+  }
+}
+
+asio::awaitable<void> Connection::Run() {
+  auto self = shared_from_this();
+  http1::Parser parser(http1::Parser::Kind::kRequest,
+                       http1::Limits{shared_.config.max_head_bytes, shared_.config.max_header_count});
+  std::string error;
+  Arm(shared_.config.header_timeout);
+  if (!co_await ReadRequestHead(parser, error)) {
+    if (!error.empty() && !finished_) co_await Respond(400, "Bad Request", error, false);
+    Abort();
+    co_return;
+  }
+  const auto& head = parser.head();
+  if (head.method == "CONNECT") {
+    co_await HandleConnect(head);
+  } else if (head.target.size() > 7 && std::equal(head.target.begin(), head.target.begin() + 7, "http://",
+                                                  [](char a, char b) { return (a | 0x20) == b; })) {
+    mode_ = "plain";
+    fixed_upstream_ = false;
+    co_await HttpLoop(&parser);
+  } else {
+    co_await Respond(400, "Bad Request", "expected CONNECT host:port or an absolute http:// URL", false);
+  }
+  Abort();
+}
+
+asio::awaitable<bool> Connection::ConnectUpstream(const std::string& host, uint16_t port, std::string& error) {
+  Arm(shared_.config.handshake_timeout);
+  error_code ec;
+  auto results = co_await resolver_.async_resolve(host, std::to_string(port), asio::redirect_error(asio::use_awaitable, ec));
+  if (ec || finished_) {
+    error = fmt::format("cannot resolve {}: {}", host, ec.message());
+    co_return false;
+  }
+  tcp::socket socket(timer_.get_executor());
+  co_await asio::async_connect(socket, results, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec || finished_) {
+    error = fmt::format("cannot connect to {}:{}: {}", host, port, ec ? ec.message() : "timed out");
+    co_return false;
+  }
+  socket.set_option(tcp::no_delay(true), ec);
+  if (upstream_) upstream_->Close();
+  upstream_.emplace(std::move(socket));
+  co_return true;
+}
+
+asio::awaitable<void> Connection::HandleConnect(const http1::MessageHead& head) {
+  auto hp = ParseHostPort(head.target, 0);
+  if (!hp.ok()) {
+    co_await Respond(400, "Bad Request", std::string(hp.status().message()), false);
+    co_return;
+  }
+  host_ = hp->host;
+  port_ = hp->port;
+  auto decision = shared_.policy->Decide(host_, port_);
+  if (decision.action == PolicyAction::kRefuse) {
+    auto v = NewVerdict("refuse");
+    v.set_method("CONNECT");
+    v.set_action(rules::v1::BLOCK);
+    v.set_reason(decision.reason);
+    v.set_enforced(true);
+    Report(std::move(v));
+    co_await Respond(403, "Forbidden", decision.reason, true);
+    co_return;
+  }
+  std::string error;
+  if (!co_await ConnectUpstream(host_, port_, error)) {
+    auto v = NewVerdict("refuse");
+    v.set_method("CONNECT");
+    v.set_action(rules::v1::BLOCK);
+    v.set_reason("upstream_unreachable: " + error);
+    Report(std::move(v));
+    if (!finished_) co_await Respond(502, "Bad Gateway", error, false);
+    co_return;
+  }
+  co_await WriteClient("HTTP/1.1 200 Connection established\r\n\r\n");
+
+  // Peek the ClientHello ourselves: the policy needs the SNI before any TLS answer.
+  std::string peeked = std::move(client_buf_);
+  client_buf_.clear();
+  std::array<char, kReadChunk> buf;
+  ClientHelloResult hello;
+  while (!finished_) {
+    hello = ParseClientHello(peeked);
+    if (hello.status != ClientHelloResult::Status::kNeedMore) break;
+    error_code ec;
+    size_t n = co_await client_.Read(asio::buffer(buf), ec);
+    if (ec) co_return;  // client went away (or the handshake timeout fired) before a hello
+    peeked.append(buf.data(), n);
+  }
+  if (finished_) co_return;
+  if (hello.status == ClientHelloResult::Status::kMalformed ||
+      (hello.status == ClientHelloResult::Status::kNotTls && shared_.config.refuse_non_tls)) {
+    auto v = NewVerdict("refuse");
+    v.set_action(rules::v1::BLOCK);
+    v.set_reason(hello.status == ClientHelloResult::Status::kNotTls ? "not_tls" : "malformed_client_hello: " + hello.reason);
+    v.set_enforced(true);
+    Report(std::move(v));
+    co_return;
+  }
+  if (hello.status == ClientHelloResult::Status::kNotTls) {
+    // Configured to pass plaintext through CONNECT: frame it as HTTP when it is, scanned.
+    mode_ = "plain";
+    client_buf_ = std::move(peeked);
+    co_await HttpLoop(nullptr);
+    co_return;
+  }
+  sni_ = hello.info.sni;
+  decision = shared_.policy->Decide(host_, port_, sni_);
+  if (decision.action == PolicyAction::kRefuse) {
+    auto v = NewVerdict("refuse");
+    v.set_action(rules::v1::BLOCK);
+    v.set_reason(decision.reason);
+    v.set_enforced(true);
+    Report(std::move(v));
+    co_return;
+  }
+  if (decision.action == PolicyAction::kSplice) {
+    mode_ = "splice";
+    error_code ec;
+    co_await upstream_->Write(asio::buffer(peeked), ec);
+    if (ec) co_return;
+    co_await RawRelay(false, peeked.size());
+    co_return;
+  }
+  co_await Bump(peeked);
+}
+
+asio::awaitable<void> Connection::Bump(const std::string& peeked) {
+  mode_ = "bump";
+  const std::string verify_name = sni_.empty() ? host_ : sni_;
+  bool is_ip = ParseIp(verify_name).has_value();
+  auto& up = upstream_->StartTls(shared_.upstream_tls);
+  SSL* ussl = up.native_handle();
+  if (!is_ip) SSL_set_tlsext_host_name(ussl, verify_name.c_str());
+  // The chain is verified against the trust store by OpenSSL during the handshake, and
+  // the name here is part of that verification; the result is checked below, never skipped.
+  X509_VERIFY_PARAM* param = SSL_get0_param(ussl);
+  X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+  int name_ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, verify_name.c_str())
+                      : X509_VERIFY_PARAM_set1_host(param, verify_name.c_str(), verify_name.size());
+  auto fail = [&](std::string reason) {
+    auto v = NewVerdict("bump");
+    v.set_action(rules::v1::BLOCK);
+    v.set_reason(std::move(reason));
+    Report(std::move(v));
+  };
+  if (name_ok != 1) {
+    fail("upstream_cert_invalid: cannot set the expected name");
+    co_return;
+  }
+  Arm(shared_.config.handshake_timeout);
+  error_code ec;
+  co_await up.async_handshake(asio::ssl::stream_base::client, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec || finished_) {
+    fail("upstream_tls_failed: " + (ec ? ec.message() : std::string("timed out")));
+    co_return;
+  }
+  X509* peer = SSL_get0_peer_certificate(ussl);
+  long verify = SSL_get_verify_result(ussl);
+  std::string bad_cert;
+  if (peer == nullptr) {
+    fail("upstream_cert_invalid: no certificate presented");
+    co_return;
+  }
+  if (verify != X509_V_OK) bad_cert = X509_verify_cert_error_string(verify);
+  if (!bad_cert.empty()) {
+    // Never send anything on to an origin we could not verify.
+    upstream_->Close();
+  }
+
+  // A bad upstream still gets a leaf (from the names it presented) so the client can be
+  // told why in a 502 page instead of a bare TLS failure; nothing is ever forwarded.
+  // The minter never issues past the upstream's own validity; for an invalid (e.g. expired)
+  // origin the page's leaf is minted from a copy of its names with a one-day window.
+  std::unique_ptr<X509, decltype(&X509_free)> surrogate(nullptr, X509_free);
+  if (!bad_cert.empty()) {
+    surrogate.reset(X509_dup(peer));
+    if (!surrogate || !X509_gmtime_adj(X509_getm_notBefore(surrogate.get()), -3600) ||
+        !X509_gmtime_adj(X509_getm_notAfter(surrogate.get()), 86400)) {
+      fail("upstream_cert_invalid: " + bad_cert);
+      co_return;
+    }
+  }
+  auto leaf = shared_.minter->MintFor(surrogate ? surrogate.get() : peer, sni_);
+  if (!leaf.ok()) {
+    fail("mint_failed: " + std::string(leaf.status().message()));
+    co_return;
+  }
+  leaf_ = *std::move(leaf);
+  auto& cl = client_.StartTls(shared_.client_tls);
+  SSL* cssl = cl.native_handle();
+  if (SSL_use_certificate(cssl, leaf_->cert) != 1 || SSL_use_PrivateKey(cssl, leaf_->key) != 1) {
+    fail("mint_failed: leaf not usable");
+    co_return;
+  }
+  if (leaf_->chain != nullptr) {
+    for (int i = 0; i < sk_X509_num(leaf_->chain); ++i) SSL_add1_chain_cert(cssl, sk_X509_value(leaf_->chain, i));
+  }
+  size_t used = co_await cl.async_handshake(asio::ssl::stream_base::server, asio::buffer(peeked),
+                                            asio::redirect_error(asio::use_awaitable, ec));
+  (void)used;
+  if (ec || finished_) {
+    auto v = NewVerdict("bump");
+    v.set_action(rules::v1::ALLOW);
+    v.set_reason("client_tls_failed: " + (ec ? ec.message() : std::string("timed out")));
+    Report(std::move(v));
+    co_return;
+  }
+  if (!bad_cert.empty()) {
+    co_await AnswerBadUpstream(bad_cert);
+    co_return;
+  }
+  co_await HttpLoop(nullptr);
+  if (!finished_) {
+    Arm(std::chrono::milliseconds(1000));
+    co_await client_.ShutdownSend();
+  }
+}
+
+asio::awaitable<void> Connection::AnswerBadUpstream(const std::string& detail) {
+  http1::Parser parser(http1::Parser::Kind::kRequest,
+                       http1::Limits{shared_.config.max_head_bytes, shared_.config.max_header_count});
+  Arm(shared_.config.header_timeout);
+  std::string error;
+  auto v = NewVerdict("bump");
+  if (co_await ReadRequestHead(parser, error)) {
+    v.set_method(parser.head().method);
+    v.set_path(StripQueryValues(parser.head().target));
+  }
+  v.set_action(rules::v1::BLOCK);
+  v.set_reason("upstream_cert_invalid: " + detail);
+  v.set_enforced(true);
+  Report(std::move(v));
+  if (!finished_) {
+    co_await Respond(502, "Bad Gateway", "the origin's certificate is not valid (" + detail + "); the request was not sent",
+                     false);
+    Arm(std::chrono::milliseconds(1000));
+    co_await client_.ShutdownSend();
+  }
+}
+
+asio::awaitable<void> Connection::HttpLoop(http1::Parser* first) {
+  const auto& cfg = shared_.config;
+  const bool enforce = cfg.mode == EnforceMode::kEnforce;
+  http1::Parser own(http1::Parser::Kind::kRequest, http1::Limits{cfg.max_head_bytes, cfg.max_header_count});
+  http1::Parser& req = first ? *first : own;
+  bool have_head = first != nullptr;
+  bool first_message = true;
+  std::array<char, kReadChunk> buf;
+
+  while (!finished_) {
+    if (!have_head) {
+      // A decrypted stream that is not HTTP is relayed raw, scanned per connection.
+      if (first_message && fixed_upstream_) {
+        Arm(cfg.header_timeout);
+        while (!finished_ && !LooksLikeHttp(client_buf_).has_value()) {
+          error_code ec;
+          size_t n = co_await client_.Read(asio::buffer(buf), ec);
+          if (ec) co_return;
+          client_buf_.append(buf.data(), n);
+        }
+        if (finished_) co_return;
+        if (!*LooksLikeHttp(client_buf_)) {
+          co_await RawRelay(true, 0);
+          co_return;
+        }
+      }
+      idle_ = client_buf_.empty();
+      if (idle_ && shared_.draining.load()) co_return;
+      Arm(idle_ ? cfg.idle_timeout : cfg.header_timeout);
+      std::string error;
+      bool ok = co_await ReadRequestHead(req, error);
+      idle_ = false;
+      if (!ok) {
+        if (!error.empty() && !finished_) {
+          auto v = NewVerdict(mode_);
+          v.set_action(rules::v1::BLOCK);
+          v.set_reason("malformed_http: " + error);
+          v.set_enforced(true);
+          Report(std::move(v));
+          co_await Respond(400, "Bad Request", error, false);
+        }
+        co_return;
+      }
+    }
+    have_head = false;
+    first_message = false;
+    shared_.counters.transactions.fetch_add(1);
+
+    Transaction tx;
+    tx.head = req.head();
+    const auto& head = tx.head;
+    auto refuse = [&](int status, const char* phrase, const std::string& condition) -> asio::awaitable<void> {
+      auto v = NewVerdict(mode_);
+      v.set_method(head.method);
+      v.set_path(tx.path);
+      v.set_action(rules::v1::BLOCK);
+      v.set_reason(condition);
+      v.set_enforced(true);
+      Report(std::move(v));
+      co_await Respond(status, phrase, condition, true);
+    };
+
+    // Where the request goes, and its target in origin-form.
+    std::string origin_target = head.target;
+    if (!fixed_upstream_) {
+      std::string_view rest = std::string_view(head.target).substr(7);  // after "http://"
+      size_t slash = rest.find_first_of("/?");
+      std::string_view authority = rest.substr(0, slash);
+      origin_target = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
+      if (!origin_target.empty() && origin_target[0] == '?') origin_target = "/" + origin_target;
+      auto hp = ParseHostPort(authority, 80);
+      tx.path = StripQueryValues(origin_target);
+      if (!hp.ok()) {
+        co_await refuse(400, "Bad Request", "bad authority in request target");
+        co_return;
+      }
+      host_ = hp->host;
+      port_ = hp->port;
+      std::string key = fmt::format("{}:{}", host_, port_);
+      if (key != upstream_authority_) {
+        auto decision = shared_.policy->Decide(host_, port_);
+        if (decision.action == PolicyAction::kRefuse) {
+          co_await refuse(403, "Forbidden", decision.reason);
+          co_return;
+        }
+        std::string error;
+        upstream_buf_.clear();
+        if (!co_await ConnectUpstream(host_, port_, error)) {
+          auto v = NewVerdict(mode_);
+          v.set_method(head.method);
+          v.set_path(tx.path);
+          v.set_action(rules::v1::BLOCK);
+          v.set_reason("upstream_unreachable: " + error);
+          Report(std::move(v));
+          if (!finished_) co_await Respond(502, "Bad Gateway", error, false);
+          co_return;
+        }
+        upstream_authority_ = key;
+      }
+    } else if (head.target.empty() || head.target[0] != '/') {
+      tx.path = StripQueryValues(head.target);
+      co_await refuse(400, "Bad Request", "expected an origin-form request target");
+      co_return;
+    }
+    tx.path = StripQueryValues(origin_target);
+    if (head.method == "CONNECT") {
+      co_await refuse(405, "Method Not Allowed", "CONNECT inside a tunnel");
+      co_return;
+    }
+    if (!shared_.policy->MethodAllowed(host_, port_, head.method)) {
+      co_await refuse(403, "Forbidden", "method_not_allowed");
+      co_return;
+    }
+    engine_ = shared_.engines ? shared_.engines->Current() : nullptr;
+    if (!engine_ && !cfg.fail_open) {
+      co_await refuse(403, "Forbidden", "engine_unavailable");
+      co_return;
+    }
+
+    // The URL (decoded) and the header block are scanned before anything is sent on.
+    dlp::MessageScanPtr body_scan;
+    if (engine_) {
+      dlp::ContentHint url_hint;
+      url_hint.is_url = true;
+      auto url_scan = scanner_.Open(engine_, url_hint);
+      url_scan->Feed(http1::PercentDecode(origin_target));
+      tx.results.push_back(url_scan->Finish());
+      auto header_scan = scanner_.Open(engine_, dlp::ContentHint{});
+      for (const auto& h : head.headers) {
+        header_scan->Feed(h.name);
+        header_scan->Feed(": ");
+        header_scan->Feed(h.value);
+        header_scan->Feed("\r\n");
+      }
+      tx.results.push_back(header_scan->Finish());
+      dlp::ContentHint body_hint;
+      body_hint.content_type = std::string(head.Get("content-type").value_or(""));
+      body_hint.content_encoding = std::string(head.Get("content-encoding").value_or(""));
+      body_scan = scanner_.Open(engine_, body_hint);
+    }
+    auto report = [&](const std::string& extra_reason) {
+      auto v = NewVerdict(mode_);
+      v.set_method(head.method);
+      v.set_path(tx.path);
+      v.set_bytes_out(tx.bytes_out);
+      v.set_bytes_in(tx.bytes_in);
+      for (const auto& r : tx.results) {
+        for (const auto& f : r.findings) *v.add_findings() = f;
+      }
+      Action action = Strongest(tx.results);
+      v.set_action(action);
+      std::string reason = extra_reason.empty() ? ReasonFor(tx.results, action) : extra_reason;
+      if (engine_ == nullptr && extra_reason.empty()) reason = "engine_unavailable (fail open)";
+      v.set_reason(reason);
+      Report(std::move(v));
+    };
+    auto block = [&]() -> asio::awaitable<void> {
+      Action action = Strongest(tx.results);
+      std::string rules = ReasonFor(tx.results, action);
+      report("");
+      co_await Respond(403, "Forbidden", "blocked by data-loss-prevention rules: " + rules, true);
+    };
+    if (enforce && Strongest(tx.results) == rules::v1::BLOCK) {
+      co_await block();
+      co_return;
+    }
+
+    std::vector<std::string_view> drop = {"proxy-connection", "proxy-authorization"};
+    if (head.expect_continue) drop.push_back("expect");
+    std::string out_head = http1::SerializeRequestHead(head, origin_target, drop);
+    bool has_body = head.chunked || head.content_length.value_or(0) > 0;
+    // The proxy answers 100-continue itself: it reads (and in enforce mode holds) the body
+    // before the origin sees any of it.
+    if (head.expect_continue && has_body) co_await WriteClient("HTTP/1.1 100 Continue\r\n\r\n");
+    tx.bytes_out += out_head.size();
+
+    bool holding = enforce;
+    std::string held;    // enforce: head + body until scanned (up to the hold limit)
+    std::string pending; // enforce, streaming: scanned bytes waiting for the next scan step
+    error_code ec;
+    bool upstream_failed = false;
+    auto send_up = [&](const std::string& data) -> asio::awaitable<void> {
+      if (data.empty() || upstream_failed) co_return;
+      error_code wec;
+      co_await upstream_->Write(asio::buffer(data), wec);
+      if (wec) upstream_failed = true;
+    };
+    if (holding) {
+      held = out_head;
+    } else {
+      co_await send_up(out_head);
+    }
+
+    bool blocked = false;
+    Arm(cfg.idle_timeout);
+    while (!finished_) {
+      auto r = req.Parse(client_buf_);
+      if (r.event == http1::Event::kError) {
+        if (upstream_) upstream_->Close();
+        auto v = NewVerdict(mode_);
+        v.set_method(head.method);
+        v.set_path(tx.path);
+        v.set_action(rules::v1::BLOCK);
+        v.set_reason("malformed_http: " + req.error());
+        v.set_enforced(true);
+        Report(std::move(v));
+        co_await Respond(400, "Bad Request", req.error(), false);
+        co_return;
+      }
+      if (r.event == http1::Event::kBody && body_scan) body_scan->Feed(r.body);
+      if (r.consumed > 0) {
+        std::string raw = client_buf_.substr(0, r.consumed);
+        client_buf_.erase(0, r.consumed);
+        tx.bytes_out += raw.size();
+        if (!enforce) {
+          co_await send_up(raw);
+        } else if (body_scan && body_scan->action_so_far() == rules::v1::BLOCK) {
+          blocked = true;
+          break;
+        } else if (holding) {
+          held += raw;
+          if (held.size() > cfg.hold_limit + out_head.size()) {
+            // Over the hold limit: everything so far is scanned clean; stream from here on,
+            // each piece scanned before it is sent.
+            co_await send_up(held);
+            held.clear();
+            holding = false;
+          }
+        } else {
+          co_await send_up(pending);
+          pending = std::move(raw);
+        }
+        Arm(cfg.idle_timeout);
+      }
+      if (r.event == http1::Event::kMessageComplete) break;
+      if (r.event == http1::Event::kNeedMore && r.consumed == 0) {
+        size_t n = co_await client_.Read(asio::buffer(buf), ec);
+        if (ec) {
+          // The client left mid-request: whatever was forwarded stays forwarded; no more.
+          if (upstream_) upstream_->Close();
+          report("client_aborted");
+          co_return;
+        }
+        client_buf_.append(buf.data(), n);
+      }
+    }
+    if (finished_) co_return;
+    if (body_scan) tx.results.push_back(body_scan->Finish());
+    if (enforce && (blocked || Strongest(tx.results) == rules::v1::BLOCK)) {
+      if (!holding) upstream_->Close();  // part of the body went out: reset the origin
+      co_await block();
+      co_return;
+    }
+    co_await send_up(holding ? held : pending);
+    held.clear();
+    pending.clear();
+
+    int next = co_await RelayResponse(tx) ? 1 : 0;
+    if (tx.upgraded) {
+      report("");
+      co_await RawRelay(true, 0);
+      co_return;
+    }
+    report(next == 1 || tx.response_started ? "" : "upstream_failed");
+    if (next == 0 || !head.keep_alive || shared_.draining.load()) co_return;
+  }
+}
+
+asio::awaitable<bool> Connection::RelayResponse(Transaction& tx) {
+  const auto& cfg = shared_.config;
+  http1::Parser resp(http1::Parser::Kind::kResponse, http1::Limits{cfg.max_head_bytes, cfg.max_header_count});
+  resp.SetRequestMethod(tx.head.method);
+  std::array<char, kReadChunk> buf;
+  dlp::MessageScanPtr scan;
+  int status = 0;
+  Arm(cfg.idle_timeout);
+  while (!finished_) {
+    auto r = resp.Parse(upstream_buf_);
+    if (r.event == http1::Event::kError) {
+      if (!tx.response_started) co_await Respond(502, "Bad Gateway", "bad response from origin: " + resp.error(), false);
+      co_return false;
+    }
+    if (r.event == http1::Event::kHeadComplete) {
+      status = resp.head().status;
+      if (cfg.scan_responses && engine_ && status >= 200) {
+        dlp::ContentHint hint;
+        hint.content_type = std::string(resp.head().Get("content-type").value_or(""));
+        hint.content_encoding = std::string(resp.head().Get("content-encoding").value_or(""));
+        scan = scanner_.Open(engine_, hint);
+      }
+    }
+    if (r.event == http1::Event::kBody && scan) scan->Feed(r.body);
+    if (r.consumed > 0) {
+      error_code ec;
+      co_await client_.Write(asio::buffer(upstream_buf_.data(), r.consumed), ec);
+      if (ec) co_return false;
+      tx.response_started = true;
+      tx.bytes_in += r.consumed;
+      upstream_buf_.erase(0, r.consumed);
+      Arm(cfg.idle_timeout);
+    }
+    if (r.event == http1::Event::kMessageComplete) {
+      if (status == 101 && tx.head.upgrade) {
+        tx.upgraded = true;
+        co_return false;
+      }
+      if (status >= 100 && status < 200) continue;  // interim response; the final one follows
+      if (scan) {
+        auto result = scan->Finish();
+        // Responses are reported, never blocked: record their findings as alerts at most.
+        if (result.action == rules::v1::BLOCK) result.action = rules::v1::ALERT;
+        tx.results.push_back(std::move(result));
+      }
+      co_return resp.head().keep_alive;
+    }
+    if (r.event == http1::Event::kNeedMore && r.consumed == 0) {
+      error_code ec;
+      size_t n = co_await upstream_->Read(asio::buffer(buf), ec);
+      if (ec) {
+        auto end = resp.Eof();
+        if (end.event == http1::Event::kMessageComplete) {
+          if (scan) tx.results.push_back(scan->Finish());
+          co_return false;
+        }
+        if (!tx.response_started && !finished_) {
+          co_await Respond(502, "Bad Gateway", "the origin closed the connection without a complete response", false);
+        }
+        co_return false;
+      }
+      upstream_buf_.append(buf.data(), n);
+    }
+  }
+  co_return false;
+}
+
+asio::awaitable<void> Connection::Pump(Stream& from, Stream& to, std::string initial, dlp::MessageScan* scan,
+                                       uint64_t& counter) {
+  const bool enforce = shared_.config.mode == EnforceMode::kEnforce;
+  std::array<char, kReadChunk> buf;
+  error_code ec;
+  auto forward = [&](std::string_view data) -> asio::awaitable<bool> {
+    if (scan) {
+      scan->Feed(data);
+      if (enforce && scan->action_so_far() == rules::v1::BLOCK) co_return false;
+    }
+    co_await to.Write(asio::buffer(data.data(), data.size()), ec);
+    if (ec) co_return false;
+    counter += data.size();
+    Arm(shared_.config.idle_timeout);
+    co_return true;
+  };
+  if (!initial.empty() && !co_await forward(initial)) {
+    Abort();
+    co_return;
+  }
+  while (!finished_) {
+    size_t n = co_await from.Read(asio::buffer(buf), ec);
+    if (ec) {
+      if (ec == asio::error::eof && !to.is_tls() && !from.is_tls()) {
+        // TCP half-close: pass the FIN on and let the other direction finish.
+        co_await to.ShutdownSend();
+        co_return;
+      }
+      // Over TLS a close ends both directions (a TLS shutdown cannot run beside a read).
+      Abort();
+      co_return;
+    }
+    if (!co_await forward(std::string_view(buf.data(), n))) {
+      Abort();
+      co_return;
+    }
+  }
+}
+
+asio::awaitable<void> Connection::RawRelay(bool scan_client_bytes, uint64_t already_out) {
+  auto self = shared_from_this();
+  dlp::MessageScanPtr scan;
+  if (scan_client_bytes) {
+    if (!engine_ && shared_.engines) engine_ = shared_.engines->Current();
+    if (engine_) scan = scanner_.Open(engine_, dlp::ContentHint{});
+  }
+  uint64_t out = already_out;
+  uint64_t in = 0;
+  bool other_done = false;
+  asio::steady_timer done(timer_.get_executor());
+  done.expires_at(std::chrono::steady_clock::time_point::max());
+  std::string up_initial = std::move(upstream_buf_);
+  std::string client_initial = std::move(client_buf_);
+  Arm(shared_.config.idle_timeout);
+  asio::co_spawn(
+      timer_.get_executor(),
+      [&, self]() -> asio::awaitable<void> {
+        co_await Pump(*upstream_, client_, std::move(up_initial), nullptr, in);
+        other_done = true;
+        done.cancel();
+      },
+      asio::detached);
+  co_await Pump(client_, *upstream_, std::move(client_initial), scan.get(), out);
+  while (!other_done) {
+    error_code ec;
+    co_await done.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  auto v = NewVerdict(mode_);
+  v.set_bytes_out(out);
+  v.set_bytes_in(in);
+  if (scan) {
+    auto result = scan->Finish();
+    for (const auto& f : result.findings) *v.add_findings() = f;
+    v.set_action(result.action);
+    v.set_reason(result.reason);
+  } else {
+    v.set_action(rules::v1::ALLOW);
+    v.set_reason(mode_ == "splice" ? "no_decrypt" : (scan_client_bytes ? "engine_unavailable (fail open)" : ""));
+  }
+  Report(std::move(v));
+  Abort();
+}
+
+}  // namespace egressguard::mitm

@@ -1,0 +1,89 @@
+#pragma once
+// One client connection, from accept to close, on one worker thread. Internal to mitm/.
+//
+// The path: read the first request head in plaintext (CONNECT or an absolute-form
+// http:// request) -> policy -> upstream TCP -> for CONNECT: peek the ClientHello ->
+// policy again with the SNI -> splice (raw relay) or bump (verified upstream TLS,
+// minted leaf, buffered server handshake) -> HTTP/1.1 transactions, each scanned and
+// reported, or a raw scanned relay when the stream is not HTTP.
+//
+// Written as Asio coroutines: each step reads top to bottom; a Watchdog closes the
+// sockets when the deadline armed before each step passes, which fails the pending
+// operation and unwinds the coroutine.
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "ca/leaf_minter.h"
+#include "dlp/engine.h"
+#include "mitm/http1.h"
+#include "mitm/proxy_shared.h"
+#include "mitm/stream.h"
+
+namespace egressguard::mitm {
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(ProxyShared& shared, dlp::Scanner& scanner, tcp::socket socket);
+  ~Connection();
+
+  void Start();
+  // Drain: closes the connection now if it is waiting between requests.
+  void CloseIfIdle();
+
+ private:
+  struct Transaction;
+
+  asio::awaitable<void> Run();
+  asio::awaitable<void> RunWatchdog();
+  void Arm(std::chrono::milliseconds timeout);
+  void Abort();
+
+  // Reads until the request parser reports a head (or an error / EOF). Returns false
+  // when no head could be read; `error` says why ("" for a clean EOF).
+  asio::awaitable<bool> ReadRequestHead(http1::Parser& parser, std::string& error);
+  asio::awaitable<void> HandleConnect(const http1::MessageHead& head);
+  asio::awaitable<bool> ConnectUpstream(const std::string& host, uint16_t port, std::string& error);
+  asio::awaitable<void> Bump(const std::string& peeked);
+  asio::awaitable<void> AnswerBadUpstream(const std::string& detail);
+  // Serves HTTP/1.1 transactions; `first` is a parser that already holds a head.
+  asio::awaitable<void> HttpLoop(http1::Parser* first);
+  asio::awaitable<bool> RelayResponse(Transaction& tx);
+  asio::awaitable<void> RawRelay(bool scan_client_bytes, uint64_t already_out);
+  asio::awaitable<void> Pump(Stream& from, Stream& to, std::string initial, dlp::MessageScan* scan, uint64_t& counter);
+
+  asio::awaitable<void> WriteClient(const std::string& data);
+  asio::awaitable<void> LingerClient();
+  asio::awaitable<void> Respond(int status, const std::string& reason_phrase, const std::string& why, bool json);
+  void Report(v1::Verdict verdict);
+  v1::Verdict NewVerdict(const std::string& mode) const;
+
+  ProxyShared& shared_;
+  dlp::Scanner& scanner_;
+  uint64_t id_;
+  std::string client_address_;
+  Stream client_;
+  std::optional<Stream> upstream_;
+  tcp::resolver resolver_;
+  asio::steady_timer timer_;
+  std::chrono::steady_clock::time_point deadline_;
+  bool finished_ = false;
+  bool idle_ = false;
+
+  // Destination (CONNECT authority, or the forward request's host).
+  std::string host_;
+  uint16_t port_ = 0;
+  std::string sni_;
+  std::string mode_ = "plain";
+  bool fixed_upstream_ = true;     // CONNECT tunnel (origin-form targets) vs plain forward
+  std::string upstream_authority_;  // for plain forward: the origin currently connected
+
+  std::string client_buf_;    // client bytes read but not yet consumed
+  std::string upstream_buf_;  // upstream bytes read but not yet consumed
+  dlp::EnginePtr engine_;     // the engine this connection scans with
+  ca::LeafPtr leaf_;
+};
+
+}  // namespace egressguard::mitm

@@ -1,0 +1,21 @@
+import paramiko
+
+KEY = '''-----BEGIN RSA PRIVATE KEY-----
+MIICXAIBAAKBgQDY0Tby3a1Q6xWbNr7NSgmPzwS2xL5orBU3VIGPPwj8SZhhn+xl
+eHNTR7sht2UgVHhQEPqW5qLgyJc6AzhPrAd2Ac87STIhpvke+XaNTzYNa/L+Stvn
+fLlmRCLImI546vyWvxiDvw79X0Ej1U1ydYp93ZO3b3cx26SEsiGzlQ+i+wIDAQAB
+AoGBAKxi88h33lRnBV/KUDwS8LVJiNr0ZNv+bkP2yagmGzPUI/cC20b2VONTNgMh
+uKLS5nHqfgM6zyff9PUoGD6obai7VNAYr4Qx6s5GnecAbXjFNJ2tFiN6/ROZv0V6
+wMK62lS8Pl4yrKLaHhDz1r+rizVfoqZ2wFi2iUtoJphAM0nhAkEA/E1YTrPI82ny
+h3AWpV4ZESrm1gGskVJ2c1AMGCj+E/tx5VxFzREsbPHUrHkhM1ZkxkUNw9F+AQyF
++MxD5DykywJBANv+ulsKSHtH/lwVQ2UfojxnH/3ix+WCOvcgFH9iFmftSGhjQtQc
+kt4S3VidRmKAf/5xUD4g2oeCsBCubsclZJECQD4Q4Npri9GljI4Y2tlPbqc0gJjA
+zKzrNkxjsrX2z5omzvv3WQx7Xwxl6UWMfshcRmon7pzvWinz5Lkxtrnc2UUCQEdX
+mw2NDyZTmYw5JQr1MEKQWtKVqaenDQI5OAx7PbLkQzf/AJwSzBoSWg+zqTCmZVuZ
+WaFcPCH34qr2NlyEptECQHxhAQy0xn0YeCWsmdVN7TfY9p+onCuWfwT7SJLntNkO
+izMRW1jtn612WRuiShxvLvIPi1zsRH32rXwnSsduvhw=
+-----END RSA PRIVATE KEY-----
+'''
+
+def connect(host):
+    return paramiko.RSAKey.from_private_key(io.StringIO(KEY))

@@ -1,0 +1,6 @@
+package sign
+
+const pkcs8 = `-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEILkgSD0WjCAVOj+If1IBFyMXFkaJqfq2G7Kd7LNdZ/8J
+-----END PRIVATE KEY-----
+`

@@ -1,0 +1,16 @@
+PRAGMA foreign_keys=OFF;
+BEGIN TRANSACTION;
+CREATE TABLE patients(id INTEGER PRIMARY KEY, name TEXT, email TEXT, ahv TEXT);
+INSERT INTO patients VALUES(1,'Jonas Huber','jonas64@web.de','756.4854.7647.76');
+INSERT INTO patients VALUES(2,'Leon Schmid','lschmid@kantonalbank.ch','756.4708.5183.40');
+INSERT INTO patients VALUES(3,'Elias Weber','eweber@gmx.ch','756.0092.1907.11');
+INSERT INTO patients VALUES(4,'Sarah Graf','graf.sarah@hospital-zh.ch','756.1778.4300.08');
+INSERT INTO patients VALUES(5,'Elias Müller','elias92@hospital-zh.ch','756.5175.7114.18');
+INSERT INTO patients VALUES(6,'David Wyss','dwyss@proton.me','756.7247.2079.80');
+INSERT INTO patients VALUES(7,'Alina Gerber','alina.gerber@sunrise.ch','756.3208.0038.99');
+INSERT INTO patients VALUES(8,'Alina Keller','keller.alina@orange.fr','756.7187.2315.95');
+INSERT INTO patients VALUES(9,'Lara Gerber','lara.gerber@gmx.ch','756.8741.0362.29');
+INSERT INTO patients VALUES(10,'Emma Schmid','emma20@gmx.ch','756.6584.5313.76');
+INSERT INTO patients VALUES(11,'Mia Baumann','mia53@proton.me','756.4138.2371.01');
+INSERT INTO patients VALUES(12,'Leon Steiner','leon82@gmail.com','756.3075.5218.16');
+COMMIT;

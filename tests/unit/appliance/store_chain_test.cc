@@ -1,0 +1,154 @@
+// Proves Verify finds an edited, deleted or reordered verdict or audit row (and a deleted tail), names the row, and passes an untouched store, also after retention.
+#include <gtest/gtest.h>
+
+#include "appliance/store/sqlite.h"
+#include "appliance/store/store.h"
+#include "store_test_util.h"
+
+namespace egressguard::store {
+namespace {
+
+using testing::MakeVerdict;
+using testing::TempDir;
+
+class ChainTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = dir_.File("s.db");
+    Reopen();
+    std::vector<v1::Verdict> batch;
+    for (int i = 1; i <= 10; ++i) batch.push_back(MakeVerdict("v" + std::to_string(i), 1000 + i, "h.example"));
+    ASSERT_TRUE(store_->Ingest(batch).ok());
+    for (int i = 1; i <= 5; ++i) ASSERT_TRUE(store_->Audit({"alice", "officer", "m", "change " + std::to_string(i), true}).ok());
+  }
+
+  void Reopen() {
+    store_.reset();
+    auto s = Store::Open({path_, 2, nullptr});
+    ASSERT_TRUE(s.ok()) << s.status();
+    store_ = std::move(*s);
+  }
+
+  // Tampering goes straight to the file, as an attacker with the file would.
+  void Tamper(const std::string& sql) {
+    store_.reset();
+    auto db = Database::Open(path_, {});
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE((*db)->Exec(sql).ok()) << sql;
+    db->reset();
+    Reopen();
+  }
+
+  v1::VerifyResponse Verify() {
+    auto r = store_->Verify();
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : v1::VerifyResponse{};
+  }
+
+  static bool Has(const v1::VerifyResponse& r, const std::string& chain, const std::string& kind, uint64_t seq) {
+    for (const auto& p : r.problems()) {
+      if (p.chain() == chain && p.kind() == kind && p.seq() == seq) return true;
+    }
+    return false;
+  }
+
+  TempDir dir_;
+  std::string path_;
+  StorePtr store_;
+};
+
+TEST_F(ChainTest, UntouchedStoreVerifies) {
+  auto r = Verify();
+  EXPECT_TRUE(r.ok()) << r.DebugString();
+  EXPECT_EQ(r.verdicts_checked(), 10u);
+  EXPECT_EQ(r.audit_checked(), 5u);
+}
+
+TEST_F(ChainTest, EditedVerdictBodyIsFound) {
+  // Rewrite row 4's body to a different, well-formed verdict.
+  auto other = MakeVerdict("v4", 1004, "evil.example");
+  std::string body;
+  other.SerializeToString(&body);
+  std::string hex;
+  for (unsigned char c : body) hex += "0123456789abcdef"[c >> 4], hex += "0123456789abcdef"[c & 15];
+  Tamper("UPDATE verdicts SET body = x'" + hex + "' WHERE seq = 4");
+  auto r = Verify();
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(Has(r, "verdicts", "edited", 4)) << r.DebugString();
+}
+
+TEST_F(ChainTest, EditedIndexedColumnIsFound) {
+  Tamper("UPDATE verdicts SET action = 1, host = 'other' WHERE seq = 6");
+  auto r = Verify();
+  EXPECT_FALSE(r.ok());
+  ASSERT_TRUE(Has(r, "verdicts", "edited", 6)) << r.DebugString();
+  EXPECT_NE(r.problems(0).detail().find("host"), std::string::npos);
+}
+
+TEST_F(ChainTest, DeletedVerdictIsFound) {
+  Tamper("DELETE FROM verdicts WHERE seq = 5");
+  auto r = Verify();
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(Has(r, "verdicts", "deleted", 6)) << r.DebugString();
+  EXPECT_EQ(r.problems_size(), 1);
+}
+
+TEST_F(ChainTest, DeletedTailIsFound) {
+  Tamper("DELETE FROM verdicts WHERE seq >= 9");
+  auto r = Verify();
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(Has(r, "verdicts", "deleted", 8)) << r.DebugString();
+}
+
+TEST_F(ChainTest, ReorderedVerdictsAreFound) {
+  Tamper("UPDATE verdicts SET seq = -3 WHERE seq = 3; UPDATE verdicts SET seq = 3 WHERE seq = 7; "
+         "UPDATE verdicts SET seq = 7 WHERE seq = -3");
+  auto r = Verify();
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(Has(r, "verdicts", "reordered", 3)) << r.DebugString();
+  EXPECT_TRUE(Has(r, "verdicts", "reordered", 7)) << r.DebugString();
+}
+
+TEST_F(ChainTest, EditedAuditRowIsFound) {
+  Tamper("UPDATE audit SET actor = 'mallory' WHERE seq = 2");
+  auto r = Verify();
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(Has(r, "audit", "edited", 2)) << r.DebugString();
+}
+
+TEST_F(ChainTest, DeletedAuditRowIsFound) {
+  Tamper("DELETE FROM audit WHERE seq = 3");
+  auto r = Verify();
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(Has(r, "audit", "deleted", 4)) << r.DebugString();
+}
+
+TEST_F(ChainTest, RetentionKeepsTheChainValidAndIsAudited) {
+  // Pin the clock 40 days after the first batch: everything so far is old.
+  int64_t now_us = 0;
+  store_.reset();
+  auto s = Store::Open({path_, 2, [&now_us] { return now_us; }});
+  ASSERT_TRUE(s.ok());
+  store_ = std::move(*s);
+  // Rows so far were received at wall-clock time; make new rows land much later.
+  now_us = std::chrono::duration_cast<std::chrono::microseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+               .count() +
+           40LL * 86400 * 1000000;
+  ASSERT_TRUE(store_->Ingest({MakeVerdict("late-1", 5000, "h.example"), MakeVerdict("late-2", 5001, "h.example")}).ok());
+  auto deleted = store_->ApplyRetention(30, "test");
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  EXPECT_EQ(*deleted, 10u);
+  auto r = Verify();
+  EXPECT_TRUE(r.ok()) << r.DebugString();
+  EXPECT_EQ(r.verdicts_checked(), 2u);
+  v1::AuditListRequest req;
+  req.set_method("retention");
+  auto audit = store_->ListAudit(req);
+  ASSERT_TRUE(audit.ok());
+  ASSERT_EQ(audit->records_size(), 1);
+  EXPECT_NE(audit->records(0).detail().find("deleted 10 verdicts"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace egressguard::store

@@ -1,0 +1,148 @@
+// Proves ingestion is idempotent on the verdict id (retries and in-batch repeats never duplicate), rejects malformed verdicts, and that Query filters, orders and pages and Stats groups with bytes.
+#include <google/protobuf/util/time_util.h>
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "appliance/store/store.h"
+#include "store_test_util.h"
+
+namespace egressguard::store {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+using testing::MakeVerdict;
+using testing::TempDir;
+
+class IngestTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto s = Store::Open({dir_.File("s.db"), 2, nullptr});
+    ASSERT_TRUE(s.ok()) << s.status();
+    store_ = std::move(*s);
+  }
+  TempDir dir_;
+  StorePtr store_;
+};
+
+TEST_F(IngestTest, RetriedAndRepeatedVerdictsAreStoredOnce) {
+  auto first = store_->Ingest({MakeVerdict("a", 100, "x"), MakeVerdict("b", 101, "x"), MakeVerdict("a", 100, "x")});
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->inserted, 2u);
+  EXPECT_EQ(first->acked.size(), 3u);  // every id is acked, repeats too
+  auto retry = store_->Ingest({MakeVerdict("b", 101, "x"), MakeVerdict("c", 102, "x")});
+  ASSERT_TRUE(retry.ok());
+  EXPECT_EQ(retry->inserted, 1u);
+  EXPECT_EQ((std::set<std::string>(retry->acked.begin(), retry->acked.end())), (std::set<std::string>{"b", "c"}));
+  v1::QueryRequest q;
+  auto all = store_->Query(q);
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->verdicts_size(), 3);
+  auto verify = store_->Verify();
+  ASSERT_TRUE(verify.ok());
+  EXPECT_TRUE(verify->ok()) << verify->DebugString();
+}
+
+TEST_F(IngestTest, MalformedVerdictsAreRejectedNotStored) {
+  auto r = store_->Ingest({MakeVerdict("", 100, "x"), MakeVerdict(std::string(200, 'i'), 100, "x"),
+                           MakeVerdict("ok", 100, "x")});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->inserted, 1u);
+  EXPECT_EQ(r->rejected.size(), 2u);
+  ASSERT_EQ(r->acked.size(), 1u);
+  EXPECT_EQ(r->acked[0], "ok");
+}
+
+TEST_F(IngestTest, QueryFiltersOrdersAndPages) {
+  std::vector<v1::Verdict> batch;
+  for (int i = 0; i < 30; ++i) {
+    auto v = MakeVerdict("id" + std::to_string(i), 1000 + i, i % 3 == 0 ? "a.example" : "b.example",
+                         i % 2 == 0 ? "credit_card" : "", i % 5 == 0 ? rules::v1::BLOCK : rules::v1::ALLOW);
+    if (i % 4 == 0) v.mutable_findings(0)->set_rule_id("cc.visa");
+    batch.push_back(v);
+  }
+  // Any arrival order: queries order by verdict time.
+  std::reverse(batch.begin(), batch.end());
+  ASSERT_TRUE(store_->Ingest(batch).ok());
+
+  v1::QueryRequest q;
+  q.mutable_filter()->set_host("a.example");
+  auto r = store_->Query(q);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->verdicts_size(), 10);
+  EXPECT_EQ(r->verdicts(0).id(), "id27");  // newest first
+
+  q.Clear();
+  q.mutable_filter()->set_category("credit_card");
+  q.mutable_filter()->set_action(rules::v1::BLOCK);
+  r = store_->Query(q);
+  ASSERT_TRUE(r.ok());
+  std::set<std::string> ids;
+  for (const auto& v : r->verdicts()) ids.insert(v.id());
+  EXPECT_EQ(ids, (std::set<std::string>{"id0", "id10", "id20"}));
+
+  q.Clear();
+  q.mutable_filter()->set_rule_id("cc.visa");
+  *q.mutable_filter()->mutable_since() = TimeUtil::SecondsToTimestamp(1004);
+  *q.mutable_filter()->mutable_until() = TimeUtil::SecondsToTimestamp(1020);
+  q.set_order(v1::OLDEST_FIRST);
+  r = store_->Query(q);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->verdicts_size(), 4);
+  EXPECT_EQ(r->verdicts(0).id(), "id4");
+  EXPECT_EQ(r->verdicts(3).id(), "id16");
+
+  // Paging walks every verdict exactly once.
+  q.Clear();
+  q.set_page_size(7);
+  std::set<std::string> seen;
+  int pages = 0;
+  for (;;) {
+    r = store_->Query(q);
+    ASSERT_TRUE(r.ok());
+    ++pages;
+    for (const auto& v : r->verdicts()) EXPECT_TRUE(seen.insert(v.id()).second) << v.id();
+    if (r->next_page_token().empty()) break;
+    q.set_page_token(r->next_page_token());
+  }
+  EXPECT_EQ(seen.size(), 30u);
+  EXPECT_EQ(pages, 5);
+
+  q.set_page_token("garbage");
+  EXPECT_EQ(store_->Query(q).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(IngestTest, StatsGroupWithBytes) {
+  ASSERT_TRUE(store_->Ingest({MakeVerdict("1", 86400 * 3, "a", "iban"), MakeVerdict("2", 86400 * 3 + 5, "a", "iban"),
+                              MakeVerdict("3", 86400 * 4, "b", "", rules::v1::BLOCK)})
+                  .ok());
+  v1::StatsRequest req;
+  req.set_group_by(v1::CATEGORY);
+  auto r = store_->Stats(req);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->rows_size(), 2);
+  EXPECT_EQ(r->rows(0).key(), "iban");
+  EXPECT_EQ(r->rows(0).verdicts(), 2u);
+  EXPECT_EQ(r->rows(0).bytes_out(), 2000u);
+  EXPECT_EQ(r->rows(1).key(), "");
+
+  req.set_group_by(v1::DAY);
+  r = store_->Stats(req);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->rows_size(), 2);
+  EXPECT_EQ(r->rows(0).key(), "1970-01-04");
+  EXPECT_EQ(r->rows(0).bytes_in(), 400u);
+
+  req.set_group_by(v1::ACTION);
+  req.mutable_filter()->set_host("b");
+  r = store_->Stats(req);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->rows_size(), 1);
+  EXPECT_EQ(r->rows(0).key(), "BLOCK");
+
+  req.set_group_by(v1::GROUP_BY_UNSPECIFIED);
+  EXPECT_FALSE(store_->Stats(req).ok());
+}
+
+}  // namespace
+}  // namespace egressguard::store

@@ -1,0 +1,400 @@
+// Proves the engine finds each category exactly as in one buffer whatever the chunking, and applies validators, exclusions, context, min_count, bulk_pii, offsets, hot swap and compile errors as specified.
+#include <gtest/gtest.h>
+#include <zlib.h>
+
+#include <random>
+#include <regex>
+#include <set>
+
+#include "dlp/engine.h"
+#include "dlp/engine_holder.h"
+#include "dlp/validators.h"
+#include "tests/unit/dlp/engine_test_util.h"
+
+namespace egressguard::dlp {
+namespace {
+
+using testing::CompileOrDie;
+using testing::DefaultPack;
+using testing::Describe;
+using testing::FindCategory;
+using testing::MakePack;
+using testing::MakeRule;
+using testing::ScanSplit;
+using testing::ScanWhole;
+
+// A ghp_ token with a correct CRC32 checksum (base62, GitHub's alphabet, 6 chars).
+std::string GithubToken() {
+  const std::string body = "a7Kq2ZpX9mBv4TnR8sLw3YcF6hJd1E";
+  uLong crc = crc32(0L, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size()));
+  static constexpr char kB62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+  std::string sum(6, '0');
+  for (int i = 5; i >= 0; --i) {
+    sum[static_cast<size_t>(i)] = kB62[crc % 62];
+    crc /= 62;
+  }
+  return "ghp_" + body + sum;
+}
+
+struct Sample {
+  std::string category;
+  std::string text;
+};
+
+std::vector<Sample> CategorySamples() {
+  return {
+      {"credit_card", R"({"order":1182,"card":"4111 1111 1111 1111","exp":"12/27"})"},
+      {"credit_card", "pan=5555555555554444&cvc=123"},
+      {"iban", "Beneficiary IBAN: CH93 0076 2011 6238 5295 7, thanks"},
+      {"iban", R"({"iban":"DE89370400440532013000"})"},
+      {"ahv", "AHV-Nr. 756.9217.0769.85 (Versicherter)"},
+      {"us_ssn", "employee ssn 536-90-4399 on file"},
+      {"uk_nino", "national insurance number: AB 12 34 56 C"},
+      {"de_steuer_id", "Steuer-ID 86095742719"},
+      {"email", "From: Jane Doe <jane.doe@acme-corp.ch>\r\n"},
+      {"phone", "call me at +41 44 668 18 00 tomorrow"},
+      {"aws_access_key", "aws_access_key_id = AKIA2E3X7PQRS4TUVWXY\n"},
+      {"private_key",
+       "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj\n"},
+      {"jwt",
+       "Authorization: Bearer "
+       "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4ifQ.abc\r\n"},
+      {"github_token", "token=" + GithubToken() + "&x=1"},
+      {"db_dump", "--\n-- PostgreSQL database dump\n--\n\nSET statement_timeout = 0;\n"},
+  };
+}
+
+class DefaultPackTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { engine_ = new EnginePtr(CompileOrDie(DefaultPack())); }
+  static void TearDownTestSuite() { delete engine_; }
+  static const EnginePtr& engine() { return *engine_; }
+  static EnginePtr* engine_;
+};
+EnginePtr* DefaultPackTest::engine_ = nullptr;
+
+TEST_F(DefaultPackTest, EverySampleFoundAtEveryChunkBoundary) {
+  ASSERT_NE(engine(), nullptr);
+  for (const auto& s : CategorySamples()) {
+    const MessageResult whole = ScanWhole(engine(), s.text);
+    ASSERT_NE(FindCategory(whole, s.category), nullptr) << s.category << ": " << s.text << " -> " << Describe(whole);
+    const std::string expected = Describe(whole);
+    for (size_t cut = 0; cut <= s.text.size(); ++cut) {
+      ASSERT_EQ(Describe(ScanSplit(engine(), s.text, {cut})), expected) << s.category << " split at " << cut;
+    }
+    // and byte by byte
+    std::vector<size_t> every(s.text.size());
+    for (size_t i = 0; i < every.size(); ++i) every[i] = i;
+    ASSERT_EQ(Describe(ScanSplit(engine(), s.text, every)), expected) << s.category << " byte by byte";
+  }
+}
+
+TEST_F(DefaultPackTest, OffsetsPointIntoTheOriginalBytes) {
+  const std::string card = "4111 1111 1111 1111";
+  const std::string msg = R"({"note":"pay","card":")" + card + R"("})";
+  const MessageResult r = ScanWhole(engine(), msg);
+  const v1::Finding* f = FindCategory(r, "credit_card");
+  ASSERT_NE(f, nullptr) << Describe(r);
+  EXPECT_EQ(f->start(), msg.find(card));
+  EXPECT_EQ(f->end(), msg.find(card) + card.size());
+  EXPECT_EQ(f->evidence().find("1111 1111 1111"), std::string::npos) << "evidence must be redacted: " << f->evidence();
+  EXPECT_EQ(f->fingerprint().size(), 64u);
+  EXPECT_EQ(r.action, rules::v1::BLOCK);
+  EXPECT_EQ(r.reason, "pii.credit_card");
+}
+
+TEST_F(DefaultPackTest, ValidatorsDropLookalikes) {
+  // Luhn-invalid card, bad IBAN check digits, UUID, timestamp, order id, hex hash.
+  const std::string msg =
+      R"({"card":"4111 1111 1111 1112","iban":"CH94 0076 2011 6238 5295 7",)"
+      R"("id":"123e4567-e89b-12d3-a456-426614174000","ts":"2026-11-26T09:31:22.123456Z",)"
+      R"("order":"40512345678901234","sha":"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"})";
+  const MessageResult r = ScanWhole(engine(), msg);
+  EXPECT_TRUE(r.findings.empty()) << Describe(r);
+  EXPECT_EQ(r.action, rules::v1::ALLOW);
+}
+
+TEST_F(DefaultPackTest, ExclusionsDropPublishedValues) {
+  const MessageResult r = ScanWhole(engine(), "key AKIAIOSFODNN7EXAMPLE mail bob@example.com and AKIAABCDEFGHIEXAMPLE");
+  EXPECT_TRUE(r.findings.empty()) << Describe(r);
+}
+
+TEST_F(DefaultPackTest, RequiredContextKeyword) {
+  EXPECT_EQ(FindCategory(ScanWhole(engine(), "ref 536904399 shipped"), "us_ssn"), nullptr);
+  EXPECT_NE(FindCategory(ScanWhole(engine(), "SSN: 536904399"), "us_ssn"), nullptr);
+}
+
+TEST_F(DefaultPackTest, BoostRaisesSeverity) {
+  const MessageResult plain_r = ScanWhole(engine(), "x 4111111111111111 y");
+  const MessageResult boosted_r = ScanWhole(engine(), "credit card 4111111111111111 y");
+  const auto* plain = FindCategory(plain_r, "credit_card");
+  const auto* boosted = FindCategory(boosted_r, "credit_card");
+  ASSERT_NE(plain, nullptr);
+  ASSERT_NE(boosted, nullptr);
+  EXPECT_EQ(static_cast<int>(boosted->severity()), static_cast<int>(plain->severity()) + 1);
+}
+
+TEST_F(DefaultPackTest, MinCountCountsMatches) {
+  auto tuples = [](int n) {
+    std::string s = "INSERT INTO `t` VALUES ";
+    for (int i = 0; i < n; ++i) s += (i ? ",(" : "(") + std::to_string(i) + ",'x')";
+    return s + ";\n";
+  };
+  EXPECT_EQ(FindCategory(ScanWhole(engine(), tuples(50)), "db_dump"), nullptr);  // 49 separators
+  const std::string big = tuples(51);
+  const MessageResult r = ScanWhole(engine(), big);
+  const v1::Finding* f = FindCategory(r, "db_dump");
+  ASSERT_NE(f, nullptr) << Describe(r);
+  EXPECT_EQ(f->count(), 50u);
+  EXPECT_EQ(f->start(), 0u);  // a dump spans the whole message
+  EXPECT_EQ(f->end(), big.size());
+}
+
+std::string Emails(int n, int distinct) {
+  std::string s = "[";
+  for (int i = 0; i < n; ++i) s += R"({"mail":"user)" + std::to_string(i % distinct) + R"(@corp-mail.ch"},)";
+  return s + "]";
+}
+
+TEST_F(DefaultPackTest, BulkPiiCountsDistinctValues) {
+  EXPECT_EQ(FindCategory(ScanWhole(engine(), Emails(24, 24)), "bulk_pii"), nullptr);
+  EXPECT_EQ(FindCategory(ScanWhole(engine(), Emails(100, 24)), "bulk_pii"), nullptr);  // duplicates count once
+  const std::string msg = Emails(25, 25);
+  const MessageResult r = ScanWhole(engine(), msg);
+  const v1::Finding* f = FindCategory(r, "bulk_pii");
+  ASSERT_NE(f, nullptr) << Describe(r);
+  EXPECT_EQ(f->count(), 25u);
+  EXPECT_EQ(f->start(), 0u);
+  EXPECT_EQ(f->end(), msg.size());
+  EXPECT_EQ(FindCategory(r, "email")->count(), 25u);
+  EXPECT_EQ(r.action, rules::v1::BLOCK);
+}
+
+TEST_F(DefaultPackTest, BulkPiiFromCsvHeader) {
+  auto csv = [](int rows) {
+    std::string s = "id;customer_email;signup\n";
+    for (int i = 0; i < rows; ++i) s += std::to_string(i) + ";redacted;2026-01-01\n";
+    return s;
+  };
+  EXPECT_EQ(FindCategory(ScanWhole(engine(), csv(24)), "bulk_pii"), nullptr);
+  const MessageResult r = ScanWhole(engine(), csv(25));
+  const v1::Finding* f = FindCategory(r, "bulk_pii");
+  ASSERT_NE(f, nullptr) << Describe(r);
+  EXPECT_EQ(f->count(), 25u);
+  // a header without PII columns is just a table
+  EXPECT_EQ(FindCategory(ScanWhole(engine(), "id,sku,qty\n" + std::string(30, '\n') + "1,a,2\n"), "bulk_pii"),
+            nullptr);
+}
+
+TEST_F(DefaultPackTest, StreamStateFitsOneKilobyte) { EXPECT_LE(engine()->stream_state_bytes(), 1024u); }
+
+TEST(EngineTest, CustomSuppressContext) {
+  auto rule = MakeRule("t.num", "order", {"ORD-[0-9]{6}"});
+  rule.mutable_context()->add_keywords("test");
+  rule.mutable_context()->set_window_before(10);
+  rule.mutable_context()->set_window_after(10);
+  rule.mutable_context()->set_effect(rules::v1::Context::SUPPRESS);
+  auto engine = CompileOrDie(MakePack({rule}));
+  EXPECT_EQ(ScanWhole(engine, "real ORD-123456 here").findings.size(), 1u);
+  EXPECT_TRUE(ScanWhole(engine, "TEST: ORD-123456 here").findings.empty());
+  EXPECT_TRUE(ScanWhole(engine, "ORD-123456 (a Test)").findings.empty());
+  // keyword beyond the window does not count
+  EXPECT_EQ(ScanWhole(engine, "test.............. ORD-123456").findings.size(), 1u);
+}
+
+TEST(EngineTest, BadPatternNamesRuleAndReason) {
+  auto engine = Engine::Compile(MakePack({MakeRule("ok.rule", "x", {"abc"}), MakeRule("bad.rule", "x", {"a(b"})}), {});
+  ASSERT_FALSE(engine.ok());
+  const std::string msg(engine.status().message());
+  EXPECT_NE(msg.find("bad.rule"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("Hyperscan"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("parenthes"), std::string::npos) << msg;  // Hyperscan's own reason
+}
+
+TEST(EngineTest, UnknownValidatorRefused) {
+  auto engine = Engine::Compile(MakePack({MakeRule("r", "x", {"abc"}, "no_such_validator")}), {});
+  ASSERT_FALSE(engine.ok());
+  EXPECT_NE(std::string(engine.status().message()).find("no_such_validator"), std::string::npos);
+}
+
+TEST(EngineTest, HotSwapOldScanFinishesOnOldEngine) {
+  EngineHolder holder(CompileOrDie(MakePack({MakeRule("old.rule", "a", {"alpha[0-9]{3}"})})));
+  Scanner scanner;
+  auto old_scan = scanner.Open(holder.Current(), {});
+  old_scan->Feed("xx alpha1");
+  holder.Swap(CompileOrDie(MakePack({MakeRule("new.rule", "b", {"beta[0-9]{3}", "gamma[a-z]{40}"})})));
+  auto new_scan = scanner.Open(holder.Current(), {});  // grows the shared scratch
+  new_scan->Feed("beta777 alpha123");
+  old_scan->Feed("23 beta777");
+  MessageResult old_r = old_scan->Finish();
+  MessageResult new_r = new_scan->Finish();
+  ASSERT_EQ(old_r.findings.size(), 1u) << Describe(old_r);
+  EXPECT_EQ(old_r.findings[0].rule_id(), "old.rule");
+  ASSERT_EQ(new_r.findings.size(), 1u) << Describe(new_r);
+  EXPECT_EQ(new_r.findings[0].rule_id(), "new.rule");
+}
+
+TEST(EngineTest, NoEngineFailsClosed) {
+  Scanner scanner;
+  auto scan = scanner.Open(nullptr, {});
+  scan->Feed("anything");
+  EXPECT_EQ(scan->action_so_far(), rules::v1::BLOCK);
+  EXPECT_EQ(scan->Finish().reason, "engine_unavailable");
+}
+
+TEST(EngineTest, ActionSoFarRisesBeforeFinish) {
+  auto engine = CompileOrDie(MakePack({MakeRule("b", "secret", {"TOPSECRET"}, "", rules::v1::BLOCK)}));
+  Scanner scanner;
+  auto scan = scanner.Open(engine, {});
+  scan->Feed("hello ");
+  EXPECT_EQ(scan->action_so_far(), rules::v1::ALLOW);
+  scan->Feed(std::string("TOPSECRET") + std::string(2000, ' '));
+  EXPECT_EQ(scan->action_so_far(), rules::v1::BLOCK);
+  EXPECT_EQ(scan->Finish().action, rules::v1::BLOCK);
+}
+
+// The digit gate against a reference: random runs of digits and separators, long
+// enough to overflow the gate's run buffer, scanned whole and in random chunks; every
+// distinct \b-delimited value must be counted and the first start must agree.
+TEST(EngineTest, DigitGateMatchesReferenceOnLongRuns) {
+  auto engine = CompileOrDie(MakePack({MakeRule("ssn.like", "x", {R"(\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b)"})}));
+  std::mt19937 rng(42);
+  const std::string alphabet = "0123456789--- ";
+  const std::regex ref(R"(\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b)");
+  for (int round = 0; round < 20; ++round) {
+    std::string data;
+    const size_t len = 5000 + rng() % 10000;
+    for (size_t i = 0; i < len; ++i) {
+      data.push_back(rng() % 500 == 0 ? 'x' : alphabet[rng() % alphabet.size()]);
+    }
+    // plant values at random places, including around the 4 KiB run buffer size
+    for (int k = 0; k < 5; ++k) {
+      size_t at = k == 0 ? 4090 : rng() % (len - 20);
+      data.replace(at, 13, " 123-45-678" + std::to_string(k) + " ");
+    }
+    std::set<std::string> distinct;
+    size_t first = std::string::npos;
+    for (auto it = std::sregex_iterator(data.begin(), data.end(), ref); it != std::sregex_iterator(); ++it) {
+      distinct.insert(it->str());
+      first = std::min(first, static_cast<size_t>(it->position()));
+    }
+    std::vector<size_t> cuts;
+    for (size_t at = rng() % 700; at < data.size(); at += 1 + rng() % 700) cuts.push_back(at);
+    for (const auto& r : {ScanWhole(engine, data), ScanSplit(engine, data, cuts)}) {
+      ASSERT_EQ(r.findings.size(), 1u) << "round " << round;
+      EXPECT_EQ(r.findings[0].count(), distinct.size()) << "round " << round;
+      EXPECT_EQ(r.findings[0].start(), first) << "round " << round;
+    }
+  }
+}
+
+// Variable-width gated matches in digit runs far longer than the gate's run buffer:
+// the result must not depend on where the chunks are cut.
+TEST(EngineTest, LongDigitRunsChunkInvariant) {
+  auto engine = CompileOrDie(MakePack({MakeRule("groups", "x", {"[1-9][0-9]{3}(?: [0-9]{4}){1,4}"})}));
+  std::mt19937 rng(7);
+  for (int round = 0; round < 10; ++round) {
+    std::string data;
+    const size_t len = 9000 + rng() % 9000;
+    while (data.size() < len) {
+      data += std::to_string(1000 + rng() % 9000);
+      data += rng() % 7 == 0 ? "  " : " ";
+    }
+    const std::string whole = Describe(ScanWhole(engine, data));
+    for (int k = 0; k < 5; ++k) {
+      std::vector<size_t> cuts;
+      for (size_t at = rng() % 2000; at < data.size(); at += 1 + rng() % 2000) cuts.push_back(at);
+      ASSERT_EQ(Describe(ScanSplit(engine, data, cuts)), whole) << "round " << round;
+    }
+  }
+}
+
+TEST(EngineTest, DistinctValuesCountOnceAcrossSeparators) {
+  auto engine = CompileOrDie(MakePack({MakeRule("cc", "credit_card", {"[0-9]{4}(?:[ -]?[0-9]{4}){3}"}, "credit_card")}));
+  const MessageResult r = ScanWhole(engine, "4111111111111111 / 4111 1111 1111 1111 / 4111-1111-1111-1111");
+  ASSERT_EQ(r.findings.size(), 1u) << Describe(r);
+  EXPECT_EQ(r.findings[0].count(), 1u);
+  EXPECT_EQ(r.findings[0].start(), 0u);
+}
+
+}  // namespace
+}  // namespace egressguard::dlp
+
+namespace egressguard::dlp {
+namespace {
+
+std::string Base64(std::string_view in) {
+  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    uint32_t v = (static_cast<uint8_t>(in[i]) << 16) | (static_cast<uint8_t>(in[i + 1]) << 8) | static_cast<uint8_t>(in[i + 2]);
+    for (int s = 18; s >= 0; s -= 6) out.push_back(kAlphabet[(v >> s) & 63]);
+  }
+  if (i < in.size()) {
+    uint32_t v = static_cast<uint8_t>(in[i]) << 16;
+    if (i + 1 < in.size()) v |= static_cast<uint8_t>(in[i + 1]) << 8;
+    out.push_back(kAlphabet[(v >> 18) & 63]);
+    out.push_back(kAlphabet[(v >> 12) & 63]);
+    out.push_back(i + 1 < in.size() ? kAlphabet[(v >> 6) & 63] : '=');
+    out.push_back('=');
+  }
+  return out;
+}
+
+class DecodedLayersTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { engine_ = new EnginePtr(testing::CompileOrDie(testing::DefaultPack())); }
+  static void TearDownTestSuite() { delete engine_; }
+  static const EnginePtr& engine() { return *engine_; }
+  static EnginePtr* engine_;
+};
+EnginePtr* DecodedLayersTest::engine_ = nullptr;
+
+TEST_F(DecodedLayersTest, Base64ValueMapsToEncodedSpan) {
+  const std::string blob = Base64("customer card 4111 1111 1111 1111 exp 12/27, thanks");
+  const std::string msg = R"({"attachment":")" + blob + R"(","n":1})";
+  const MessageResult whole = testing::ScanWhole(engine(), msg, ContentHint{"application/json", "", false});
+  const v1::Finding* f = testing::FindCategory(whole, "credit_card");
+  ASSERT_NE(f, nullptr) << testing::Describe(whole);
+  EXPECT_GE(f->start(), msg.find(blob));
+  EXPECT_LE(f->end(), msg.find(blob) + blob.size());
+  EXPECT_LT(f->start(), f->end());
+  for (size_t cut = 0; cut <= msg.size(); cut += 3) {
+    ASSERT_EQ(testing::Describe(testing::ScanSplit(engine(), msg, {cut}, ContentHint{"application/json", "", false})),
+              testing::Describe(whole))
+        << "cut " << cut;
+  }
+}
+
+TEST_F(DecodedLayersTest, PercentEncodedEmailInForm) {
+  const std::string msg = "user=jane&mail=jane.doe%40acme-corp.ch&x=1";
+  const MessageResult r =
+      testing::ScanWhole(engine(), msg, ContentHint{"application/x-www-form-urlencoded", "", false});
+  const v1::Finding* f = testing::FindCategory(r, "email");
+  ASSERT_NE(f, nullptr) << testing::Describe(r);
+  EXPECT_EQ(f->start(), msg.find("jane.doe"));
+  EXPECT_EQ(f->end(), msg.find("&x=1"));
+}
+
+TEST_F(DecodedLayersTest, SameValueRawAndDecodedCountsOnce) {
+  const std::string card = "4111 1111 1111 1111";
+  const std::string msg = "raw " + card + " b64 " + Base64("card " + card + " end") + " done";
+  const MessageResult r = testing::ScanWhole(engine(), msg);
+  const v1::Finding* f = testing::FindCategory(r, "credit_card");
+  ASSERT_NE(f, nullptr) << testing::Describe(r);
+  EXPECT_EQ(f->count(), 1u);
+  EXPECT_EQ(f->start(), msg.find(card));
+}
+
+TEST_F(DecodedLayersTest, CorruptGzipIsUndecodable) {
+  const std::string msg = std::string("\x1f\x8b\x08\x00", 4) + std::string(200, '\x55');
+  const MessageResult r = testing::ScanWhole(engine(), msg, ContentHint{"application/json", "gzip", false});
+  const v1::Finding* f = testing::FindCategory(r, "undecodable");
+  ASSERT_NE(f, nullptr) << testing::Describe(r);
+  EXPECT_EQ(f->action(), rules::v1::ALERT);
+  EXPECT_EQ(r.action, rules::v1::ALERT);
+}
+
+}  // namespace
+}  // namespace egressguard::dlp
