@@ -197,7 +197,7 @@ v1::Verdict Connection::NewVerdict(const std::string& mode) const {
   v.set_port(port_);
   v.set_mode(mode);
   if (engine_) v.set_rule_pack_version(engine_->pack_version());
-  v.set_enforced(shared_.config.mode == EnforceMode::kEnforce);
+  v.set_enforced(shared_.mode() == EnforceMode::kEnforce);
   return v;
 }
 
@@ -506,7 +506,7 @@ asio::awaitable<void> Connection::AnswerBadUpstream(const std::string& detail) {
 
 asio::awaitable<void> Connection::HttpLoop(http1::Parser* first) {
   const auto& cfg = shared_.config;
-  const bool enforce = cfg.mode == EnforceMode::kEnforce;
+  bool enforce = false;
   http1::Parser own(http1::Parser::Kind::kRequest, http1::Limits{cfg.max_head_bytes, cfg.max_header_count});
   http1::Parser& req = first ? *first : own;
   bool have_head = first != nullptr;
@@ -514,6 +514,8 @@ asio::awaitable<void> Connection::HttpLoop(http1::Parser* first) {
   std::array<char, kReadChunk> buf;
 
   while (!finished_) {
+    // Per transaction: an activation that changes the mode applies to the next request.
+    enforce = shared_.mode() == EnforceMode::kEnforce;
     if (!have_head) {
       // A decrypted stream that is not HTTP is relayed raw, scanned per connection.
       if (first_message && fixed_upstream_) {
@@ -841,7 +843,7 @@ asio::awaitable<bool> Connection::RelayResponse(Transaction& tx) {
 
 asio::awaitable<void> Connection::Pump(Stream& from, Stream& to, std::string initial, dlp::MessageScan* scan,
                                        uint64_t& counter) {
-  const bool enforce = shared_.config.mode == EnforceMode::kEnforce;
+  const bool enforce = shared_.mode() == EnforceMode::kEnforce;
   std::array<char, kReadChunk> buf;
   error_code ec;
   auto forward = [&](std::string_view data) -> asio::awaitable<bool> {

@@ -155,6 +155,7 @@ absl::StatusOr<std::unique_ptr<ProxyServer>> ProxyServer::Create(ProxyConfig con
   s.minter = std::move(deps.minter);
   s.engines = std::move(deps.engines);
   s.sink = std::move(deps.sink);
+  s.mode_source = std::move(deps.mode_source);
 
   // Upstream side: TLS 1.2+, the system store unless told otherwise, plus the bundle.
   SSL_CTX* up = s.upstream_tls.native_handle();

@@ -5,6 +5,7 @@
 // on one thread, so the per-connection path takes no locks.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -21,6 +22,9 @@ struct ProxyDependencies {
   std::shared_ptr<ca::LeafMinter> minter;       // required
   std::shared_ptr<dlp::EngineHolder> engines;   // required; may hold no engine yet (fail closed)
   VerdictSinkPtr sink;                          // may be null (verdicts are dropped)
+  // When set, read once per transaction instead of config.mode, so the mode follows the
+  // store's active rule pack (RuleAdmin.Activate ... --mode) without a restart.
+  std::function<EnforceMode()> mode_source;
 };
 
 struct ProxyStats {

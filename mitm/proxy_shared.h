@@ -4,6 +4,7 @@
 // plus the few counters all workers update. Internal to mitm/.
 
 #include <atomic>
+#include <functional>
 #include <memory>
 
 #include "ca/leaf_minter.h"
@@ -30,6 +31,8 @@ struct ProxyShared {
   std::shared_ptr<ca::LeafMinter> minter;
   std::shared_ptr<dlp::EngineHolder> engines;
   VerdictSinkPtr sink;
+  std::function<EnforceMode()> mode_source;  // empty: config.mode
+  EnforceMode mode() const { return mode_source ? mode_source() : config.mode; }
   asio::ssl::context upstream_tls{asio::ssl::context::tls_client};
   asio::ssl::context client_tls{asio::ssl::context::tls_server};
   ProxyCounters counters;

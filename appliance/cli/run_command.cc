@@ -166,6 +166,7 @@ int Run(const RunOptions& o) {
   deps.minter = std::shared_ptr<ca::LeafMinter>(*std::move(minter));
   deps.engines = engines;
   deps.sink = *verdict_reporter;
+  deps.mode_source = [w = watcher->get()] { return w->enforce() ? mitm::EnforceMode::kEnforce : mitm::EnforceMode::kMonitor; };
   auto proxy_server = mitm::ProxyServer::Create(proxy, deps);
   if (!proxy_server.ok()) return Fail(std::string(proxy_server.status().message()));
 
@@ -179,7 +180,7 @@ int Run(const RunOptions& o) {
 
   std::cout << fmt::format(
                    "egressguard run: embedded default, home {}\n"
-                   "  proxy     http://{}:{}  (HTTPS_PROXY; mode {}; allow {})\n"
+                   "  proxy     http://{}:{}  (HTTPS_PROXY; mode {} (follows the active pack); allow {})\n"
                    "  store     {}  (gRPC, plaintext, loopback only)\n"
                    "  rules     {} (active in the store)\n"
                    "  CA        {}/ca.crt   trust bundle for clients: {}\n"

@@ -136,3 +136,21 @@ def test_officer_push_activate_changes_next_request_without_failures(pb, embedde
     v = find_verdict(pb, embedded["store"], f"/canary-after-{n}")
     assert v.rule_pack_version == pack.version
     assert any(f.rule_id == "it.canary" for f in v.findings)
+
+
+def test_activation_mode_switches_enforcement_without_restart(pb, embedded):
+    admin = pb.rule_admin_grpc.RuleAdminStub(grpc.insecure_channel(embedded["store"]))
+    version = admin.Get(pb.rule_admin.GetPackRequest(), timeout=30).info.version
+    assert curl(embedded, "/mode-enforce", BODY) == 403
+    # The same pack in monitor mode: the proxy forwards and records instead of blocking.
+    admin.Activate(pb.rule_admin.ActivateRequest(version=version, mode=pb.rule_admin.MONITOR,
+                                                 reason="integration test: monitor"), timeout=60)
+    deadline = time.time() + 30
+    code = 403
+    n = 0
+    while time.time() < deadline and code == 403:
+        n += 1
+        code = curl(embedded, f"/mode-monitor-{n}", BODY)
+    assert code == 200, "monitor mode never took effect"
+    v = find_verdict(pb, embedded["store"], f"/mode-monitor-{n}")
+    assert not v.enforced and any(f.category == "credit_card" for f in v.findings)
