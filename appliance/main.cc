@@ -25,7 +25,6 @@ int main(int argc, char** argv) {
   RegisterScan(app, ctx);
   RegisterProxy(app, ctx);
   RegisterRun(app, ctx);
-  RegisterPending(app, ctx);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -34,12 +34,7 @@ void RegisterRules(CLI::App& app, Context& ctx);
 void RegisterScan(CLI::App& app, Context& ctx);
 // `proxy`: the inline TLS-inspecting proxy (mitm::ProxyServer).
 void RegisterProxy(CLI::App& app, Context& ctx);
-// Subcommands whose issue has not landed yet: they say so and exit 2.
 // `run`: proxy + store in one process on the embedded default.
 void RegisterRun(CLI::App& app, Context& ctx);
-void RegisterPending(CLI::App& app, Context& ctx);
-
-// Prints "egressguard <what>: not built yet (issue N)" and returns kExitError.
-int NotBuiltYet(const std::string& what, int issue);
 
 }  // namespace egressguard::cli
