@@ -2,28 +2,26 @@
 // SIGTERM/SIGINT, then drains. Every flag fills mitm::ProxyConfig, the same struct a
 // YAML config and `egressguard run` fill.
 #include <fmt/format.h>
-#include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 
 #include <csignal>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "appliance/build_info.h"
 #include "appliance/cli/command.h"
+#include "appliance/engine_setup.h"
+#include "appliance/reporter/reporter.h"
+#include "appliance/reporter/rule_watcher.h"
 #include "ca/certificate_authority.h"
 #include "ca/openssl_leaf_minter.h"
 #include "dlp/engine.h"
 #include "dlp/engine_holder.h"
-#include "dlp/validators.h"
 #include "mitm/jsonl_sink.h"
 #include "mitm/proxy_config.h"
 #include "mitm/proxy_server.h"
-#include "rules/pack_loader.h"
 
 namespace egressguard::cli {
 namespace {
@@ -52,6 +50,11 @@ struct ProxyOptions {
   int idle_timeout_ms = 60000;
   int drain_timeout_ms = 10000;
   std::string fingerprint_key_file;
+  std::string store;
+  std::string spool = "egressguard-spool.db";
+  std::string store_cert;
+  std::string store_key;
+  std::string store_ca;
 };
 
 // "ADDR:PORT", "[v6]:PORT"; port 0 picks a free port.
@@ -71,25 +74,17 @@ bool ParseListen(const std::string& text, std::string& address, uint16_t& port) 
   return !address.empty();
 }
 
-absl::StatusOr<dlp::EnginePtr> LoadEngine(const std::string& path, const std::string& key_file) {
-  rules::LoadOptions load;
-  load.known_validator = [](std::string_view name) { return dlp::FindValidator(name) != nullptr; };
-  auto pack = rules::LoadPackAny(path, load);
-  if (!pack.ok()) return absl::InvalidArgumentError(fmt::format("cannot load rule pack {}:\n{}", path, std::string(pack.status().message())));
+absl::StatusOr<dlp::EngineOptions> EngineOptionsFor(const std::string& key_file) {
   dlp::EngineOptions options;
-  if (!key_file.empty()) {
-    std::ifstream key(key_file, std::ios::binary);
-    options.fingerprint_key.assign(std::istreambuf_iterator<char>(key), std::istreambuf_iterator<char>());
-    if (!key.good() && !key.eof()) return absl::InvalidArgumentError("cannot read fingerprint key " + key_file);
-    if (options.fingerprint_key.empty()) return absl::InvalidArgumentError("fingerprint key file is empty: " + key_file);
-  } else {
-    // A per-process key: fingerprints still link matches within this run, not across runs.
-    unsigned char random[32];
-    if (RAND_bytes(random, sizeof(random)) != 1) return absl::InternalError("no randomness for the fingerprint key");
-    options.fingerprint_key.assign(reinterpret_cast<const char*>(random), sizeof(random));
+  if (key_file.empty()) {
     spdlog::warn("no --fingerprint-key-file: fingerprints use a random per-process key");
+    options.fingerprint_key = appliance::EphemeralFingerprintKey();
+    return options;
   }
-  return dlp::Engine::Compile(*pack, options);
+  auto key = appliance::ReadFingerprintKey(key_file);
+  if (!key.ok()) return key.status();
+  options.fingerprint_key = *std::move(key);
+  return options;
 }
 
 int RunProxy(const ProxyOptions& o) {
@@ -128,21 +123,64 @@ int RunProxy(const ProxyOptions& o) {
     return kExitError;
   }
 
+  if (!o.store.empty() && (!o.rules.empty() || o.no_rules || !o.audit_log.empty())) {
+    std::cerr << "egressguard proxy: with --store the rules, mode and verdicts go through the store; "
+                 "drop --rules/--no-rules/--audit-log\n";
+    return kExitError;
+  }
+  auto engine_options = EngineOptionsFor(o.fingerprint_key_file);
+  if (!engine_options.ok()) {
+    std::cerr << "egressguard proxy: " << engine_options.status().message() << "\n";
+    return kExitError;
+  }
   auto engines = std::make_shared<dlp::EngineHolder>();
-  if (!o.no_rules) {
-    std::string path = o.rules.empty() ? std::string(EGRESSGUARD_DEFAULT_PACK_DIR) : o.rules;
-    auto engine = LoadEngine(path, o.fingerprint_key_file);
+  mitm::VerdictSinkPtr sink;
+  reporter::ReporterPtr verdict_reporter;
+  reporter::RuleWatcherPtr watcher;
+  if (!o.store.empty()) {
+    // Appliance mode: verdicts spool locally then stream to the store; the active pack
+    // and its mode come from the store (WatchActive) and swap in without a restart.
+    store::ApiTls tls{o.store_cert, o.store_key, o.store_ca};
+    reporter::ReporterOptions ro;
+    ro.spool.path = o.spool;
+    ro.store_address = o.store;
+    ro.tls = tls;
+    auto rep = reporter::Reporter::Start(ro);
+    if (!rep.ok()) {
+      std::cerr << "egressguard proxy: " << rep.status().message() << "\n";
+      return kExitError;
+    }
+    verdict_reporter = *rep;
+    sink = verdict_reporter;
+    reporter::RuleWatcherOptions wo;
+    wo.store_address = o.store;
+    wo.tls = tls;
+    wo.appliance = config.appliance_name;
+    wo.compile = reporter::EngineCompiler(*engine_options);
+    auto w = reporter::RuleWatcher::Start(wo, *engines);
+    if (!w.ok()) {
+      std::cerr << "egressguard proxy: " << w.status().message() << "\n";
+      return kExitError;
+    }
+    watcher = *std::move(w);
+    spdlog::info("reporting to store {} through spool {}; rules follow the store's active pack", o.store, o.spool);
+  } else if (!o.no_rules) {
+    auto pack = appliance::LoadPack(o.rules);
+    if (!pack.ok()) {
+      std::cerr << "egressguard proxy: " << pack.status().message() << "\n";
+      return kExitError;
+    }
+    auto engine = dlp::Engine::Compile(*pack, *engine_options);
     if (!engine.ok()) {
       std::cerr << "egressguard proxy: " << engine.status().message() << "\n";
       return kExitError;
     }
-    spdlog::info("rule pack {} version {} compiled", path, (*engine)->pack_version());
+    spdlog::info("rule pack version {} compiled", (*engine)->pack_version());
     engines->Swap(*engine);
   } else {
     spdlog::warn("--no-rules: the engine cannot scan; traffic is {}", o.fail_open ? "forwarded unscanned (--fail-open)" : "refused (fail closed)");
   }
 
-  mitm::VerdictSinkPtr sink;
   if (!o.audit_log.empty()) {
     auto jsonl = mitm::JsonlSink::Open(o.audit_log);
     if (!jsonl.ok()) {
@@ -157,6 +195,9 @@ int RunProxy(const ProxyOptions& o) {
   deps.minter = std::shared_ptr<ca::LeafMinter>(*std::move(minter));
   deps.engines = engines;
   deps.sink = sink;
+  if (watcher) {
+    deps.mode_source = [w = watcher.get()] { return w->enforce() ? mitm::EnforceMode::kEnforce : mitm::EnforceMode::kMonitor; };
+  }
   auto server = mitm::ProxyServer::Create(config, deps);
   if (!server.ok()) {
     std::cerr << "egressguard proxy: " << server.status().message() << "\n";
@@ -184,6 +225,11 @@ int RunProxy(const ProxyOptions& o) {
   sigwait(&signals, &sig);
   spdlog::info("signal {}: draining", sig);
   (*server)->Stop();
+  if (watcher) watcher->Stop();
+  if (verdict_reporter) {
+    verdict_reporter->Drain(std::chrono::seconds(5));
+    verdict_reporter->Stop();
+  }
   auto st = (*server)->stats();
   spdlog::info("stopped: {} connections accepted, {} transactions, {} blocked", st.accepted, st.transactions, st.blocked);
   return kExitOk;
@@ -221,6 +267,11 @@ void RegisterProxy(CLI::App& app, Context& ctx) {
   cmd->add_option("--idle-timeout-ms", o->idle_timeout_ms, "Idle connection timeout")->capture_default_str();
   cmd->add_option("--drain-timeout-ms", o->drain_timeout_ms, "Graceful drain on SIGTERM")->capture_default_str();
   cmd->add_option("--fingerprint-key-file", o->fingerprint_key_file, "HMAC key for match fingerprints");
+  cmd->add_option("--store", o->store, "Compliance store ADDR:PORT: report verdicts there and follow its active rule pack");
+  cmd->add_option("--spool", o->spool, "Durable verdict spool (sqlite) used with --store")->capture_default_str();
+  cmd->add_option("--store-cert", o->store_cert, "Client certificate for the store (role appliance; needed off loopback)");
+  cmd->add_option("--store-key", o->store_key, "Its private key");
+  cmd->add_option("--store-ca", o->store_ca, "CA that signs the store's server certificate");
   cmd->callback([&ctx, o] { ctx.exit_code = RunProxy(*o); });
 }
 
