@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "appliance/cli/command.h"
+#include "appliance/cli/stop_signals.h"
 #include "appliance/engine_setup.h"
 #include "appliance/reporter/reporter.h"
 #include "appliance/reporter/rule_watcher.h"
@@ -204,13 +205,7 @@ int RunProxy(const ProxyOptions& o) {
     return kExitError;
   }
 
-  // Workers inherit this mask, so only sigwait below sees SIGTERM / SIGINT.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  std::signal(SIGPIPE, SIG_IGN);
+  const StopSignals stop_signals;  // before any worker thread starts
 
   auto status = (*server)->Start();
   if (!status.ok()) {
@@ -221,8 +216,7 @@ int RunProxy(const ProxyOptions& o) {
                                                                              : config.listen_address;
   std::cout << "egressguard proxy listening on " << shown << ":" << (*server)->port() << " mode "
             << (config.mode == mitm::EnforceMode::kEnforce ? "enforce" : "monitor") << std::endl;
-  int sig = 0;
-  sigwait(&signals, &sig);
+  const int sig = stop_signals.Wait();
   spdlog::info("signal {}: draining", sig);
   (*server)->Stop();
   if (watcher) watcher->Stop();

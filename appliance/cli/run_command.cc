@@ -20,6 +20,7 @@
 #include <string>
 
 #include "appliance/cli/command.h"
+#include "appliance/cli/stop_signals.h"
 #include "appliance/engine_setup.h"
 #include "appliance/reporter/reporter.h"
 #include "appliance/reporter/rule_watcher.h"
@@ -170,12 +171,7 @@ int Run(const RunOptions& o) {
   auto proxy_server = mitm::ProxyServer::Create(proxy, deps);
   if (!proxy_server.ok()) return Fail(std::string(proxy_server.status().message()));
 
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  std::signal(SIGPIPE, SIG_IGN);
+  const StopSignals stop_signals;  // before any worker thread starts
   if (auto st = (*proxy_server)->Start(); !st.ok()) return Fail(std::string(st.message()));
 
   std::cout << fmt::format(
@@ -193,8 +189,7 @@ int Run(const RunOptions& o) {
                    proxy.listen_address, (*proxy_server)->port(), bundle)
             << std::endl;
 
-  int sig = 0;
-  sigwait(&signals, &sig);
+  const int sig = stop_signals.Wait();
   spdlog::info("signal {}: draining", sig);
   (*proxy_server)->Stop();
   (*watcher)->Stop();

@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "appliance/cli/command.h"
+#include "appliance/cli/stop_signals.h"
 #include "appliance/store/server.h"
 #include "dlp/engine.h"
 
@@ -28,12 +29,7 @@ std::vector<std::string> CompileCheck(const rules::v1::RulePack& pack) {
 }
 
 int RunStore(const StoreFlags& flags) {
-  // Block the stop signals before any thread starts so that only sigwait sees them.
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGINT);
-  sigaddset(&stop, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  const StopSignals stop_signals;  // before any server thread starts
 
   store::StoreServerOptions options;
   options.listen = flags.listen;
@@ -49,8 +45,7 @@ int RunStore(const StoreFlags& flags) {
   std::cout << fmt::format("egressguard store: listening on {} ({}), database {}", (*server)->address(),
                            flags.tls.enabled() ? "mTLS" : "plaintext, loopback only", flags.db)
             << std::endl;
-  int sig = 0;
-  sigwait(&stop, &sig);
+  const int sig = stop_signals.Wait();
   spdlog::info("store: signal {}, stopping", sig);
   (*server)->Stop();
   return kExitOk;
