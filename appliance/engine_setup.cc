@@ -28,10 +28,13 @@ rules::LoadOptions PackLoadOptions() {
 }
 
 std::string DefaultPackPath() {
-  // An installed appliance carries its pack beside the binary's data; a build tree uses
-  // the source tree's copy.
-  static const char* kInstalled = "/usr/share/egressguard/rules/default";
-  if (std::filesystem::is_directory(kInstalled)) return kInstalled;
+  // A build tree uses its checkout's pack; an installed appliance the packaged copy.
+  static constexpr const char* kInstalled[] = {"/usr/share/egressguard/rules/default", "/etc/egressguard/rules"};
+  std::error_code ec;
+  if (std::filesystem::is_directory(EGRESSGUARD_DEFAULT_PACK_DIR, ec)) return EGRESSGUARD_DEFAULT_PACK_DIR;
+  for (const char* dir : kInstalled) {
+    if (std::filesystem::exists(dir, ec)) return dir;
+  }
   return EGRESSGUARD_DEFAULT_PACK_DIR;
 }
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "appliance/cli/command.h"
+#include "appliance/engine_setup.h"
 #include "appliance/cli/store_client.h"
 #include "dlp/engine.h"
 #include "dlp/validators.h"
@@ -25,13 +26,6 @@ namespace {
 
 constexpr size_t kChunk = 64 << 10;
 
-rules::LoadOptions PackLoadOptions() {
-  rules::LoadOptions o;
-  o.known_validator = [](std::string_view name) { return dlp::FindValidator(name) != nullptr; };
-  o.check_pattern = rules::CheckHyperscanPattern;
-  return o;
-}
-
 struct LoadedPack {
   rules::v1::RulePack pack;
   dlp::EnginePtr engine;
@@ -40,7 +34,7 @@ struct LoadedPack {
 
 // Loads, checks and compiles `path`; prints the reasons and returns false when refused.
 bool LoadAndCompile(const std::string& command, const std::string& path, LoadedPack* out) {
-  auto pack = rules::LoadPackAny(path, PackLoadOptions());
+  auto pack = rules::LoadPackAny(path, appliance::PackLoadOptions());
   if (!pack.ok()) {
     std::cerr << "egressguard " << command << ": " << path << ": " << pack.status().message() << "\n";
     return false;

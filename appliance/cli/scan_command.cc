@@ -13,6 +13,7 @@
 
 #include "appliance/build_info.h"
 #include "appliance/cli/command.h"
+#include "appliance/engine_setup.h"
 #include "dlp/engine.h"
 #include "dlp/validators.h"
 #include "rules/pack_loader.h"
@@ -23,8 +24,6 @@ namespace {
 
 constexpr size_t kChunk = 64 << 10;
 // Where packaged installs put the default pack (the source tree's copy is tried first).
-constexpr const char* kInstalledPackDirs[] = {"/usr/share/egressguard/rules/default", "/etc/egressguard/rules"};
-
 struct ScanOptions {
   std::string rules;
   std::string format = "text";
@@ -33,15 +32,6 @@ struct ScanOptions {
   std::string fingerprint_key_file;
   std::vector<std::string> paths;
 };
-
-std::string DefaultPackPath() {
-  std::error_code ec;
-  if (std::filesystem::is_directory(EGRESSGUARD_DEFAULT_PACK_DIR, ec)) return EGRESSGUARD_DEFAULT_PACK_DIR;
-  for (const char* dir : kInstalledPackDirs) {
-    if (std::filesystem::exists(dir, ec)) return dir;
-  }
-  return EGRESSGUARD_DEFAULT_PACK_DIR;
-}
 
 std::string ActionName(rules::v1::Action a) {
   switch (a) {
@@ -179,26 +169,20 @@ int RunScan(const ScanOptions& o) {
     std::cerr << "egressguard scan: --format must be text or jsonl\n";
     return kExitError;
   }
-  const std::string pack_path = o.rules.empty() ? DefaultPackPath() : o.rules;
-  rules::LoadOptions load;
-  load.known_validator = [](std::string_view name) { return dlp::FindValidator(name) != nullptr; };
-  auto pack = rules::LoadPackAny(pack_path, load);
+  const std::string pack_path = o.rules.empty() ? appliance::DefaultPackPath() : o.rules;
+  auto pack = appliance::LoadPack(pack_path);
   if (!pack.ok()) {
-    std::cerr << "egressguard scan: cannot load rule pack " << pack_path << ":\n" << pack.status().message() << "\n";
+    std::cerr << "egressguard scan: " << pack.status().message() << "\n";
     return kExitError;
   }
   dlp::EngineOptions options;
   if (!o.fingerprint_key_file.empty()) {
-    std::ifstream key(o.fingerprint_key_file, std::ios::binary);
-    if (!key) {
-      std::cerr << "egressguard scan: cannot read fingerprint key " << o.fingerprint_key_file << "\n";
+    auto key = appliance::ReadFingerprintKey(o.fingerprint_key_file);
+    if (!key.ok()) {
+      std::cerr << "egressguard scan: " << key.status().message() << "\n";
       return kExitError;
     }
-    options.fingerprint_key.assign(std::istreambuf_iterator<char>(key), std::istreambuf_iterator<char>());
-    if (options.fingerprint_key.empty()) {
-      std::cerr << "egressguard scan: fingerprint key file " << o.fingerprint_key_file << " is empty\n";
-      return kExitError;
-    }
+    options.fingerprint_key = *std::move(key);
   }
   auto engine = dlp::Engine::Compile(*pack, options);
   if (!engine.ok()) {

@@ -26,6 +26,10 @@ def test_findings_jsonl_fields_and_offsets(egressguard_bin, workdir):
     body = '{"note": "pay", "card": "' + CARD + '", "mail": "jane.doe@acme-corp.ch"}\n'
     path = write(workdir, "leak.json", body)
     key = write(workdir, "fp.key", b"k" * 32)
+    os.chmod(key, 0o644)
+    refused = run(egressguard_bin, "scan", "--fingerprint-key-file", key, path)
+    assert refused.returncode == 2 and "chmod 600" in refused.stderr  # a secret key readable by others
+    os.chmod(key, 0o600)
     r = run(egressguard_bin, "scan", "--format", "jsonl", "--fingerprint-key-file", key, path)
     assert r.returncode == 1, r.stderr
     lines = [json.loads(line) for line in r.stdout.splitlines()]
