@@ -13,8 +13,10 @@ fi
 dir=${1:-$default_dir}
 shift || true
 
-# ccache keys on paths relative to the checkout, so clean clones share the cache.
+# ccache keys on paths relative to the checkout and ignores the build folder's path
+# (which -g would otherwise hash), so clean clones in other folders share the cache.
 export CCACHE_BASEDIR=$PWD
+export CCACHE_NOHASHDIR=1
 cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE="${CMAKE_BUILD_TYPE:-RelWithDebInfo}" \
   -DEGRESSGUARD_SANITIZE="$san" "$@" >/dev/null
 cmake --build "$dir" --parallel "$(nproc)"
