@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "mitm/policy.h"
 
@@ -42,6 +43,16 @@ struct ProxyConfig {
   std::chrono::milliseconds drain_timeout{10000};      // SIGTERM: in-flight transactions finish
 
   std::string appliance_name;  // verdict.appliance
+
+  // Per-workload accounting: the client's identity (verdict.workload) is the first
+  // mapping whose CIDRs contain the client address; with proxy_protocol, the address
+  // is the one a node-local redirector sends in a PROXY protocol v2 header.
+  struct WorkloadCidrs {
+    std::string workload;
+    std::vector<std::string> cidrs;
+  };
+  std::vector<WorkloadCidrs> workloads;
+  bool proxy_protocol = false;  // every connection starts with a PROXY v2 header (else refused)
 };
 
 }  // namespace egressguard::mitm
