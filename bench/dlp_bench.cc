@@ -3,7 +3,9 @@
 // database of the same patterns, RE2::Set and std::regex, over a generated corpus of
 // realistic bodies (JSON, forms, logs, CSV, HTML) with sparse PII.
 //
-//   dlp_bench [--mib N] [--pack DIR] [--chunk BYTES]
+//   dlp_bench [--mib N] [--pack DIR] [--chunk BYTES] [--only engine,decode,raw,re2,std]
+//
+// --only runs a subset (e.g. one scanner under callgrind); ratios need "raw" in the set.
 #include <hs/hs.h>
 #include <re2/re2.h>
 #include <re2/set.h>
@@ -200,6 +202,22 @@ struct Row {
   double secs;
 };
 
+// A named, out-of-line function so a profiler can collect just this
+// (valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*ScanAll*').
+[[gnu::noinline]] uint64_t ScanAll(const EnginePtr& e, const std::vector<std::string>& msgs, size_t chunk,
+                                   uint64_t* findings) {
+  Scanner scanner;
+  uint64_t bytes = 0;
+  *findings = 0;
+  for (const auto& m : msgs) {
+    auto scan = scanner.Open(e, {});
+    for (size_t at = 0; at < m.size(); at += chunk) scan->Feed(std::string_view(m).substr(at, chunk));
+    *findings += scan->Finish().findings.size();
+    bytes += m.size();
+  }
+  return bytes;
+}
+
 void PrintRow(const Row& row, double baseline_gbps) {
   double gbps = row.bytes / row.secs / 1e9;
   std::printf("%-58s %10.1f MiB %8.3f s %8.3f GB/s %7.2fx\n", row.name.c_str(), row.bytes / 1048576.0, row.secs, gbps,
@@ -212,7 +230,9 @@ int main(int argc, char** argv) {
   size_t mib = 256;
   size_t chunk = 64 << 10;
   std::string pack_dir = EGRESSGUARD_DEFAULT_PACK_DIR;
+  std::string only = "engine,decode,raw,re2,std";
   for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--only")) only = argv[i + 1];
     if (!std::strcmp(argv[i], "--mib")) mib = std::strtoul(argv[i + 1], nullptr, 10);
     if (!std::strcmp(argv[i], "--pack")) pack_dir = argv[i + 1];
     if (!std::strcmp(argv[i], "--chunk")) chunk = std::strtoul(argv[i + 1], nullptr, 10);
@@ -225,11 +245,30 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  auto want = [&](std::string_view name) {
+    std::string_view rest = only;
+    while (!rest.empty()) {
+      size_t comma = rest.find(',');
+      if (rest.substr(0, comma) == name) return true;
+      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    }
+    return false;
+  };
+
   size_t total = 0;
   auto t0 = Clock::now();
   std::vector<std::string> corpus = Corpus(mib << 20, &total);
   std::printf("corpus: %zu messages, %.1f MiB, generated in %.1f s; feed chunk %zu bytes\n", corpus.size(),
               total / 1048576.0, Seconds(t0, Clock::now()), chunk);
+  {
+    // Message sizes decide how much per-message setup weighs against per-byte work.
+    std::vector<size_t> sizes;
+    for (const auto& m : corpus) sizes.push_back(m.size());
+    std::sort(sizes.begin(), sizes.end());
+    auto pct = [&](double p) { return sizes[std::min(sizes.size() - 1, static_cast<size_t>(p * sizes.size()))]; };
+    std::printf("message bytes: min %zu, p10 %zu, median %zu, mean %zu, p90 %zu, max %zu\n", sizes.front(), pct(0.1),
+                pct(0.5), total / sizes.size(), pct(0.9), sizes.back());
+  }
 
   // Compile time (best of 3) and stream state.
   EngineOptions options;
@@ -237,7 +276,8 @@ int main(int argc, char** argv) {
   options.decode = false;
   double best_compile = 1e9;
   EnginePtr engine;
-  for (int i = 0; i < 3; ++i) {
+  const int compiles = want("raw") ? 3 : 1;  // a subset run is a profile: compile once
+  for (int i = 0; i < compiles; ++i) {
     auto c0 = Clock::now();
     auto e = Engine::Compile(*pack, options);
     best_compile = std::min(best_compile, Seconds(c0, Clock::now()));
@@ -249,7 +289,7 @@ int main(int argc, char** argv) {
   }
   EngineOptions decode_options = options;
   decode_options.decode = true;
-  EnginePtr decode_engine = *Engine::Compile(*pack, decode_options);
+  EnginePtr decode_engine = want("decode") ? *Engine::Compile(*pack, decode_options) : nullptr;
 
   // The patterns, for the peers.
   std::vector<std::string> patterns;
@@ -263,62 +303,69 @@ int main(int argc, char** argv) {
   }
 
   auto run_engine = [&](const EnginePtr& e, const std::vector<std::string>& msgs, uint64_t* findings) {
-    Scanner scanner;
-    uint64_t bytes = 0;
-    *findings = 0;
     auto s0 = Clock::now();
-    for (const auto& m : msgs) {
-      auto scan = scanner.Open(e, {});
-      for (size_t at = 0; at < m.size(); at += chunk) scan->Feed(std::string_view(m).substr(at, chunk));
-      *findings += scan->Finish().findings.size();
-      bytes += m.size();
-    }
+    uint64_t bytes = ScanAll(e, msgs, chunk, findings);
     return Row{"", bytes, Seconds(s0, Clock::now())};
   };
 
-  uint64_t findings = 0;
-  Row eng = run_engine(engine, corpus, &findings);
-  eng.name = "egressguard engine, default pack + validators (raw bytes)";
-  uint64_t dec_findings = 0;
-  Row dec = run_engine(decode_engine, corpus, &dec_findings);
-  dec.name = "egressguard engine, same + content decoders";
-
-  // One straightforward streaming database of the same patterns, no validators.
-  std::vector<const char*> cpats;
-  std::vector<unsigned> ids;
-  for (size_t i = 0; i < patterns.size(); ++i) {
-    cpats.push_back(patterns[i].c_str());
-    ids.push_back(static_cast<unsigned>(i));
-  }
-  hs_database_t* db = nullptr;
-  hs_compile_error_t* err = nullptr;
-  auto h0 = Clock::now();
-  if (hs_compile_multi(cpats.data(), flags.data(), ids.data(), static_cast<unsigned>(cpats.size()), HS_MODE_STREAM,
-                       nullptr, &db, &err) != HS_SUCCESS) {
-    std::fprintf(stderr, "hs: %s\n", err->message);
-    return 2;
-  }
-  double raw_compile = Seconds(h0, Clock::now());
+  std::vector<Row> rows;
+  double base = 0;
+  uint64_t findings = 0, dec_findings = 0, raw_matches = 0, re2_hits = 0, std_hits = 0;
+  double raw_compile = 0;
   size_t raw_state = 0;
-  hs_stream_size(db, &raw_state);
-  hs_scratch_t* scratch = nullptr;
-  hs_alloc_scratch(db, &scratch);
-  uint64_t raw_matches = 0;
-  auto count = [](unsigned, unsigned long long, unsigned long long, unsigned, void* ctx) -> int {
-    ++*static_cast<uint64_t*>(ctx);
-    return 0;
-  };
-  auto r0 = Clock::now();
-  for (const auto& m : corpus) {
-    hs_stream_t* st = nullptr;
-    hs_open_stream(db, 0, &st);
-    for (size_t at = 0; at < m.size(); at += chunk) {
-      size_t n = std::min(chunk, m.size() - at);
-      hs_scan_stream(st, m.data() + at, static_cast<unsigned>(n), 0, scratch, count, &raw_matches);
-    }
-    hs_close_stream(st, scratch, count, &raw_matches);
+
+  if (want("engine")) {
+    Row eng = run_engine(engine, corpus, &findings);
+    eng.name = "egressguard engine, default pack + validators (raw bytes)";
+    rows.push_back(eng);
   }
-  Row raw{"raw Hyperscan, one streaming db, same patterns, no validators", total, Seconds(r0, Clock::now())};
+  if (want("decode")) {
+    Row dec = run_engine(decode_engine, corpus, &dec_findings);
+    dec.name = "egressguard engine, same + content decoders";
+    rows.push_back(dec);
+  }
+
+  if (want("raw")) {
+    // One straightforward streaming database of the same patterns, no validators: what
+    // a first attempt looks like (a stream opened per message, no SOM, no prefilter).
+    std::vector<const char*> cpats;
+    std::vector<unsigned> ids;
+    for (size_t i = 0; i < patterns.size(); ++i) {
+      cpats.push_back(patterns[i].c_str());
+      ids.push_back(static_cast<unsigned>(i));
+    }
+    hs_database_t* db = nullptr;
+    hs_compile_error_t* err = nullptr;
+    auto h0 = Clock::now();
+    if (hs_compile_multi(cpats.data(), flags.data(), ids.data(), static_cast<unsigned>(cpats.size()),
+                         HS_MODE_STREAM, nullptr, &db, &err) != HS_SUCCESS) {
+      std::fprintf(stderr, "hs: %s\n", err->message);
+      return 2;
+    }
+    raw_compile = Seconds(h0, Clock::now());
+    hs_stream_size(db, &raw_state);
+    hs_scratch_t* scratch = nullptr;
+    hs_alloc_scratch(db, &scratch);
+    auto count = [](unsigned, unsigned long long, unsigned long long, unsigned, void* ctx) -> int {
+      ++*static_cast<uint64_t*>(ctx);
+      return 0;
+    };
+    auto r0 = Clock::now();
+    for (const auto& m : corpus) {
+      hs_stream_t* st = nullptr;
+      hs_open_stream(db, 0, &st);
+      for (size_t at = 0; at < m.size(); at += chunk) {
+        size_t n = std::min(chunk, m.size() - at);
+        hs_scan_stream(st, m.data() + at, static_cast<unsigned>(n), 0, scratch, count, &raw_matches);
+      }
+      hs_close_stream(st, scratch, count, &raw_matches);
+    }
+    Row raw{"raw Hyperscan, one streaming db, same patterns, no validators", total, Seconds(r0, Clock::now())};
+    base = raw.bytes / raw.secs / 1e9;
+    rows.push_back(raw);
+    hs_free_scratch(scratch);
+    hs_free_database(db);
+  }
 
   // Slices for the slow peers.
   auto slice = [&](size_t bytes) {
@@ -332,69 +379,64 @@ int main(int argc, char** argv) {
     return s;
   };
 
-  RE2::Options ro;
-  ro.set_encoding(RE2::Options::EncodingLatin1);
-  ro.set_max_mem(1ll << 30);
-  ro.set_never_capture(true);
-  ro.set_log_errors(false);
-  RE2::Set set(ro, RE2::UNANCHORED);
-  int added = 0;
-  for (const auto& p : patterns) {
-    std::string e;
-    if (set.Add(p, &e) >= 0) ++added;
-  }
-  set.Compile();
-  auto re2_slice = slice(32 << 20);
-  uint64_t re2_bytes = 0;
-  uint64_t re2_hits = 0;
-  auto e0 = Clock::now();
-  std::vector<int> hits;
-  for (const auto& m : re2_slice) {
-    if (set.Match(m, &hits)) re2_hits += hits.size();
-    re2_bytes += m.size();
-  }
-  Row re2{"RE2::Set, same patterns (" + std::to_string(added) + " accepted), 32 MiB slice", re2_bytes,
-          Seconds(e0, Clock::now())};
-
-  std::string alternation;
-  int std_added = 0;
-  for (const auto& p : patterns) {
-    try {
-      std::regex test(p);
-      if (!alternation.empty()) alternation += "|";
-      alternation += "(?:" + p + ")";
-      ++std_added;
-    } catch (const std::regex_error&) {
+  if (want("re2")) {
+    RE2::Options ro;
+    ro.set_encoding(RE2::Options::EncodingLatin1);
+    ro.set_max_mem(1ll << 30);
+    ro.set_never_capture(true);
+    ro.set_log_errors(false);
+    RE2::Set set(ro, RE2::UNANCHORED);
+    int added = 0;
+    for (const auto& p : patterns) {
+      std::string e;
+      if (set.Add(p, &e) >= 0) ++added;
     }
+    set.Compile();
+    auto re2_slice = slice(32 << 20);
+    uint64_t re2_bytes = 0;
+    auto e0 = Clock::now();
+    std::vector<int> hits;
+    for (const auto& m : re2_slice) {
+      if (set.Match(m, &hits)) re2_hits += hits.size();
+      re2_bytes += m.size();
+    }
+    rows.push_back(Row{"RE2::Set, same patterns (" + std::to_string(added) + " accepted), 32 MiB slice", re2_bytes,
+                       Seconds(e0, Clock::now())});
   }
-  std::regex re(alternation, std::regex::optimize);
-  auto std_slice = slice(1 << 20);
-  uint64_t std_bytes = 0;
-  uint64_t std_hits = 0;
-  auto x0 = Clock::now();
-  for (const auto& m : std_slice) {
-    for (auto it = std::sregex_iterator(m.begin(), m.end(), re); it != std::sregex_iterator(); ++it) ++std_hits;
-    std_bytes += m.size();
-  }
-  Row stdre{"std::regex, one alternation (" + std::to_string(std_added) + " patterns), 1 MiB slice", std_bytes,
-            Seconds(x0, Clock::now())};
 
-  double base = raw.bytes / raw.secs / 1e9;
+  if (want("std")) {
+    std::string alternation;
+    int std_added = 0;
+    for (const auto& p : patterns) {
+      try {
+        std::regex test(p);
+        if (!alternation.empty()) alternation += "|";
+        alternation += "(?:" + p + ")";
+        ++std_added;
+      } catch (const std::regex_error&) {
+      }
+    }
+    std::regex re(alternation, std::regex::optimize);
+    auto std_slice = slice(1 << 20);
+    uint64_t std_bytes = 0;
+    auto x0 = Clock::now();
+    for (const auto& m : std_slice) {
+      for (auto it = std::sregex_iterator(m.begin(), m.end(), re); it != std::sregex_iterator(); ++it) ++std_hits;
+      std_bytes += m.size();
+    }
+    rows.push_back(Row{"std::regex, one alternation (" + std::to_string(std_added) + " patterns), 1 MiB slice",
+                       std_bytes, Seconds(x0, Clock::now())});
+  }
+
   std::printf("\n%-58s %14s %10s %13s %8s\n", "scanner (one thread, CPU time)", "bytes", "cpu", "throughput",
               "vs raw");
-  PrintRow(eng, base);
-  PrintRow(dec, base);
-  PrintRow(raw, base);
-  PrintRow(re2, base);
-  PrintRow(stdre, base);
+  for (const auto& row : rows) PrintRow(row, base);
   std::printf("\nengine: %zu patterns (%zu rules), compile %.3f s (best of 3), stream state %zu bytes/stream\n",
               patterns.size(), static_cast<size_t>(pack->rules_size()), best_compile, engine->stream_state_bytes());
-  std::printf("raw db: compile %.3f s, stream state %zu bytes/stream\n", raw_compile, raw_state);
+  if (want("raw")) std::printf("raw db: compile %.3f s, stream state %zu bytes/stream\n", raw_compile, raw_state);
   std::printf("findings: engine %llu, engine+decoders %llu; raw hs matches %llu; re2 hits %llu; std::regex hits %llu\n",
               static_cast<unsigned long long>(findings), static_cast<unsigned long long>(dec_findings),
               static_cast<unsigned long long>(raw_matches), static_cast<unsigned long long>(re2_hits),
               static_cast<unsigned long long>(std_hits));
-  hs_free_scratch(scratch);
-  hs_free_database(db);
   return 0;
 }

@@ -12,6 +12,10 @@ namespace {
 
 inline bool IsDigit(char c) { return static_cast<unsigned char>(c - '0') <= 9; }
 
+inline bool IsWordByte(char c) {
+  return IsDigit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+
 // Index of the first ASCII digit in s[from..), or s.size().
 size_t FindDigit(std::string_view s, size_t from) {
   const char* p = s.data();
@@ -40,6 +44,25 @@ size_t FindDigit(std::string_view s, size_t from) {
     if (IsDigit(p[i])) return i;
   }
   return n;
+}
+
+// Whether a run (run[0] a context byte when `ctx`) holding `digits` digits can hold a
+// gated match: one starting at byte i lies within run[i..], so it needs that many digits there.
+bool Qualifies(std::string_view run, bool ctx, uint32_t digits_in_run, const DigitGateConfig& config) {
+  if (digits_in_run < config.min_digits) return false;
+  const auto& need = config.need;
+  const auto& need_b = config.need_at_boundary;
+  const size_t first = ctx ? 1 : 0;
+  uint32_t digits = 0;
+  for (size_t i = run.size(); i > first; --i) {
+    const auto c = static_cast<unsigned char>(run[i - 1]);
+    digits += IsDigit(static_cast<char>(c)) ? 1u : 0u;
+    if (digits >= need[c]) return true;
+    // Before the run's first byte is either the context byte or the stream start.
+    const bool boundary = i - 1 == 0 || !IsWordByte(run[i - 2]);
+    if (boundary && digits >= need_b[c]) return true;
+  }
+  return false;
 }
 
 uint32_t CountDigits(std::string_view s) {
@@ -89,10 +112,12 @@ void DigitGate::StartRun(std::string_view chunk, uint64_t base, size_t digit_pos
   reported_upto_ = 0;
 }
 
+bool DigitGate::MayMatch() const { return Qualifies(run_, run_ctx_, run_digits_, *config_); }
+
 void DigitGate::FlushRun(const Emit& emit, bool run_ended) {
   if (run_ended) {
     size_t content = run_.size() - (run_ctx_ ? 1 : 0);
-    if (run_digits_ >= config_->min_digits && content >= config_->min_width) {
+    if (content >= config_->min_width && MayMatch()) {
       emit(GateWindow{run_, run_base_, run_ctx_ ? 1u : 0u, reported_upto_, UINT64_MAX});
     }
     run_.clear();
@@ -104,7 +129,7 @@ void DigitGate::FlushRun(const Emit& emit, bool run_ended) {
   const size_t keep = static_cast<size_t>(config_->max_width) + 2;
   if (run_.size() <= keep) return;
   uint64_t limit = run_base_ + run_.size() - 1;
-  if (run_digits_ >= config_->min_digits) {
+  if (MayMatch()) {
     emit(GateWindow{run_, run_base_, run_ctx_ ? 1u : 0u, reported_upto_, limit});
   }
   reported_upto_ = std::max(reported_upto_, limit);
@@ -163,6 +188,29 @@ void DigitGate::Feed(std::string_view chunk, uint64_t base, const Emit& emit) {
     if (!in_run_) {
       size_t p = FindDigit(chunk, i);
       if (p == n) break;
+      // Fast path, the common case: the run and its context byte lie inside this chunk
+      // and it ends before max_run, so it is judged (and emitted) in place, not copied.
+      const size_t w = config_->max_width;
+      size_t s = p;
+      for (const size_t lim = p > w ? p - w : 0; s > lim && m[static_cast<unsigned char>(chunk[s - 1])];) --s;
+      if (s > 0) {
+        const size_t stop = std::min(n, p + (max_run - (p - s + 1)));
+        size_t j = p;
+        uint32_t digits = 0;
+        while (j < stop && m[static_cast<unsigned char>(chunk[j])]) {
+          digits += IsDigit(chunk[j]) ? 1u : 0u;
+          ++j;
+        }
+        if (j < stop) {  // ended by chunk[j], a non-member: the whole run is here
+          const std::string_view run = chunk.substr(s - 1, j + 2 - s);
+          tail_.clear();
+          if (j + 1 - s >= config_->min_width && Qualifies(run, true, digits, *config_)) {
+            emit(GateWindow{run, base + s - 1, 1u, 0, UINT64_MAX});
+          }
+          i = j + 1;
+          continue;
+        }
+      }
       StartRun(chunk, base, p);
       i = p;
     }

@@ -21,6 +21,18 @@ struct DigitGateConfig {
   uint32_t min_width = 1;          // shortest gated match
   uint32_t max_width = 1;          // longest gated match (bounded by construction)
   uint32_t max_run = 4096;         // a longer run is scanned in overlapping pieces
+  // Per byte b: fewest digits a gated match starting with b contains (UINT32_MAX: no match
+  // starts with b; all 0: no such knowledge). A run is scanned only if from some byte b of
+  // it on it holds need[b] digits, which skips dates, prices and short ids without losing
+  // a match.
+  std::array<uint32_t, 256> need{};
+  // The same for patterns that begin with \b before a word byte: they count only where
+  // the byte before is not a word byte (so "2026-01-05" starts no phone number at "026").
+  std::array<uint32_t, 256> need_at_boundary = [] {
+    std::array<uint32_t, 256> a{};
+    a.fill(UINT32_MAX);
+    return a;
+  }();
 };
 
 // One window for the block database. window[0] is context only (never a match start)
@@ -55,6 +67,7 @@ class DigitGate {
   void StartRun(std::string_view chunk, uint64_t base, size_t digit_pos);
   void FlushRun(const Emit& emit, bool run_ended);
   void SaveTail(std::string_view chunk, uint64_t base);
+  bool MayMatch() const;
 
   const DigitGateConfig* config_;
   // The open run: run_[0] is a context byte when run_ctx_.

@@ -50,6 +50,22 @@ const std::bitset<256>& GateAllowed() {
   return kAllowed;
 }
 
+// Whether a pattern goes behind the prefix test (see hyperscan_engine.h): bounded, not
+// anchored, two upper-case letters first, no lower-case letter in its first kShapePrefix
+// bytes (so ordinary words never pass the test) and no NUL (the window separator).
+bool PrefixGateable(const std::optional<PatternShape>& shape, unsigned max_width) {
+  if (!shape || shape->anchored || shape->min_len < kShapePrefix) return false;
+  if (max_width == UINT_MAX || max_width > kMaxGatedWidth || shape->alphabet.test(0)) return false;
+  std::bitset<256> upper, lower;
+  for (int c = 'A'; c <= 'Z'; ++c) upper.set(static_cast<size_t>(c));
+  for (int c = 'a'; c <= 'z'; ++c) lower.set(static_cast<size_t>(c));
+  if ((shape->prefix[0] & ~upper).any() || (shape->prefix[1] & ~upper).any()) return false;
+  for (size_t i = 0; i < kShapePrefix; ++i) {
+    if (shape->prefix[i].none() || (shape->prefix[i] & lower).any()) return false;
+  }
+  return true;
+}
+
 struct HsCompileErrorDeleter {
   void operator()(hs_compile_error_t* e) const { hs_free_compile_error(e); }
 };
@@ -94,7 +110,8 @@ absl::StatusOr<EnginePtr> Engine::Compile(const rules::v1::RulePack& pack, const
 std::vector<const hs_database_t*> HyperscanEngine::databases() const {
   std::vector<const hs_database_t*> dbs;
   if (stream_db_) dbs.push_back(stream_db_.get());
-  if (gated_db_) dbs.push_back(gated_db_.get());
+  for (const auto& g : gated_dbs_) dbs.push_back(g.db.get());
+  if (prefix_db_) dbs.push_back(prefix_db_.get());
   for (const auto& r : rules_) {
     if (r.exclusion_db) dbs.push_back(r.exclusion_db.get());
   }
@@ -118,6 +135,11 @@ absl::StatusOr<std::shared_ptr<const HyperscanEngine>> HyperscanEngine::Build(co
 absl::Status HyperscanEngine::CompileRules(const EngineOptions& options) {
   std::vector<Expression> stream_exprs;
   std::vector<Expression> gated_exprs;
+  std::vector<GatedDb> gated_needs;  // parallel to gated_exprs
+  std::vector<Expression> prefix_exprs;
+  PrefixGateConfig prefix;
+  prefix.lo0 = prefix.lo1 = 255;
+  prefix.hi0 = prefix.hi1 = 0;
   std::vector<std::string> pattern_names;  // "rule X pattern N" per CompiledPattern
   std::unordered_set<std::string> seen_ids;
 
@@ -129,6 +151,7 @@ absl::Status HyperscanEngine::CompileRules(const EngineOptions& options) {
   gate.min_digits = UINT32_MAX;
   gate.min_width = UINT32_MAX;
   gate.max_width = 0;
+  gate.need.fill(UINT32_MAX);
 
   for (const Rule& rule : pack_.rules()) {
     if (!seen_ids.insert(rule.id()).second) {
@@ -223,12 +246,40 @@ absl::Status HyperscanEngine::CompileRules(const EngineOptions& options) {
       const unsigned id = static_cast<unsigned>(patterns_.size());
       if (cp.gated) {
         gated_exprs.push_back({text, flags | HS_FLAG_SOM_LEFTMOST, id});
+        gated_needs.push_back(GatedDb{});
         for (size_t b = 0; b < 256; ++b) {
           if (shape->alphabet.test(b)) gate.member[b] = true;
         }
         gate.min_digits = std::min(gate.min_digits, shape->min_digits);
         gate.min_width = std::min(gate.min_width, min_width);
         gate.max_width = std::max(gate.max_width, max_width);
+        const bool any_first = shape->min_len == 0;  // cannot happen with a digit; be safe
+        // "\b" then a word byte: a match can start only after a non-word byte.
+        std::bitset<256> word;
+        for (int c = 0; c < 256; ++c) word.set(static_cast<size_t>(c), (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_');
+        const bool at_boundary = !any_first && text.rfind("\\b", 0) == 0 && (shape->prefix[0] & ~word).none();
+        auto& need = at_boundary ? gate.need_at_boundary : gate.need;
+        GatedDb& own = gated_needs.back();
+        own.first = any_first ? std::bitset<256>().set() : shape->prefix[0];
+        own.at_boundary = at_boundary;
+        own.min_digits = shape->min_digits;
+        for (size_t b = 0; b < 256; ++b) {
+          if (any_first || shape->prefix[0].test(b)) need[b] = std::min(need[b], shape->min_digits);
+        }
+      } else if (PrefixGateable(shape, max_width)) {
+        cp.prefixed = true;
+        prefix_exprs.push_back({text, flags | HS_FLAG_SOM_LEFTMOST, id});
+        for (size_t i = 0; i < kShapePrefix; ++i) {
+          for (size_t b = 0; b < 256; ++b) {
+            if (shape->prefix[i].test(b)) prefix.mask[b] |= static_cast<uint8_t>(1u << i);
+          }
+        }
+        for (size_t b = 0; b < 256; ++b) {
+          const auto c = static_cast<unsigned char>(b);
+          if (shape->prefix[0].test(b)) prefix.lo0 = std::min(prefix.lo0, c), prefix.hi0 = std::max(prefix.hi0, c);
+          if (shape->prefix[1].test(b)) prefix.lo1 = std::min(prefix.lo1, c), prefix.hi1 = std::max(prefix.hi1, c);
+        }
+        prefix.max_width = std::max(prefix.max_width, max_width);
       } else if (min_width == max_width && max_width != UINT_MAX) {
         cp.fixed_width = max_width;
         stream_exprs.push_back({text, flags, id});
@@ -261,11 +312,25 @@ absl::Status HyperscanEngine::CompileRules(const EngineOptions& options) {
       return absl::InternalError("hs_stream_size failed");
     }
   }
+  // One database for all gated patterns. Measured (callgrind, bench corpus): one database
+  // per pattern, each fed only the runs that can hold it, cut block-scan instructions by
+  // 44% but the per-window checks cost more than that saved (+4% in all).
   if (!gated_exprs.empty()) {
     auto db = CompileDb(gated_exprs, HS_MODE_BLOCK, describe(gated_exprs));
     if (!db.ok()) return db.status();
-    gated_db_ = *std::move(db);
-    gate_config_ = gate;
+    GatedDb all;
+    all.db = *std::move(db);
+    for (const GatedDb& g : gated_needs) all.first |= g.first;
+    all.at_boundary = false;
+    all.min_digits = gate.min_digits;  // the DigitGate already checked the rest
+    gated_dbs_.push_back(std::move(all));
+  }
+  if (!gated_exprs.empty()) gate_config_ = gate;
+  if (!prefix_exprs.empty()) {
+    auto db = CompileDb(prefix_exprs, HS_MODE_BLOCK, describe(prefix_exprs));
+    if (!db.ok()) return db.status();
+    prefix_db_ = *std::move(db);
+    prefix_config_ = prefix;
   }
   return absl::OkStatus();
 }

@@ -6,11 +6,20 @@
 //  - stream_db: streaming mode, every pattern with a literal or letter in it (e-mail,
 //    keys, tokens, PEM, dump headers...). Start of match comes from SOM (small horizon)
 //    or, for fixed-width patterns, from the width, which costs no stream state.
-//  - gated_db: block mode with SOM, patterns made only of digits and separators (see
-//    PatternShape); fed only the digit runs DigitGate finds, so most bytes never reach it.
+//  - gated_dbs: block mode with SOM, patterns made only of digits and separators (see
+//    PatternShape); fed only the digit runs DigitGate finds that can hold a match (per
+//    first byte: enough digits after it, after a word boundary where the pattern needs
+//    one), so most bytes never reach them.
+//  - prefix_db: block mode with SOM, bounded patterns led by two upper-case letters and no
+//    long literal (IBAN, UK NINO, AWS keys): in streaming mode they alone cost ~15x the
+//    rest of the pack. Every match starts where its first kShapePrefix bytes fit the
+//    pattern's prefix sets, so a shift-and test over those sets finds each possible
+//    start, and only a window of max_width bytes from there is scanned.
 
 #include <hs/hs.h>
 
+#include <array>
+#include <bitset>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -20,6 +29,7 @@
 #include "absl/status/statusor.h"
 #include "dlp/digit_gate.h"
 #include "dlp/engine.h"
+#include "dlp/pattern_shape.h"
 #include "dlp/validators.h"
 
 namespace egressguard::dlp {
@@ -49,7 +59,27 @@ struct CompiledRule {
 struct CompiledPattern {
   uint32_t rule = 0;
   uint32_t fixed_width = 0;  // > 0: start = end - width (no SOM)
-  bool gated = false;
+  bool gated = false;        // in gated_dbs, behind the DigitGate
+  bool prefixed = false;     // in prefix_db, behind the prefix test
+};
+
+// A block database of gated patterns and what a digit run must hold for it: a byte of
+// `first` (after a non-word byte when at_boundary) with min_digits digits from there on.
+// The engine builds one for all gated patterns (see CompileRules for why not one each).
+struct GatedDb {
+  HsDatabasePtr db;
+  std::bitset<256> first;
+  bool at_boundary = false;
+  uint32_t min_digits = 0;
+};
+
+// The prefix test of prefix_db: bit i of mask[b] is set when byte b may be byte i of a
+// match of some pattern there; lo/hi bound the bytes of positions 0 and 1 (a cheap SIMD
+// range test runs first).
+struct PrefixGateConfig {
+  std::array<uint8_t, 256> mask{};
+  unsigned char lo0 = 0, hi0 = 255, lo1 = 0, hi1 = 255;
+  uint32_t max_width = 0;
 };
 
 // A rule that is not pattern-driven (bulk_pii, undecodable), from the pack or built in.
@@ -74,7 +104,9 @@ class HyperscanEngine final : public Engine {
   const std::vector<CompiledRule>& rules() const { return rules_; }
   const std::vector<CompiledPattern>& patterns() const { return patterns_; }
   const hs_database_t* stream_db() const { return stream_db_.get(); }
-  const hs_database_t* gated_db() const { return gated_db_.get(); }
+  const std::vector<GatedDb>& gated_dbs() const { return gated_dbs_; }
+  const hs_database_t* prefix_db() const { return prefix_db_.get(); }
+  const PrefixGateConfig& prefix_config() const { return prefix_config_; }
   const DigitGateConfig& gate_config() const { return gate_config_; }
   uint32_t max_window() const { return max_window_; }
   uint32_t bulk_threshold() const { return bulk_threshold_; }
@@ -96,8 +128,10 @@ class HyperscanEngine final : public Engine {
   std::vector<CompiledRule> rules_;
   std::vector<CompiledPattern> patterns_;
   HsDatabasePtr stream_db_;
-  HsDatabasePtr gated_db_;
+  std::vector<GatedDb> gated_dbs_;
   DigitGateConfig gate_config_;
+  HsDatabasePtr prefix_db_;
+  PrefixGateConfig prefix_config_;
   size_t stream_state_bytes_ = 0;
   uint32_t max_window_ = 0;
   uint32_t bulk_threshold_ = 25;

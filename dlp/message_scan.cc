@@ -5,6 +5,10 @@
 #include <algorithm>
 #include <deque>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "dlp/fingerprint.h"
 #include "dlp/redact.h"
 
@@ -52,6 +56,9 @@ class History {
   // holds the bytes at [end(), end() + chunk.size()) not yet appended.
   void Copy(uint64_t a, uint64_t b, std::string_view chunk, std::string* out) const {
     out->clear();
+    Append(a, b, chunk, out);
+  }
+  void Append(uint64_t a, uint64_t b, std::string_view chunk, std::string* out) const {
     uint64_t floor = end_ > kHistoryBytes ? end_ - kHistoryBytes : 0;
     a = std::max(a, floor);
     for (uint64_t i = a; i < std::min(b, end_);) {
@@ -71,6 +78,54 @@ class History {
   std::unique_ptr<char[]> buf_;
   uint64_t end_ = 0;
 };
+
+// Bit j set when bytes p[j] and p[j + 1] lie in [lo0, hi0] and [lo1, hi1], j < 16.
+inline unsigned PairMask16(const char* p, const PrefixGateConfig& c) {
+#if defined(__SSE2__)
+  auto in = [](__m128i v, unsigned char lo, unsigned char hi) {
+    const __m128i d = _mm_sub_epi8(v, _mm_set1_epi8(static_cast<char>(lo)));
+    const __m128i span = _mm_set1_epi8(static_cast<char>(hi - lo));
+    return _mm_cmpeq_epi8(_mm_min_epu8(d, span), d);
+  };
+  const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 1));
+  return static_cast<unsigned>(_mm_movemask_epi8(_mm_and_si128(in(a, c.lo0, c.hi0), in(b, c.lo1, c.hi1))));
+#else
+  unsigned m = 0;
+  for (unsigned j = 0; j < 16; ++j) {
+    const auto x = static_cast<unsigned char>(p[j]), y = static_cast<unsigned char>(p[j + 1]);
+    if (x >= c.lo0 && x <= c.hi0 && y >= c.lo1 && y <= c.hi1) m |= 1u << j;
+  }
+  return m;
+#endif
+}
+
+inline bool IsDigitByte(char c) { return static_cast<unsigned char>(c - '0') <= 9; }
+inline bool IsWordByte(char c) {
+  return IsDigitByte(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+// Whether a digit-run window (bytes before first_start are context) can hold a match of
+// one gated pattern. Digits from a position on only shrink as it moves right, so the
+// first position a match may start at decides.
+bool RunMayHold(std::string_view run, uint32_t first_start, uint32_t total, const GatedDb& g) {
+  if (total < g.min_digits) return false;
+  uint32_t before = 0;
+  for (size_t i = first_start; i < run.size() && total - before >= g.min_digits; ++i) {
+    const char c = run[i];
+    if (g.first.test(static_cast<unsigned char>(c)) && (!g.at_boundary || i == 0 || !IsWordByte(run[i - 1]))) {
+      return true;
+    }
+    before += IsDigitByte(c) ? 1u : 0u;
+  }
+  return false;
+}
+
+inline bool PrefixAt(const char* p, const PrefixGateConfig& c) {
+  uint8_t m = 0xff;
+  for (size_t i = 0; i < kShapePrefix; ++i) m &= static_cast<uint8_t>(c.mask[static_cast<unsigned char>(p[i])] | ~(1u << i));
+  return m == 0xff;
+}
 
 // A message that cannot be scanned (no engine): fail closed.
 class UnavailableScan final : public MessageScan {
@@ -105,7 +160,12 @@ class LayerScan {
         owner_->OnScanError("hs_open_stream failed");
       }
     }
-    if (engine_.gated_db() != nullptr) gate_ = std::make_unique<DigitGate>(&engine_.gate_config());
+    if (!engine_.gated_dbs().empty()) {
+      gate_ = std::make_unique<DigitGate>(&engine_.gate_config());
+      gate_batches_.resize(engine_.gated_dbs().size());
+      for (auto& b : gate_batches_) b.owner = this;
+    }
+    prefix_ = engine_.prefix_db() != nullptr;
   }
 
   ~LayerScan() {
@@ -130,6 +190,10 @@ class LayerScan {
       gate_->Feed(chunk, base, [this](const GateWindow& w) { QueueWindow(w); });
       ScanBatch();
     }
+    if (prefix_) {
+      FindPrefixes(chunk, base);
+      ScanPrefixes(chunk, /*final=*/false);
+    }
     Drain(chunk, /*final=*/false);
     history_.Append(chunk);
   }
@@ -148,6 +212,7 @@ class LayerScan {
       gate_->Finish([this](const GateWindow& w) { QueueWindow(w); });
       ScanBatch();
     }
+    if (prefix_) ScanPrefixes({}, /*final=*/true);
     if (stream_ != nullptr) {
       hs_error_t rc = hs_close_stream(stream_, owner_->scratch(), &LayerScan::OnStreamMatch, this);
       if (rc != HS_SUCCESS) owner_->OnScanError(fmt::format("hs_close_stream failed ({})", rc));
@@ -176,6 +241,12 @@ class LayerScan {
     uint64_t end_after;
     uint64_t end_limit;
   };
+  struct PrefixWindow {
+    uint64_t at;     // offset in prefix_batch_
+    uint64_t size;   // window bytes
+    uint64_t base;   // stream offset of the window's first byte
+    uint32_t start;  // offset of the possible match start in the window (0 or 1)
+  };
   struct Segment {
     uint64_t layer_begin;
     uint64_t layer_end;
@@ -193,38 +264,132 @@ class LayerScan {
   }
 
   static int OnGateMatch(unsigned id, unsigned long long from, unsigned long long to, unsigned, void* ctx) {
-    auto* self = static_cast<LayerScan*>(ctx);
+    auto* batch = static_cast<GateBatch*>(ctx);
     // The window holding the match (matches never cross the '\0' between windows).
-    auto it = std::upper_bound(self->batch_windows_.begin(), self->batch_windows_.end(), from,
+    auto it = std::upper_bound(batch->windows.begin(), batch->windows.end(), from,
                                [](unsigned long long v, const BatchWindow& w) { return v < w.at; });
-    if (it == self->batch_windows_.begin()) return 0;
+    if (it == batch->windows.begin()) return 0;
     const BatchWindow& w = *std::prev(it);
     if (from < w.at + w.first_start || to > w.at + w.size) return 0;
     const uint64_t start = w.base + (from - w.at);
     const uint64_t end = w.base + (to - w.at);
     if (end <= w.end_after || end > w.end_limit) return 0;
-    self->Collect(id, start, end);
+    batch->owner->Collect(id, start, end);
     return 0;
   }
 
-  // Digit-run windows are batched into one block scan: one hs_scan call per chunk
-  // instead of one per number. A '\0' (never in a gated pattern, a non-word byte like
-  // the buffer edge) keeps windows apart and leaves \b meaning what it meant.
+  // Digit-run windows are batched per gated database into one block scan: one hs_scan
+  // call per database and chunk instead of one per number, and only for the runs that
+  // can hold one of its patterns. A '\0' (never in a gated pattern, a non-word byte like the buffer edge)
+  // keeps windows apart and leaves \b meaning what it meant.
   void QueueWindow(const GateWindow& w) {
-    batch_windows_.push_back(
-        BatchWindow{batch_.size(), w.bytes.size(), w.base, w.first_start, w.end_after, w.end_limit});
-    batch_.append(w.bytes);
-    batch_.push_back('\0');
-    if (batch_.size() >= kBatchBytes) ScanBatch();
+    const auto& dbs = engine_.gated_dbs();
+    uint32_t digits = 0;
+    for (size_t i = w.first_start; i < w.bytes.size(); ++i) digits += IsDigitByte(w.bytes[i]) ? 1u : 0u;
+    bool full = false;
+    for (size_t k = 0; k < dbs.size(); ++k) {
+      if (!RunMayHold(w.bytes, w.first_start, digits, dbs[k])) continue;
+      GateBatch& b = gate_batches_[k];
+      b.windows.push_back(BatchWindow{b.bytes.size(), w.bytes.size(), w.base, w.first_start, w.end_after, w.end_limit});
+      b.bytes.append(w.bytes);
+      b.bytes.push_back('\0');
+      full = full || b.bytes.size() >= kBatchBytes;
+    }
+    if (full) ScanBatch();
   }
 
   void ScanBatch() {
-    if (batch_windows_.empty()) return;
-    hs_error_t rc = hs_scan(engine_.gated_db(), batch_.data(), static_cast<unsigned>(batch_.size()), 0,
-                            owner_->scratch(), &LayerScan::OnGateMatch, this);
+    const auto& dbs = engine_.gated_dbs();
+    for (size_t k = 0; k < dbs.size(); ++k) {
+      GateBatch& b = gate_batches_[k];
+      if (b.windows.empty()) continue;
+      hs_error_t rc = hs_scan(dbs[k].db.get(), b.bytes.data(), static_cast<unsigned>(b.bytes.size()), 0,
+                              owner_->scratch(), &LayerScan::OnGateMatch, &b);
+      if (rc != HS_SUCCESS) owner_->OnScanError(fmt::format("hs_scan failed ({})", rc));
+      b.bytes.clear();
+      b.windows.clear();
+    }
+  }
+
+  // Possible match starts of prefix_db patterns in this chunk (and in the few bytes
+  // carried from the previous one), each checked once, when its kShapePrefix-th byte arrives.
+  void FindPrefixes(std::string_view chunk, uint64_t base) {
+    const PrefixGateConfig& c = engine_.prefix_config();
+    const size_t n = chunk.size();
+    if (!prefix_carry_.empty()) {
+      char joint[2 * kShapePrefix];
+      const size_t k = prefix_carry_.size();
+      std::copy_n(prefix_carry_.data(), k, joint);
+      const size_t extra = std::min(n, kShapePrefix - 1);
+      std::copy_n(chunk.data(), extra, joint + k);
+      for (size_t i = 0; i < k && i + kShapePrefix <= k + extra; ++i) {
+        if (PrefixAt(joint + i, c)) prefix_starts_.push_back(base - k + i);
+      }
+    }
+    size_t i = 0;
+    if (n >= kShapePrefix) {
+      const size_t last = n - kShapePrefix;  // last start that fits in the chunk
+      for (; i + 17 <= n && i <= last; i += 16) {
+        for (unsigned m = PairMask16(chunk.data() + i, c); m != 0; m &= m - 1) {
+          const size_t at = i + static_cast<size_t>(__builtin_ctz(m));
+          if (at <= last && PrefixAt(chunk.data() + at, c)) prefix_starts_.push_back(base + at);
+        }
+      }
+      for (; i <= last; ++i) {
+        if (PrefixAt(chunk.data() + i, c)) prefix_starts_.push_back(base + i);
+      }
+    }
+    // Keep the last kShapePrefix - 1 bytes: the starts not checked yet.
+    if (n >= kShapePrefix - 1) {
+      prefix_carry_.assign(chunk.data() + n - (kShapePrefix - 1), kShapePrefix - 1);
+    } else {
+      prefix_carry_.append(chunk.data(), n);
+      if (prefix_carry_.size() > kShapePrefix - 1) prefix_carry_.erase(0, prefix_carry_.size() - (kShapePrefix - 1));
+    }
+  }
+
+  // Scans, in one block call, the window of every start whose bytes have all arrived:
+  // one context byte before it (for \b), max_width bytes, and one after (for \b).
+  void ScanPrefixes(std::string_view chunk, bool final) {
+    const uint64_t avail = history_.end() + chunk.size();
+    const uint64_t width = engine_.prefix_config().max_width;
+    size_t used = 0;
+    for (; used < prefix_starts_.size(); ++used) {
+      const uint64_t s = prefix_starts_[used];
+      const uint64_t a = s > 0 ? s - 1 : 0;
+      const uint64_t b = s + width + 1;
+      if (b > avail && !final) break;
+      const size_t at = prefix_batch_.size();
+      history_.Append(a, std::min(b, avail), chunk, &prefix_batch_);
+      prefix_windows_.push_back(PrefixWindow{at, prefix_batch_.size() - at, a, static_cast<uint32_t>(s - a)});
+      prefix_batch_.push_back('\0');
+    }
+    prefix_starts_.erase(prefix_starts_.begin(), prefix_starts_.begin() + static_cast<std::ptrdiff_t>(used));
+    if (prefix_windows_.empty()) return;
+    hs_error_t rc = hs_scan(engine_.prefix_db(), prefix_batch_.data(), static_cast<unsigned>(prefix_batch_.size()), 0,
+                            owner_->scratch(), &LayerScan::OnPrefixMatch, this);
     if (rc != HS_SUCCESS) owner_->OnScanError(fmt::format("hs_scan failed ({})", rc));
-    batch_.clear();
-    batch_windows_.clear();
+    prefix_batch_.clear();
+    prefix_windows_.clear();
+  }
+
+  // Every prefix_db match started at some window's own start: that window reports it;
+  // the others' SOM-leftmost reports for it are dropped.
+  static int OnPrefixMatch(unsigned id, unsigned long long from, unsigned long long to, unsigned, void* ctx) {
+    auto* self = static_cast<LayerScan*>(ctx);
+    auto it = std::upper_bound(self->prefix_windows_.begin(), self->prefix_windows_.end(), from,
+                               [](unsigned long long v, const PrefixWindow& w) { return v < w.at; });
+    if (it == self->prefix_windows_.begin()) return 0;
+    const PrefixWindow& w = *std::prev(it);
+    if (from != w.at + w.start || to > w.at + w.size) return 0;
+    self->Collect(id, w.base + (from - w.at), w.base + (to - w.at));
+    return 0;
+  }
+
+  // Every prefix_db match ending at or before this offset has been collected.
+  uint64_t PrefixSettled(uint64_t avail) const {
+    const uint64_t unchecked = avail - std::min<uint64_t>(avail, prefix_carry_.size());
+    return prefix_starts_.empty() ? unchecked : std::min(prefix_starts_.front(), unchecked);
   }
 
   // Leftmost-longest per pattern: matches arrive in end order with their leftmost start.
@@ -255,9 +420,11 @@ class LayerScan {
     // Gated matches of an open digit run are reported late: judge them by what the gate
     // has settled, or a match could be closed before its own extension arrives.
     const uint64_t gate_settled = gate_ ? gate_->settled(avail) : avail;
+    const uint64_t prefix_settled = prefix_ ? PrefixSettled(avail) : avail;
     for (uint32_t i = 0; i < pending_.size(); ++i) {
       Pending& p = pending_[i];
-      const uint64_t limit = engine_.patterns()[i].gated ? gate_settled : avail;
+      const CompiledPattern& cp = engine_.patterns()[i];
+      const uint64_t limit = cp.gated ? gate_settled : cp.prefixed ? prefix_settled : avail;
       if (p.live && (final || p.end + WindowAfter(i) + kPendingSlack <= limit)) {
         completed_.push_back(RawMatch{i, p.start, p.end});
         taken_end_[i] = p.end;
@@ -316,8 +483,17 @@ class LayerScan {
   const uint32_t layer_;
   hs_stream_t* stream_ = nullptr;
   std::unique_ptr<DigitGate> gate_;
-  std::string batch_;
-  std::vector<BatchWindow> batch_windows_;
+  struct GateBatch {
+    LayerScan* owner;
+    std::string bytes;
+    std::vector<BatchWindow> windows;
+  };
+  std::vector<GateBatch> gate_batches_;  // one per engine gated_dbs() entry
+  bool prefix_ = false;
+  std::string prefix_carry_;
+  std::vector<uint64_t> prefix_starts_;
+  std::string prefix_batch_;
+  std::vector<PrefixWindow> prefix_windows_;
   History history_;
   std::vector<Pending> pending_;
   std::vector<uint64_t> taken_end_;

@@ -38,10 +38,37 @@ void AddCaseVariants(ByteSet* s) {
   }
 }
 
+constexpr uint64_t kUnbounded = UINT64_MAX;
+
+uint64_t AddLen(uint64_t a, uint64_t b) {
+  return a == kUnbounded || b == kUnbounded || a + b >= kUnbounded / 2 ? kUnbounded : a + b;
+}
+uint64_t MulLen(uint64_t len, uint64_t times) {
+  return len == kUnbounded || (len != 0 && times > (kUnbounded / 2) / len) ? kUnbounded : len * times;
+}
+
 struct Node {
   ByteSet alphabet;
   uint64_t min_digits = 0;
+  // Byte sets of the first kShapePrefix positions and the length range: enough to
+  // combine prefixes through concatenation, alternation and repetition.
+  std::array<ByteSet, kShapePrefix> prefix{};
+  uint64_t min_len = 0;
+  uint64_t max_len = 0;
 };
+
+// Prefix and lengths of a followed by b (alphabet and digits are combined by the caller).
+void ConcatPrefix(Node* a, const Node& b) {
+  std::array<ByteSet, kShapePrefix> out{};
+  for (size_t i = 0; i < kShapePrefix; ++i) {
+    if (a->max_len > i) out[i] = a->prefix[i];
+    // b starts after a's L bytes, for every length L a can have.
+    for (uint64_t len = a->min_len; len <= i && len <= a->max_len; ++len) out[i] |= b.prefix[i - len];
+  }
+  a->prefix = out;
+  a->min_len = AddLen(a->min_len, b.min_len);
+  a->max_len = AddLen(a->max_len, b.max_len);
+}
 
 // Recursive-descent reader; `failed` is sticky and any construct outside the subset sets it.
 class Reader {
@@ -56,6 +83,11 @@ class Reader {
     if (caseless_) AddCaseVariants(&shape.alphabet);
     shape.min_digits = static_cast<uint32_t>(n.min_digits > UINT32_MAX ? UINT32_MAX : n.min_digits);
     shape.anchored = anchored_;
+    shape.min_len = static_cast<uint32_t>(std::min<uint64_t>(n.min_len, UINT32_MAX));
+    for (size_t i = 0; i < kShapePrefix; ++i) {
+      shape.prefix[i] = n.prefix[i];
+      if (caseless_) AddCaseVariants(&shape.prefix[i]);
+    }
     return shape;
   }
 
@@ -70,6 +102,9 @@ class Reader {
       Node next = Concatenation();
       result.alphabet |= next.alphabet;
       result.min_digits = std::min(result.min_digits, next.min_digits);
+      for (size_t i = 0; i < kShapePrefix; ++i) result.prefix[i] |= next.prefix[i];
+      result.min_len = std::min(result.min_len, next.min_len);
+      result.max_len = std::max(result.max_len, next.max_len);
     }
     return result;
   }
@@ -80,7 +115,27 @@ class Reader {
       Node atom = Atom();
       if (failed_) break;
       uint64_t min_rep = 1;
-      if (!Quantifier(&min_rep)) break;
+      uint64_t max_rep = 1;
+      if (!Quantifier(&min_rep, &max_rep)) break;
+      // Past kShapePrefix copies more of them change no prefix position, only lengths.
+      const uint64_t copies = std::min<uint64_t>(min_rep, kShapePrefix + 1);
+      for (uint64_t k = 0; k < copies; ++k) ConcatPrefix(&result, atom);
+      if (min_rep > copies) {
+        result.min_len = AddLen(result.min_len, MulLen(atom.min_len, min_rep - copies));
+        result.max_len = AddLen(result.max_len, MulLen(atom.max_len, min_rep - copies));
+      }
+      if (max_rep != min_rep) {
+        Node optional = atom;  // atom or nothing
+        optional.min_len = 0;
+        const uint64_t extra = max_rep == kUnbounded ? kUnbounded : max_rep - min_rep;
+        const uint64_t opt_copies = std::min<uint64_t>(extra, kShapePrefix + 1);
+        for (uint64_t k = 0; k < opt_copies; ++k) ConcatPrefix(&result, optional);
+        if (extra == kUnbounded) {
+          if (atom.max_len > 0) result.max_len = kUnbounded;
+        } else if (extra > opt_copies) {
+          result.max_len = AddLen(result.max_len, MulLen(atom.max_len, extra - opt_copies));
+        }
+      }
       result.alphabet |= atom.alphabet;
       result.min_digits += atom.min_digits * min_rep;
       if (result.min_digits > UINT32_MAX) result.min_digits = UINT32_MAX;
@@ -89,14 +144,16 @@ class Reader {
   }
 
   // Reads an optional quantifier; false on malformed input.
-  bool Quantifier(uint64_t* min_rep) {
+  bool Quantifier(uint64_t* min_rep, uint64_t* max_rep) {
     if (AtEnd()) return true;
     char c = Peek();
     if (c == '?' || c == '*') {
       *min_rep = 0;
+      *max_rep = c == '?' ? 1 : kUnbounded;
       ++pos_;
     } else if (c == '+') {
       *min_rep = 1;
+      *max_rep = kUnbounded;
       ++pos_;
     } else if (c == '{') {
       size_t save = pos_;
@@ -113,13 +170,24 @@ class Reader {
         pos_ = save;
         return true;
       }
+      uint64_t hi = lo;
       if (!AtEnd() && Peek() == ',') {
         ++pos_;
-        while (!AtEnd() && Peek() >= '0' && Peek() <= '9') ++pos_;
+        bool hi_digits = false;
+        hi = 0;
+        while (!AtEnd() && Peek() >= '0' && Peek() <= '9') {
+          hi = hi * 10 + static_cast<uint64_t>(Peek() - '0');
+          if (hi > 100000) return Fail();
+          hi_digits = true;
+          ++pos_;
+        }
+        if (!hi_digits) hi = kUnbounded;
+        if (hi < lo) return Fail();
       }
       if (AtEnd() || Peek() != '}') return Fail();
       ++pos_;
       *min_rep = lo;
+      *max_rep = hi;
     } else {
       return true;
     }
@@ -131,6 +199,8 @@ class Reader {
     Node n;
     n.alphabet = s;
     n.min_digits = (s.any() && (s & ~Digits()).none()) ? 1 : 0;
+    n.prefix[0] = s;
+    n.min_len = n.max_len = 1;
     return n;
   }
 

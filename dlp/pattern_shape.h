@@ -5,6 +5,7 @@
 // behind a cheap digit-run prefilter instead of the streaming database, where such
 // literal-less patterns would slow every byte down.
 
+#include <array>
 #include <bitset>
 #include <cstdint>
 #include <optional>
@@ -12,9 +13,16 @@
 
 namespace egressguard::dlp {
 
+// How many leading byte positions PatternShape::prefix describes.
+inline constexpr size_t kShapePrefix = 4;
+
 struct PatternShape {
   std::bitset<256> alphabet;  // every byte some match may contain (zero-width assertions excluded)
   uint32_t min_digits = 0;    // digits every match contains, at least
+  // prefix[i]: every byte that can be byte i of a match, for i < min(min_len, kShapePrefix);
+  // a match shorter than i + 1 bytes leaves prefix[i] meaningless, hence min_len.
+  std::array<std::bitset<256>, kShapePrefix> prefix;
+  uint32_t min_len = 0;
   bool anchored = false;      // uses ^, $, \A, \z or \Z: its meaning depends on the whole buffer
 };
 

@@ -66,6 +66,10 @@ class TransformSlot {
   std::unique_ptr<Layer> out_;
 };
 
+// Header text helpers (sniff.cc), shared by the sniffer and multipart part headers.
+std::string Lower(std::string_view s);      // ASCII lower case
+std::string_view Trim(std::string_view s);  // drops ' ', '\t' and '\r' at both ends
+
 // Sniffing helpers (sniff.cc).
 bool LooksLikeGzip(std::string_view b);
 bool LooksLikeZstd(std::string_view b);

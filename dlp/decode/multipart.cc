@@ -14,18 +14,6 @@ constexpr size_t kSlice = 4096;         // input is buffered at most this much a
 constexpr size_t kMaxHeaders = 16 << 10;
 constexpr size_t kMaxBoundaryLine = 1024;
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
-  return s;
-}
-
 DocHint ParsePartHeaders(std::string_view block) {
   DocHint hint;
   while (!block.empty()) {

@@ -66,5 +66,28 @@ TEST(DigitGateTest, LongRunsOverflowWithOverlap) {
   }
 }
 
+// The per-first-byte digit needs: a run is handed on only if a match could start in it
+// with enough digits after; a "\b0" pattern cannot start at a '0' inside a number.
+TEST(DigitGateTest, NeedsSkipRunsThatCannotHoldAMatch) {
+  DigitGateConfig config = Config();
+  config.min_digits = 1;
+  config.min_width = 1;
+  config.need.fill(UINT32_MAX);
+  config.need_at_boundary.fill(UINT32_MAX);
+  config.need_at_boundary['0'] = 6;  // like \b0[0-9]{5,}
+  std::vector<std::string> out;
+  auto emit = [&](const GateWindow& w) { out.push_back(std::string(w.bytes.substr(w.first_start))); };
+  const std::string data = "on 2026-01-05 at 2010-44-5566 call 044-668-1800 or x 012-3";
+  for (size_t cut = 0; cut <= data.size(); ++cut) {  // and the same at every chunk split
+    out.clear();
+    DigitGate g(&config);
+    g.Feed(std::string_view(data).substr(0, cut), 0, emit);
+    g.Feed(std::string_view(data).substr(cut), cut, emit);
+    g.Finish(emit);
+    ASSERT_EQ(out.size(), 1u) << "cut " << cut;
+    EXPECT_NE(out[0].find("044-668-1800"), std::string::npos) << "cut " << cut << ": " << out[0];
+  }
+}
+
 }  // namespace
 }  // namespace egressguard::dlp

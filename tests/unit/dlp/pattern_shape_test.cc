@@ -56,5 +56,43 @@ TEST(PatternShapeTest, AnchorsAndUnknownSyntax) {
   EXPECT_FALSE(AnalyzePattern(R"(\p{N}{3})", false));
 }
 
+std::string Bytes(const std::bitset<256>& set) {
+  std::string out;
+  for (size_t b = 0; b < 256; ++b) {
+    if (set.test(b)) out.push_back(static_cast<char>(b));
+  }
+  return out;
+}
+
+// The leading byte sets route letter-led patterns (IBAN, NINO) to the prefix test; a set
+// that is too small would drop matches, so each is checked through optional parts,
+// alternations, repeats and case folding.
+TEST(PatternShapeTest, PrefixSetsOfLeadingBytes) {
+  auto iban = AnalyzePattern(R"(\b(?:CH|LI)[0-9]{2}(?: [A-Z0-9]{4}){4} [A-Z0-9]{1}\b)", false);
+  ASSERT_TRUE(iban);
+  EXPECT_EQ(Bytes(iban->prefix[0]), "CL");
+  EXPECT_EQ(Bytes(iban->prefix[1]), "HI");
+  EXPECT_EQ(Bytes(iban->prefix[2]), "0123456789");
+  EXPECT_EQ(Bytes(iban->prefix[3]), "0123456789");
+  EXPECT_EQ(iban->min_len, 26u);
+
+  auto optional = AnalyzePattern(R"(a?b{0,2}cd)", false);  // "cd", "acd", "bbcd", "abcd"...
+  ASSERT_TRUE(optional);
+  EXPECT_EQ(Bytes(optional->prefix[0]), "abc");
+  EXPECT_EQ(Bytes(optional->prefix[1]), "bcd");
+  EXPECT_EQ(optional->min_len, 2u);
+
+  auto repeat = AnalyzePattern(R"((?:xy){2,}z)", false);
+  ASSERT_TRUE(repeat);
+  EXPECT_EQ(Bytes(repeat->prefix[0]), "x");
+  EXPECT_EQ(Bytes(repeat->prefix[2]), "x");
+  EXPECT_EQ(Bytes(repeat->prefix[3]), "y");
+  EXPECT_EQ(repeat->min_len, 5u);
+
+  auto caseless = AnalyzePattern("ab", true);
+  ASSERT_TRUE(caseless);
+  EXPECT_EQ(Bytes(caseless->prefix[0]), "Aa");
+}
+
 }  // namespace
 }  // namespace egressguard::dlp

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "decode_test_util.h"
+#include "dlp/decode/decoders.h"
 
 namespace egressguard::dlp::decode::testing {
 namespace {
@@ -83,6 +84,26 @@ TEST(Multipart, PemArmourIsNotTakenForMultipart) {
   const std::string pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy\n-----END RSA PRIVATE KEY-----\n";
   const Recorder r = Normalize(pem);
   EXPECT_TRUE(r.undecodable.empty()) << r.Reasons();
+}
+
+// One Trim for header text (multipart part headers and the sniffer): a CRLF line split
+// at '\n' keeps its '\r', which must not end up in a token, boundary or media type.
+TEST(HeaderText, TrimDropsSpaceTabAndCarriageReturnAtBothEnds) {
+  EXPECT_EQ(Trim(" \t base64 \t\r"), "base64");
+  EXPECT_EQ(Trim("\r\n"), "\n");  // only the edges; '\n' is not header whitespace
+  EXPECT_EQ(Trim("a b"), "a b");
+  EXPECT_EQ(Trim(" \r\t"), "");
+  EXPECT_EQ(Lower("Content-Transfer-Encoding: BASE64"), "content-transfer-encoding: base64");
+  EXPECT_EQ(Lower("\xC4X"), "\xC4x");  // ASCII only, whatever the locale
+}
+
+TEST(HeaderText, CarriageReturnDoesNotLeakIntoBoundaryOrEncoding) {
+  EXPECT_EQ(BoundaryParam("multipart/form-data; boundary=XyZ123\r"), "XyZ123");
+  std::string unknown;
+  const std::vector<Codec> codecs = ParseContentEncoding("gzip\r", &unknown);
+  ASSERT_EQ(codecs.size(), 1u);
+  EXPECT_EQ(codecs[0], Codec::kGzip);
+  EXPECT_EQ(unknown, "");
 }
 
 }  // namespace
