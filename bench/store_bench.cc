@@ -1,8 +1,12 @@
 // Compliance store: ingest throughput (batched, one writer thread) and Query latency
 // p50/p99 for the common filters over N stored verdicts. A CLI that prints a table:
-//   store_bench [--count 1000000] [--batch 1000] [--queries 200] [--db /tmp/store_bench.db]
-// Runs in-process against egressguard::store::Store (sqlite, WAL, synchronous=FULL),
-// so it measures the store, not gRPC. The database file is deleted before the run.
+//   store_bench [--count 1000000] [--batch 1000] [--streams 1] [--sync full|normal]
+//               [--queries 200] [--ingest-only] [--drop-index NAME]... [--db /tmp/store_bench.db]
+// Runs in-process against egressguard::store::Store (sqlite, WAL), so it measures the
+// store, not gRPC. `--streams N` ingests from N threads at once, as N appliances'
+// Report streams do (their batches share commits). `--drop-index` (repeatable) is an
+// experiment: it drops an index before ingesting, to show what that index costs.
+// The database file is deleted before the run.
 #include <fmt/format.h>
 #include <google/protobuf/util/time_util.h>
 
@@ -16,8 +20,10 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "appliance/store/sqlite.h"
 #include "appliance/store/store.h"
 
 namespace {
@@ -63,56 +69,98 @@ double Pct(std::vector<double> v, double p) {
   return v.empty() ? 0 : v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
 }
 
+double CpuNow(clockid_t clock) {
+  timespec ts{};
+  clock_gettime(clock, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   uint64_t count = 1000000;
   size_t batch = 1000;
+  size_t streams = 1;
   int queries = 200;
+  bool ingest_only = false;
   std::string db = "/tmp/store_bench.db";
-  for (int i = 1; i + 1 < argc; i += 2) {
+  std::string sync = "full";
+  std::vector<std::string> drop;  // experiment: what an index costs the ingest
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--ingest-only")) {
+      ingest_only = true;
+      continue;
+    }
+    if (i + 1 >= argc) break;
     if (!std::strcmp(argv[i], "--count")) count = std::stoull(argv[i + 1]);
     if (!std::strcmp(argv[i], "--batch")) batch = std::stoul(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--streams")) streams = std::max<size_t>(1, std::stoul(argv[i + 1]));
     if (!std::strcmp(argv[i], "--queries")) queries = std::stoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--db")) db = argv[i + 1];
+    if (!std::strcmp(argv[i], "--sync")) sync = argv[i + 1];
+    if (!std::strcmp(argv[i], "--drop-index")) drop.push_back(argv[i + 1]);
+    ++i;
   }
   for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db + suffix);
-  auto store = egressguard::store::Store::Open({db, 4, nullptr});
+  egressguard::store::Store::Options options{db, 4, nullptr};
+  options.synchronous = sync == "normal" ? "NORMAL" : "FULL";
+  auto store = egressguard::store::Store::Open(options);
   if (!store.ok()) {
     std::fprintf(stderr, "open: %s\n", std::string(store.status().message()).c_str());
     return 2;
   }
+  if (!drop.empty()) {
+    auto raw = egressguard::store::Database::Open(db, {});
+    for (const auto& d : drop) {
+      if (!raw.ok() || !(*raw)->Exec("DROP INDEX " + d).ok()) {
+        std::fprintf(stderr, "cannot drop index %s\n", d.c_str());
+        return 2;
+      }
+    }
+  }
   std::mt19937_64 rng(42);
   const int64_t base_s = 1'790'000'000;
 
-  // Ingest: verdicts are built outside the timed section; the timer covers Store::Ingest.
+  // Ingest: verdicts are built outside the timed sections, a round of `streams`
+  // batches at a time; the timers cover the Store::Ingest calls of each round.
   double ingest_s = 0, ingest_cpu_s = 0;
-  auto cpu_now = [] {
-    timespec ts{};
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-  };
   for (uint64_t done = 0; done < count;) {
-    std::vector<v1::Verdict> b;
-    for (size_t j = 0; j < batch && done < count; ++j, ++done) b.push_back(Make(done, base_s, rng));
+    std::vector<std::vector<v1::Verdict>> round(streams);
+    for (auto& b : round) {
+      for (size_t j = 0; j < batch && done < count; ++j, ++done) b.push_back(Make(done, base_s, rng));
+    }
+    std::vector<std::string> errors(streams);
     auto t0 = Clock::now();
-    const double c0 = cpu_now();
-    auto r = (*store)->Ingest(std::move(b));
-    ingest_cpu_s += cpu_now() - c0;  // the writer thread's work; the caller only waits
+    const double c0 = CpuNow(CLOCK_PROCESS_CPUTIME_ID);  // the writer thread's work; callers only wait
+    std::vector<std::thread> threads;
+    for (size_t k = 0; k < streams; ++k) {
+      threads.emplace_back([&, k] {
+        if (round[k].empty()) return;
+        auto r = (*store)->Ingest(std::move(round[k]));
+        if (!r.ok()) errors[k] = std::string(r.status().message());
+      });
+    }
+    for (auto& t : threads) t.join();
+    ingest_cpu_s += CpuNow(CLOCK_PROCESS_CPUTIME_ID) - c0;
     ingest_s += std::chrono::duration<double>(Clock::now() - t0).count();
-    if (!r.ok()) {
-      std::fprintf(stderr, "ingest: %s\n", std::string(r.status().message()).c_str());
-      return 2;
+    for (const auto& e : errors) {
+      if (!e.empty()) {
+        std::fprintf(stderr, "ingest: %s\n", e.c_str());
+        return 2;
+      }
     }
   }
   std::printf("| measurement | value |\n|---|---|\n");
-  std::printf("| ingest, %llu verdicts, batches of %zu | %.0f verdicts/s (%.1f s) |\n",
-              static_cast<unsigned long long>(count), batch, static_cast<double>(count) / ingest_s, ingest_s);
+  std::printf("| ingest, %llu verdicts, batches of %zu, %zu stream(s), synchronous=%s | %.0f verdicts/s (%.1f s) |\n",
+              static_cast<unsigned long long>(count), batch, streams, options.synchronous.c_str(),
+              static_cast<double>(count) / ingest_s, ingest_s);
   std::printf("| ingest per CPU-second (one core, excludes waiting for the CPU/disk) | %.0f verdicts/s (%.1f CPU s) |\n",
               static_cast<double>(count) / ingest_cpu_s, ingest_cpu_s);
   std::printf("| database size | %.0f MiB |\n",
               static_cast<double>(std::filesystem::file_size(db) + std::filesystem::file_size(db + "-wal")) /
                   (1 << 20));
+
+  if (ingest_only) return 0;
 
   struct Case {
     const char* name;
@@ -173,7 +221,7 @@ int main(int argc, char** argv) {
                 static_cast<double>(rows) / queries);
   }
   std::printf("\n| Stats over all verdicts (full aggregate) | ms |\n|---|---|\n");
-  for (auto g : {v1::CATEGORY, v1::DESTINATION, v1::DAY, v1::ACTION}) {
+  for (auto g : {v1::CATEGORY, v1::DESTINATION, v1::DAY, v1::ACTION, v1::WORKLOAD, v1::WORKLOAD_DESTINATION}) {
     v1::StatsRequest s;
     s.set_group_by(g);
     auto t0 = Clock::now();

@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 #include <google/protobuf/util/time_util.h>
 
+#include <algorithm>
 #include <iostream>
 
 #include "appliance/cli/command.h"
@@ -20,24 +21,22 @@ struct VerifyFlags {
 };
 
 int RunVerify(const VerifyFlags& flags) {
-  auto channel = OpenStoreChannel(flags.client);
-  if (!channel) return kExitError;
-  auto stub = v1::Audit::NewStub(channel);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(std::max(flags.client.timeout_s, 600)));
+  // Verify reads both chains whole: give it at least ten minutes on a large store.
+  StoreClientFlags client = flags.client;
+  client.timeout_s = std::max(client.timeout_s, 600);
   v1::VerifyResponse response;
-  auto status = stub->Verify(&ctx, v1::VerifyRequest{}, &response);
-  if (!status.ok()) return PrintRpcError("audit verify", status);
-  if (flags.json) {
-    std::cout << ToJson(response) << "\n";
-  } else {
+  int rc = CallStore<v1::Audit>(client, "audit verify", [&](auto& stub, auto& ctx) {
+    return stub.Verify(&ctx, v1::VerifyRequest{}, &response);
+  });
+  if (rc != kExitOk) return rc;
+  PrintResult(flags.json, response, [&] {
     for (const auto& p : response.problems()) {
       std::cout << fmt::format("{} seq {}: {}: {}\n", p.chain(), p.seq(), p.kind(), p.detail());
     }
     std::cout << fmt::format("{}: {} verdicts and {} audit records checked, {} problem(s)\n",
                              response.ok() ? "ok" : "TAMPERED", response.verdicts_checked(), response.audit_checked(),
                              response.problems_size());
-  }
+  });
   return response.ok() ? kExitOk : kExitFindings;
 }
 
@@ -51,28 +50,22 @@ struct ListFlags {
 };
 
 int RunList(const ListFlags& flags) {
-  auto channel = OpenStoreChannel(flags.client);
-  if (!channel) return kExitError;
-  auto stub = v1::Audit::NewStub(channel);
   v1::AuditListRequest request;
   request.set_after_seq(flags.after);
   request.set_limit(flags.limit);
   request.set_actor(flags.actor);
   request.set_method(flags.method);
   request.set_denied_only(flags.denied);
-  grpc::ClientContext ctx;
-  SetDeadline(ctx, flags.client);
   v1::AuditListResponse response;
-  auto status = stub->List(&ctx, request, &response);
-  if (!status.ok()) return PrintRpcError("audit list", status);
-  if (flags.json) {
-    std::cout << ToJson(response) << "\n";
-    return kExitOk;
-  }
-  for (const auto& r : response.records()) {
-    std::cout << fmt::format("{:>6} {} {:<7} {} [{}] {}: {}\n", r.seq(), TimeUtil::ToString(r.time()),
-                             r.allowed() ? "ok" : "DENIED", r.actor(), r.role(), r.method(), r.detail());
-  }
+  int rc = CallStore<v1::Audit>(flags.client, "audit list",
+                                [&](auto& stub, auto& ctx) { return stub.List(&ctx, request, &response); });
+  if (rc != kExitOk) return rc;
+  PrintResult(flags.json, response, [&] {
+    for (const auto& r : response.records()) {
+      std::cout << fmt::format("{:>6} {} {:<7} {} [{}] {}: {}\n", r.seq(), TimeUtil::ToString(r.time()),
+                               r.allowed() ? "ok" : "DENIED", r.actor(), r.role(), r.method(), r.detail());
+    }
+  });
   return kExitOk;
 }
 

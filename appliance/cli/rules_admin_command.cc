@@ -51,17 +51,13 @@ int RunPush(const AdminFlags& f) {
     std::cerr << "egressguard rules push: " << pack.status().message() << "\n";
     return kExitError;
   }
-  auto channel = OpenStoreChannel(f.client);
-  if (!channel) return kExitError;
-  auto stub = v1::RuleAdmin::NewStub(channel);
-  grpc::ClientContext ctx;
-  SetDeadline(ctx, f.client);
   if (f.dry_run) {
     v1::ValidateRequest req;
-    *req.mutable_pack() = *pack;
+    *req.mutable_pack() = std::move(*pack);
     v1::ValidateResponse resp;
-    auto status = stub->Validate(&ctx, req, &resp);
-    if (!status.ok()) return PrintRpcError("rules push --dry-run", status);
+    int rc = CallStore<v1::RuleAdmin>(f.client, "rules push --dry-run",
+                                      [&](auto& stub, auto& ctx) { return stub.Validate(&ctx, req, &resp); });
+    if (rc != kExitOk) return rc;
     for (const auto& e : resp.errors()) std::cout << e << "\n";
     std::cout << (resp.ok() ? "valid: the store would accept it\n" : "invalid\n");
     return resp.ok() ? kExitOk : kExitFindings;
@@ -74,98 +70,72 @@ int RunPush(const AdminFlags& f) {
   *req.mutable_pack() = std::move(*pack);
   req.set_reason(f.reason);
   v1::PackInfo info;
-  auto status = stub->Push(&ctx, req, &info);
-  if (!status.ok()) return PrintRpcError("rules push", status);
-  if (f.json) {
-    std::cout << ToJson(info) << "\n";
-  } else {
+  int rc = CallStore<v1::RuleAdmin>(f.client, "rules push",
+                                    [&](auto& stub, auto& ctx) { return stub.Push(&ctx, req, &info); });
+  if (rc != kExitOk) return rc;
+  PrintResult(f.json, info, [&] {
     std::cout << "pushed (draft; activate it to take effect): ";
     PrintInfo(info);
-  }
+  });
   return kExitOk;
 }
 
 int RunActivate(const AdminFlags& f, bool rollback) {
-  auto channel = OpenStoreChannel(f.client);
-  if (!channel) return kExitError;
-  auto stub = v1::RuleAdmin::NewStub(channel);
-  grpc::ClientContext ctx;
-  SetDeadline(ctx, f.client);
   v1::PackInfo info;
-  grpc::Status status;
+  int rc;
   if (rollback) {
     v1::RollbackRequest req;
     req.set_to_version(f.to);
     req.set_reason(f.reason);
-    status = stub->Rollback(&ctx, req, &info);
+    rc = CallStore<v1::RuleAdmin>(f.client, "rules rollback",
+                                  [&](auto& stub, auto& ctx) { return stub.Rollback(&ctx, req, &info); });
   } else {
     v1::ActivateRequest req;
     req.set_version(f.version);
     req.set_mode(f.mode == "enforce" ? v1::ENFORCE : v1::MONITOR);
     req.set_reason(f.reason);
-    status = stub->Activate(&ctx, req, &info);
+    rc = CallStore<v1::RuleAdmin>(f.client, "rules activate",
+                                  [&](auto& stub, auto& ctx) { return stub.Activate(&ctx, req, &info); });
   }
-  if (!status.ok()) return PrintRpcError(rollback ? "rules rollback" : "rules activate", status);
-  if (f.json) {
-    std::cout << ToJson(info) << "\n";
-  } else {
+  if (rc != kExitOk) return rc;
+  PrintResult(f.json, info, [&] {
     std::cout << "active: ";
     PrintInfo(info);
-  }
+  });
   return kExitOk;
 }
 
 int RunList(const AdminFlags& f) {
-  auto channel = OpenStoreChannel(f.client);
-  if (!channel) return kExitError;
-  auto stub = v1::RuleAdmin::NewStub(channel);
-  grpc::ClientContext ctx;
-  SetDeadline(ctx, f.client);
   v1::ListPacksResponse resp;
-  auto status = stub->List(&ctx, v1::ListPacksRequest{}, &resp);
-  if (!status.ok()) return PrintRpcError("rules list", status);
-  if (f.json) {
-    std::cout << ToJson(resp) << "\n";
-    return kExitOk;
-  }
-  for (const auto& p : resp.packs()) PrintInfo(p);
+  int rc = CallStore<v1::RuleAdmin>(
+      f.client, "rules list", [&](auto& stub, auto& ctx) { return stub.List(&ctx, v1::ListPacksRequest{}, &resp); });
+  if (rc != kExitOk) return rc;
+  PrintResult(f.json, resp, [&] {
+    for (const auto& p : resp.packs()) PrintInfo(p);
+  });
   return kExitOk;
 }
 
 int RunGet(const AdminFlags& f) {
-  auto channel = OpenStoreChannel(f.client);
-  if (!channel) return kExitError;
-  auto stub = v1::RuleAdmin::NewStub(channel);
-  grpc::ClientContext ctx;
-  SetDeadline(ctx, f.client);
   v1::GetPackRequest req;
   req.set_version(f.version);
   v1::GetPackResponse resp;
-  auto status = stub->Get(&ctx, req, &resp);
-  if (!status.ok()) return PrintRpcError("rules get", status);
-  if (f.json) {
-    std::cout << ToJson(resp) << "\n";
-  } else {
-    std::cout << rules::PackToYaml(resp.pack());
-  }
+  int rc = CallStore<v1::RuleAdmin>(f.client, "rules get",
+                                    [&](auto& stub, auto& ctx) { return stub.Get(&ctx, req, &resp); });
+  if (rc != kExitOk) return rc;
+  PrintResult(f.json, resp, [&] { std::cout << rules::PackToYaml(resp.pack()); });
   return kExitOk;
 }
 
 int RunDiff(const AdminFlags& f) {
-  auto channel = OpenStoreChannel(f.client);
-  if (!channel) return kExitError;
-  auto stub = v1::RuleAdmin::NewStub(channel);
-  grpc::ClientContext ctx;
-  SetDeadline(ctx, f.client);
   v1::DiffRequest req;
   req.set_from_version(f.from);
   req.set_to_version(f.to);
   v1::DiffResponse resp;
-  auto status = stub->Diff(&ctx, req, &resp);
-  if (!status.ok()) return PrintRpcError("rules diff", status);
-  if (f.json) {
-    std::cout << ToJson(resp) << "\n";
-  } else {
+  int rc = CallStore<v1::RuleAdmin>(f.client, "rules diff",
+                                    [&](auto& stub, auto& ctx) { return stub.Diff(&ctx, req, &resp); });
+  if (rc != kExitOk) return rc;
+  PrintResult(f.json, resp, [&] {
     for (const auto& field : resp.pack_fields()) std::cout << "~ pack." << field << "\n";
     for (const auto& c : resp.changes()) {
       const char* mark = c.kind() == v1::RuleChange::ADDED ? "+" : c.kind() == v1::RuleChange::REMOVED ? "-" : "~";
@@ -174,7 +144,7 @@ int RunDiff(const AdminFlags& f) {
       if (!fields.empty()) fields += ")";
       std::cout << mark << " " << c.rule_id() << fields << "\n";
     }
-  }
+  });
   // Like diff(1): 1 when the packs differ.
   return resp.changes().empty() && resp.pack_fields().empty() ? kExitOk : kExitFindings;
 }

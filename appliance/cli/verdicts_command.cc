@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 #include <google/protobuf/util/time_util.h>
 
+#include <cctype>
 #include <iostream>
 #include <set>
 #include <thread>
@@ -98,9 +99,6 @@ struct QueryFlags {
 };
 
 int RunQuery(const QueryFlags& flags) {
-  auto channel = OpenStoreChannel(flags.client);
-  if (!channel) return kExitError;
-  auto stub = v1::VerdictQuery::NewStub(channel);
   v1::QueryRequest request;
   if (auto s = FillFilter(flags.filter, request.mutable_filter()); !s.ok()) {
     std::cerr << "egressguard verdicts query: " << s.message() << "\n";
@@ -109,17 +107,15 @@ int RunQuery(const QueryFlags& flags) {
   request.set_order(flags.oldest_first ? v1::OLDEST_FIRST : v1::NEWEST_FIRST);
   request.set_page_size(flags.limit);
   request.set_page_token(flags.page_token);
-  v1::QueryResponse all;
   if (!flags.json) {
     std::cout << fmt::format("{:<27} {:<6} {:<28} {:<22} {:<24} {:<12} {}\n", "TIME", "ACTION", "DESTINATION",
                              "CLIENT", "CATEGORIES", "PACK", "ID");
   }
-  for (;;) {
-    grpc::ClientContext ctx;
-    SetDeadline(ctx, flags.client);
+  v1::QueryResponse all;
+  auto page_call = [&](auto& stub, auto& ctx) {
     v1::QueryResponse page;
-    auto status = stub->Query(&ctx, request, &page);
-    if (!status.ok()) return PrintRpcError("verdicts query", status);
+    auto status = stub.Query(&ctx, request, &page);
+    if (!status.ok()) return status;
     for (const auto& v : page.verdicts()) {
       if (flags.json) {
         *all.add_verdicts() = v;
@@ -134,14 +130,15 @@ int RunQuery(const QueryFlags& flags) {
                                c.empty() ? "-" : c, v.rule_pack_version(), v.id());
     }
     all.set_next_page_token(page.next_page_token());
-    if (!flags.all || page.next_page_token().empty()) break;
     request.set_page_token(page.next_page_token());
-  }
-  if (flags.json) {
-    std::cout << ToJson(all) << "\n";
-  } else if (!all.next_page_token().empty()) {
-    std::cout << "more: --page-token " << all.next_page_token() << "\n";
-  }
+    return status;
+  };
+  int rc = CallStore<v1::VerdictQuery>(flags.client, "verdicts query", page_call,
+                                       [&] { return flags.all && !all.next_page_token().empty(); });
+  if (rc != kExitOk) return rc;
+  PrintResult(flags.json, all, [&] {
+    if (!all.next_page_token().empty()) std::cout << "more: --page-token " << all.next_page_token() << "\n";
+  });
   return kExitOk;
 }
 
@@ -152,34 +149,48 @@ struct StatsFlags {
   bool json = false;
 };
 
+// --by values and the GroupBy each asks for; workload-destination keys are "workload|host".
+const std::vector<std::pair<std::string, v1::GroupBy>>& GroupByNames() {
+  static const std::vector<std::pair<std::string, v1::GroupBy>> kNames = {
+      {"category", v1::CATEGORY}, {"destination", v1::DESTINATION}, {"day", v1::DAY},
+      {"action", v1::ACTION},     {"workload", v1::WORKLOAD},       {"workload-destination", v1::WORKLOAD_DESTINATION}};
+  return kNames;
+}
+
 int RunStats(const StatsFlags& flags) {
-  auto channel = OpenStoreChannel(flags.client);
-  if (!channel) return kExitError;
-  auto stub = v1::VerdictQuery::NewStub(channel);
   v1::StatsRequest request;
   if (auto s = FillFilter(flags.filter, request.mutable_filter()); !s.ok()) {
     std::cerr << "egressguard verdicts stats: " << s.message() << "\n";
     return kExitError;
   }
-  if (flags.by == "category") request.set_group_by(v1::CATEGORY);
-  if (flags.by == "destination") request.set_group_by(v1::DESTINATION);
-  if (flags.by == "day") request.set_group_by(v1::DAY);
-  if (flags.by == "action") request.set_group_by(v1::ACTION);
-  grpc::ClientContext ctx;
-  SetDeadline(ctx, flags.client);
+  for (const auto& [name, group] : GroupByNames()) {
+    if (flags.by == name) request.set_group_by(group);
+  }
   v1::StatsResponse response;
-  auto status = stub->Stats(&ctx, request, &response);
-  if (!status.ok()) return PrintRpcError("verdicts stats", status);
-  if (flags.json) {
-    std::cout << ToJson(response) << "\n";
-    return kExitOk;
-  }
-  std::cout << fmt::format("{:<32} {:>10} {:>14} {:>14}\n", flags.by == "destination" ? "DESTINATION" : "KEY",
-                           "VERDICTS", "BYTES_OUT", "BYTES_IN");
-  for (const auto& r : response.rows()) {
-    std::cout << fmt::format("{:<32} {:>10} {:>14} {:>14}\n", r.key().empty() ? "(none)" : r.key(), r.verdicts(),
-                             r.bytes_out(), r.bytes_in());
-  }
+  int rc = CallStore<v1::VerdictQuery>(flags.client, "verdicts stats",
+                                       [&](auto& stub, auto& ctx) { return stub.Stats(&ctx, request, &response); });
+  if (rc != kExitOk) return rc;
+  PrintResult(flags.json, response, [&] {
+    const bool pairs = request.group_by() == v1::WORKLOAD_DESTINATION;
+    std::string head = flags.by;
+    for (auto& c : head) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    if (pairs) {
+      std::cout << fmt::format("{:<32} {:<32} {:>10} {:>14} {:>14}\n", "WORKLOAD", "DESTINATION", "REQUESTS",
+                               "BYTES_OUT", "BYTES_IN");
+    } else {
+      std::cout << fmt::format("{:<32} {:>10} {:>14} {:>14}\n", head, "VERDICTS", "BYTES_OUT", "BYTES_IN");
+    }
+    auto shown = [](const std::string& k) { return k.empty() ? std::string("(none)") : k; };
+    for (const auto& r : response.rows()) {
+      if (pairs) {
+        std::cout << fmt::format("{:<32} {:<32} {:>10} {:>14} {:>14}\n", shown(r.workload()), shown(r.host()),
+                                 r.verdicts(), r.bytes_out(), r.bytes_in());
+      } else {
+        std::cout << fmt::format("{:<32} {:>10} {:>14} {:>14}\n", shown(r.key()), r.verdicts(), r.bytes_out(),
+                                 r.bytes_in());
+      }
+    }
+  });
   return kExitOk;
 }
 
@@ -293,12 +304,14 @@ void RegisterVerdicts(CLI::App& app, Context& ctx) {
   query->callback([&ctx, q] { ctx.exit_code = RunQuery(*q); });
 
   auto s = std::make_shared<StatsFlags>();
-  auto* stats = cmd->add_subcommand("stats", "Verdict counts and bytes grouped by category, destination, day or action");
+  auto* stats = cmd->add_subcommand(
+      "stats", "Verdicts (requests) and bytes grouped by category, destination, day, action, workload or "
+               "workload-destination (egress accounting per client identity)");
   AddStoreClientFlags(*stats, s->client);
   AddFilterFlags(*stats, s->filter);
-  stats->add_option("--by", s->by, "Group by")
-      ->check(CLI::IsMember({"category", "destination", "day", "action"}))
-      ->capture_default_str();
+  std::vector<std::string> by_names;
+  for (const auto& [name, group] : GroupByNames()) by_names.push_back(name);
+  stats->add_option("--by,--group-by", s->by, "Group by")->check(CLI::IsMember(by_names))->capture_default_str();
   stats->add_flag("--json", s->json, "JSON for scripts");
   stats->callback([&ctx, s] { ctx.exit_code = RunStats(*s); });
 

@@ -11,14 +11,28 @@ constexpr size_t kMaxProblems = 100;  // a wholesale rewrite is reported, not en
 }
 
 std::string ChainHash(std::string_view prev_hash, std::string_view content) {
+  return ChainHash(prev_hash, content, {});
+}
+
+std::string ChainHash(std::string_view prev_hash, std::string_view content_head, std::string_view content_tail) {
+  // One context per thread, reused: creating one and looking up SHA-256 costs more
+  // than hashing a verdict.
+  struct Context {
+    EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    ~Context() {
+      EVP_MD_CTX_free(ctx);
+      EVP_MD_free(md);
+    }
+  };
+  thread_local Context c;
   std::string out(kHashBytes, '\0');
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
-  EVP_DigestUpdate(ctx, prev_hash.data(), prev_hash.size());
-  EVP_DigestUpdate(ctx, content.data(), content.size());
+  EVP_DigestInit_ex(c.ctx, c.md, nullptr);
+  EVP_DigestUpdate(c.ctx, prev_hash.data(), prev_hash.size());
+  EVP_DigestUpdate(c.ctx, content_head.data(), content_head.size());
+  EVP_DigestUpdate(c.ctx, content_tail.data(), content_tail.size());
   unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx, reinterpret_cast<unsigned char*>(out.data()), &len);
-  EVP_MD_CTX_free(ctx);
+  EVP_DigestFinal_ex(c.ctx, reinterpret_cast<unsigned char*>(out.data()), &len);
   return out;
 }
 

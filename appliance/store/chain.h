@@ -17,6 +17,8 @@ inline constexpr size_t kHashBytes = 32;
 
 // 32 raw bytes.
 std::string ChainHash(std::string_view prev_hash, std::string_view content);
+// The same hash when the content comes in two pieces (saves joining them).
+std::string ChainHash(std::string_view prev_hash, std::string_view content_head, std::string_view content_tail);
 std::string Hex(std::string_view bytes);
 
 struct ChainRow {

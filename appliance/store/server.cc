@@ -284,6 +284,26 @@ struct StoreServer::Impl {
   std::condition_variable cv;
   bool stopped = false;
   std::thread retention;
+  std::thread health;
+
+  // grpc.health.v1 per service: the reading services follow whether the database
+  // answers, the writing ones also whether the last commit worked; "" is the whole
+  // server (SERVING only when everything is).
+  void HealthLoop() {
+    auto* service = server->GetHealthCheckService();
+    std::unique_lock lock(mu);
+    for (;;) {
+      lock.unlock();
+      const StoreHealth h = store->Health();
+      service->SetServingStatus(v1::VerdictQuery::service_full_name(), h.read.ok());
+      service->SetServingStatus(v1::Audit::service_full_name(), h.read.ok());
+      service->SetServingStatus(v1::VerdictIngest::service_full_name(), h.write.ok());
+      service->SetServingStatus(v1::RuleAdmin::service_full_name(), h.write.ok());
+      service->SetServingStatus("", h.read.ok() && h.write.ok());
+      lock.lock();
+      if (cv.wait_for(lock, std::chrono::seconds(1), [&] { return stopped; })) return;
+    }
+  }
 
   void RetentionLoop() {
     std::unique_lock lock(mu);
@@ -333,10 +353,9 @@ absl::StatusOr<std::unique_ptr<StoreServer>> StoreServer::Start(const StoreServe
   impl->host = colon == std::string::npos ? options.listen : options.listen.substr(0, colon);
   if (impl->host == "0.0.0.0" || impl->host.empty()) impl->host = "127.0.0.1";
   if (impl->host == "[::]") impl->host = "[::1]";
-  if (options.retention_days > 0) {
-    Impl* raw = impl.get();
-    impl->retention = std::thread([raw] { raw->RetentionLoop(); });
-  }
+  Impl* raw = impl.get();
+  if (options.retention_days > 0) impl->retention = std::thread([raw] { raw->RetentionLoop(); });
+  if (impl->server->GetHealthCheckService() != nullptr) impl->health = std::thread([raw] { raw->HealthLoop(); });
   return std::unique_ptr<StoreServer>(new StoreServer(std::move(impl)));
 }
 
@@ -356,6 +375,7 @@ void StoreServer::Stop() {
     impl_->stopped = true;
   }
   impl_->cv.notify_all();
+  if (impl_->health.joinable()) impl_->health.join();  // before Shutdown marks every service NOT_SERVING
   impl_->store->Shutdown();  // ends WatchActive streams
   impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   if (impl_->retention.joinable()) impl_->retention.join();

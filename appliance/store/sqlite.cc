@@ -110,6 +110,9 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
       return absl::InvalidArgumentError("synchronous must be FULL or NORMAL");
     }
     if (auto s = db->Exec("PRAGMA synchronous=" + options.synchronous); !s.ok()) return s;
+    if (auto s = db->Exec(fmt::format("PRAGMA wal_autocheckpoint={}", options.wal_autocheckpoint_pages)); !s.ok()) {
+      return s;
+    }
   }
   if (auto s = db->Exec("PRAGMA foreign_keys=ON"); !s.ok()) return s;
   // Fixed integers of our own, not input: no binding needed (PRAGMA takes none).

@@ -56,6 +56,9 @@ class Database {
     // Page cache in MiB. The store's indexes take random inserts; a cache that holds
     // their hot pages keeps ingest off the disk.
     int cache_mib = 16;
+    // WAL pages before a commit checkpoints them into the database. More pages: a
+    // page that many commits touch is copied back once, not once per commit.
+    int wal_autocheckpoint_pages = 1000;
   };
   // Opens (creating unless read_only) a database in WAL mode.
   static absl::StatusOr<std::unique_ptr<Database>> Open(const std::string& path, const Options& options);

@@ -1,14 +1,20 @@
 #include "appliance/store/store.h"
 
 #include <fmt/format.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/util/time_util.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <deque>
-#include <map>
+#include <filesystem>
 #include <future>
+#include <map>
+#include <optional>
 #include <set>
 #include <thread>
+#include <unordered_set>
 #include <variant>
 
 #include "appliance/store/chain.h"
@@ -28,6 +34,9 @@ constexpr uint32_t kDefaultPage = 100;
 constexpr uint32_t kMaxPage = 1000;
 constexpr int kTagCategory = 1;
 constexpr int kTagRule = 2;
+// A group commit stops taking batches at this many verdicts: it bounds how long
+// the first batch of a group waits for its ack.
+constexpr size_t kMaxGroupRows = 20000;
 
 int64_t SystemNowUs() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
@@ -49,9 +58,26 @@ std::string Deterministic(const google::protobuf::Message& m) {
   return out;
 }
 
+// Serializes deterministically into `out`; false when larger than `limit` bytes.
+bool DeterministicInto(const google::protobuf::Message& m, size_t limit, std::string* out) {
+  const size_t size = m.ByteSizeLong();
+  if (size > limit) return false;
+  out->resize(size);
+  google::protobuf::io::ArrayOutputStream raw(out->data(), static_cast<int>(size));
+  {
+    // Scoped: the stream flushes its last bytes into `out` when it goes away.
+    google::protobuf::io::CodedOutputStream coded(&raw);
+    coded.SetSerializationDeterministic(true);
+    m.SerializeWithCachedSizes(&coded);
+    if (coded.HadError()) return false;
+  }
+  return raw.ByteCount() == static_cast<int64_t>(size);
+}
+
 // The bytes a verdict row's hash covers: when the store received it, then the verdict.
+std::string VerdictContentPrefix(int64_t received_us) { return fmt::format("v1|{}|", received_us); }
 std::string VerdictContent(int64_t received_us, const std::string& body) {
-  return fmt::format("v1|{}|", received_us) + body;
+  return VerdictContentPrefix(received_us) + body;
 }
 
 std::string AuditContent(int64_t time_us, const std::string& actor, const std::string& role,
@@ -263,8 +289,22 @@ struct Store::Impl {
   std::thread writer_thread;
   std::mutex queue_mu;
   std::condition_variable queue_cv;
-  std::deque<std::function<void(Database&)>> queue;
+  // One queued write: a batch of verdicts (merged with its neighbours into one
+  // transaction) or any other write, run alone.
+  struct IngestJob {
+    std::vector<v1::Verdict> verdicts;
+    std::promise<absl::StatusOr<IngestResult>> done;
+  };
+  struct WriteTask {
+    std::function<void(Database&)> run;
+    std::unique_ptr<IngestJob> ingest;
+  };
+  std::deque<WriteTask> queue;
   bool stopping = false;
+  // The last ingest commit's failure (OK once one succeeds): health reports it.
+  mutable std::mutex write_error_mu;
+  absl::Status write_error;
+  std::atomic<int64_t> last_ingested_unix{0};  // 0: nothing ingested since Open
 
   std::mutex readers_mu;
   std::vector<DatabasePtr> readers;
@@ -278,15 +318,30 @@ struct Store::Impl {
 
   void WriterLoop() {
     for (;;) {
-      std::function<void(Database&)> task;
+      WriteTask task;
+      std::vector<std::unique_ptr<IngestJob>> group;
       {
         std::unique_lock lock(queue_mu);
         queue_cv.wait(lock, [&] { return stopping || !queue.empty(); });
         if (queue.empty()) return;  // stopping and drained
-        task = std::move(queue.front());
-        queue.pop_front();
+        // Group commit: every ingest batch waiting now shares one transaction, so
+        // concurrent streams pay one commit (and one write of each dirty page).
+        size_t rows = 0;
+        while (!queue.empty() && queue.front().ingest && rows < kMaxGroupRows) {
+          rows += queue.front().ingest->verdicts.size();
+          group.push_back(std::move(queue.front().ingest));
+          queue.pop_front();
+        }
+        if (group.empty()) {
+          task = std::move(queue.front());
+          queue.pop_front();
+        }
       }
-      task(*writer);
+      if (group.empty()) {
+        task.run(*writer);
+      } else {
+        IngestGroup(*writer, group);
+      }
     }
   }
 
@@ -297,10 +352,73 @@ struct Store::Impl {
     {
       std::lock_guard lock(queue_mu);
       if (stopping) return absl::UnavailableError("store is shutting down");
-      queue.push_back([promise, fn = std::move(fn)](Database& db) { promise->set_value(fn(db)); });
+      queue.push_back({[promise, fn = std::move(fn)](Database& db) { promise->set_value(fn(db)); }, nullptr});
     }
     queue_cv.notify_one();
     return future.get();
+  }
+
+  absl::StatusOr<IngestResult> QueueIngest(std::vector<v1::Verdict> verdicts) {
+    auto job = std::make_unique<IngestJob>();
+    job->verdicts = std::move(verdicts);
+    auto future = job->done.get_future();
+    {
+      std::lock_guard lock(queue_mu);
+      if (stopping) return absl::UnavailableError("store is shutting down");
+      queue.push_back({nullptr, std::move(job)});
+    }
+    queue_cv.notify_one();
+    return future.get();
+  }
+
+  // One transaction for the group; each batch in a savepoint, so a batch that fails
+  // is undone alone and the others still commit.
+  void IngestGroup(Database& db, std::vector<std::unique_ptr<IngestJob>>& group) {
+    std::vector<absl::StatusOr<IngestResult>> results;
+    results.reserve(group.size());
+    absl::Status failed = [&]() -> absl::Status {
+      Transaction tx(db);
+      if (!tx.begin_status().ok()) return tx.begin_status();
+      auto head = LoadHead(db, "verdicts");
+      if (!head.ok()) return head.status();
+      const Head start = *head;
+      const int64_t now = Now();
+      for (auto& job : group) {
+        if (auto s = db.Exec("SAVEPOINT batch"); !s.ok()) return s;
+        Head before = *head;
+        auto r = IngestRows(db, now, job->verdicts, &*head);
+        if (r.ok()) {
+          if (auto s = db.Exec("RELEASE batch"); !s.ok()) return s;
+        } else {
+          *head = before;
+          if (auto s = db.Exec("ROLLBACK TO batch"); !s.ok()) return s;
+          if (auto s = db.Exec("RELEASE batch"); !s.ok()) return s;
+        }
+        results.push_back(std::move(r));
+      }
+      if (head->seq != start.seq) {
+        if (auto s = SaveHead(db, "verdicts", *head); !s.ok()) return s;
+      }
+      return tx.Commit();
+    }();
+    {
+      std::lock_guard lock(write_error_mu);
+      write_error = failed;
+    }
+    if (failed.ok()) {
+      int64_t newest = 0;
+      for (auto& job : group) {
+        for (const auto& v : job->verdicts) newest = std::max<int64_t>(newest, v.time().seconds());
+      }
+      if (newest > 0) last_ingested_unix.store(newest, std::memory_order_relaxed);
+    }
+    for (size_t i = 0; i < group.size(); ++i) {
+      if (!failed.ok()) {
+        group[i]->done.set_value(failed);
+      } else {
+        group[i]->done.set_value(std::move(results[i]));
+      }
+    }
   }
 
   // A reader connection for the duration of one call.
@@ -338,13 +456,10 @@ struct Store::Impl {
     return Lease(this, std::move(*db));
   }
 
-  absl::StatusOr<IngestResult> IngestOnWriter(Database& db, std::vector<v1::Verdict>& verdicts) {
+  // Inserts one batch inside the caller's transaction and moves `head` along.
+  absl::StatusOr<IngestResult> IngestRows(Database& db, int64_t now, std::vector<v1::Verdict>& verdicts,
+                                          Head* head) {
     IngestResult result;
-    const int64_t now = Now();
-    Transaction tx(db);
-    if (!tx.begin_status().ok()) return tx.begin_status();
-    auto head = LoadHead(db, "verdicts");
-    if (!head.ok()) return head.status();
     auto insert = db.Cached(
         "INSERT INTO verdicts (id, time_us, received_us, appliance, client_address, workload, host, action, "
         "rule_pack_version, bytes_out, bytes_in, body, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
@@ -352,7 +467,11 @@ struct Store::Impl {
     if (!insert.ok()) return insert.status();
     auto tag = db.Cached("INSERT OR IGNORE INTO verdict_tags (kind, value, time_us, seq) VALUES (?,?,?,?)");
     if (!tag.ok()) return tag.status();
-    std::set<std::string> batch_ids;
+    const std::string prefix = VerdictContentPrefix(now);
+    std::unordered_set<std::string_view> batch_ids;
+    batch_ids.reserve(verdicts.size());
+    std::vector<std::pair<int, const std::string*>> tags;
+    std::string body;
     for (auto& v : verdicts) {
       auto reject = [&](const std::string& why) {
         v1::RejectedVerdict r;
@@ -368,14 +487,14 @@ struct Store::Impl {
         result.acked.push_back(v.id());  // the same verdict twice in one batch
         continue;
       }
-      if (v.ByteSizeLong() > kMaxVerdictBytes) {
+      if (!v.has_time()) *v.mutable_time() = FromUs(now);
+      const int64_t time_us = ToUs(v.time());
+      body.clear();
+      if (!DeterministicInto(v, kMaxVerdictBytes, &body)) {
         reject("verdict larger than 256 KiB");
         continue;
       }
-      const int64_t time_us = v.has_time() ? ToUs(v.time()) : now;
-      if (!v.has_time()) *v.mutable_time() = FromUs(now);
-      std::string body = Deterministic(v);
-      std::string hash = ChainHash(head->hash, VerdictContent(now, body));
+      std::string hash = ChainHash(head->hash, prefix, body);
       auto& ins = **insert;
       ins.Bind(1, v.id()).Bind(2, time_us).Bind(3, now).Bind(4, v.appliance()).Bind(5, v.client_address());
       ins.Bind(6, v.workload()).Bind(7, v.host()).Bind(8, int64_t{v.action()}).Bind(9, v.rule_pack_version());
@@ -387,25 +506,27 @@ struct Store::Impl {
         continue;
       }
       const int64_t seq = db.LastInsertRowId();
-      std::set<std::pair<int, std::string>> tags;
+      // Distinct (kind, value) pairs; a verdict has a handful of findings at most.
+      tags.clear();
       for (const auto& f : v.findings()) {
-        tags.emplace(kTagCategory, f.category());
-        tags.emplace(kTagRule, f.rule_id());
+        tags.emplace_back(kTagCategory, &f.category());
+        tags.emplace_back(kTagRule, &f.rule_id());
       }
-      if (v.findings().empty()) tags.emplace(kTagCategory, "");  // Stats by category counts these as ""
-      for (const auto& [kind, value] : tags) {
-        (*tag)->Bind(1, int64_t{kind}).Bind(2, value).Bind(3, time_us).Bind(4, seq);
+      static const std::string kNone;
+      if (v.findings().empty()) tags.emplace_back(kTagCategory, &kNone);  // Stats by category counts these as ""
+      std::sort(tags.begin(), tags.end(), [](const auto& a, const auto& b) {
+        return a.first != b.first ? a.first < b.first : *a.second < *b.second;
+      });
+      for (size_t i = 0; i < tags.size(); ++i) {
+        if (i > 0 && tags[i].first == tags[i - 1].first && *tags[i].second == *tags[i - 1].second) continue;
+        (*tag)->Bind(1, int64_t{tags[i].first}).Bind(2, *tags[i].second).Bind(3, time_us).Bind(4, seq);
         if (auto s = (*tag)->Run(); !s.ok()) return s;
       }
       head->seq = seq;
-      head->hash = hash;
+      head->hash = std::move(hash);
       result.acked.push_back(v.id());
       ++result.inserted;
     }
-    if (result.inserted > 0) {
-      if (auto s = SaveHead(db, "verdicts", *head); !s.ok()) return s;
-    }
-    if (auto s = tx.Commit(); !s.ok()) return s;
     return result;
   }
 
@@ -519,11 +640,14 @@ Store::~Store() {
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(const Options& options) {
   auto impl = std::make_unique<Impl>();
   impl->options = options;
-  // FULL: an ack tells the appliance to drop the verdict from its spool, so a
-  // commit must survive a power loss, not only a crash of this process.
+  // FULL by default: an ack tells the appliance to drop the verdict from its spool,
+  // so a commit must survive a power loss, not only a crash of this process.
   Database::Options o;
-  o.synchronous = "FULL";
+  o.synchronous = options.synchronous;
   o.cache_mib = 256;
+  // Index pages take random inserts; checkpointing them every 4 MiB of WAL copied
+  // the same hot pages back over and over.
+  o.wal_autocheckpoint_pages = 16384;
   auto db = Database::Open(options.path, o);
   if (!db.ok()) return db.status();
   if (auto s = Migrate(**db); !s.ok()) return s;
@@ -541,8 +665,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const Options& options) {
 }
 
 absl::StatusOr<IngestResult> Store::Ingest(std::vector<v1::Verdict> verdicts) {
-  auto shared = std::make_shared<std::vector<v1::Verdict>>(std::move(verdicts));
-  return impl_->OnWriter<IngestResult>([this, shared](Database& db) { return impl_->IngestOnWriter(db, *shared); });
+  return impl_->QueueIngest(std::move(verdicts));
 }
 
 absl::Status Store::Audit(AuditEntry entry) {
@@ -671,12 +794,38 @@ absl::StatusOr<uint64_t> Store::ApplyRetention(int days, const std::string& acto
       head->anchor = anchor;
       if (auto s = SaveHead(db, "verdicts", *head); !s.ok()) return s;
     }
-    AuditEntry e{actor, "store", "retention",
-                 fmt::format("retention {} days: deleted {} verdicts up to seq {}", days, deleted, last_old), true};
+    // The anchor goes into the (hash-chained) audit record, so Verify can tell a
+    // retention from rows cut off the front by hand with the anchor moved to match.
+    std::string detail = fmt::format("retention {} days: deleted {} verdicts up to seq {}", days, deleted, last_old);
+    if (last_old > 0) {
+      auto head = LoadHead(db, "verdicts");
+      if (!head.ok()) return head.status();
+      detail += fmt::format(", anchor {}", Hex(head->anchor));
+    }
+    AuditEntry e{actor, "store", "retention", detail, true};
     if (auto s = AppendAudit(db, now, e); !s.ok()) return s;
     if (auto s = tx.Commit(); !s.ok()) return s;
     return deleted;
   });
+}
+
+absl::Status Store::ForEachRow(const std::string& sql, const std::vector<std::variant<int64_t, std::string>>& args,
+                               const std::function<absl::StatusOr<bool>(Statement&)>& row) {
+  auto db = impl_->Reader();
+  if (!db.ok()) return db.status();
+  auto st = (*db)->Cached(sql);
+  if (!st.ok()) return st.status();
+  BindArgs(**st, args);
+  for (;;) {
+    auto r = (*st)->Step();
+    if (!r.ok()) return r.status();
+    if (!*r) break;
+    auto more = row(**st);
+    if (!more.ok()) return more.status();
+    if (!*more) break;
+  }
+  (*st)->Reset();
+  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::QueryResponse> Store::Query(const v1::QueryRequest& request) {
@@ -696,66 +845,65 @@ absl::StatusOr<v1::QueryResponse> Store::Query(const v1::QueryRequest& request) 
   std::string sql = fmt::format("SELECT v.body, {0}, {1} FROM {2} WHERE {3} ORDER BY {0} {4}, {1} {4} LIMIT ?",
                                 q.time_col, q.seq_col, q.from, q.where, dir);
   q.args.push_back(int64_t{page} + 1);
-  auto db = impl_->Reader();
-  if (!db.ok()) return db.status();
-  auto st = (*db)->Cached(sql);
-  if (!st.ok()) return st.status();
-  BindArgs(**st, q.args);
   v1::QueryResponse out;
   int64_t last_time = 0, last_seq = 0;
-  for (;;) {
-    auto r = (*st)->Step();
-    if (!r.ok()) return r.status();
-    if (!*r) break;
+  auto s = ForEachRow(sql, q.args, [&](Statement& st) -> absl::StatusOr<bool> {
     if (static_cast<uint32_t>(out.verdicts_size()) == page) {
       out.set_next_page_token(fmt::format("{}:{}", last_time, last_seq));
-      break;
+      return false;
     }
-    if (!out.add_verdicts()->ParseFromString((*st)->Blob(0))) return absl::DataLossError("a stored verdict does not parse");
-    last_time = (*st)->Int(1);
-    last_seq = (*st)->Int(2);
-  }
-  (*st)->Reset();
+    if (!out.add_verdicts()->ParseFromString(st.Blob(0))) return absl::DataLossError("a stored verdict does not parse");
+    last_time = st.Int(1);
+    last_seq = st.Int(2);
+    return true;
+  });
+  if (!s.ok()) return s;
   return out;
 }
 
 absl::StatusOr<v1::StatsResponse> Store::Stats(const v1::StatsRequest& request) {
-  const bool by_category = request.group_by() == v1::CATEGORY;
-  FilterSql q = BuildFilter(request.filter(), by_category);
+  const auto group = request.group_by();
+  FilterSql q = BuildFilter(request.filter(), group == v1::CATEGORY);
   std::string key;
-  switch (request.group_by()) {
+  switch (group) {
     case v1::CATEGORY: key = "t.value"; break;
     case v1::DESTINATION: key = "v.host"; break;
     case v1::DAY: key = "strftime('%Y-%m-%d', v.time_us / 1000000, 'unixepoch')"; break;
     case v1::ACTION: key = "v.action"; break;
-    default: return absl::InvalidArgumentError("group_by must be CATEGORY, DESTINATION, DAY or ACTION");
+    case v1::WORKLOAD: key = "v.workload"; break;
+    // Grouped on both columns (not on a joined string): "|" may occur in either.
+    case v1::WORKLOAD_DESTINATION: key = "v.workload, v.host"; break;
+    default:
+      return absl::InvalidArgumentError(
+          "group_by must be CATEGORY, DESTINATION, DAY, ACTION, WORKLOAD or WORKLOAD_DESTINATION");
   }
+  const bool pair = group == v1::WORKLOAD_DESTINATION;
+  const int n = pair ? 2 : 1;  // key columns before the aggregates
   std::string sql = fmt::format(
       "SELECT {0}, COUNT(*), COALESCE(SUM(v.bytes_out), 0), COALESCE(SUM(v.bytes_in), 0) FROM {1} WHERE {2} "
-      "GROUP BY 1 ORDER BY 2 DESC, 1",
-      key, q.from, q.where);
-  auto db = impl_->Reader();
-  if (!db.ok()) return db.status();
-  auto st = (*db)->Cached(sql);
-  if (!st.ok()) return st.status();
-  BindArgs(**st, q.args);
+      "GROUP BY {3} ORDER BY {4} DESC, {3}",
+      key, q.from, q.where, pair ? "1, 2" : "1", n + 1);
   v1::StatsResponse out;
-  for (;;) {
-    auto r = (*st)->Step();
-    if (!r.ok()) return r.status();
-    if (!*r) break;
+  auto s = ForEachRow(sql, q.args, [&](Statement& st) -> absl::StatusOr<bool> {
     auto* row = out.add_rows();
-    if (request.group_by() == v1::ACTION) {
-      auto a = static_cast<rules::v1::Action>((*st)->Int(0));
-      row->set_key(rules::v1::Action_IsValid(a) ? rules::v1::Action_Name(a) : fmt::format("{}", (*st)->Int(0)));
+    if (group == v1::ACTION) {
+      auto a = static_cast<rules::v1::Action>(st.Int(0));
+      row->set_key(rules::v1::Action_IsValid(a) ? rules::v1::Action_Name(a) : fmt::format("{}", st.Int(0)));
+    } else if (pair) {
+      row->set_workload(st.Text(0));
+      row->set_host(st.Text(1));
+      row->set_key(fmt::format("{}|{}", row->workload(), row->host()));
     } else {
-      row->set_key((*st)->Text(0));
+      row->set_key(st.Text(0));
+      if (group == v1::WORKLOAD) row->set_workload(row->key());
+      if (group == v1::DESTINATION) row->set_host(row->key());
     }
-    row->set_verdicts(static_cast<uint64_t>((*st)->Int(1)));
-    row->set_bytes_out(static_cast<uint64_t>((*st)->Int(2)));
-    row->set_bytes_in(static_cast<uint64_t>((*st)->Int(3)));
-  }
-  (*st)->Reset();
+    row->set_verdicts(static_cast<uint64_t>(st.Int(n)));
+    row->set_bytes_out(static_cast<uint64_t>(st.Int(n + 1)));
+    row->set_bytes_in(static_cast<uint64_t>(st.Int(n + 2)));
+    return true;
+  });
+  if (!s.ok()) return s;
   return out;
 }
 
@@ -858,44 +1006,112 @@ absl::StatusOr<v1::AuditListResponse> Store::ListAudit(const v1::AuditListReques
   if (request.denied_only()) sql += " AND allowed = 0";
   sql += " ORDER BY seq LIMIT ?";
   args.emplace_back(int64_t{limit});
-  auto db = impl_->Reader();
-  if (!db.ok()) return db.status();
-  auto st = (*db)->Cached(sql);
-  if (!st.ok()) return st.status();
-  BindArgs(**st, args);
   v1::AuditListResponse out;
-  for (;;) {
-    auto r = (*st)->Step();
-    if (!r.ok()) return r.status();
-    if (!*r) break;
+  auto s = ForEachRow(sql, args, [&](Statement& st) -> absl::StatusOr<bool> {
     auto* rec = out.add_records();
-    rec->set_seq(static_cast<uint64_t>((*st)->Int(0)));
-    *rec->mutable_time() = FromUs((*st)->Int(1));
-    rec->set_actor((*st)->Text(2));
-    rec->set_role((*st)->Text(3));
-    rec->set_method((*st)->Text(4));
-    rec->set_allowed((*st)->Int(5) != 0);
-    rec->set_detail((*st)->Text(6));
-    rec->set_hash(Hex((*st)->Blob(7)));
-  }
-  (*st)->Reset();
+    rec->set_seq(static_cast<uint64_t>(st.Int(0)));
+    *rec->mutable_time() = FromUs(st.Int(1));
+    rec->set_actor(st.Text(2));
+    rec->set_role(st.Text(3));
+    rec->set_method(st.Text(4));
+    rec->set_allowed(st.Int(5) != 0);
+    rec->set_detail(st.Text(6));
+    rec->set_hash(Hex(st.Blob(7)));
+    return true;
+  });
+  if (!s.ok()) return s;
   return out;
 }
 
 namespace {
 
+// What the last retention that deleted rows recorded in the audit trail.
+struct RetentionRecord {
+  int64_t audit_seq = 0;
+  int64_t up_to_seq = 0;
+  std::string anchor_hex;  // empty in records written before the anchor was recorded
+};
+
+absl::StatusOr<std::optional<RetentionRecord>> LastRetention(Database& db) {
+  auto st = db.Prepare("SELECT seq, detail FROM audit WHERE method = 'retention' ORDER BY seq DESC");
+  if (!st.ok()) return st.status();
+  for (;;) {
+    auto r = st->Step();
+    if (!r.ok()) return r.status();
+    if (!*r) return std::nullopt;
+    const std::string detail = st->Text(1);
+    static constexpr std::string_view kUpTo = " up to seq ", kAnchor = ", anchor ";
+    auto at = detail.find(kUpTo);
+    if (at == std::string::npos) continue;
+    RetentionRecord rec;
+    rec.audit_seq = st->Int(0);
+    rec.up_to_seq = std::strtoll(detail.c_str() + at + kUpTo.size(), nullptr, 10);
+    if (rec.up_to_seq <= 0) continue;  // a run that deleted nothing moved no anchor
+    if (auto a = detail.find(kAnchor); a != std::string::npos) rec.anchor_hex = detail.substr(a + kAnchor.size(), 64);
+    return rec;
+  }
+}
+
+// The anchor (hash before the first remaining row) only ever moves by retention, and
+// the audit trail records each move: rows cut off the front with the anchor set to
+// match would otherwise verify.
+absl::Status CheckRetentionAnchor(Database& db, const Head& head, v1::VerifyResponse* out) {
+  auto last = LastRetention(db);
+  if (!last.ok()) return last.status();
+  auto first = db.Prepare("SELECT COALESCE(MIN(seq), 0) FROM verdicts");
+  if (!first.ok()) return first.status();
+  if (auto r = first->Step(); !r.ok()) return r.status();
+  const int64_t first_seq = first->Int(0);
+  auto problem = [&](int64_t seq, std::string detail) {
+    auto* p = out->add_problems();
+    p->set_chain("verdicts");
+    p->set_seq(static_cast<uint64_t>(seq));
+    p->set_kind("anchor");
+    p->set_detail(std::move(detail));
+  };
+  if (!*last) {
+    if (head.anchor != std::string(kHashBytes, '\0')) {
+      problem(first_seq, "the chain anchor was moved but no retention is in the audit trail (rows cut off the front?)");
+    } else if (first_seq > 1) {
+      problem(first_seq, fmt::format("the chain starts at seq {} but no retention deleted rows", first_seq));
+    }
+    return absl::OkStatus();
+  }
+  const auto& rec = **last;
+  if (!rec.anchor_hex.empty() && Hex(head.anchor) != rec.anchor_hex) {
+    problem(first_seq, fmt::format("the chain anchor differs from the one retention recorded (audit seq {}, up to "
+                                   "verdict seq {}): rows deleted outside retention",
+                                   rec.audit_seq, rec.up_to_seq));
+  }
+  if (first_seq != 0 && first_seq != rec.up_to_seq + 1) {
+    problem(first_seq, fmt::format("the first verdict is seq {} but retention (audit seq {}) deleted up to seq {}",
+                                   first_seq, rec.audit_seq, rec.up_to_seq));
+  }
+  if (head.seq < rec.up_to_seq) {
+    problem(head.seq, fmt::format("the chain head (seq {}) is before what retention deleted (up to seq {})", head.seq,
+                                  rec.up_to_seq));
+  }
+  return absl::OkStatus();
+}
+
+// For ChainVerifier: the seq of the row of a chain holding a given hash.
+std::function<std::optional<int64_t>(const std::string&)> SeqOfHash(Database& db, const char* sql) {
+  return [&db, sql](const std::string& h) -> std::optional<int64_t> {
+    auto st = db.Prepare(sql);
+    if (!st.ok()) return std::nullopt;
+    st->BindBlob(1, h);
+    auto r = st->Step();
+    if (!r.ok() || !*r) return std::nullopt;
+    return st->Int(0);
+  };
+}
+
 absl::Status VerifyVerdicts(Database& db, v1::VerifyResponse* out) {
   auto head = LoadHead(db, "verdicts");
   if (!head.ok()) return head.status();
+  if (auto s = CheckRetentionAnchor(db, *head, out); !s.ok()) return s;
   ChainVerifier verifier("verdicts", head->anchor, head->seq, head->hash,
-                         [&db](const std::string& h) -> std::optional<int64_t> {
-                           auto st = db.Prepare("SELECT seq FROM verdicts WHERE hash = ?");
-                           if (!st.ok()) return std::nullopt;
-                           st->BindBlob(1, h);
-                           auto r = st->Step();
-                           if (!r.ok() || !*r) return std::nullopt;
-                           return st->Int(0);
-                         });
+                         SeqOfHash(db, "SELECT seq FROM verdicts WHERE hash = ?"));
   auto st = db.Prepare(
       "SELECT seq, id, time_us, received_us, appliance, client_address, workload, host, action, rule_pack_version, "
       "bytes_out, bytes_in, body, prev_hash, hash FROM verdicts ORDER BY seq");
@@ -943,14 +1159,7 @@ absl::Status VerifyAudit(Database& db, v1::VerifyResponse* out) {
   auto head = LoadHead(db, "audit");
   if (!head.ok()) return head.status();
   ChainVerifier verifier("audit", head->anchor, head->seq, head->hash,
-                         [&db](const std::string& h) -> std::optional<int64_t> {
-                           auto st = db.Prepare("SELECT seq FROM audit WHERE hash = ?");
-                           if (!st.ok()) return std::nullopt;
-                           st->BindBlob(1, h);
-                           auto r = st->Step();
-                           if (!r.ok() || !*r) return std::nullopt;
-                           return st->Int(0);
-                         });
+                         SeqOfHash(db, "SELECT seq FROM audit WHERE hash = ?"));
   auto st = db.Prepare("SELECT seq, time_us, actor, role, method, allowed, detail, prev_hash, hash FROM audit ORDER BY seq");
   if (!st.ok()) return st.status();
   for (;;) {
@@ -984,6 +1193,30 @@ absl::StatusOr<v1::VerifyResponse> Store::Verify() {
   if (!s.ok()) return s;
   out.set_ok(out.problems().empty());
   return out;
+}
+
+StoreHealth Store::Health() {
+  StoreHealth h;
+  {
+    std::lock_guard lock(impl_->write_error_mu);
+    h.write = impl_->write_error;
+  }
+  // A database file removed under a running store keeps working on the open
+  // descriptors, but every commit from then on is lost at the next restart.
+  std::error_code ec;
+  if (!std::filesystem::exists(impl_->options.path, ec)) {
+    h.read = absl::UnavailableError(fmt::format("database file {} is gone", impl_->options.path));
+  } else {
+    h.read = ForEachRow("SELECT head_seq FROM chain_heads WHERE chain = 'verdicts'", {},
+                        [](Statement&) -> absl::StatusOr<bool> { return false; });
+  }
+  if (!h.read.ok() && h.write.ok()) h.write = h.read;
+  return h;
+}
+
+std::optional<int64_t> Store::LastIngestedVerdictUnix() const {
+  const int64_t t = impl_->last_ingested_unix.load(std::memory_order_relaxed);
+  return t > 0 ? std::optional<int64_t>(t) : std::nullopt;
 }
 
 uint64_t Store::active_generation() const {

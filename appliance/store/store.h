@@ -10,7 +10,9 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -22,12 +24,19 @@
 
 namespace egressguard::store {
 
+class Statement;
+
 struct AuditEntry {
   std::string actor;
   std::string role;
   std::string method;
   std::string detail;  // never raw PII: ids, versions, counts
   bool allowed = true;
+};
+
+struct StoreHealth {
+  absl::Status read;   // the database file is there and answers a query
+  absl::Status write;  // reads work and the last ingest commit succeeded
 };
 
 struct IngestResult {
@@ -43,6 +52,10 @@ class Store {
     int readers = 4;
     // Microseconds since the epoch; tests pin it to exercise retention.
     std::function<int64_t()> now_us;
+    // "FULL": a commit, and so an ack that lets an appliance drop the verdict from its
+    // spool, survives a power loss. "NORMAL" (WAL): survives a crash of this process,
+    // but a power loss can undo the last commits; cheaper (no fsync per commit).
+    std::string synchronous = "FULL";
   };
   static absl::StatusOr<std::unique_ptr<Store>> Open(const Options& options);
   ~Store();
@@ -73,6 +86,11 @@ class Store {
   absl::StatusOr<v1::ActivePack> Active();
   absl::StatusOr<v1::AuditListResponse> ListAudit(const v1::AuditListRequest& request);
   absl::StatusOr<v1::VerifyResponse> Verify();
+  // Whether reads and writes work now (for grpc.health.v1).
+  StoreHealth Health();
+  // The newest verdict time (Unix seconds) in the last committed ingest; none yet:
+  // nullopt. For the store-ingest-lag metric; lock-free.
+  std::optional<int64_t> LastIngestedVerdictUnix() const;
 
   // Active-pack changes for WatchActive. The generation is the activation count.
   uint64_t active_generation() const;
@@ -85,6 +103,9 @@ class Store {
  private:
   struct Impl;
   explicit Store(std::unique_ptr<Impl> impl);
+  // Runs a read-only statement on a reader connection; `row` returns false to stop.
+  absl::Status ForEachRow(const std::string& sql, const std::vector<std::variant<int64_t, std::string>>& args,
+                          const std::function<absl::StatusOr<bool>(Statement&)>& row);
   std::unique_ptr<Impl> impl_;
 };
 using StorePtr = std::unique_ptr<Store>;

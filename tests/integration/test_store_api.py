@@ -4,6 +4,7 @@ egressguard CLI. mTLS on loopback with role certificates from `ca issue-client`.
 import json
 import os
 import subprocess
+import time
 
 import grpc
 import pytest
@@ -152,6 +153,87 @@ def test_health_and_reflection_without_proto_files(tls_store):
     for service in (b"egressguard.v1.VerdictIngest", b"egressguard.v1.VerdictQuery", b"egressguard.v1.RuleAdmin",
                     b"egressguard.v1.Audit", b"grpc.health.v1.Health"):
         assert service in reply
+
+
+def health_status(channel, service):
+    """grpc.health.v1.Health/Check for `service` by hand (no generated code): the status enum."""
+    ident = lambda b: b  # noqa: E731
+    check = channel.unary_unary("/grpc.health.v1.Health/Check", request_serializer=ident,
+                                response_deserializer=ident)
+    name = service.encode()
+    request = (b"\x0a" + bytes([len(name)]) + name) if name else b""
+    reply = check(request, timeout=10)
+    return reply[1] if len(reply) == 2 and reply[0] == 0x08 else 0  # field 1 varint; absent = UNKNOWN (0)
+
+
+def test_health_per_service_follows_the_database(egressguard_bin, workdir):
+    db = os.path.join(workdir, "health.db")
+    store = StoreProcess(egressguard_bin, db, free_port()).start()
+    channel = grpc.insecure_channel(store.address)
+    services = ["egressguard.v1.VerdictIngest", "egressguard.v1.VerdictQuery", "egressguard.v1.RuleAdmin",
+                "egressguard.v1.Audit", ""]
+    deadline = time.time() + 10
+    while time.time() < deadline and any(health_status(channel, s) != 1 for s in services):
+        time.sleep(0.1)
+    assert [health_status(channel, s) for s in services] == [1] * 5  # SERVING, each by name
+    with pytest.raises(grpc.RpcError) as e:
+        health_status(channel, "egressguard.v1.NoSuchService")
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    # The database file removed under the running store: what it commits now would be
+    # gone at the next start, so every service says NOT_SERVING (2).
+    os.rename(db, db + ".moved")
+    deadline = time.time() + 10
+    while time.time() < deadline and health_status(channel, "egressguard.v1.VerdictIngest") != 2:
+        time.sleep(0.1)
+    assert [health_status(channel, s) for s in services] == [2] * 5
+    os.rename(db + ".moved", db)
+    deadline = time.time() + 10
+    while time.time() < deadline and health_status(channel, "") != 1:
+        time.sleep(0.1)
+    assert health_status(channel, "") == 1
+    store.stop()
+
+
+def test_stats_per_workload_and_destination(pb, tls_store, egressguard_bin):
+    store, certs = tls_store
+    verdicts = []
+    for i in range(60):
+        v = make_verdict(pb, f"wl-{i}", host=["s3.example", "api.example", "s3.example"][i % 3])
+        v.workload = ["payments/api", "web/frontend", ""][i % 4 % 3]
+        v.bytes_out, v.bytes_in = 1000 + i, i
+        verdicts.append(v)
+    report(pb, certs.channel(store.address, "appliance"), verdicts)
+    officer = pb.store_grpc.VerdictQueryStub(certs.channel(store.address, "officer"))
+
+    def expected(key):
+        out = {}
+        for v in verdicts:
+            k = key(v)
+            n, b_out, b_in = out.get(k, (0, 0, 0))
+            out[k] = (n + 1, b_out + v.bytes_out, b_in + v.bytes_in)
+        return out
+
+    got = officer.Stats(pb.store.StatsRequest(group_by=pb.store.WORKLOAD), timeout=30)
+    assert {r.key: (r.verdicts, r.bytes_out, r.bytes_in) for r in got.rows} == expected(lambda v: v.workload)
+    assert all(r.workload == r.key for r in got.rows)
+    got = officer.Stats(pb.store.StatsRequest(group_by=pb.store.WORKLOAD_DESTINATION), timeout=30)
+    assert {(r.workload, r.host): (r.verdicts, r.bytes_out, r.bytes_in) for r in got.rows} == \
+        expected(lambda v: (v.workload, v.host))
+    assert all(r.key == f"{r.workload}|{r.host}" for r in got.rows)
+
+    r = run(egressguard_bin, "verdicts", "stats", "--store", store.address, *certs.client_flags("officer"),
+            "--group-by", "workload-destination", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)["rows"]
+    want = expected(lambda v: (v.workload, v.host))
+    assert {(x.get("workload", ""), x.get("host", "")): int(x["verdicts"]) for x in rows} == \
+        {k: n for k, (n, _, _) in want.items()}
+    r = run(egressguard_bin, "verdicts", "stats", "--store", store.address, *certs.client_flags("officer"),
+            "--group-by", "workload")
+    assert r.returncode == 0, r.stderr
+    line = next(x for x in r.stdout.splitlines() if x.startswith("payments/api"))
+    n, b_out, b_in = expected(lambda v: v.workload)["payments/api"]
+    assert line.split()[1:] == [str(n), str(b_out), str(b_in)]
 
 
 def test_plaintext_refused_off_loopback(egressguard_bin, workdir):

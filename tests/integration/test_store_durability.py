@@ -34,11 +34,24 @@ def generator(binary, store, spool, count, prefix, rate=0):
 def test_store_killed_under_load_keeps_every_verdict_exactly_once(pb, egressguard_bin, workdir):
     # Plaintext is fine here: the store serves on loopback only.
     store = StoreProcess(egressguard_bin, os.path.join(workdir, "store.db"), free_port()).start()
-    count = 6000
-    gen = generator(egressguard_bin, store, os.path.join(workdir, "spool.db"), count, "load", rate=3000)
-    time.sleep(1.0)
+    # Load for the whole outage: 1,000 verdicts/s for 36 s; the store is SIGKILLed
+    # after 2 s and stays down 30 s, so most verdicts wait in the spool.
+    rate, count = 1000, 36000
+    spool = os.path.join(workdir, "spool.db")
+    gen = generator(egressguard_bin, store, spool, count, "load", rate=rate)
+    time.sleep(2.0)
     store.kill()  # mid-stream: some batches committed, some in flight, the rest spooled
-    time.sleep(3.0)  # down for a while (the 30 s shortened to keep the suite fast)
+    down_since = time.time()
+    time.sleep(10.0)
+    # While it is down the spool grows (the generator keeps submitting) and holds them.
+    conn = sqlite3.connect(spool, timeout=30)
+    try:
+        spooled = conn.execute("SELECT COUNT(*) FROM spool").fetchone()[0]
+    finally:
+        conn.close()
+    assert spooled >= 5000, spooled
+    time.sleep(max(0.0, 30.0 - (time.time() - down_since)))
+    assert time.time() - down_since >= 30.0
     store.start()
     out, err = gen.communicate(timeout=300)
     assert gen.returncode == 0, out + err
@@ -48,6 +61,7 @@ def test_store_killed_under_load_keeps_every_verdict_exactly_once(pb, egressguar
     assert set(ids) == {f"load-{i}" for i in range(count)}
     r = run(egressguard_bin, "audit", "verify", "--store", store.address)
     assert r.returncode == 0, r.stdout + r.stderr
+    assert f"ok: {count} verdicts" in r.stdout
     store.stop()
 
 

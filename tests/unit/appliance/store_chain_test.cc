@@ -1,5 +1,7 @@
-// Proves Verify finds an edited, deleted or reordered verdict or audit row (and a deleted tail), names the row, and passes an untouched store, also after retention.
+// Proves Verify finds an edited, deleted or reordered verdict or audit row (and a deleted tail), names the row, and passes an untouched store, also after retention; and that rows cut off the front with the chain anchor moved to match (which the chain alone cannot see) are found against the retention anchor in the audit trail.
 #include <gtest/gtest.h>
+
+#include <chrono>
 
 #include "appliance/store/sqlite.h"
 #include "appliance/store/store.h"
@@ -121,6 +123,71 @@ TEST_F(ChainTest, DeletedAuditRowIsFound) {
   auto r = Verify();
   EXPECT_FALSE(r.ok());
   EXPECT_TRUE(Has(r, "audit", "deleted", 4)) << r.DebugString();
+}
+
+TEST_F(ChainTest, FrontCutWithMovedAnchorAndNoRetentionIsFound) {
+  // An attacker deletes the oldest rows and sets the anchor to the first survivor's
+  // prev_hash: every link still holds, so only the anchor check can tell.
+  Tamper("UPDATE chain_heads SET anchor_hash = (SELECT prev_hash FROM verdicts WHERE seq = 4) WHERE chain = 'verdicts';"
+         "DELETE FROM verdicts WHERE seq <= 3");
+  auto r = Verify();
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(Has(r, "verdicts", "anchor", 4)) << r.DebugString();
+}
+
+class RetentionTest : public ChainTest {
+ protected:
+  // Pins the clock 40 days after the rows so far, adds two late rows, and applies a
+  // 30-day retention: the ten first rows go.
+  void RetainTenOfTwelve() {
+    store_.reset();
+    auto s = Store::Open({path_, 2, [this] { return now_us_; }});
+    ASSERT_TRUE(s.ok());
+    store_ = std::move(*s);
+    now_us_ = std::chrono::duration_cast<std::chrono::microseconds>(
+                  std::chrono::system_clock::now().time_since_epoch())
+                  .count() +
+              40LL * 86400 * 1000000;
+    ASSERT_TRUE(
+        store_->Ingest({MakeVerdict("late-1", 5000, "h.example"), MakeVerdict("late-2", 5001, "h.example")}).ok());
+    auto deleted = store_->ApplyRetention(30, "test");
+    ASSERT_TRUE(deleted.ok()) << deleted.status();
+    ASSERT_EQ(*deleted, 10u);
+  }
+  void TamperKeepingClock(const std::string& sql) {
+    store_.reset();
+    auto db = Database::Open(path_, {});
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE((*db)->Exec(sql).ok()) << sql;
+    db->reset();
+    auto s = Store::Open({path_, 2, [this] { return now_us_; }});
+    ASSERT_TRUE(s.ok());
+    store_ = std::move(*s);
+  }
+  int64_t now_us_ = 0;
+};
+
+TEST_F(RetentionTest, RetentionAnchorIsRecordedAndCrossChecked) {
+  RetainTenOfTwelve();
+  EXPECT_TRUE(Verify().ok());
+  // One more row cut off the front, the anchor moved to match: the links hold, but
+  // the anchor no longer is the one the retention recorded.
+  TamperKeepingClock(
+      "UPDATE chain_heads SET anchor_hash = (SELECT hash FROM verdicts WHERE seq = 11) WHERE chain = 'verdicts';"
+      "DELETE FROM verdicts WHERE seq = 11");
+  auto r = Verify();
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(Has(r, "verdicts", "anchor", 12)) << r.DebugString();
+}
+
+TEST_F(RetentionTest, RetentionRecordClaimingLessThanWasDeletedIsFound) {
+  RetainTenOfTwelve();
+  // The audit row edited to claim fewer deletions breaks the audit chain, and the
+  // anchor check names the mismatch on the verdict side too.
+  TamperKeepingClock("UPDATE audit SET detail = replace(detail, 'up to seq 10', 'up to seq 8') WHERE method = 'retention'");
+  auto r = Verify();
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(Has(r, "verdicts", "anchor", 11)) << r.DebugString();
 }
 
 TEST_F(ChainTest, RetentionKeepsTheChainValidAndIsAudited) {
