@@ -4,12 +4,14 @@
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <array>
 
 #include "mitm/client_hello.h"
 #include "mitm/host_port.h"
+#include "mitm/proxy_protocol.h"
 
 // GCC 12 misreads the sized operator delete of Asio 1.74's coroutine frame allocator as
 // mismatched with its operator new in coroutine lambdas (a known false positive).
@@ -113,6 +115,83 @@ std::string HtmlEscape(std::string_view s) {
   return out;
 }
 
+ConnectionMode ModeOf(std::string_view mode) {
+  if (mode == "bump") return ConnectionMode::kBump;
+  if (mode == "splice") return ConnectionMode::kSplice;
+  if (mode == "refuse") return ConnectionMode::kRefuse;
+  return ConnectionMode::kPlain;
+}
+
+ConnectionOutcome OutcomeOf(const v1::Verdict& v) {
+  std::string_view reason = v.reason();
+  auto starts = [&](std::string_view prefix) { return reason.substr(0, prefix.size()) == prefix; };
+  if (starts("upstream_cert_invalid")) return ConnectionOutcome::kUpstreamCertInvalid;
+  if (starts("upstream_tls_failed")) return ConnectionOutcome::kUpstreamTlsFailed;
+  if (starts("upstream_unreachable")) return ConnectionOutcome::kUpstreamUnreachable;
+  if (starts("client_tls_failed")) return ConnectionOutcome::kClientTlsFailed;
+  if (starts("malformed") || starts("not_tls")) return ConnectionOutcome::kMalformed;
+  if (v.action() != rules::v1::BLOCK) return ConnectionOutcome::kOk;
+  if (reason == "engine_unavailable") return ConnectionOutcome::kFailClosed;
+  if (v.findings_size() > 0) return v.enforced() ? ConnectionOutcome::kBlocked : ConnectionOutcome::kOk;
+  if (v.enforced()) return ConnectionOutcome::kRefused;
+  return ConnectionOutcome::kError;
+}
+
+UpstreamVerifyFailure VerifyFailureOf(long code) {
+  switch (code) {
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+      return UpstreamVerifyFailure::kExpired;
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+      return UpstreamVerifyFailure::kNotYetValid;
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+      return UpstreamVerifyFailure::kSelfSigned;
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+      return UpstreamVerifyFailure::kUnknownIssuer;
+    case X509_V_ERR_HOSTNAME_MISMATCH:
+    case X509_V_ERR_IP_ADDRESS_MISMATCH:
+      return UpstreamVerifyFailure::kNameMismatch;
+    case X509_V_ERR_CERT_REVOKED:
+      return UpstreamVerifyFailure::kRevoked;
+    default:
+      return UpstreamVerifyFailure::kOther;
+  }
+}
+
+// Times and counts one message's scan; the engine stays unaware of metrics.
+class CountedScan final : public dlp::MessageScan {
+ public:
+  CountedScan(dlp::MessageScanPtr inner, ProxyMetrics& metrics) : inner_(std::move(inner)), metrics_(metrics) {}
+  ~CountedScan() override {
+    metrics_.scans.fetch_add(1, std::memory_order_relaxed);
+    metrics_.scan_bytes.fetch_add(bytes_, std::memory_order_relaxed);
+    metrics_.scan_nanoseconds.fetch_add(static_cast<uint64_t>(spent_.count()), std::memory_order_relaxed);
+  }
+  CountedScan(const CountedScan&) = delete;
+  CountedScan& operator=(const CountedScan&) = delete;
+  void Feed(std::string_view chunk) override {
+    auto start = std::chrono::steady_clock::now();
+    inner_->Feed(chunk);
+    spent_ += std::chrono::steady_clock::now() - start;
+    bytes_ += chunk.size();
+  }
+  rules::v1::Action action_so_far() const override { return inner_->action_so_far(); }
+  dlp::MessageResult Finish() override {
+    auto start = std::chrono::steady_clock::now();
+    auto result = inner_->Finish();
+    spent_ += std::chrono::steady_clock::now() - start;
+    return result;
+  }
+
+ private:
+  dlp::MessageScanPtr inner_;
+  ProxyMetrics& metrics_;
+  uint64_t bytes_ = 0;
+  std::chrono::nanoseconds spent_{0};
+};
+
 }  // namespace
 
 struct Connection::Transaction {
@@ -126,22 +205,98 @@ struct Connection::Transaction {
   std::string condition;  // a refusal that is not a rule: method_not_allowed, ...
 };
 
-Connection::Connection(ProxyShared& shared, dlp::Scanner& scanner, tcp::socket socket)
+Connection::Connection(ProxyShared& shared, dlp::Scanner& scanner, tcp::socket socket, ListenerKind listener)
     : shared_(shared),
       scanner_(scanner),
+      listener_(listener),
       id_(shared.next_connection_id.fetch_add(1)),
       client_(std::move(socket)),
       resolver_(client_.socket().get_executor()),
       timer_(client_.socket().get_executor()) {
+  conn_id_ = fmt::format("{}-{}", shared_.instance_id, id_);
   error_code ec;
   auto ep = client_.socket().remote_endpoint(ec);
-  if (!ec) client_address_ = fmt::format("{}:{}", ep.address().to_string(), ep.port());
+  if (!ec) {
+    client_address_ = fmt::format("{}:{}", ep.address().to_string(), ep.port());
+    client_ip_ = ParseIp(ep.address().to_string());
+  }
   client_.socket().set_option(tcp::no_delay(true), ec);
   deadline_ = std::chrono::steady_clock::now() + shared_.config.header_timeout;
   shared_.counters.active.fetch_add(1);
 }
 
-Connection::~Connection() { shared_.counters.active.fetch_sub(1); }
+Connection::~Connection() {
+  ConnectionMode mode = ModeOf(last_mode_.empty() ? mode_ : last_mode_);
+  shared_.metrics.CountConnection(mode, outcome_);
+  spdlog::debug("conn={} client={} workload={} host={} mode={} outcome={}", conn_id_, client_address_, workload_,
+                sni_.empty() ? host_ : sni_, kConnectionModeNames[Index(mode)], kConnectionOutcomeNames[Index(outcome_)]);
+  shared_.counters.active.fetch_sub(1);
+}
+
+void Connection::MapWorkload() {
+  workload_.clear();
+  if (shared_.workloads.empty()) return;  // no map configured: verdict.workload stays empty
+  workload_ = "unmapped";
+  if (!client_ip_) return;
+  for (const auto& [name, cidrs] : shared_.workloads) {
+    if (std::any_of(cidrs.begin(), cidrs.end(), [&](const Cidr& c) { return c.Contains(*client_ip_); })) {
+      workload_ = name;
+      return;
+    }
+  }
+}
+
+dlp::MessageScanPtr Connection::OpenScan(const dlp::ContentHint& hint) {
+  return std::make_unique<CountedScan>(scanner_.Open(engine_, hint), shared_.metrics);
+}
+
+asio::awaitable<bool> Connection::ReadProxyHeader() {
+  const bool trusted_peer = client_ip_ && std::any_of(shared_.proxy_protocol_peers.begin(), shared_.proxy_protocol_peers.end(),
+                                                      [&](const Cidr& c) { return c.Contains(*client_ip_); });
+  if (!trusted_peer) {
+    outcome_ = ConnectionOutcome::kProxyProtocolInvalid;
+    spdlog::warn("conn={} peer={} refused: not a trusted PROXY protocol sender (proxy_protocol_peers)", conn_id_,
+                 client_address_);
+    co_return false;
+  }
+  std::array<char, 512> buf;
+  while (!finished_) {
+    auto r = ParseProxyHeaderV2(client_buf_);
+    if (r.status == ProxyHeaderResult::Status::kMalformed) {
+      outcome_ = ConnectionOutcome::kProxyProtocolInvalid;
+      spdlog::warn("conn={} peer={} refused: {}", conn_id_, client_address_, r.reason);
+      co_return false;
+    }
+    if (r.status == ProxyHeaderResult::Status::kOk) {
+      client_buf_.erase(0, r.consumed);
+      if (r.header.local) co_return true;  // the redirector's own connection: the peer is the client
+      client_ip_ = r.header.source_ip;
+      const std::string source = r.header.SourceAddress();
+      client_address_ = r.header.ipv4 ? fmt::format("{}:{}", source, r.header.source_port)
+                                      : fmt::format("[{}]:{}", source, r.header.source_port);
+      if (!shared_.policy->ClientAllowed(*client_ip_)) {
+        shared_.counters.rejected_clients.fetch_add(1);
+        outcome_ = ConnectionOutcome::kClientNotAllowed;
+        spdlog::warn("conn={} client={} refused: not on the client allow-list", conn_id_, client_address_);
+        co_return false;
+      }
+      co_return true;
+    }
+    error_code ec;
+    size_t n = co_await client_.Read(asio::buffer(buf), ec);
+    if (ec) {
+      if (!client_buf_.empty() || timed_out_) {
+        outcome_ = ConnectionOutcome::kProxyProtocolInvalid;
+        spdlog::warn("conn={} peer={} refused: {}", conn_id_, client_address_,
+                     timed_out_ ? "no complete PROXY v2 header within the header timeout"
+                                : "connection closed inside the PROXY v2 header");
+      }
+      co_return false;
+    }
+    client_buf_.append(buf.data(), n);
+  }
+  co_return false;
+}
 
 void Connection::Start() {
   auto self = shared_from_this();
@@ -177,6 +332,7 @@ asio::awaitable<void> Connection::RunWatchdog() {
     co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (finished_) break;
     if (std::chrono::steady_clock::now() >= deadline_) {
+      timed_out_ = true;
       Abort();
       break;
     }
@@ -191,8 +347,9 @@ v1::Verdict Connection::NewVerdict(const std::string& mode) const {
   v.mutable_time()->set_seconds(secs.count());
   v.mutable_time()->set_nanos(static_cast<int32_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(now - secs).count()));
   v.set_appliance(shared_.config.appliance_name);
-  v.set_connection_id(std::to_string(id_));
+  v.set_connection_id(conn_id_);
   v.set_client_address(client_address_);
+  v.set_workload(workload_);
   v.set_host(sni_.empty() ? host_ : sni_);
   v.set_port(port_);
   v.set_mode(mode);
@@ -202,6 +359,14 @@ v1::Verdict Connection::NewVerdict(const std::string& mode) const {
 }
 
 void Connection::Report(v1::Verdict verdict) {
+  ConnectionOutcome outcome = OutcomeOf(verdict);
+  // A connection is as bad as its worst transaction: a later ok one does not hide a refusal.
+  if (outcome != ConnectionOutcome::kOk || outcome_ == ConnectionOutcome::kNoRequest) outcome_ = outcome;
+  last_mode_ = verdict.mode();
+  if (outcome != ConnectionOutcome::kOk) {
+    spdlog::info("conn={} client={} host={}:{} mode={} action={} reason={}", conn_id_, client_address_, verdict.host(),
+                 verdict.port(), verdict.mode(), rules::v1::Action_Name(verdict.action()), verdict.reason());
+  }
   if (verdict.action() == rules::v1::BLOCK && verdict.enforced()) shared_.counters.blocked.fetch_add(1);
   if (shared_.sink) shared_.sink->Submit(std::move(verdict));
 }
@@ -212,14 +377,15 @@ asio::awaitable<void> Connection::WriteClient(const std::string& data) {
   if (ec) Abort();
 }
 
-asio::awaitable<void> Connection::Respond(int status, const std::string& phrase, const std::string& why, bool json) {
+asio::awaitable<void> Connection::Respond(int status, const std::string& phrase, const std::string& why, bool json,
+                                         const std::string& extra_headers) {
   std::string body = json ? fmt::format("{{\"error\":\"{}\",\"reason\":\"{}\"}}\n", JsonEscape(phrase), JsonEscape(why))
                           : fmt::format("<!doctype html><html><head><title>{0} {1}</title></head><body><h1>{0} {1}</h1>"
                                         "<p>egressguard: {2}</p></body></html>\n",
                                         status, HtmlEscape(phrase), HtmlEscape(why));
   std::string response = fmt::format(
-      "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n{}",
-      status, phrase, json ? "application/json" : "text/html; charset=utf-8", body.size(), body);
+      "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n{}\r\n{}",
+      status, phrase, json ? "application/json" : "text/html; charset=utf-8", body.size(), extra_headers, body);
   co_await WriteClient(response);
   co_await LingerClient();
 }
@@ -269,12 +435,34 @@ asio::awaitable<void> Connection::Run() {
                        http1::Limits{shared_.config.max_head_bytes, shared_.config.max_header_count});
   std::string error;
   Arm(shared_.config.header_timeout);
+  if (shared_.config.proxy_protocol && !co_await ReadProxyHeader()) {
+    Abort();
+    co_return;
+  }
+  MapWorkload();
+  if (listener_ != ListenerKind::kExplicit) {
+    co_await HandleRedirected();
+    Abort();
+    co_return;
+  }
   if (!co_await ReadRequestHead(parser, error)) {
     if (!error.empty() && !finished_) co_await Respond(400, "Bad Request", error, false);
     Abort();
     co_return;
   }
   const auto& head = parser.head();
+  if (shared_.auth && !shared_.auth->Check(head.Get("proxy-authorization").value_or(""))) {
+    auto v = NewVerdict("refuse");
+    v.set_method(head.method);
+    v.set_action(rules::v1::BLOCK);
+    v.set_reason("proxy_auth_required");
+    v.set_enforced(true);
+    Report(std::move(v));
+    co_await Respond(407, "Proxy Authentication Required", "proxy_auth_required", true,
+                     fmt::format("Proxy-Authenticate: {}\r\n", shared_.auth->challenge()));
+    Abort();
+    co_return;
+  }
   if (head.method == "CONNECT") {
     co_await HandleConnect(head);
   } else if (head.target.size() > 7 && std::equal(head.target.begin(), head.target.begin() + 7, "http://",
@@ -338,10 +526,13 @@ asio::awaitable<void> Connection::HandleConnect(const http1::MessageHead& head) 
     co_return;
   }
   co_await WriteClient("HTTP/1.1 200 Connection established\r\n\r\n");
-
-  // Peek the ClientHello ourselves: the policy needs the SNI before any TLS answer.
   std::string peeked = std::move(client_buf_);
   client_buf_.clear();
+  co_await DispatchTls(std::move(peeked));
+}
+
+// Peeks the ClientHello ourselves: the policy needs the SNI before any TLS answer.
+asio::awaitable<void> Connection::DispatchTls(std::string peeked) {
   std::array<char, kReadChunk> buf;
   ClientHelloResult hello;
   while (!finished_) {
@@ -366,11 +557,20 @@ asio::awaitable<void> Connection::HandleConnect(const http1::MessageHead& head) 
     // Configured to pass plaintext through CONNECT: frame it as HTTP when it is, scanned.
     mode_ = "plain";
     client_buf_ = std::move(peeked);
+    if (!upstream_ && !co_await ConnectRedirected(false)) co_return;
     co_await HttpLoop(nullptr);
     co_return;
   }
   sni_ = hello.info.sni;
-  decision = shared_.policy->Decide(host_, port_, sni_);
+  if (auto refusal = TakeRedirectedDestination(); !refusal.empty()) {
+    auto v = NewVerdict("refuse");
+    v.set_action(rules::v1::BLOCK);
+    v.set_reason(refusal);
+    v.set_enforced(true);
+    Report(std::move(v));
+    co_return;
+  }
+  auto decision = shared_.policy->Decide(host_, port_, sni_);
   if (decision.action == PolicyAction::kRefuse) {
     auto v = NewVerdict("refuse");
     v.set_action(rules::v1::BLOCK);
@@ -379,6 +579,7 @@ asio::awaitable<void> Connection::HandleConnect(const http1::MessageHead& head) 
     Report(std::move(v));
     co_return;
   }
+  if (!upstream_ && !co_await ConnectRedirected(decision.action == PolicyAction::kSplice)) co_return;
   if (decision.action == PolicyAction::kSplice) {
     mode_ = "splice";
     error_code ec;
@@ -417,17 +618,23 @@ asio::awaitable<void> Connection::Bump(const std::string& peeked) {
   error_code ec;
   co_await up.async_handshake(asio::ssl::stream_base::client, asio::redirect_error(asio::use_awaitable, ec));
   if (ec || finished_) {
-    fail("upstream_tls_failed: " + (ec ? ec.message() : std::string("timed out")));
+    shared_.metrics.handshake_failures[Index(timed_out_ ? HandshakeFailure::kUpstreamTimeout : HandshakeFailure::kUpstreamError)]
+        .fetch_add(1, std::memory_order_relaxed);
+    fail("upstream_tls_failed: " + (timed_out_ || !ec ? std::string("timed out") : ec.message()));
     co_return;
   }
   X509* peer = SSL_get0_peer_certificate(ussl);
   long verify = SSL_get_verify_result(ussl);
   std::string bad_cert;
   if (peer == nullptr) {
+    shared_.metrics.upstream_verify_failures[Index(UpstreamVerifyFailure::kNoCertificate)].fetch_add(1, std::memory_order_relaxed);
     fail("upstream_cert_invalid: no certificate presented");
     co_return;
   }
-  if (verify != X509_V_OK) bad_cert = X509_verify_cert_error_string(verify);
+  if (verify != X509_V_OK) {
+    bad_cert = X509_verify_cert_error_string(verify);
+    shared_.metrics.upstream_verify_failures[Index(VerifyFailureOf(verify))].fetch_add(1, std::memory_order_relaxed);
+  }
   if (!bad_cert.empty()) {
     // Never send anything on to an origin we could not verify.
     upstream_->Close();
@@ -465,9 +672,11 @@ asio::awaitable<void> Connection::Bump(const std::string& peeked) {
                                             asio::redirect_error(asio::use_awaitable, ec));
   (void)used;
   if (ec || finished_) {
+    shared_.metrics.handshake_failures[Index(timed_out_ ? HandshakeFailure::kClientTimeout : HandshakeFailure::kClientError)]
+        .fetch_add(1, std::memory_order_relaxed);
     auto v = NewVerdict("bump");
     v.set_action(rules::v1::ALLOW);
-    v.set_reason("client_tls_failed: " + (ec ? ec.message() : std::string("timed out")));
+    v.set_reason("client_tls_failed: " + (timed_out_ || !ec ? std::string("timed out") : ec.message()));
     Report(std::move(v));
     co_return;
   }
@@ -621,19 +830,21 @@ asio::awaitable<void> Connection::HttpLoop(http1::Parser* first) {
     }
     engine_ = shared_.engines ? shared_.engines->Current() : nullptr;
     if (!engine_ && !cfg.fail_open) {
+      shared_.metrics.fail_closed.fetch_add(1, std::memory_order_relaxed);
       co_await refuse(403, "Forbidden", "engine_unavailable");
       co_return;
     }
+    if (!engine_) shared_.metrics.fail_open.fetch_add(1, std::memory_order_relaxed);
 
     // The URL (decoded) and the header block are scanned before anything is sent on.
     dlp::MessageScanPtr body_scan;
     if (engine_) {
       dlp::ContentHint url_hint;
       url_hint.is_url = true;
-      auto url_scan = scanner_.Open(engine_, url_hint);
+      auto url_scan = OpenScan(url_hint);
       url_scan->Feed(http1::PercentDecode(origin_target));
       tx.results.push_back(url_scan->Finish());
-      auto header_scan = scanner_.Open(engine_, dlp::ContentHint{});
+      auto header_scan = OpenScan(dlp::ContentHint{});
       for (const auto& h : head.headers) {
         header_scan->Feed(h.name);
         header_scan->Feed(": ");
@@ -644,7 +855,7 @@ asio::awaitable<void> Connection::HttpLoop(http1::Parser* first) {
       dlp::ContentHint body_hint;
       body_hint.content_type = std::string(head.Get("content-type").value_or(""));
       body_hint.content_encoding = std::string(head.Get("content-encoding").value_or(""));
-      body_scan = scanner_.Open(engine_, body_hint);
+      body_scan = OpenScan(body_hint);
     }
     auto report = [&](const std::string& extra_reason) {
       auto v = NewVerdict(mode_);
@@ -794,7 +1005,7 @@ asio::awaitable<bool> Connection::RelayResponse(Transaction& tx) {
         dlp::ContentHint hint;
         hint.content_type = std::string(resp.head().Get("content-type").value_or(""));
         hint.content_encoding = std::string(resp.head().Get("content-encoding").value_or(""));
-        scan = scanner_.Open(engine_, hint);
+        scan = OpenScan(hint);
       }
     }
     if (r.event == http1::Event::kBody && scan) scan->Feed(r.body);
@@ -885,7 +1096,11 @@ asio::awaitable<void> Connection::RawRelay(bool scan_client_bytes, uint64_t alre
   dlp::MessageScanPtr scan;
   if (scan_client_bytes) {
     if (!engine_ && shared_.engines) engine_ = shared_.engines->Current();
-    if (engine_) scan = scanner_.Open(engine_, dlp::ContentHint{});
+    if (engine_) {
+      scan = OpenScan(dlp::ContentHint{});
+    } else {
+      shared_.metrics.fail_open.fetch_add(1, std::memory_order_relaxed);
+    }
   }
   uint64_t out = already_out;
   uint64_t in = 0;

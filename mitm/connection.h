@@ -11,6 +11,7 @@
 // sockets when the deadline armed before each step passes, which fails the pending
 // operation and unwinds the coroutine.
 
+#include <array>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -26,7 +27,8 @@ namespace egressguard::mitm {
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(ProxyShared& shared, dlp::Scanner& scanner, tcp::socket socket);
+  Connection(ProxyShared& shared, dlp::Scanner& scanner, tcp::socket socket,
+             ListenerKind listener = ListenerKind::kExplicit);
   ~Connection();
 
   void Start();
@@ -37,6 +39,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   struct Transaction;
 
   asio::awaitable<void> Run();
+  // With config.proxy_protocol: reads the PROXY v2 header; its source becomes the client.
+  asio::awaitable<bool> ReadProxyHeader();
+  // Looks up verdict.workload for client_ip_ (config.workloads).
+  void MapWorkload();
+  // A scan of the current engine_, timed and counted in shared_.metrics.
+  dlp::MessageScanPtr OpenScan(const dlp::ContentHint& hint);
   asio::awaitable<void> RunWatchdog();
   void Arm(std::chrono::milliseconds timeout);
   void Abort();
@@ -45,6 +53,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // when no head could be read; `error` says why ("" for a clean EOF).
   asio::awaitable<bool> ReadRequestHead(http1::Parser& parser, std::string& error);
   asio::awaitable<void> HandleConnect(const http1::MessageHead& head);
+  // After the tunnel or redirect: peek the ClientHello, decide with its SNI, then
+  // splice or bump (connecting first when a redirected connection has no upstream yet).
+  asio::awaitable<void> DispatchTls(std::string peeked);
+  // Transparent and SNI listeners (connection_redirect.cc): the destination comes from
+  // the socket (original destination) or the ClientHello, not from a CONNECT.
+  asio::awaitable<void> HandleRedirected();
+  // Names host_ from the SNI on redirected connections; a non-empty result is a refusal.
+  std::string TakeRedirectedDestination();
+  asio::awaitable<bool> ConnectRedirected(bool splice);
   asio::awaitable<bool> ConnectUpstream(const std::string& host, uint16_t port, std::string& error);
   asio::awaitable<void> Bump(const std::string& peeked);
   asio::awaitable<void> AnswerBadUpstream(const std::string& detail);
@@ -56,14 +73,25 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   asio::awaitable<void> WriteClient(const std::string& data);
   asio::awaitable<void> LingerClient();
-  asio::awaitable<void> Respond(int status, const std::string& reason_phrase, const std::string& why, bool json);
+  // `extra_headers`: whole header lines, each ending in CRLF.
+  asio::awaitable<void> Respond(int status, const std::string& reason_phrase, const std::string& why, bool json,
+                                const std::string& extra_headers = "");
   void Report(v1::Verdict verdict);
   v1::Verdict NewVerdict(const std::string& mode) const;
 
   ProxyShared& shared_;
   dlp::Scanner& scanner_;
+  const ListenerKind listener_;
+  std::optional<tcp::endpoint> original_dst_;  // transparent listeners
   uint64_t id_;
+  std::string conn_id_;  // "<instance>-<n>": in every log line and verdict of this connection
   std::string client_address_;
+  std::optional<std::array<uint8_t, 16>> client_ip_;
+  std::string workload_;
+  // For the metrics: what the last verdict said, counted once when the connection ends.
+  std::string last_mode_;
+  ConnectionOutcome outcome_ = ConnectionOutcome::kNoRequest;
+  bool timed_out_ = false;
   Stream client_;
   std::optional<Stream> upstream_;
   tcp::resolver resolver_;

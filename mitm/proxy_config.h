@@ -14,16 +14,29 @@ namespace egressguard::mitm {
 
 enum class EnforceMode { kMonitor, kEnforce };
 
+// How a listener learns the destination: from a CONNECT/absolute URL (explicit), from
+// the socket's original destination after an iptables/nftables REDIRECT or TPROXY
+// (transparent), or from the ClientHello's SNI and a fixed port (sni).
+enum class ListenerKind { kExplicit, kTransparent, kSni };
+
 struct ProxyConfig {
   std::string listen_address = "127.0.0.1";
   uint16_t listen_port = 3128;  // 0: pick a free port (tests)
   int workers = 0;              // 0: one per core
+  // Extra listeners on listen_address; 0 = off (ports are not shared with listen_port).
+  uint16_t transparent_port = 0;
+  bool transparent_tproxy = false;  // TPROXY (IP_TRANSPARENT, local address = destination) instead of REDIRECT
+  uint16_t sni_port = 0;
+  uint16_t sni_upstream_port = 443;  // SNI listener: the origin port it connects to
 
   // Upstream trust: the system store plus `upstream_ca_file`, or only the file.
   std::string upstream_ca_file;
   bool upstream_ca_only = false;
 
   PolicyConfig policy;
+  // Proxy authentication (explicit listener): off when empty. See mitm/proxy_auth.h.
+  std::string auth_users_file;
+  std::string auth_realm = "egressguard";
   EnforceMode mode = EnforceMode::kMonitor;
   bool fail_open = false;          // scan impossible (no rules): forward anyway (default: refuse)
   bool scan_responses = false;     // response bodies too (reported, never blocked)
@@ -53,6 +66,9 @@ struct ProxyConfig {
   };
   std::vector<WorkloadCidrs> workloads;
   bool proxy_protocol = false;  // every connection starts with a PROXY v2 header (else refused)
+  // Socket peers allowed to send that header (the node-local redirectors); required with
+  // proxy_protocol, since whoever sends it chooses the client address that is judged.
+  std::vector<std::string> proxy_protocol_peers;
 };
 
 }  // namespace egressguard::mitm

@@ -1,12 +1,14 @@
 #include "mitm/proxy_server.h"
 
 #include <fmt/format.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 
 #include <thread>
 
 #include "mitm/connection.h"
+#include "mitm/original_dst.h"
 #include "mitm/proxy_shared.h"
 #include "mitm/stream.h"
 
@@ -46,26 +48,28 @@ class Worker {
  public:
   explicit Worker(ProxyShared& shared) : shared_(shared) {}
 
-  absl::Status Bind(const tcp::endpoint& endpoint) {
+  // Adds a listener; returns its bound port (the first worker picks it when `endpoint`
+  // says 0, the others join it with SO_REUSEPORT).
+  absl::StatusOr<uint16_t> Bind(const tcp::endpoint& endpoint, ListenerKind kind) {
+    auto& l = listeners_.emplace_back(std::make_unique<Listener>(io_, kind));
     error_code ec;
-    acceptor_.open(endpoint.protocol(), ec);
-    if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
-    if (!ec) acceptor_.set_option(ReusePort(true), ec);
-    if (!ec) acceptor_.bind(endpoint, ec);
-    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    l->acceptor.open(endpoint.protocol(), ec);
+    if (!ec) l->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) l->acceptor.set_option(ReusePort(true), ec);
+    if (!ec && kind == ListenerKind::kTransparent && shared_.config.transparent_tproxy) {
+      if (auto st = SetTransparent(l->acceptor, endpoint.protocol()); !st.ok()) return st;
+    }
+    if (!ec) l->acceptor.bind(endpoint, ec);
+    if (!ec) l->acceptor.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) {
       return absl::UnavailableError(
           fmt::format("cannot listen on {}:{}: {}", endpoint.address().to_string(), endpoint.port(), ec.message()));
     }
-    return absl::OkStatus();
-  }
-  uint16_t port() const {
-    error_code ec;
-    return acceptor_.local_endpoint(ec).port();
+    return l->acceptor.local_endpoint(ec).port();
   }
 
   void Run() {
-    asio::co_spawn(io_, Accept(), asio::detached);
+    for (auto& l : listeners_) asio::co_spawn(io_, Accept(*l), asio::detached);
     thread_ = std::thread([this] { io_.run(); });
   }
 
@@ -73,7 +77,7 @@ class Worker {
   void BeginDrain() {
     asio::post(io_, [this] {
       error_code ec;
-      acceptor_.close(ec);
+      for (auto& l : listeners_) l->acceptor.close(ec);
       for (auto& weak : connections_) {
         if (auto c = weak.lock()) c->CloseIfIdle();
       }
@@ -85,12 +89,19 @@ class Worker {
   }
 
  private:
-  asio::awaitable<void> Accept() {
+  struct Listener {
+    Listener(asio::io_context& io, ListenerKind k) : acceptor(io), kind(k) {}
+    tcp::acceptor acceptor;
+    ListenerKind kind;
+  };
+
+  asio::awaitable<void> Accept(Listener& listener) {
+    tcp::acceptor& acceptor = listener.acceptor;
     asio::steady_timer backoff(io_);
-    while (acceptor_.is_open()) {
+    while (acceptor.is_open()) {
       error_code ec;
-      tcp::socket socket = co_await acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
-      if (!acceptor_.is_open() || ec == asio::error::operation_aborted) break;
+      tcp::socket socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+      if (!acceptor.is_open() || ec == asio::error::operation_aborted) break;
       if (ec) {
         // Out of descriptors and the like: back off briefly instead of spinning.
         backoff.expires_after(std::chrono::milliseconds(50));
@@ -109,7 +120,7 @@ class Worker {
         socket.close(ec);
         continue;
       }
-      auto connection = std::make_shared<Connection>(shared_, scanner_, std::move(socket));
+      auto connection = std::make_shared<Connection>(shared_, scanner_, std::move(socket), listener.kind);
       connection->Start();
       if (++accepted_ % 256 == 0) {
         std::erase_if(connections_, [](const auto& w) { return w.expired(); });
@@ -122,7 +133,7 @@ class Worker {
   // Declared before io_: connections destroyed with io_'s handlers still use the scanner.
   dlp::Scanner scanner_;
   asio::io_context io_{1};
-  tcp::acceptor acceptor_{io_};
+  std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<std::weak_ptr<Connection>> connections_;
   uint64_t accepted_ = 0;
   std::thread thread_;
@@ -147,15 +158,52 @@ absl::StatusOr<std::unique_ptr<ProxyServer>> ProxyServer::Create(ProxyConfig con
     return absl::InvalidArgumentError("--upstream-ca-only needs --upstream-ca FILE");
   }
   if (config.hold_limit == 0) return absl::InvalidArgumentError("the hold limit must be at least 1 byte");
+  std::shared_ptr<const ProxyAuth> auth;
+  if (!config.auth_users_file.empty()) {
+    auto loaded = ProxyAuth::Load(config.auth_users_file, config.auth_realm);
+    if (!loaded.ok()) return loaded.status();
+    auth = *std::move(loaded);
+  }
 
   auto impl = std::make_unique<Impl>();
   ProxyShared& s = impl->shared;
   s.config = std::move(config);
-  s.policy = *std::move(policy);
+  s.policy.Swap(*std::move(policy));
   s.minter = std::move(deps.minter);
   s.engines = std::move(deps.engines);
   s.sink = std::move(deps.sink);
   s.mode_source = std::move(deps.mode_source);
+  s.auth = std::move(auth);
+  for (const auto& w : s.config.workloads) {
+    if (w.workload.empty()) return absl::InvalidArgumentError("a workload mapping needs a name");
+    std::vector<Cidr> cidrs;
+    for (const auto& text : w.cidrs) {
+      auto cidr = Cidr::Parse(text);
+      if (!cidr.ok()) {
+        return absl::InvalidArgumentError(
+            fmt::format("workload {}: {}", w.workload, std::string(cidr.status().message())));
+      }
+      cidrs.push_back(*cidr);
+    }
+    if (cidrs.empty()) return absl::InvalidArgumentError(fmt::format("workload {} has no CIDR", w.workload));
+    s.workloads.emplace_back(w.workload, std::move(cidrs));
+  }
+  if (s.config.proxy_protocol && s.config.proxy_protocol_peers.empty()) {
+    return absl::InvalidArgumentError(
+        "proxy_protocol needs proxy_protocol_peers: the CIDRs of the redirectors trusted to state client addresses");
+  }
+  for (const auto& text : s.config.proxy_protocol_peers) {
+    auto cidr = Cidr::Parse(text);
+    if (!cidr.ok()) {
+      return absl::InvalidArgumentError(fmt::format("proxy_protocol_peers: {}", std::string(cidr.status().message())));
+    }
+    s.proxy_protocol_peers.push_back(*cidr);
+  }
+  uint32_t instance = 0;
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(&instance), sizeof(instance)) != 1) {
+    return absl::InternalError("no randomness for the connection id prefix: " + OpenSslError());
+  }
+  s.instance_id = fmt::format("{:08x}", instance);
 
   // Upstream side: TLS 1.2+, the system store unless told otherwise, plus the bundle.
   SSL_CTX* up = s.upstream_tls.native_handle();
@@ -185,6 +233,13 @@ absl::StatusOr<std::unique_ptr<ProxyServer>> ProxyServer::Create(ProxyConfig con
   return std::unique_ptr<ProxyServer>(new ProxyServer(std::move(impl)));
 }
 
+absl::Status ProxyServer::Reload(const PolicyConfig& policy) {
+  auto next = Policy::Create(policy);
+  if (!next.ok()) return next.status();
+  impl_->shared.policy.Swap(*std::move(next));
+  return absl::OkStatus();
+}
+
 absl::Status ProxyServer::Start() {
   if (impl_->running) return absl::FailedPreconditionError("already started");
   auto& s = impl_->shared;
@@ -193,12 +248,23 @@ absl::Status ProxyServer::Start() {
   if (ec) return absl::InvalidArgumentError(fmt::format("bad listen address '{}'", s.config.listen_address));
   int workers = s.config.workers > 0 ? s.config.workers : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   uint16_t port = s.config.listen_port;
+  uint16_t transparent_port = s.config.transparent_port;
+  uint16_t sni_port = s.config.sni_port;
   for (int i = 0; i < workers; ++i) {
     auto w = std::make_unique<Worker>(s);
-    // The first listener picks the port (0: any); the others join it with SO_REUSEPORT.
-    auto status = w->Bind(tcp::endpoint(address, port));
-    if (!status.ok()) return status;
-    if (i == 0) port = w->port();
+    auto bound = w->Bind(tcp::endpoint(address, port), ListenerKind::kExplicit);
+    if (!bound.ok()) return bound.status();
+    port = *bound;
+    if (s.config.transparent_port != 0) {
+      bound = w->Bind(tcp::endpoint(address, transparent_port), ListenerKind::kTransparent);
+      if (!bound.ok()) return bound.status();
+      transparent_port = *bound;
+    }
+    if (s.config.sni_port != 0) {
+      bound = w->Bind(tcp::endpoint(address, sni_port), ListenerKind::kSni);
+      if (!bound.ok()) return bound.status();
+      sni_port = *bound;
+    }
     impl_->workers.push_back(std::move(w));
   }
   port_ = port;
@@ -226,5 +292,7 @@ ProxyStats ProxyServer::stats() const {
   return ProxyStats{c.accepted.load(), c.rejected_clients.load(), c.rejected_limit.load(),
                     c.active.load(),   c.transactions.load(),     c.blocked.load()};
 }
+
+const ProxyMetrics& ProxyServer::metrics() const { return impl_->shared.metrics; }
 
 }  // namespace egressguard::mitm

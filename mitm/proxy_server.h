@@ -14,6 +14,7 @@
 #include "ca/leaf_minter.h"
 #include "dlp/engine_holder.h"
 #include "mitm/proxy_config.h"
+#include "mitm/proxy_metrics.h"
 #include "mitm/verdict_sink.h"
 
 namespace egressguard::mitm {
@@ -52,6 +53,11 @@ class ProxyServer {
   // The bound port (useful with listen_port 0). Valid after Start().
   uint16_t port() const { return port_; }
   ProxyStats stats() const;
+  // Swaps in a new policy (allow, no-decrypt, client CIDRs) without dropping
+  // connections: every later decision uses it. A bad policy is refused, the old stays.
+  absl::Status Reload(const PolicyConfig& policy);
+  // Live counters (read them at scrape time); valid as long as the server.
+  const ProxyMetrics& metrics() const;
 
  private:
   struct Impl;

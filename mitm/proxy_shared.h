@@ -6,11 +6,16 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "ca/leaf_minter.h"
 #include "dlp/engine_holder.h"
 #include "mitm/policy.h"
+#include "mitm/proxy_auth.h"
 #include "mitm/proxy_config.h"
+#include "mitm/proxy_metrics.h"
 #include "mitm/stream.h"
 #include "mitm/verdict_sink.h"
 
@@ -25,19 +30,39 @@ struct ProxyCounters {
   std::atomic<uint64_t> blocked{0};
 };
 
+// The current policy, swapped whole by ProxyServer::Reload (SIGHUP) while workers
+// read it. `policy->Decide(...)` reads the current one per decision, so a reload
+// applies to the next decision of every connection and never drops one.
+class PolicyHolder {
+ public:
+  PolicyPtr Current() const { return current_.load(std::memory_order_acquire); }
+  void Swap(PolicyPtr next) { current_.store(std::move(next), std::memory_order_release); }
+  PolicyPtr operator->() const { return Current(); }
+
+ private:
+  std::atomic<PolicyPtr> current_;
+};
+
 struct ProxyShared {
   ProxyConfig config;
-  PolicyPtr policy;
+  PolicyHolder policy;
   std::shared_ptr<ca::LeafMinter> minter;
   std::shared_ptr<dlp::EngineHolder> engines;
   VerdictSinkPtr sink;
-  std::function<EnforceMode()> mode_source;  // empty: config.mode
+  std::function<EnforceMode()> mode_source;
+  std::shared_ptr<const ProxyAuth> auth;  // null: no proxy authentication  // empty: config.mode
   EnforceMode mode() const { return mode_source ? mode_source() : config.mode; }
   asio::ssl::context upstream_tls{asio::ssl::context::tls_client};
   asio::ssl::context client_tls{asio::ssl::context::tls_server};
   ProxyCounters counters;
   std::atomic<bool> draining{false};
   std::atomic<uint64_t> next_connection_id{1};
+  // Random per process start: "<instance>-<n>" names a connection uniquely across restarts.
+  std::string instance_id;
+  ProxyMetrics metrics;
+  // config.workloads, parsed: the first entry whose CIDRs hold the client address wins.
+  std::vector<std::pair<std::string, std::vector<Cidr>>> workloads;
+  std::vector<Cidr> proxy_protocol_peers;  // config.proxy_protocol_peers, parsed
 };
 
 }  // namespace egressguard::mitm

@@ -233,11 +233,11 @@ class Origin:
 class Proxy:
     """A running `egressguard proxy`; `port` is parsed from its ready line."""
 
-    def __init__(self, binary, pki, workdir, *extra):
+    def __init__(self, binary, pki, workdir, *extra, listen="127.0.0.1:0", workers=2):
         self.audit = os.path.join(workdir, f"audit-{time.monotonic_ns()}.jsonl")
-        args = [binary, "proxy", "--listen", "127.0.0.1:0", "--ca-cert", pki.path("cluster-ca.pem"),
+        args = [binary, "proxy", "--listen", listen, "--ca-cert", pki.path("cluster-ca.pem"),
                 "--ca-key", pki.path("cluster-ca.key"), "--upstream-ca", pki.path("origin-root.pem"),
-                "--upstream-ca-only", "--workers", "2", "--audit-log", self.audit, *extra]
+                "--upstream-ca-only", "--workers", str(workers), "--audit-log", self.audit, *extra]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         seen = ""
         for _ in range(50):  # log lines may come first
