@@ -14,7 +14,7 @@ PACKAGES=(
   libcli11-dev libspdlog-dev libfmt-dev libyaml-cpp-dev zlib1g-dev libbrotli-dev libzstd-dev
   libphonenumber-dev libre2-dev prometheus-cpp-dev
   # real peers used by the tests
-  curl ca-certificates python3 python3-pytest python3-grpcio python3-protobuf python3-requests
+  curl ca-certificates python3 python3-pytest python3-grpcio python3-protobuf python3-requests python3-yaml
   gzip brotli zstd
   iproute2 iptables procps
 )

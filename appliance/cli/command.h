@@ -36,5 +36,7 @@ void RegisterScan(CLI::App& app, Context& ctx);
 void RegisterProxy(CLI::App& app, Context& ctx);
 // `run`: proxy + store in one process on the embedded default.
 void RegisterRun(CLI::App& app, Context& ctx);
+// `config check|defaults`: the YAML config file that run, proxy and store read.
+void RegisterConfig(CLI::App& app, Context& ctx);
 
 }  // namespace egressguard::cli

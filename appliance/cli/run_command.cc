@@ -6,7 +6,9 @@
 //   HOME/store.db            compliance store (sqlite, WAL)
 //   HOME/spool.db            the reporter's durable verdict spool
 // The proxy reports through the spool to the store and follows the store's active rule
-// pack, exactly as a separate appliance would, only over loopback.
+// pack, exactly as a separate appliance would, only over loopback. Flags and --config
+// fill config::Config (flags win); SIGHUP re-reads the file and swaps the proxy's
+// policy lists.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
@@ -19,9 +21,14 @@
 #include <memory>
 #include <string>
 
+#include "appliance/admin/appliance_admin.h"
+#include "appliance/admin/counting_sink.h"
 #include "appliance/cli/command.h"
+#include "appliance/cli/config_flags.h"
+#include "appliance/cli/config_reload.h"
 #include "appliance/cli/stop_signals.h"
 #include "appliance/engine_setup.h"
+#include "appliance/logging.h"
 #include "appliance/reporter/reporter.h"
 #include "appliance/reporter/rule_watcher.h"
 #include "appliance/store/server.h"
@@ -34,16 +41,7 @@
 namespace egressguard::cli {
 namespace {
 
-struct RunOptions {
-  std::string home;
-  std::string proxy_listen = "127.0.0.1:3128";
-  std::string store_listen = "127.0.0.1:7690";
-  std::string initial_mode = "enforce";
-  std::vector<std::string> allow = {"*:443"};
-  std::vector<std::string> no_decrypt;
-  std::string upstream_ca;
-  int workers = 0;
-};
+using config::Config;
 
 std::string DefaultHome() {
   if (const char* env = std::getenv("EGRESSGUARD_HOME"); env && *env) return env;
@@ -52,19 +50,8 @@ std::string DefaultHome() {
   return "/var/lib/egressguard";
 }
 
-bool SplitListen(const std::string& text, std::string& host, uint16_t& port) {
-  auto colon = text.rfind(':');
-  if (colon == std::string::npos) return false;
-  host = text.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  char* end = nullptr;
-  unsigned long p = std::strtoul(text.c_str() + colon + 1, &end, 10);
-  if (end == text.c_str() + colon + 1 || *end != '\0' || p > 65535) return false;
-  port = static_cast<uint16_t>(p);
-  return !host.empty();
-}
-
-int Fail(const std::string& what) {
+template <typename Text>
+int Fail(const Text& what) {
   std::cerr << "egressguard run: " << what << "\n";
   return kExitError;
 }
@@ -83,23 +70,21 @@ absl::Status SeedDefaultPack(store::Store& db, v1::PackMode mode) {
   return activated.ok() ? absl::OkStatus() : activated.status();
 }
 
-int Run(const RunOptions& o) {
+int Run(const ConfigFlags& flags) {
+  auto resolved = flags.Resolve();
+  if (!resolved.ok()) return Fail(resolved.status().message());
+  const Config& o = *resolved;
+  if (auto st = appliance::ApplyLogConfig(o.log.level, o.log.format); !st.ok()) return Fail(st.message());
   const std::string home = o.home.empty() ? DefaultHome() : o.home;
   if (auto st = ca::EnsurePrivateDirectory(home); !st.ok()) return Fail(std::string(st.message()));
 
-  mitm::ProxyConfig proxy;
-  if (!SplitListen(o.proxy_listen, proxy.listen_address, proxy.listen_port)) {
-    return Fail("--proxy-listen wants ADDR:PORT, got '" + o.proxy_listen + "'");
-  }
-  std::string store_host;
-  uint16_t store_port = 0;
-  if (!SplitListen(o.store_listen, store_host, store_port)) {
-    return Fail("--store-listen wants ADDR:PORT, got '" + o.store_listen + "'");
-  }
-  if (!store::IsLoopbackAddress(o.store_listen)) {
+  auto proxy_config = config::ToProxyConfig(o);
+  if (!proxy_config.ok()) return Fail(proxy_config.status().message());
+  mitm::ProxyConfig proxy = *std::move(proxy_config);
+  if (!store::IsLoopbackAddress(o.store.listen)) {
     return Fail("the embedded store serves plaintext gRPC and only on loopback; run `egressguard store` with TLS for anything else");
   }
-  v1::PackMode mode = o.initial_mode == "monitor" ? v1::MONITOR : v1::ENFORCE;
+  v1::PackMode mode = o.proxy.mode == "monitor" ? v1::MONITOR : v1::ENFORCE;
 
   // CA and trust bundle.
   const std::string ca_dir = home + "/ca";
@@ -120,7 +105,7 @@ int Run(const RunOptions& o) {
 
   // Store.
   store::StoreServerOptions store_options;
-  store_options.listen = o.store_listen;
+  store_options.listen = o.store.listen;
   store_options.db_path = home + "/store.db";
   store_options.compile_check = [engine_options](const rules::v1::RulePack& pack) {
     std::vector<std::string> problems;
@@ -158,39 +143,55 @@ int Run(const RunOptions& o) {
   }
 
   // Proxy.
-  proxy.workers = o.workers;
-  proxy.upstream_ca_file = o.upstream_ca;
-  proxy.policy.allow = o.allow;
-  proxy.policy.no_decrypt = o.no_decrypt;
   proxy.mode = (*watcher)->enforce() ? mitm::EnforceMode::kEnforce : mitm::EnforceMode::kMonitor;
   mitm::ProxyDependencies deps;
+  const ca::OpenSslLeafMinter* leaf_minter = minter->get();  // the proxy owns it from here
   deps.minter = std::shared_ptr<ca::LeafMinter>(*std::move(minter));
   deps.engines = engines;
-  deps.sink = *verdict_reporter;
+  auto metrics = std::make_shared<admin::Metrics>();
+  deps.sink = std::make_shared<admin::CountingSink>(*verdict_reporter, metrics->registry());
   deps.mode_source = [w = watcher->get()] { return w->enforce() ? mitm::EnforceMode::kEnforce : mitm::EnforceMode::kMonitor; };
   auto proxy_server = mitm::ProxyServer::Create(proxy, deps);
   if (!proxy_server.ok()) return Fail(std::string(proxy_server.status().message()));
 
   const StopSignals stop_signals;  // before any worker thread starts
   if (auto st = (*proxy_server)->Start(); !st.ok()) return Fail(std::string(st.message()));
+  std::unique_ptr<admin::AdminServer> admin_server;
+  if (!o.admin.listen.empty()) {
+    admin::ApplianceParts parts{.proxy = proxy_server->get(),
+                                .minter = leaf_minter,
+                                .engines = engines,
+                                .reporter = verdict_reporter->get(),
+                                .spool_max_rows = reporter_options.spool.max_rows,
+                                .watcher = watcher->get(),
+                                .store = &(*store_server)->store()};
+    auto started = admin::StartApplianceAdmin(o.admin.listen, metrics, parts);
+    if (!started.ok()) return Fail(std::string(started.status().message()));
+    admin_server = *std::move(started);
+  }
+  const std::string admin_line =
+      admin_server ? fmt::format("http://{}/metrics  (/healthz, /readyz)", admin_server->address()) : "off";
 
   std::cout << fmt::format(
                    "egressguard run: embedded default, home {}\n"
                    "  proxy     http://{}:{}  (HTTPS_PROXY; mode {} (follows the active pack); allow {})\n"
                    "  store     {}  (gRPC, plaintext, loopback only)\n"
+                   "  admin     {}\n"
                    "  rules     {} (active in the store)\n"
                    "  CA        {}/ca.crt   trust bundle for clients: {}\n"
                    "  files     {}/store.db, {}/spool.db, {}/fingerprint.key\n"
                    "  try       curl --proxy http://{}:{} --cacert {} https://example.org/\n"
                    "  stop      Ctrl-C or SIGTERM (drains in-flight requests)",
                    home, proxy.listen_address, (*proxy_server)->port(),
-                   proxy.mode == mitm::EnforceMode::kEnforce ? "enforce" : "monitor", fmt::join(o.allow, ","),
-                   store_address, active->info().version(), ca_dir, bundle, home, home, home,
+                   proxy.mode == mitm::EnforceMode::kEnforce ? "enforce" : "monitor", fmt::join(o.proxy.allow, ","),
+                   store_address, admin_line, active->info().version(), ca_dir, bundle, home, home, home,
                    proxy.listen_address, (*proxy_server)->port(), bundle)
             << std::endl;
 
-  const int sig = stop_signals.Wait();
+  int sig = stop_signals.Wait();
+  for (; StopSignals::IsReload(sig); sig = stop_signals.Wait()) ReloadConfig(flags, proxy_server->get());
   spdlog::info("signal {}: draining", sig);
+  if (admin_server) admin_server->Stop();  // its metrics read the parts stopped below
   (*proxy_server)->Stop();
   (*watcher)->Stop();
   (*verdict_reporter)->Drain(std::chrono::seconds(5));
@@ -202,19 +203,27 @@ int Run(const RunOptions& o) {
 }  // namespace
 
 void RegisterRun(CLI::App& app, Context& ctx) {
-  auto o = std::make_shared<RunOptions>();
   auto* cmd = app.add_subcommand("run", "Run proxy + compliance store in one process on the embedded default (loopback)");
-  cmd->add_option("--home", o->home, "Directory for the dev CA, store, spool and keys (default: $EGRESSGUARD_HOME, else ~/.local/state/egressguard)");
-  cmd->add_option("--proxy-listen", o->proxy_listen, "Proxy ADDR:PORT")->capture_default_str();
-  cmd->add_option("--store-listen", o->store_listen, "Store gRPC ADDR:PORT (loopback only here)")->capture_default_str();
-  cmd->add_option("--initial-mode", o->initial_mode, "Mode of the default pack when the store has none active yet")
+  auto f = std::make_shared<ConfigFlags>(cmd, config::Command::kRun);
+  using C = Config;
+  f->Option("--home", [](C& c) -> auto& { return c.home; }, "Directory for the dev CA, store, spool and keys (default: $EGRESSGUARD_HOME, else ~/.local/state/egressguard)");
+  f->Option("--proxy-listen", [](C& c) -> auto& { return c.proxy.listen; }, "Proxy ADDR:PORT")->capture_default_str();
+  f->Option("--store-listen", [](C& c) -> auto& { return c.store.listen; }, "Store gRPC ADDR:PORT (loopback only here)")->capture_default_str();
+  f->Option("--initial-mode", [](C& c) -> auto& { return c.proxy.mode; }, "Mode of the default pack when the store has none active yet")
       ->check(CLI::IsMember({"monitor", "enforce"}))
       ->capture_default_str();
-  cmd->add_option("--allow", o->allow, "Egress allow-list rule, repeatable: PATTERN[:PORTS][@METHODS]")->capture_default_str();
-  cmd->add_option("--no-decrypt", o->no_decrypt, "Destinations relayed untouched (splice), repeatable");
-  cmd->add_option("--upstream-ca", o->upstream_ca, "Extra trust anchors for verifying origins (PEM)");
-  cmd->add_option("--workers", o->workers, "Proxy worker threads (0: one per core)")->capture_default_str();
-  cmd->callback([&ctx, o] { ctx.exit_code = Run(*o); });
+  f->Option("--allow", [](C& c) -> auto& { return c.proxy.allow; }, "Egress allow-list rule, repeatable: PATTERN[:PORTS][@METHODS]")->capture_default_str();
+  f->Option("--no-decrypt", [](C& c) -> auto& { return c.proxy.no_decrypt; }, "Destinations relayed untouched (splice), repeatable");
+  f->Option("--upstream-ca", [](C& c) -> auto& { return c.proxy.upstream_ca; }, "Extra trust anchors for verifying origins (PEM)");
+  f->Option("--workers", [](C& c) -> auto& { return c.proxy.workers; }, "Proxy worker threads (0: one per core)")->capture_default_str();
+  f->Option("--transparent-port", [](C& c) -> auto& { return c.proxy.transparent_port; }, "Extra listener for REDIRECT/TPROXY traffic on the listen address (0: off)");
+  f->Flag("--tproxy", [](C& c) -> auto& { return c.proxy.transparent_tproxy; }, "The transparent listener uses TPROXY (IP_TRANSPARENT) instead of REDIRECT");
+  f->Option("--sni-port", [](C& c) -> auto& { return c.proxy.sni_port; }, "Extra listener taking the destination from the ClientHello SNI (0: off)");
+  f->Option("--sni-upstream-port", [](C& c) -> auto& { return c.proxy.sni_upstream_port; }, "Origin port the SNI listener connects to")->capture_default_str();
+  f->Option("--auth-users", [](C& c) -> auto& { return c.proxy.auth_users_file; }, "Proxy authentication: FILE of user:hash lines (default: off)");
+  f->Option("--auth-realm", [](C& c) -> auto& { return c.proxy.auth_realm; }, "Realm of the Proxy-Authenticate challenge")->capture_default_str();
+  f->Option("--admin-listen", [](C& c) -> auto& { return c.admin.listen; }, "ADDR:PORT for /metrics, /healthz, /readyz (\"\": off)")->capture_default_str();
+  cmd->callback([&ctx, f] { ctx.exit_code = Run(*f); });
 }
 
 }  // namespace egressguard::cli

@@ -1,4 +1,6 @@
 // `egressguard store`: the compliance store alone (gRPC API over one sqlite file).
+// Flags and --config fill config::Config (flags win); SIGHUP re-reads the file's
+// log settings (the rest needs a restart).
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -6,7 +8,11 @@
 #include <iostream>
 
 #include "appliance/cli/command.h"
+#include "appliance/cli/config_flags.h"
+#include "appliance/cli/config_reload.h"
 #include "appliance/cli/stop_signals.h"
+#include "appliance/logging.h"
+#include "appliance/admin/appliance_admin.h"
 #include "appliance/store/server.h"
 #include "dlp/engine.h"
 
@@ -14,12 +20,13 @@ namespace egressguard::cli {
 
 namespace {
 
-struct StoreFlags {
-  std::string listen = "127.0.0.1:7443";
-  std::string db;
-  store::ApiTls tls;
-  int retention_days = 0;
-};
+using config::Config;
+
+template <typename Text>
+int Fail(const Text& what) {
+  std::cerr << "egressguard store: " << what << "\n";
+  return kExitError;
+}
 
 // Push and Validate refuse a pack that the appliances could not compile.
 std::vector<std::string> CompileCheck(const rules::v1::RulePack& pack) {
@@ -28,25 +35,39 @@ std::vector<std::string> CompileCheck(const rules::v1::RulePack& pack) {
   return {std::string(engine.status().message())};
 }
 
-int RunStore(const StoreFlags& flags) {
+int RunStore(const ConfigFlags& flags) {
+  auto resolved = flags.Resolve();
+  if (!resolved.ok()) return Fail(resolved.status().message());
+  const Config& c = *resolved;
+  if (auto st = appliance::ApplyLogConfig(c.log.level, c.log.format); !st.ok()) return Fail(st.message());
+  if (c.store.db.empty()) return Fail("the database is required: --db FILE (or store.db in --config)");
+
   const StopSignals stop_signals;  // before any server thread starts
 
   store::StoreServerOptions options;
-  options.listen = flags.listen;
-  options.db_path = flags.db;
-  options.tls = flags.tls;
-  options.retention_days = flags.retention_days;
+  options.listen = c.store.listen;
+  options.db_path = c.store.db;
+  options.tls = store::ApiTls{c.store.tls.cert, c.store.tls.key, c.store.tls.ca};
+  options.retention_days = static_cast<int>(c.store.retention_days);
   options.compile_check = CompileCheck;
   auto server = store::StoreServer::Start(options);
-  if (!server.ok()) {
-    std::cerr << "egressguard store: " << server.status().message() << "\n";
-    return kExitError;
+  if (!server.ok()) return Fail(server.status().message());
+  std::unique_ptr<admin::AdminServer> admin_server;
+  if (!c.admin.listen.empty()) {
+    admin::ApplianceParts parts;
+    parts.store = &(*server)->store();
+    auto started = admin::StartApplianceAdmin(c.admin.listen, std::make_shared<admin::Metrics>(), parts);
+    if (!started.ok()) return Fail(started.status().message());
+    admin_server = *std::move(started);
+    spdlog::info("admin: http://{}/metrics, /healthz, /readyz", admin_server->address());
   }
   std::cout << fmt::format("egressguard store: listening on {} ({}), database {}", (*server)->address(),
-                           flags.tls.enabled() ? "mTLS" : "plaintext, loopback only", flags.db)
+                           options.tls.enabled() ? "mTLS" : "plaintext, loopback only", c.store.db)
             << std::endl;
-  const int sig = stop_signals.Wait();
+  int sig = stop_signals.Wait();
+  for (; StopSignals::IsReload(sig); sig = stop_signals.Wait()) ReloadConfig(flags, nullptr);
   spdlog::info("store: signal {}, stopping", sig);
+  if (admin_server) admin_server->Stop();
   (*server)->Stop();
   return kExitOk;
 }
@@ -54,17 +75,19 @@ int RunStore(const StoreFlags& flags) {
 }  // namespace
 
 void RegisterStore(CLI::App& app, Context& ctx) {
-  auto flags = std::make_shared<StoreFlags>();
   auto* cmd = app.add_subcommand("store", "Run the compliance store (gRPC + sqlite)");
-  cmd->add_option("--listen", flags->listen, "Address to serve on, HOST:PORT (port 0: any free port)")
+  auto f = std::make_shared<ConfigFlags>(cmd, config::Command::kStore);
+  using C = Config;
+  f->Option("--listen", [](C& c) -> auto& { return c.store.listen; }, "Address to serve on, HOST:PORT (port 0: any free port)")
       ->capture_default_str();
-  cmd->add_option("--db", flags->db, "The sqlite database file (created and migrated as needed)")->required();
-  cmd->add_option("--tls-cert", flags->tls.cert_file, "Server certificate (PEM); required off loopback");
-  cmd->add_option("--tls-key", flags->tls.key_file, "Its private key (PEM)");
-  cmd->add_option("--client-ca", flags->tls.ca_file, "API CA (PEM) whose client certificates carry the roles");
-  cmd->add_option("--retention-days", flags->retention_days, "Delete verdicts older than N days (0: keep all)")
+  f->Option("--db", [](C& c) -> auto& { return c.store.db; }, "The sqlite database file (created and migrated as needed); required");
+  f->Option("--tls-cert", [](C& c) -> auto& { return c.store.tls.cert; }, "Server certificate (PEM); required off loopback");
+  f->Option("--tls-key", [](C& c) -> auto& { return c.store.tls.key; }, "Its private key (PEM)");
+  f->Option("--client-ca", [](C& c) -> auto& { return c.store.tls.ca; }, "API CA (PEM) whose client certificates carry the roles");
+  f->Option("--retention-days", [](C& c) -> auto& { return c.store.retention_days; }, "Delete verdicts older than N days (0: keep all)")
       ->check(CLI::NonNegativeNumber);
-  cmd->callback([&ctx, flags] { ctx.exit_code = RunStore(*flags); });
+  f->Option("--admin-listen", [](C& c) -> auto& { return c.admin.listen; }, "ADDR:PORT for /metrics, /healthz, /readyz (default: off)");
+  cmd->callback([&ctx, f] { ctx.exit_code = RunStore(*f); });
 }
 
 }  // namespace egressguard::cli

@@ -155,6 +155,12 @@ bool Reporter::Submit(v1::Verdict verdict) {
   return true;
 }
 
+std::optional<int64_t> Reporter::OldestSpooledUnix() const {
+  auto oldest = impl_->spool->Peek(0, 1);
+  if (!oldest.ok() || oldest->empty()) return std::nullopt;
+  return oldest->front().verdict.time().seconds();
+}
+
 ReporterStats Reporter::stats() const {
   ReporterStats st;
   st.spooled = impl_->spooled;

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -50,6 +51,8 @@ class Reporter final : public mitm::VerdictSink {
   bool Submit(v1::Verdict verdict) override;
 
   ReporterStats stats() const;
+  // verdict.time (unix seconds) of the oldest verdict still in the spool; nullopt when empty.
+  std::optional<int64_t> OldestSpooledUnix() const;
   // Waits until the spool is empty (true) or `timeout` passes (false).
   bool Drain(std::chrono::milliseconds timeout);
   void Stop();  // idempotent; the spool keeps what was not acked

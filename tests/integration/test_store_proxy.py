@@ -32,7 +32,7 @@ def embedded(egressguard_bin, workdir):
     proc = subprocess.Popen([egressguard_bin, "run", "--home", home, "--proxy-listen", "127.0.0.1:0",
                              "--store-listen", f"127.0.0.1:{store_port}", "--upstream-ca",
                              pki.path("origin-root.pem"), "--allow", "localhost", "--initial-mode", "enforce",
-                             "--workers", "2"],
+                             "--workers", "2", "--admin-listen", ""],  # run's default admin port 9090 may be taken
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = ""
     port = None

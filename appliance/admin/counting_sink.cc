@@ -1,0 +1,72 @@
+#include "appliance/admin/counting_sink.h"
+
+#include <string>
+
+namespace egressguard::admin {
+namespace {
+
+std::string ActionLabel(rules::v1::Action action) {
+  switch (action) {
+    case rules::v1::ALLOW: return "allow";
+    case rules::v1::ALERT: return "alert";
+    case rules::v1::BLOCK: return "block";
+    default: return "unspecified";
+  }
+}
+
+std::string ModeLabel(const std::string& mode) {
+  if (mode == "bump" || mode == "splice" || mode == "refuse" || mode == "plain") return mode;
+  return "other";
+}
+
+}  // namespace
+
+CountingSink::CountingSink(mitm::VerdictSinkPtr next, prometheus::Registry& registry, CountingSinkLimits limits)
+    : next_(std::move(next)),
+      verdicts_(prometheus::BuildCounter()
+                    .Name("egressguard_verdicts_total")
+                    .Help("Verdicts (one per HTTP transaction, or per connection when not HTTP) by mode and action")
+                    .Register(registry)),
+      findings_(prometheus::BuildCounter()
+                    .Name("egressguard_findings_total")
+                    .Help("DLP findings by category and the action of their rule")
+                    .Register(registry)),
+      destination_bytes_(prometheus::BuildCounter()
+                             .Name("egressguard_destination_bytes_total")
+                             .Help("Bytes relayed by destination host (bounded: then \"other\") and direction "
+                                   "(out: client to origin, in: origin to client)")
+                             .Register(registry)),
+      workload_requests_(prometheus::BuildCounter()
+                             .Name("egressguard_workload_requests_total")
+                             .Help("Requests (verdicts) per workload and destination host (bounded)")
+                             .Register(registry)),
+      workload_bytes_(prometheus::BuildCounter()
+                          .Name("egressguard_workload_bytes_total")
+                          .Help("Bytes per workload, destination host (bounded) and direction")
+                          .Register(registry)),
+      destinations_(limits.destinations),
+      workloads_(limits.workloads),
+      pairs_(limits.workload_destinations),
+      categories_(limits.categories) {}
+
+bool CountingSink::Submit(v1::Verdict verdict) {
+  const std::string action = ActionLabel(verdict.action());
+  verdicts_.Add({{"mode", ModeLabel(verdict.mode())}, {"action", action}}).Increment();
+  for (const auto& f : verdict.findings()) {
+    findings_.Add({{"category", categories_.Bound(f.category())}, {"action", ActionLabel(f.action())}}).Increment();
+  }
+  std::string host = destinations_.Bound(verdict.host().empty() ? "none" : verdict.host());
+  std::string workload = workloads_.Bound(verdict.workload().empty() ? "unmapped" : verdict.workload());
+  const double out = static_cast<double>(verdict.bytes_out());
+  const double in = static_cast<double>(verdict.bytes_in());
+  destination_bytes_.Add({{"destination", host}, {"direction", "out"}}).Increment(out);
+  destination_bytes_.Add({{"destination", host}, {"direction", "in"}}).Increment(in);
+  std::string pair_host = host;
+  if (pairs_.Bound(workload + '\n' + host) == BoundedLabels::kOther) pair_host = std::string(BoundedLabels::kOther);
+  workload_requests_.Add({{"workload", workload}, {"destination", pair_host}}).Increment();
+  workload_bytes_.Add({{"workload", workload}, {"destination", pair_host}, {"direction", "out"}}).Increment(out);
+  workload_bytes_.Add({{"workload", workload}, {"destination", pair_host}, {"direction", "in"}}).Increment(in);
+  return next_ ? next_->Submit(std::move(verdict)) : true;
+}
+
+}  // namespace egressguard::admin

@@ -1,0 +1,168 @@
+#include "appliance/logging.h"
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+
+#include "appliance/config/config.h"
+
+namespace egressguard::appliance {
+namespace {
+
+struct State {
+  std::mutex mu;
+  std::string flag_level;
+  std::string flag_format;
+};
+
+State& GlobalState() {
+  static State state;
+  return state;
+}
+
+// Length of the valid UTF-8 sequence at s[i], 0 when the bytes there are not one.
+size_t Utf8Length(std::string_view s, size_t i) {
+  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = b(i);
+  size_t n = 0;
+  uint32_t cp = 0;
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2;
+    cp = c & 0x1F;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    cp = c & 0x0F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    cp = c & 0x07;
+  } else {
+    return 0;
+  }
+  if (i + n > s.size()) return 0;
+  for (size_t k = 1; k < n; ++k) {
+    if ((b(i + k) & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (b(i + k) & 0x3F);
+  }
+  // Overlong forms, surrogates and values past U+10FFFF are not UTF-8.
+  if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+    return 0;
+  }
+  return n;
+}
+
+std::string_view LevelName(spdlog::level::level_enum level) {
+  switch (level) {
+    case spdlog::level::trace: return "trace";
+    case spdlog::level::debug: return "debug";
+    case spdlog::level::info: return "info";
+    case spdlog::level::warn: return "warn";
+    case spdlog::level::err: return "error";
+    case spdlog::level::critical: return "critical";
+    default: return "off";
+  }
+}
+
+class JsonFormatter final : public spdlog::formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(msg.time.time_since_epoch()).count() % 1000;
+    const std::string ts = fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03}Z", fmt::gmtime(std::chrono::system_clock::to_time_t(msg.time)), ms);
+    std::string line = FormatJsonLogLine(ts, LevelName(msg.level), std::string_view(msg.logger_name.data(), msg.logger_name.size()),
+                                         std::string_view(msg.payload.data(), msg.payload.size()));
+    line += '\n';
+    dest.append(line.data(), line.data() + line.size());
+  }
+  std::unique_ptr<spdlog::formatter> clone() const override { return std::make_unique<JsonFormatter>(); }
+};
+
+spdlog::level::level_enum ToLevel(std::string_view level) {
+  if (level == "trace") return spdlog::level::trace;
+  if (level == "debug") return spdlog::level::debug;
+  if (level == "warn") return spdlog::level::warn;
+  if (level == "error") return spdlog::level::err;
+  return spdlog::level::info;
+}
+
+absl::Status Configure(std::string_view level, std::string_view format) {
+  if (auto st = config::CheckLogLevel(level); !st.ok()) return st;
+  if (auto st = config::CheckLogFormat(format); !st.ok()) return st;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    auto logger = std::make_shared<spdlog::logger>("egressguard", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+    spdlog::set_default_logger(logger);
+  });
+  spdlog::set_level(ToLevel(level));
+  if (format == "json") {
+    spdlog::set_formatter(std::make_unique<JsonFormatter>());
+  } else {
+    spdlog::set_formatter(std::make_unique<spdlog::pattern_formatter>());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void AppendJsonEscaped(std::string& out, std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c == '"') {
+      out += "\\\"";
+    } else if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c < 0x20 || c == 0x7F) {
+      out += fmt::format("\\u{:04x}", c);
+    } else if (c < 0x80) {
+      out += static_cast<char>(c);
+    } else if (size_t n = Utf8Length(s, i); n > 0) {
+      out.append(s.substr(i, n));
+      i += n;
+      continue;
+    } else {
+      out += "\\ufffd";
+    }
+    ++i;
+  }
+}
+
+std::string FormatJsonLogLine(std::string_view ts, std::string_view level, std::string_view logger,
+                              std::string_view msg) {
+  std::string out = "{\"ts\":\"";
+  AppendJsonEscaped(out, ts);
+  out += "\",\"level\":\"";
+  AppendJsonEscaped(out, level);
+  out += "\",\"logger\":\"";
+  AppendJsonEscaped(out, logger);
+  out += "\",\"msg\":\"";
+  AppendJsonEscaped(out, msg);
+  out += "\"}";
+  return out;
+}
+
+absl::Status SetLogFlags(std::string level, std::string format) {
+  State& s = GlobalState();
+  std::lock_guard lock(s.mu);
+  s.flag_level = std::move(level);
+  s.flag_format = std::move(format);
+  return Configure(s.flag_level.empty() ? "info" : s.flag_level, s.flag_format.empty() ? "text" : s.flag_format);
+}
+
+absl::Status ApplyLogConfig(std::string_view level, std::string_view format) {
+  State& s = GlobalState();
+  std::lock_guard lock(s.mu);
+  return Configure(s.flag_level.empty() ? level : std::string_view(s.flag_level),
+                   s.flag_format.empty() ? format : std::string_view(s.flag_format));
+}
+
+}  // namespace egressguard::appliance
