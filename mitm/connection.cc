@@ -358,6 +358,14 @@ v1::Verdict Connection::NewVerdict(const std::string& mode) const {
   return v;
 }
 
+void Connection::ReportRefusal(std::string reason) {
+  auto v = NewVerdict("refuse");
+  v.set_action(rules::v1::BLOCK);
+  v.set_reason(std::move(reason));
+  v.set_enforced(true);
+  Report(std::move(v));
+}
+
 void Connection::Report(v1::Verdict verdict) {
   ConnectionOutcome outcome = OutcomeOf(verdict);
   // A connection is as bad as its worst transaction: a later ok one does not hide a refusal.
@@ -546,11 +554,7 @@ asio::awaitable<void> Connection::DispatchTls(std::string peeked) {
   if (finished_) co_return;
   if (hello.status == ClientHelloResult::Status::kMalformed ||
       (hello.status == ClientHelloResult::Status::kNotTls && shared_.config.refuse_non_tls)) {
-    auto v = NewVerdict("refuse");
-    v.set_action(rules::v1::BLOCK);
-    v.set_reason(hello.status == ClientHelloResult::Status::kNotTls ? "not_tls" : "malformed_client_hello: " + hello.reason);
-    v.set_enforced(true);
-    Report(std::move(v));
+    ReportRefusal(hello.status == ClientHelloResult::Status::kNotTls ? "not_tls" : "malformed_client_hello: " + hello.reason);
     co_return;
   }
   if (hello.status == ClientHelloResult::Status::kNotTls) {
@@ -563,20 +567,12 @@ asio::awaitable<void> Connection::DispatchTls(std::string peeked) {
   }
   sni_ = hello.info.sni;
   if (auto refusal = TakeRedirectedDestination(); !refusal.empty()) {
-    auto v = NewVerdict("refuse");
-    v.set_action(rules::v1::BLOCK);
-    v.set_reason(refusal);
-    v.set_enforced(true);
-    Report(std::move(v));
+    ReportRefusal(refusal);
     co_return;
   }
   auto decision = shared_.policy->Decide(host_, port_, sni_);
   if (decision.action == PolicyAction::kRefuse) {
-    auto v = NewVerdict("refuse");
-    v.set_action(rules::v1::BLOCK);
-    v.set_reason(decision.reason);
-    v.set_enforced(true);
-    Report(std::move(v));
+    ReportRefusal(decision.reason);
     co_return;
   }
   if (!upstream_ && !co_await ConnectRedirected(decision.action == PolicyAction::kSplice)) co_return;

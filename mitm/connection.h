@@ -77,6 +77,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   asio::awaitable<void> Respond(int status, const std::string& reason_phrase, const std::string& why, bool json,
                                 const std::string& extra_headers = "");
   void Report(v1::Verdict verdict);
+  // A refused connection's verdict: mode "refuse", BLOCK, enforced, with `reason`.
+  void ReportRefusal(std::string reason);
   v1::Verdict NewVerdict(const std::string& mode) const;
 
   ProxyShared& shared_;

@@ -25,11 +25,7 @@ asio::awaitable<void> Connection::HandleRedirected() {
       refusal = "no_original_destination: connected to the transparent listener directly";
     }
     if (!refusal.empty()) {
-      auto v = NewVerdict("refuse");
-      v.set_action(rules::v1::BLOCK);
-      v.set_reason(refusal);
-      v.set_enforced(true);
-      Report(std::move(v));
+      ReportRefusal(refusal);
       co_return;
     }
     original_dst_ = *dst;
@@ -75,11 +71,7 @@ asio::awaitable<bool> Connection::ConnectRedirected(bool splice) {
         for (const auto& r : results) matches = matches || r.endpoint().address() == original_dst_->address();
       }
       if (!matches) {
-        auto v = NewVerdict("refuse");
-        v.set_action(rules::v1::BLOCK);
-        v.set_reason(fmt::format("sni_mismatch: {} does not resolve to {}", sni_, address));
-        v.set_enforced(true);
-        Report(std::move(v));
+        ReportRefusal(fmt::format("sni_mismatch: {} does not resolve to {}", sni_, address));
         co_return false;
       }
     }

@@ -3,6 +3,7 @@ from the .proto files at test time (Debian's protoc + grpc_python_plugin), the A
 certificates issued by the real binary, and store processes to start and kill."""
 import os
 import signal
+import re
 import socket
 import subprocess
 import sys
@@ -147,3 +148,22 @@ def report(pb, channel, verdicts, batch=100):
     for ack in stub.Report(iter([pb.store.ReportRequest(verdicts=b) for b in batches]), timeout=60):
         acked += list(ack.ids)
     return acked
+
+
+def read_run_banner(proc, timeout=120, want_admin=False):
+    """Reads `egressguard run`'s banner from proc.stdout: returns (proxy port, admin
+    "ADDR:PORT" or None, the text seen). The port is None when run did not start."""
+    seen, port, admin = "", None, None
+    deadline = time.time() + timeout
+    while time.time() < deadline and (port is None or (want_admin and admin is None)):
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen += line
+        m = re.search(r"proxy\s+http://127\.0\.0\.1:(\d+)", line)
+        if m:
+            port = int(m.group(1))
+        m = re.search(r"admin\s+http://(127\.0\.0\.1:\d+)/metrics", line)
+        if m:
+            admin = m.group(1)
+    return port, admin, seen

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import run
 from proxy_helpers import Origin, Pki, connect_tunnel
-from store_helpers import free_port
+from store_helpers import free_port, read_run_banner
 
 CONFIG_BAD = """\
 proxy:
@@ -288,18 +288,7 @@ log:
     err = open(log, "w")
     proc = subprocess.Popen([egressguard_bin, "run", "--config", config], stdout=subprocess.PIPE, stderr=err, text=True)
     try:
-        port = None
-        deadline = time.time() + 120
-        seen = ""
-        while time.time() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            seen += line
-            m = re.search(r"proxy\s+http://127\.0\.0\.1:(\d+)", line)
-            if m:
-                port = int(m.group(1))
-                break
+        port, _, seen = read_run_banner(proc)
         assert port, "run did not start: " + seen + open(log).read()
         threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
         bundle = os.path.join(home, "ca-bundle.pem")

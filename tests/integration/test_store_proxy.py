@@ -5,7 +5,6 @@ activate changes the judgement of the next request with no failed request during
 the swap."""
 import glob
 import os
-import re
 import subprocess
 import threading
 import time
@@ -14,7 +13,7 @@ import grpc
 import pytest
 
 from proxy_helpers import Origin, Pki
-from store_helpers import free_port, pb  # noqa: F401
+from store_helpers import free_port, pb, read_run_banner  # noqa: F401
 
 # Luhn-valid numbers that appear nowhere in the shipped pack (whose text cites the
 # published test PANs), so finding them in a file could only mean leaked traffic.
@@ -34,18 +33,7 @@ def embedded(egressguard_bin, workdir):
                              pki.path("origin-root.pem"), "--allow", "localhost", "--initial-mode", "enforce",
                              "--workers", "2", "--admin-listen", ""],  # run's default admin port 9090 may be taken
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    seen = ""
-    port = None
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen += line
-        m = re.search(r"proxy\s+http://127\.0\.0\.1:(\d+)", line)
-        if m:
-            port = int(m.group(1))
-            break
+    port, _, seen = read_run_banner(proc)
     if port is None:
         proc.kill()
         pytest.fail("egressguard run did not start: " + seen + proc.stderr.read())

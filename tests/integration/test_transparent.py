@@ -6,9 +6,9 @@ of the veth sends the connection to the proxy's transparent port, and the proxy 
 the original destination with SO_ORIGINAL_DST (IPv4) and IP6T_SO_ORIGINAL_DST (IPv6).
 SNI: a client on loopback dials the SNI port; the destination is the ClientHello's name.
 """
-import json
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import tempfile
@@ -17,7 +17,8 @@ from http.server import ThreadingHTTPServer
 
 import pytest
 
-from proxy_helpers import Origin, OriginState, Pki, Proxy, make_handler
+from proxy_helpers import Origin, OriginState, Pki, Proxy, _leaf, make_handler
+from store_helpers import free_port
 
 BIN = os.environ.get("EGRESSGUARD_BIN", "egressguard")
 SUFFIX = str(os.getpid() % 100000)
@@ -96,13 +97,11 @@ def env(net):
     d = tempfile.mkdtemp(prefix="eg-transparent-")
     pki = Pki(d)
     # The origin's certificate names the addresses the client dials and a DNS name.
-    from proxy_helpers import _leaf
     key, crt = _leaf(d, "veth-origin", "origin-root",
                      f"DNS:localhost,IP:{NET4}1,IP:{NET6}1,IP:127.0.0.1")
-    origin4 = BoundOrigin(NET4 + "1", crt, key, __import__("socket").AF_INET)
-    origin6 = BoundOrigin(NET6 + "1", crt, key, __import__("socket").AF_INET6)
+    origin4 = BoundOrigin(NET4 + "1", crt, key, socket.AF_INET)
+    origin6 = BoundOrigin(NET6 + "1", crt, key, socket.AF_INET6)
     loop_origin = Origin(crt, key)
-    from store_helpers import free_port
     tport = free_port()
     sport = free_port()
     proxy = Proxy(BIN, pki, d, "--transparent-port", str(tport),
