@@ -40,7 +40,9 @@ class Reader {
     }
     std::set<std::string> seen;
     for (auto it = node.begin(); it != node.end(); ++it) {
-      const YAML::Node& key = it->first;
+      // By value: yaml-cpp's operator-> yields a temporary pair, so a reference would dangle.
+      const YAML::Node key = it->first;
+      const YAML::Node value = it->second;
       if (!key.IsScalar()) {
         Add(key.Mark(), "keys must be plain names");
         continue;
@@ -62,7 +64,7 @@ class Reader {
                                     fmt::join(names, ", ")));
         continue;
       }
-      (*handler)(it->second, full);
+      (*handler)(value, full);
     }
   }
 
