@@ -38,6 +38,27 @@ class ConfigFlags {
     return opt;
   }
 
+  // The listener, proxy-auth and admin flags `proxy` and `run` share.
+  void AddListenerFlags() {
+    using C = config::Config;
+    Option("--transparent-port", [](C& c) -> auto& { return c.proxy.transparent_port; },
+           "Extra listener for REDIRECT/TPROXY traffic on the listen address (0: off)");
+    Flag("--tproxy", [](C& c) -> auto& { return c.proxy.transparent_tproxy; },
+         "The transparent listener uses TPROXY (IP_TRANSPARENT) instead of REDIRECT");
+    Option("--sni-port", [](C& c) -> auto& { return c.proxy.sni_port; },
+           "Extra listener taking the destination from the ClientHello SNI (0: off)");
+    Option("--sni-upstream-port", [](C& c) -> auto& { return c.proxy.sni_upstream_port; },
+           "Origin port the SNI listener connects to")
+        ->capture_default_str();
+    Option("--auth-users", [](C& c) -> auto& { return c.proxy.auth_users_file; },
+           "Proxy authentication: FILE of user:hash lines (default: off)");
+    Option("--auth-realm", [](C& c) -> auto& { return c.proxy.auth_realm; }, "Realm of the Proxy-Authenticate challenge")
+        ->capture_default_str();
+    Option("--admin-listen", [](C& c) -> auto& { return c.admin.listen; },
+           "ADDR:PORT for /metrics, /healthz, /readyz (\"\": off)")
+        ->capture_default_str();
+  }
+
   const std::string& file() const { return file_; }
 
   // Defaults, then the file (if any), then the flags given. Re-reads the file on each

@@ -216,13 +216,7 @@ void RegisterRun(CLI::App& app, Context& ctx) {
   f->Option("--no-decrypt", [](C& c) -> auto& { return c.proxy.no_decrypt; }, "Destinations relayed untouched (splice), repeatable");
   f->Option("--upstream-ca", [](C& c) -> auto& { return c.proxy.upstream_ca; }, "Extra trust anchors for verifying origins (PEM)");
   f->Option("--workers", [](C& c) -> auto& { return c.proxy.workers; }, "Proxy worker threads (0: one per core)")->capture_default_str();
-  f->Option("--transparent-port", [](C& c) -> auto& { return c.proxy.transparent_port; }, "Extra listener for REDIRECT/TPROXY traffic on the listen address (0: off)");
-  f->Flag("--tproxy", [](C& c) -> auto& { return c.proxy.transparent_tproxy; }, "The transparent listener uses TPROXY (IP_TRANSPARENT) instead of REDIRECT");
-  f->Option("--sni-port", [](C& c) -> auto& { return c.proxy.sni_port; }, "Extra listener taking the destination from the ClientHello SNI (0: off)");
-  f->Option("--sni-upstream-port", [](C& c) -> auto& { return c.proxy.sni_upstream_port; }, "Origin port the SNI listener connects to")->capture_default_str();
-  f->Option("--auth-users", [](C& c) -> auto& { return c.proxy.auth_users_file; }, "Proxy authentication: FILE of user:hash lines (default: off)");
-  f->Option("--auth-realm", [](C& c) -> auto& { return c.proxy.auth_realm; }, "Realm of the Proxy-Authenticate challenge")->capture_default_str();
-  f->Option("--admin-listen", [](C& c) -> auto& { return c.admin.listen; }, "ADDR:PORT for /metrics, /healthz, /readyz (\"\": off)")->capture_default_str();
+  f->AddListenerFlags();
   cmd->callback([&ctx, f] { ctx.exit_code = Run(*f); });
 }
 
