@@ -289,17 +289,21 @@ struct StoreServer::Impl {
   // grpc.health.v1 per service: the reading services follow whether the database
   // answers, the writing ones also whether the last commit worked; "" is the whole
   // server (SERVING only when everything is).
-  void HealthLoop() {
+  void PublishHealth() {
     auto* service = server->GetHealthCheckService();
+    const StoreHealth h = store->Health();
+    service->SetServingStatus(v1::VerdictQuery::service_full_name(), h.read.ok());
+    service->SetServingStatus(v1::Audit::service_full_name(), h.read.ok());
+    service->SetServingStatus(v1::VerdictIngest::service_full_name(), h.write.ok());
+    service->SetServingStatus(v1::RuleAdmin::service_full_name(), h.write.ok());
+    service->SetServingStatus("", h.read.ok() && h.write.ok());
+  }
+
+  void HealthLoop() {
     std::unique_lock lock(mu);
     for (;;) {
       lock.unlock();
-      const StoreHealth h = store->Health();
-      service->SetServingStatus(v1::VerdictQuery::service_full_name(), h.read.ok());
-      service->SetServingStatus(v1::Audit::service_full_name(), h.read.ok());
-      service->SetServingStatus(v1::VerdictIngest::service_full_name(), h.write.ok());
-      service->SetServingStatus(v1::RuleAdmin::service_full_name(), h.write.ok());
-      service->SetServingStatus("", h.read.ok() && h.write.ok());
+      PublishHealth();
       lock.lock();
       if (cv.wait_for(lock, std::chrono::seconds(1), [&] { return stopped; })) return;
     }
@@ -355,7 +359,12 @@ absl::StatusOr<std::unique_ptr<StoreServer>> StoreServer::Start(const StoreServe
   if (impl->host == "[::]") impl->host = "[::1]";
   Impl* raw = impl.get();
   if (options.retention_days > 0) impl->retention = std::thread([raw] { raw->RetentionLoop(); });
-  if (impl->server->GetHealthCheckService() != nullptr) impl->health = std::thread([raw] { raw->HealthLoop(); });
+  if (impl->server->GetHealthCheckService() != nullptr) {
+    // Published once before Start returns (and so before the address is announced):
+    // a client that checks a service right after start must not get NOT_FOUND.
+    raw->PublishHealth();
+    impl->health = std::thread([raw] { raw->HealthLoop(); });
+  }
   return std::unique_ptr<StoreServer>(new StoreServer(std::move(impl)));
 }
 
