@@ -6,7 +6,9 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <memory>
 #include <mutex>
 
@@ -25,6 +27,9 @@ State& GlobalState() {
   static State state;
   return state;
 }
+
+// The format in force, for lines written without spdlog (a fatal start error).
+std::atomic<bool> g_json{false};
 
 // Length of the valid UTF-8 sequence at s[i], 0 when the bytes there are not one.
 size_t Utf8Length(std::string_view s, size_t i) {
@@ -98,6 +103,7 @@ absl::Status Configure(std::string_view level, std::string_view format) {
     spdlog::set_default_logger(logger);
   });
   spdlog::set_level(ToLevel(level));
+  g_json.store(format == "json", std::memory_order_relaxed);
   if (format == "json") {
     spdlog::set_formatter(std::make_unique<JsonFormatter>());
   } else {
@@ -148,6 +154,19 @@ std::string FormatJsonLogLine(std::string_view ts, std::string_view level, std::
   AppendJsonEscaped(out, msg);
   out += "\"}";
   return out;
+}
+
+void PrintFatal(std::string_view command, std::string_view what) {
+  const std::string msg = fmt::format("egressguard {}: {}", command, what);
+  if (!g_json.load(std::memory_order_relaxed)) {
+    std::fprintf(stderr, "%s\n", msg.c_str());
+    return;
+  }
+  const auto now = std::chrono::system_clock::now();
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  const std::string ts =
+      fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03}Z", fmt::gmtime(std::chrono::system_clock::to_time_t(now)), ms);
+  std::fprintf(stderr, "%s\n", FormatJsonLogLine(ts, "critical", "egressguard", msg).c_str());
 }
 
 absl::Status SetLogFlags(std::string level, std::string format) {

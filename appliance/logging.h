@@ -20,6 +20,11 @@ absl::Status SetLogFlags(std::string level, std::string format);
 // A config file's `log` section; a flag given on the command line keeps its value.
 absl::Status ApplyLogConfig(std::string_view level, std::string_view format);
 
+// A fatal error that ends a command (cannot start, bad config): "egressguard
+// COMMAND: WHAT" on stderr, or one JSON line at level "critical" when the log
+// format is json, so a log shipper parses it like every other line.
+void PrintFatal(std::string_view command, std::string_view what);
+
 // One JSON object per line: {"ts","level","logger","msg"} (exposed for tests).
 std::string FormatJsonLogLine(std::string_view ts, std::string_view level, std::string_view logger,
                               std::string_view msg);

@@ -7,11 +7,27 @@
 
 #include <CLI/CLI.hpp>
 
+#include <sstream>
+#include <string_view>
+
+#include "appliance/logging.h"
+
 namespace egressguard::cli {
 
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFindings = 1;
 inline constexpr int kExitError = 2;
+
+// A long-running command that cannot start: the reason on stderr (a JSON line in
+// JSON log format), then exit 2. Takes std::string and abseil's string_view alike
+// (Debian's abseil has its own string_view), through operator<<.
+template <typename Text>
+int FailToStart(std::string_view command, const Text& what) {
+  std::ostringstream text;
+  text << what;
+  appliance::PrintFatal(command, text.str());
+  return kExitError;
+}
 
 struct Context {
   int exit_code = kExitOk;

@@ -35,11 +35,9 @@ namespace {
 
 using config::Config;
 
-// Takes std::string and absl::string_view alike (Debian's abseil has its own string_view).
 template <typename Text>
 int Fail(const Text& what) {
-  std::cerr << "egressguard proxy: " << what << "\n";
-  return kExitError;
+  return FailToStart("proxy", what);
 }
 
 absl::StatusOr<dlp::EngineOptions> EngineOptionsFor(const std::string& key_file) {

@@ -52,8 +52,7 @@ std::string DefaultHome() {
 
 template <typename Text>
 int Fail(const Text& what) {
-  std::cerr << "egressguard run: " << what << "\n";
-  return kExitError;
+  return FailToStart("run", what);
 }
 
 // First start: the store has no active pack yet, so push and activate the shipped one.

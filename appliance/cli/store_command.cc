@@ -24,8 +24,7 @@ using config::Config;
 
 template <typename Text>
 int Fail(const Text& what) {
-  std::cerr << "egressguard store: " << what << "\n";
-  return kExitError;
+  return FailToStart("store", what);
 }
 
 // Push and Validate refuse a pack that the appliances could not compile.

@@ -1,4 +1,6 @@
 """The CLI surface: --help lists the subcommands, version reports the libraries."""
+import json
+
 from conftest import run
 
 SUBCOMMANDS = ["run", "proxy", "store", "scan", "ca", "rules", "verdicts", "version"]
@@ -29,3 +31,17 @@ def test_no_subcommand_is_a_usage_error(egressguard_bin):
 def test_unknown_subcommand_is_refused(egressguard_bin):
     p = run(egressguard_bin, "frobnicate")
     assert p.returncode == 2
+
+
+def test_a_command_that_cannot_start_says_why_in_the_log_format(egressguard_bin, workdir):
+    # The same failure (no CA files), once for people and once for a log shipper.
+    args = ["proxy", "--listen", "127.0.0.1:0", "--ca-cert", f"{workdir}/none.pem", "--ca-key", f"{workdir}/none.key"]
+    text = run(egressguard_bin, *args)
+    assert text.returncode == 2
+    assert text.stderr.startswith("egressguard proxy: "), text.stderr
+    as_json = run(egressguard_bin, "--log-format", "json", *args)
+    assert as_json.returncode == 2
+    lines = [json.loads(line) for line in as_json.stderr.splitlines()]  # every line parses
+    fatal = lines[-1]
+    assert fatal["level"] == "critical" and fatal["msg"].startswith("egressguard proxy: "), lines
+    assert "none.pem" in fatal["msg"] or "none.key" in fatal["msg"], fatal
