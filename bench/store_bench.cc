@@ -2,10 +2,13 @@
 // p50/p99 for the common filters over N stored verdicts. A CLI that prints a table:
 //   store_bench [--count 1000000] [--batch 1000] [--streams 1] [--sync full|normal]
 //               [--queries 200] [--ingest-only] [--drop-index NAME]... [--db /tmp/store_bench.db]
+//               [--ids uuid7|uuid4|seq]
 // Runs in-process against egressguard::store::Store (sqlite, WAL), so it measures the
 // store, not gRPC. `--streams N` ingests from N threads at once, as N appliances'
 // Report streams do (their batches share commits). `--drop-index` (repeatable) is an
 // experiment: it drops an index before ingesting, to show what that index costs.
+// `--ids` picks the verdict id form: uuid7 (time-ordered, what the appliance sends;
+// default), uuid4 (random, what older appliances sent) or seq (a counter).
 // The database file is deleted before the run.
 #include <fmt/format.h>
 #include <google/protobuf/util/time_util.h>
@@ -20,6 +23,7 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -34,10 +38,27 @@ namespace v1 = egressguard::v1;
 
 const char* kCategories[] = {"credit_card", "iban", "email", "ahv", "us_ssn", "", "", "", "", ""};
 
-v1::Verdict Make(uint64_t i, int64_t base_s, std::mt19937_64& rng) {
+enum class Ids { kUuid7, kUuid4, kSeq };
+
+// RFC 9562 text form; v7 leads with the verdict's millisecond time.
+std::string Uuid(int version, uint64_t unix_ms, std::mt19937_64& rng) {
+  uint64_t hi = rng(), lo = rng();
+  if (version == 7) hi = (unix_ms << 16) | (hi & 0xffff);
+  hi = (hi & ~0xf000ULL) | (static_cast<uint64_t>(version) << 12);
+  lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+  return fmt::format("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", hi >> 32, (hi >> 16) & 0xffff, hi & 0xffff, lo >> 48,
+                     lo & 0xffffffffffffULL);
+}
+
+v1::Verdict Make(uint64_t i, int64_t base_s, Ids ids, std::mt19937_64& rng) {
   v1::Verdict v;
-  v.set_id(fmt::format("bench-{:012}", i));
-  *v.mutable_time() = google::protobuf::util::TimeUtil::SecondsToTimestamp(base_s + static_cast<int64_t>(i / 20));
+  const int64_t time_s = base_s + static_cast<int64_t>(i / 20);
+  switch (ids) {
+    case Ids::kUuid7: v.set_id(Uuid(7, static_cast<uint64_t>(time_s) * 1000 + i % 20 * 50, rng)); break;
+    case Ids::kUuid4: v.set_id(Uuid(4, 0, rng)); break;
+    case Ids::kSeq: v.set_id(fmt::format("bench-{:012}", i)); break;
+  }
+  *v.mutable_time() = google::protobuf::util::TimeUtil::SecondsToTimestamp(time_s);
   v.set_appliance(fmt::format("appliance-{}", i % 4));
   v.set_client_address(fmt::format("10.{}.{}.{}", rng() % 4, rng() % 250, rng() % 250));
   v.set_workload(fmt::format("ns{}/svc{}", rng() % 20, rng() % 50));
@@ -86,6 +107,7 @@ int main(int argc, char** argv) {
   std::string db = "/tmp/store_bench.db";
   std::string sync = "full";
   std::vector<std::string> drop;  // experiment: what an index costs the ingest
+  Ids ids = Ids::kUuid7;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--ingest-only")) {
       ingest_only = true;
@@ -99,6 +121,14 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--db")) db = argv[i + 1];
     if (!std::strcmp(argv[i], "--sync")) sync = argv[i + 1];
     if (!std::strcmp(argv[i], "--drop-index")) drop.push_back(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--ids")) {
+      const std::string_view form = argv[i + 1];
+      if (form != "uuid7" && form != "uuid4" && form != "seq") {
+        std::fprintf(stderr, "--ids wants uuid7, uuid4 or seq\n");
+        return 2;
+      }
+      ids = form == "uuid7" ? Ids::kUuid7 : form == "uuid4" ? Ids::kUuid4 : Ids::kSeq;
+    }
     ++i;
   }
   for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db + suffix);
@@ -127,7 +157,7 @@ int main(int argc, char** argv) {
   for (uint64_t done = 0; done < count;) {
     std::vector<std::vector<v1::Verdict>> round(streams);
     for (auto& b : round) {
-      for (size_t j = 0; j < batch && done < count; ++j, ++done) b.push_back(Make(done, base_s, rng));
+      for (size_t j = 0; j < batch && done < count; ++j, ++done) b.push_back(Make(done, base_s, ids, rng));
     }
     std::vector<std::string> errors(streams);
     auto t0 = Clock::now();
@@ -151,8 +181,9 @@ int main(int argc, char** argv) {
     }
   }
   std::printf("| measurement | value |\n|---|---|\n");
-  std::printf("| ingest, %llu verdicts, batches of %zu, %zu stream(s), synchronous=%s | %.0f verdicts/s (%.1f s) |\n",
-              static_cast<unsigned long long>(count), batch, streams, options.synchronous.c_str(),
+  std::printf("| ingest, %llu verdicts (%s ids), batches of %zu, %zu stream(s), synchronous=%s | %.0f verdicts/s (%.1f s) |\n",
+              static_cast<unsigned long long>(count), ids == Ids::kUuid7 ? "uuid7" : ids == Ids::kUuid4 ? "uuid4" : "seq",
+              batch, streams, options.synchronous.c_str(),
               static_cast<double>(count) / ingest_s, ingest_s);
   std::printf("| ingest per CPU-second (one core, excludes waiting for the CPU/disk) | %.0f verdicts/s (%.1f CPU s) |\n",
               static_cast<double>(count) / ingest_cpu_s, ingest_cpu_s);

@@ -867,12 +867,15 @@ absl::StatusOr<v1::StatsResponse> Store::Stats(const v1::StatsRequest& request) 
   std::string key;
   switch (group) {
     case v1::CATEGORY: key = "t.value"; break;
-    case v1::DESTINATION: key = "v.host"; break;
+    // "+" keeps the planner off the (host, time) and (workload, time) indexes for the
+    // grouping: walking one to group would fetch every row at random (26 s against 9 s
+    // for a table scan over 1 M verdicts here); a filter still uses its index.
+    case v1::DESTINATION: key = "+v.host"; break;
     case v1::DAY: key = "strftime('%Y-%m-%d', v.time_us / 1000000, 'unixepoch')"; break;
     case v1::ACTION: key = "v.action"; break;
-    case v1::WORKLOAD: key = "v.workload"; break;
+    case v1::WORKLOAD: key = "+v.workload"; break;
     // Grouped on both columns (not on a joined string): "|" may occur in either.
-    case v1::WORKLOAD_DESTINATION: key = "v.workload, v.host"; break;
+    case v1::WORKLOAD_DESTINATION: key = "+v.workload, +v.host"; break;
     default:
       return absl::InvalidArgumentError(
           "group_by must be CATEGORY, DESTINATION, DAY, ACTION, WORKLOAD or WORKLOAD_DESTINATION");
