@@ -70,7 +70,10 @@ struct Reporter::Impl {
       }
       v1::ReportRequest request;
       std::unordered_multimap<std::string, int64_t> seq_of;
+      size_t bytes = 0;
       for (auto& sv : *batch) {
+        bytes += sv.verdict.ByteSizeLong();
+        if (request.verdicts_size() > 0 && bytes > options.batch_bytes) break;  // the rest goes next
         seq_of.emplace(sv.verdict.id(), sv.seq);
         *request.add_verdicts() = std::move(sv.verdict);
       }

@@ -29,6 +29,10 @@ struct ReporterOptions {
   store::ApiTls tls;
   FailMode fail_mode = FailMode::kBlock;
   size_t batch_size = 500;
+  // A batch also stops at this many serialized bytes (at least one verdict goes):
+  // gRPC refuses messages over 4 MiB by default, and a refused batch would be
+  // retried forever.
+  size_t batch_bytes = 2 << 20;
   std::chrono::milliseconds max_backoff{2000};
 };
 

@@ -120,6 +120,35 @@ TEST(StoreServer, ReporterDeliversOnceAndSurvivesAStoreOutage) {
   (*rep)->Stop();
 }
 
+TEST(StoreServer, ReporterSplitsBatchesThatWouldPassTheMessageLimit) {
+  TempDir dir;
+  auto server = StartStore(dir.File("s.db"));
+  ASSERT_NE(server, nullptr);
+  const int port = server->port();
+  reporter::ReporterOptions ro;
+  ro.spool.path = dir.File("spool.db");
+  ro.store_address = server->address();
+  ro.batch_size = 64;
+  ro.max_backoff = std::chrono::milliseconds(200);
+  // The store is down while the spool fills, so the first batch after it returns
+  // holds everything: 40 verdicts of ~200 KiB would be 8 MiB, over gRPC's 4 MiB.
+  server->Stop();
+  server.reset();
+  auto rep = reporter::Reporter::Start(ro);
+  ASSERT_TRUE(rep.ok()) << rep.status();
+  for (int i = 0; i < 40; ++i) {
+    auto v = MakeVerdict("big" + std::to_string(i), i, "h");
+    v.set_path("/" + std::string(200 * 1024, 'p'));
+    ASSERT_TRUE((*rep)->Submit(std::move(v)));
+  }
+  server = StartStore(dir.File("s.db"), "127.0.0.1:" + std::to_string(port));
+  ASSERT_NE(server, nullptr);
+  ASSERT_TRUE((*rep)->Drain(std::chrono::seconds(20)));
+  EXPECT_EQ(StoredIds(server->store()).size(), 40u);
+  EXPECT_EQ((*rep)->stats().rejected, 0u);
+  (*rep)->Stop();
+}
+
 TEST(StoreServer, FailModesApplyAtTheBound) {
   TempDir dir;
   for (auto mode : {reporter::FailMode::kBlock, reporter::FailMode::kDropWithAlarm}) {
