@@ -10,6 +10,7 @@
 #include <ctime>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -20,6 +21,8 @@ namespace egressguard::ca {
 struct PooledLeafKey {
   EvpPkeyPtr key;
   X509ExtensionPtr subject_key_id;  // precomputed: it depends only on the key
+  std::string spki_der;             // the key's SubjectPublicKeyInfo, as the leaf TBS carries it
+  std::string subject_key_id_der;   // the SKI extension, DER
 };
 
 struct LeafKeyGeneration {

@@ -1,12 +1,17 @@
 #include "ca/openssl_leaf_minter.h"
 
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
 #include <algorithm>
+#include <array>
+#include <cstring>
 
 #include <fmt/format.h>
 
+#include "ca/leaf_der.h"
 #include "ca/x509_util.h"
 
 namespace egressguard::ca {
@@ -61,6 +66,151 @@ GeneralNamesPtr NamesFromCommonName(X509_NAME* subject) {
   return out;
 }
 
+std::string_view View(const ASN1_STRING* s) {
+  return {reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)), static_cast<std::size_t>(ASN1_STRING_length(s))};
+}
+
+template <typename T>
+absl::StatusOr<std::string> ToDer(const T* object, int (*i2d)(const T*, unsigned char**), const char* what) {
+  unsigned char* der = nullptr;
+  int len = i2d(object, &der);
+  if (len <= 0) return OpenSslError(absl::StatusCode::kInternal, what);
+  std::string out(reinterpret_cast<const char*>(der), static_cast<std::size_t>(len));
+  OPENSSL_free(der);
+  return out;
+}
+
+// The DER GeneralNames the leaf carries. The upstream's SAN is copied as is when it holds
+// only DNS and IP names (the common case: no decode, no re-encode); otherwise its DNS and
+// IP names are picked out, and failing those the CN stands in.
+absl::StatusOr<std::string> LeafSubjectAltNames(X509* upstream) {
+  int idx = X509_get_ext_by_NID(upstream, NID_subject_alt_name, -1);
+  // Two SAN extensions make the certificate ambiguous; X509_get_ext_d2i refuses it too.
+  if (idx >= 0 && X509_get_ext_by_NID(upstream, NID_subject_alt_name, idx) < 0) {
+    std::string_view raw = View(X509_EXTENSION_get_data(X509_get_ext(upstream, idx)));
+    if (der::IsHostOnlyGeneralNames(raw)) return std::string(raw);
+  }
+  GeneralNamesPtr names = HostNamesOf(upstream);
+  if (!names) names = NamesFromCommonName(X509_get_subject_name(upstream));
+  if (!names) return absl::InvalidArgumentError("the upstream certificate names no DNS or IP host; no leaf minted");
+  return ToDer<GENERAL_NAMES>(names.get(), i2d_GENERAL_NAMES, "encoding the leaf SAN");
+}
+
+// Appends a new extension to `cert` without X509_add_ext's deep copy (an i2d + d2i round
+// trip per extension, ~7k instructions each). Only the first goes through X509_add_ext,
+// which creates the certificate's extension list; the rest are pushed onto that list.
+// X509_get0_extensions returns it const only as a read-only view: the list is the
+// certificate's own heap object, which X509_free frees with everything pushed on it.
+bool AppendExtension(X509* cert, const ASN1_OBJECT* object, int critical, std::string_view value) {
+  X509ExtensionPtr ext(X509_EXTENSION_new());
+  if (!ext || X509_EXTENSION_set_object(ext.get(), object) != 1 ||
+      X509_EXTENSION_set_critical(ext.get(), critical) != 1 ||
+      ASN1_OCTET_STRING_set(X509_EXTENSION_get_data(ext.get()), reinterpret_cast<const unsigned char*>(value.data()),
+                            static_cast<int>(value.size())) != 1) {
+    return false;
+  }
+  auto* list = const_cast<STACK_OF(X509_EXTENSION)*>(X509_get0_extensions(cert));
+  if (list == nullptr) return X509_add_ext(cert, ext.get(), -1) == 1;
+  if (sk_X509_EXTENSION_push(list, ext.get()) <= 0) return false;
+  ext.release();
+  return true;
+}
+
+bool AppendExtension(X509* cert, X509_EXTENSION* ext) {
+  return AppendExtension(cert, X509_EXTENSION_get_object(ext), X509_EXTENSION_get_critical(ext),
+                         View(X509_EXTENSION_get_data(ext)));
+}
+
+// The universal character string types, whose DER is their tag and their bytes as held.
+bool IsCharacterStringType(int type) {
+  switch (type) {
+    case V_ASN1_UTF8STRING:
+    case V_ASN1_NUMERICSTRING:
+    case V_ASN1_PRINTABLESTRING:
+    case V_ASN1_T61STRING:
+    case V_ASN1_VIDEOTEXSTRING:
+    case V_ASN1_IA5STRING:
+    case V_ASN1_GRAPHICSTRING:
+    case V_ASN1_VISIBLESTRING:
+    case V_ASN1_GENERALSTRING:
+    case V_ASN1_UNIVERSALSTRING:
+    case V_ASN1_BMPSTRING:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Random bytes for serial numbers, drawn from the DRBG in batches: one RAND_bytes call
+// per serial costs ~6k instructions of DRBG locking and bookkeeping, 2% of a signature.
+// Serials are public once issued; they only need to be unpredictable beforehand.
+bool RandomSerialBytes(unsigned char* out, std::size_t n) {
+  struct Batch {
+    std::array<unsigned char, 1024> bytes;
+    std::size_t used = 1024;
+  };
+  thread_local Batch batch;
+  if (n > batch.bytes.size()) return false;
+  if (batch.bytes.size() - batch.used < n) {
+    if (RAND_bytes(batch.bytes.data(), static_cast<int>(batch.bytes.size())) != 1) return false;
+    batch.used = 0;
+  }
+  std::memcpy(out, batch.bytes.data() + batch.used, n);
+  OPENSSL_cleanse(batch.bytes.data() + batch.used, n);  // each byte is handed out once
+  batch.used += n;
+  return true;
+}
+
+// ASN1_TIME_set without its printf: UTCTime through 2049, GeneralizedTime from 2050
+// (RFC 5280 4.1.2.5), the two forms X509 objects and their DER carry.
+bool SetTime(ASN1_TIME* t, std::time_t when) {
+  std::tm tm{};
+  if (gmtime_r(&when, &tm) == nullptr) return false;
+  int year = tm.tm_year + 1900;
+  if (year < 1950 || year > 9999) return false;
+  bool utc = year < 2050;
+  char buf[16];
+  char* p = buf;
+  auto two = [&p](int v) {
+    *p++ = static_cast<char>('0' + v / 10);
+    *p++ = static_cast<char>('0' + v % 10);
+  };
+  if (!utc) two(year / 100);
+  two(year % 100);
+  two(tm.tm_mon + 1);
+  two(tm.tm_mday);
+  two(tm.tm_hour);
+  two(tm.tm_min);
+  two(tm.tm_sec);
+  *p++ = 'Z';
+  if (ASN1_STRING_set(t, buf, static_cast<int>(p - buf)) != 1) return false;
+  t->type = utc ? V_ASN1_UTCTIME : V_ASN1_GENERALIZEDTIME;
+  return true;
+}
+
+// The AlgorithmIdentifier the CA key signs under (as X509_sign would record it).
+absl::StatusOr<X509AlgorPtr> SignatureAlgorithmOf(EVP_PKEY* key) {
+  EvpMdCtxPtr ctx(EVP_MD_CTX_new());
+  EVP_PKEY_CTX* pctx = nullptr;
+  std::array<unsigned char, 128> der{};
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_octet_string(OSSL_SIGNATURE_PARAM_ALGORITHM_ID, der.data(), der.size()),
+                         OSSL_PARAM_construct_end()};
+  if (!ctx || EVP_DigestSignInit(ctx.get(), &pctx, EVP_sha256(), nullptr, key) != 1 ||
+      EVP_PKEY_CTX_get_params(pctx, params) != 1 || !OSSL_PARAM_modified(&params[0])) {
+    return OpenSslError(absl::StatusCode::kInternal, "asking the CA key for its signature algorithm");
+  }
+  const unsigned char* p = der.data();
+  X509AlgorPtr algor(d2i_X509_ALGOR(nullptr, &p, static_cast<long>(params[0].return_size)));
+  if (!algor) return OpenSslError(absl::StatusCode::kInternal, "parsing the CA signature algorithm");
+  return algor;
+}
+
+absl::StatusOr<EvpPkeyPtr> TemporaryKey() {
+  EvpPkeyPtr key(EVP_EC_gen("P-256"));
+  if (!key) return OpenSslError(absl::StatusCode::kInternal, "generating a probe key");
+  return key;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<OpenSslLeafMinter>> OpenSslLeafMinter::Create(
@@ -80,36 +230,50 @@ absl::StatusOr<std::unique_ptr<OpenSslLeafMinter>> OpenSslLeafMinter::Create(
   auto ca_end = TimeToUnix(X509_get0_notAfter(ca_cert));
   if (!ca_end.ok()) return ca_end.status();
   m->ca_not_after_ = *ca_end;
+  auto issuer_name = ToDer<X509_NAME>(X509_get_subject_name(ca_cert), i2d_X509_NAME, "encoding the CA name");
+  if (!issuer_name.ok()) return issuer_name.status();
+  m->issuer_der_ = std::move(*issuer_name);
   X509_NAME* ca_name = X509_get_subject_name(ca_cert);
   for (int i = 0; i < X509_NAME_entry_count(ca_name); ++i) {
     const X509_NAME_ENTRY* e = X509_NAME_get_entry(ca_name, i);
-    const ASN1_STRING* value = X509_NAME_ENTRY_get_data(e);
     IssuerRdn rdn;
-    rdn.object.reset(OBJ_dup(X509_NAME_ENTRY_get_object(e)));
-    rdn.type = ASN1_STRING_type(value);
-    rdn.value.assign(reinterpret_cast<const char*>(ASN1_STRING_get0_data(value)),
-                     static_cast<std::size_t>(ASN1_STRING_length(value)));
-    // Multi-valued RDNs: an entry sharing the previous entry's set joins it (-1 = previous set).
-    rdn.new_set = i > 0 && X509_NAME_ENTRY_set(e) == X509_NAME_ENTRY_set(X509_NAME_get_entry(ca_name, i - 1)) ? -1 : 0;
-    if (!rdn.object) return OpenSslError(absl::StatusCode::kInternal, "copying the CA name");
+    rdn.entry.reset(X509_NAME_ENTRY_dup(e));
+    // Multi-valued RDNs: an entry sharing the previous entry's set joins it.
+    rdn.set = i > 0 && X509_NAME_ENTRY_set(e) == X509_NAME_ENTRY_set(X509_NAME_get_entry(ca_name, i - 1)) ? -1 : 0;
+    if (!rdn.entry) return OpenSslError(absl::StatusCode::kInternal, "copying the CA name");
     m->issuer_rdns_.push_back(std::move(rdn));
   }
-  auto basic = MakeExtension(NID_basic_constraints, "critical,CA:FALSE");
-  auto usage = MakeExtension(NID_key_usage, "critical,digitalSignature");
-  auto eku = MakeExtension(NID_ext_key_usage, "serverAuth");
-  auto aki = MakeAuthorityKeyIdentifier(ca_cert);
-  for (const absl::Status& st : {basic.status(), usage.status(), eku.status(), aki.status()}) {
-    if (!st.ok()) return st;
+  m->sign_template_.reset(EVP_MD_CTX_new());
+  if (!m->sign_template_ ||
+      EVP_DigestSignInit(m->sign_template_.get(), nullptr, EVP_sha256(), nullptr, m->ca_->key()) != 1) {
+    return OpenSslError(absl::StatusCode::kInternal, "setting up CA signing");
   }
-  m->basic_constraints_ = std::move(*basic);
-  m->key_usage_ = std::move(*usage);
-  m->extended_key_usage_ = std::move(*eku);
-  m->authority_key_id_ = std::move(*aki);
+  auto algorithm = SignatureAlgorithmOf(m->ca_->key());
+  if (!algorithm.ok()) return algorithm.status();
+  auto algorithm_der = ToDer<X509_ALGOR>(algorithm->get(), i2d_X509_ALGOR, "encoding the signature algorithm");
+  if (!algorithm_der.ok()) return algorithm_der.status();
+  m->signature_algorithm_ = std::move(*algorithm);
+  m->signature_algorithm_der_ = std::move(*algorithm_der);
+  std::vector<absl::StatusOr<X509ExtensionPtr>> fixed;
+  fixed.push_back(MakeExtension(NID_basic_constraints, "critical,CA:FALSE"));
+  fixed.push_back(MakeExtension(NID_key_usage, "critical,digitalSignature"));
+  fixed.push_back(MakeExtension(NID_ext_key_usage, "serverAuth"));
+  fixed.push_back(MakeAuthorityKeyIdentifier(ca_cert));
+  for (auto& ext : fixed) {
+    if (!ext.ok()) return ext.status();
+    auto der = ToDer<X509_EXTENSION>(ext->get(), i2d_X509_EXTENSION, "encoding a leaf extension");
+    if (!der.ok()) return der.status();
+    m->fixed_extensions_.push_back(FixedExtension{std::move(*ext), std::move(*der)});
+  }
+  // The AKI follows the per-key SKI, so it is kept apart from the leading three.
+  m->authority_key_id_ = std::move(m->fixed_extensions_.back());
+  m->fixed_extensions_.pop_back();
   // Clients need the issuing CA (and any intermediates); a self-signed root is never sent.
   m->chain_.push_back(ca_cert);
   for (const auto& issuer : m->ca_->issuers()) {
     if (X509_check_issued(issuer.get(), issuer.get()) != X509_V_OK) m->chain_.push_back(issuer.get());
   }
+  if (absl::Status st = m->SelfCheck(); !st.ok()) return st;
   return m;
 }
 
@@ -157,54 +321,126 @@ absl::StatusOr<LeafPtr> OpenSslLeafMinter::Mint(X509* upstream, std::time_t now,
     return absl::FailedPreconditionError("the upstream certificate (or the CA) has expired; no leaf minted");
   }
 
-  X509_NAME* upstream_subject = X509_get_subject_name(upstream);
-  GeneralNamesPtr names = HostNamesOf(upstream);
-  if (!names) names = NamesFromCommonName(upstream_subject);
-  if (!names) {
-    return absl::InvalidArgumentError("the upstream certificate names no DNS or IP host; no leaf minted");
-  }
+  auto san = LeafSubjectAltNames(upstream);
+  if (!san.ok()) return san.status();
 
   auto generation = key_pool_->Current(now);
   if (!generation.ok()) return generation.status();
   const PooledLeafKey& leaf_key = key_pool_->Pick(**generation);
 
+  // The object and its TBS DER are built side by side from the same values.
   X509Ptr cert(X509_new());
   if (!cert) return OpenSslError(absl::StatusCode::kResourceExhausted, "X509_new");
-  // Names are filled in place from raw values: X509_set_*_name would deep-copy them
-  // through a DER round trip, a measurable share of a miss.
-  X509_NAME* subject = X509_get_subject_name(cert.get());
-  for (int i = -1; (i = X509_NAME_get_index_by_NID(upstream_subject, NID_commonName, i)) >= 0;) {
-    const ASN1_STRING* cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(upstream_subject, i));
-    if (X509_NAME_add_entry_by_NID(subject, NID_commonName, ASN1_STRING_type(cn), ASN1_STRING_get0_data(cn),
-                                   ASN1_STRING_length(cn), -1, 0) != 1) {
-      return OpenSslError(absl::StatusCode::kInternal, "copying the upstream CN");
-    }
+  auto fail = [](const char* what) { return OpenSslError(absl::StatusCode::kInternal, what); };
+
+  // A random, positive, non-zero 128-bit serial: the top byte is 0x01..0x7f, so the DER
+  // INTEGER is exactly these 16 bytes.
+  std::array<unsigned char, 16> serial{};
+  if (!RandomSerialBytes(serial.data(), serial.size())) return fail("drawing a random serial");
+  serial[0] = static_cast<unsigned char>((serial[0] & 0x7f) | 0x01);
+  ASN1_TIME* not_before_time = X509_getm_notBefore(cert.get());
+  ASN1_TIME* not_after_time = X509_getm_notAfter(cert.get());
+  if (X509_set_version(cert.get(), 2) != 1 ||
+      ASN1_STRING_set(X509_get_serialNumber(cert.get()), serial.data(), serial.size()) != 1 ||
+      !SetTime(not_before_time, not_before) || !SetTime(not_after_time, not_after) ||
+      X509_set_pubkey(cert.get(), leaf_key.key.get()) != 1 ||
+      X509_ALGOR_copy(const_cast<X509_ALGOR*>(X509_get0_tbs_sigalg(cert.get())), signature_algorithm_.get()) != 1) {
+    return fail("assembling the leaf certificate");
   }
+
   X509_NAME* issuer = X509_get_issuer_name(cert.get());
   for (const auto& rdn : issuer_rdns_) {
-    if (X509_NAME_add_entry_by_OBJ(issuer, rdn.object.get(), rdn.type,
-                                   reinterpret_cast<const unsigned char*>(rdn.value.data()),
-                                   static_cast<int>(rdn.value.size()), -1, rdn.new_set) != 1) {
-      return OpenSslError(absl::StatusCode::kInternal, "setting the issuer name");
+    if (X509_NAME_add_entry(issuer, rdn.entry.get(), -1, rdn.set) != 1) {
+      return fail("setting the issuer name");
     }
   }
+
+  // Subject: every upstream CN, each its own RDN, type and bytes as the upstream has them.
+  X509_NAME* upstream_subject = X509_get_subject_name(upstream);
+  X509_NAME* subject = X509_get_subject_name(cert.get());
+  std::string subject_rdns;
+  static constexpr std::string_view kCnOid("\x06\x03\x55\x04\x03", 5);
+  for (int i = -1; (i = X509_NAME_get_index_by_NID(upstream_subject, NID_commonName, i)) >= 0;) {
+    const ASN1_STRING* cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(upstream_subject, i));
+    int type = ASN1_STRING_type(cn);
+    // A CN that is not a character string (OpenSSL also admits BIT STRING, SEQUENCE or an
+    // unknown type there) names no host and does not encode as tag + bytes: not copied.
+    if (!IsCharacterStringType(type)) continue;
+    std::string_view value = View(cn);
+    if (X509_NAME_add_entry_by_NID(subject, NID_commonName, type, ASN1_STRING_get0_data(cn),
+                                   ASN1_STRING_length(cn), -1, 0) != 1) {
+      return fail("copying the upstream CN");
+    }
+    std::string attribute(kCnOid);
+    der::AppendTlv(attribute, static_cast<std::uint8_t>(type), value);
+    std::string rdn;
+    der::AppendTlv(rdn, der::kSequence, attribute);
+    der::AppendTlv(subject_rdns, der::kSet, rdn);
+  }
+
   // RFC 5280 4.2.1.6: with an empty subject the SAN extension must be critical.
   int san_critical = X509_NAME_entry_count(subject) == 0 ? 1 : 0;
-  if (X509_set_version(cert.get(), 2) != 1 || !SetRandomSerial(cert.get()).ok() ||
-      ASN1_TIME_set(X509_getm_notBefore(cert.get()), not_before) == nullptr ||
-      ASN1_TIME_set(X509_getm_notAfter(cert.get()), not_after) == nullptr ||
-      X509_set_pubkey(cert.get(), leaf_key.key.get()) != 1 ||
-      X509_add_ext(cert.get(), basic_constraints_.get(), -1) != 1 ||
-      X509_add_ext(cert.get(), key_usage_.get(), -1) != 1 ||
-      X509_add_ext(cert.get(), extended_key_usage_.get(), -1) != 1 ||
-      X509_add_ext(cert.get(), leaf_key.subject_key_id.get(), -1) != 1 ||
-      X509_add_ext(cert.get(), authority_key_id_.get(), -1) != 1 ||
-      X509_add1_ext_i2d(cert.get(), NID_subject_alt_name, names.get(), san_critical, X509V3_ADD_DEFAULT) != 1) {
-    return OpenSslError(absl::StatusCode::kInternal, "assembling the leaf certificate");
+  std::string extensions;
+  for (const FixedExtension& ext : fixed_extensions_) {
+    if (!AppendExtension(cert.get(), ext.ext.get())) return fail("adding a leaf extension");
+    extensions += ext.der;
   }
-  if (X509_sign(cert.get(), ca_->key(), EVP_sha256()) <= 0) {
+  if (!AppendExtension(cert.get(), leaf_key.subject_key_id.get()) ||
+      !AppendExtension(cert.get(), authority_key_id_.ext.get()) ||
+      !AppendExtension(cert.get(), OBJ_nid2obj(NID_subject_alt_name), san_critical, *san)) {
+    return fail("adding a leaf extension");
+  }
+  extensions += leaf_key.subject_key_id_der;
+  extensions += authority_key_id_.der;
+  {
+    static constexpr std::string_view kSanOid("\x06\x03\x55\x1d\x11", 5);
+    std::string ext(kSanOid);
+    if (san_critical) ext.append("\x01\x01\xff", 3);
+    der::AppendTlv(ext, der::kOctetString, *san);
+    der::AppendTlv(extensions, der::kSequence, ext);
+  }
+
+  std::string body("\xa0\x03\x02\x01\x02", 5);  // [0] version v3
+  der::AppendTlv(body, der::kInteger, {reinterpret_cast<const char*>(serial.data()), serial.size()});
+  body += signature_algorithm_der_;
+  body += issuer_der_;
+  std::string validity;
+  der::AppendTlv(validity, static_cast<std::uint8_t>(ASN1_STRING_type(not_before_time)), View(not_before_time));
+  der::AppendTlv(validity, static_cast<std::uint8_t>(ASN1_STRING_type(not_after_time)), View(not_after_time));
+  der::AppendTlv(body, der::kSequence, validity);
+  der::AppendTlv(body, der::kSequence, subject_rdns);
+  body += leaf_key.spki_der;
+  std::string extension_list;
+  der::AppendTlv(extension_list, der::kSequence, extensions);
+  der::AppendTlv(body, der::kExplicit3, extension_list);
+  std::string tbs;
+  tbs.reserve(body.size() + 4);
+  der::AppendTlv(tbs, der::kSequence, body);
+
+  std::array<unsigned char, 1024> signature{};  // RSA-4096 at most: checked by EVP_DigestSign
+  std::size_t signature_len = signature.size();
+  EvpMdCtxPtr md_ctx(EVP_MD_CTX_new());
+  bool copied = false;
+  if (md_ctx) {
+    std::lock_guard lock(sign_template_mu_);
+    copied = EVP_MD_CTX_copy_ex(md_ctx.get(), sign_template_.get()) == 1;
+  }
+  if (!copied || EVP_DigestSign(md_ctx.get(), signature.data(), &signature_len,
+                     reinterpret_cast<const unsigned char*>(tbs.data()), tbs.size()) != 1) {
     return OpenSslError(absl::StatusCode::kInternal, "signing the leaf certificate");
   }
+  // The certificate's signature fields, filled in place as X509_sign does (see
+  // AppendExtension on why the const views may be written through).
+  const ASN1_BIT_STRING* signature_view = nullptr;
+  const X509_ALGOR* algorithm_view = nullptr;
+  X509_get0_signature(&signature_view, &algorithm_view, cert.get());
+  auto* signature_bits = const_cast<ASN1_BIT_STRING*>(signature_view);
+  if (ASN1_BIT_STRING_set(signature_bits, signature.data(), static_cast<int>(signature_len)) != 1 ||
+      X509_ALGOR_copy(const_cast<X509_ALGOR*>(algorithm_view), signature_algorithm_.get()) != 1) {
+    return fail("setting the leaf signature");
+  }
+  signature_bits->flags &= ~(ASN1_STRING_FLAG_BITS_LEFT | 0x07);  // no unused bits
+  signature_bits->flags |= ASN1_STRING_FLAG_BITS_LEFT;
 
   auto leaf = std::make_shared<Leaf>();
   leaf->cert = cert.release();
@@ -221,6 +457,34 @@ absl::StatusOr<LeafPtr> OpenSslLeafMinter::Mint(X509* upstream, std::time_t now,
   // Cached no longer than the leaf key generation lives, so rotated keys age out of service.
   *fresh_until = std::min(not_after - kRefreshMarginSeconds, (*generation)->retire_at);
   return LeafPtr(std::move(leaf));
+}
+
+absl::Status OpenSslLeafMinter::SelfCheck() {
+  auto probe_key = TemporaryKey();
+  if (!probe_key.ok()) return probe_key.status();
+  X509Ptr probe(X509_new());
+  X509_NAME* name = probe ? X509_get_subject_name(probe.get()) : nullptr;
+  auto san = MakeExtension(NID_subject_alt_name, "DNS:self-check.egressguard.invalid,IP:192.0.2.1,IP:2001:db8::1");
+  if (!san.ok()) return san.status();
+  std::time_t now = Now();
+  if (name == nullptr ||
+      X509_NAME_add_entry_by_NID(name, NID_commonName, MBSTRING_ASC,
+                                 reinterpret_cast<const unsigned char*>("self-check.egressguard.invalid"), -1, -1,
+                                 0) != 1 ||
+      ASN1_TIME_set(X509_getm_notBefore(probe.get()), now - 86400) == nullptr ||
+      ASN1_TIME_set(X509_getm_notAfter(probe.get()), now + 86400) == nullptr ||
+      X509_set_pubkey(probe.get(), probe_key->get()) != 1 || X509_add_ext(probe.get(), san->get(), -1) != 1) {
+    return OpenSslError(absl::StatusCode::kInternal, "building the self-check upstream");
+  }
+  std::time_t fresh_until = 0;
+  auto leaf = Mint(probe.get(), now, &fresh_until);
+  if (!leaf.ok()) return leaf.status();
+  // X509_verify re-encodes the TBS from the object, exactly as a handshake will send it.
+  if (X509_verify((*leaf)->cert, X509_get0_pubkey(ca_->cert())) != 1) {
+    return OpenSslError(absl::StatusCode::kInternal,
+                        "leaf self-check: the certificate object does not re-encode to the signed bytes");
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace egressguard::ca
