@@ -30,8 +30,8 @@ std::string Tokens(std::string_view column) {
   return out;
 }
 
-bool NamesKeyword(const std::string& tokens, const std::string& keyword) {
-  std::string kw = Tokens(keyword);
+// `kw`: a keyword already passed through Tokens().
+bool NamesKeyword(const std::string& tokens, const std::string& kw) {
   if (kw.empty()) return false;
   for (size_t pos = tokens.find(kw); pos != std::string::npos; pos = tokens.find(kw, pos + 1)) {
     bool left = pos == 0 || tokens[pos - 1] == '_';
@@ -58,13 +58,16 @@ std::string PiiColumnsOfHeader(std::string_view line, const std::vector<std::str
     }
   }
   if (delim == 0) return "";
+  std::vector<std::string> kw_tokens;
+  kw_tokens.reserve(keywords.size());
+  for (const auto& kw : keywords) kw_tokens.push_back(Tokens(kw));
   std::string found;
   size_t start = 0;
   while (start <= line.size()) {
     size_t end = line.find(delim, start);
     if (end == std::string_view::npos) end = line.size();
     std::string tokens = Tokens(line.substr(start, end - start));
-    for (const auto& kw : keywords) {
+    for (const auto& kw : kw_tokens) {
       if (NamesKeyword(tokens, kw)) {
         if (!found.empty()) found += ",";
         found += tokens;

@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "absl/status/status.h"
+#include "dlp/cpu_features.h"
 #include "dlp/fingerprint.h"
 #include "dlp/pattern_shape.h"
 #include "dlp/redact.h"
@@ -66,6 +67,33 @@ bool PrefixGateable(const std::optional<PatternShape>& shape, unsigned max_width
   return true;
 }
 
+// Byte set `in` as shufti tables: b is in it iff lo[b & 15] & hi[b >> 4]. Exact when the
+// distinct per-high-nibble sets of low nibbles number at most 8 (false otherwise).
+template <typename In>
+bool NibbleTables(const In& in, std::array<uint8_t, 16>* lo, std::array<uint8_t, 16>* hi) {
+  std::array<uint16_t, 16> lows{};
+  for (size_t b = 0; b < 256; ++b) {
+    if (in(b)) lows[b >> 4] |= static_cast<uint16_t>(1u << (b & 15));
+  }
+  std::array<uint16_t, 8> buckets{};
+  size_t used = 0;
+  lo->fill(0);
+  hi->fill(0);
+  for (size_t h = 0; h < 16; ++h) {
+    if (lows[h] == 0) continue;
+    size_t k = static_cast<size_t>(std::find(buckets.begin(), buckets.begin() + used, lows[h]) - buckets.begin());
+    if (k == used) {
+      if (used == buckets.size()) return false;
+      buckets[used++] = lows[h];
+    }
+    (*hi)[h] |= static_cast<uint8_t>(1u << k);
+    for (size_t l = 0; l < 16; ++l) {
+      if (lows[h] & (1u << l)) (*lo)[l] |= static_cast<uint8_t>(1u << k);
+    }
+  }
+  return true;
+}
+
 struct HsCompileErrorDeleter {
   void operator()(hs_compile_error_t* e) const { hs_free_compile_error(e); }
 };
@@ -110,7 +138,10 @@ absl::StatusOr<EnginePtr> Engine::Compile(const rules::v1::RulePack& pack, const
 std::vector<const hs_database_t*> HyperscanEngine::databases() const {
   std::vector<const hs_database_t*> dbs;
   if (stream_db_) dbs.push_back(stream_db_.get());
-  for (const auto& g : gated_dbs_) dbs.push_back(g.db.get());
+  for (const auto& g : gated_dbs_) {
+    dbs.push_back(g.db.get());
+    if (g.probe) dbs.push_back(g.probe.get());
+  }
   if (prefix_db_) dbs.push_back(prefix_db_.get());
   for (const auto& r : rules_) {
     if (r.exclusion_db) dbs.push_back(r.exclusion_db.get());
@@ -134,8 +165,16 @@ absl::StatusOr<std::shared_ptr<const HyperscanEngine>> HyperscanEngine::Build(co
 
 absl::Status HyperscanEngine::CompileRules(const EngineOptions& options) {
   std::vector<Expression> stream_exprs;
-  std::vector<Expression> gated_exprs;
-  std::vector<GatedDb> gated_needs;  // parallel to gated_exprs
+  // A gated pattern and what its matches need; each becomes a DigitGate class.
+  struct Gated {
+    Expression expr;
+    bool keyed = false;
+    uint32_t keyword_window = 0;
+    unsigned fixed_width = 0;
+    GateClass need{DigitGateConfig::Never(), DigitGateConfig::Never()};
+  };
+  std::vector<Gated> gated;
+  std::vector<std::string> keyed_keywords;
   std::vector<Expression> prefix_exprs;
   PrefixGateConfig prefix;
   prefix.lo0 = prefix.lo1 = 255;
@@ -151,7 +190,6 @@ absl::Status HyperscanEngine::CompileRules(const EngineOptions& options) {
   gate.min_digits = UINT32_MAX;
   gate.min_width = UINT32_MAX;
   gate.max_width = 0;
-  gate.need.fill(UINT32_MAX);
 
   for (const Rule& rule : pack_.rules()) {
     if (!seen_ids.insert(rule.id()).second) {
@@ -185,6 +223,7 @@ absl::Status HyperscanEngine::CompileRules(const EngineOptions& options) {
         return absl::InvalidArgumentError(fmt::format("rule {}: unknown validator \"{}\"", rule.id(), rule.validator()));
       }
       cr.validator = *v;
+      WarmValidator(rule.validator());
     }
     for (const auto& kw : rule.context().keywords()) {
       if (!kw.empty()) cr.keywords.push_back(Lower(kw));
@@ -220,6 +259,13 @@ absl::Status HyperscanEngine::CompileRules(const EngineOptions& options) {
       cr.exclusion_db = *std::move(db);
     }
 
+    // A rule that counts only with a keyword before its match: its gated patterns need
+    // scanning only where a keyword was seen (the stream database reports them). With
+    // an after-window the keyword may come later, and a keyword holding '\n' could
+    // match across the join KeywordNear makes, so those rules stay in the free class.
+    const bool keyed = cr.effect == rules::v1::Context::REQUIRE && !cr.keywords.empty() && cr.window_after == 0 &&
+                       std::none_of(cr.keywords.begin(), cr.keywords.end(),
+                                    [](const std::string& k) { return k.find('\n') != std::string::npos; });
     const uint32_t rule_index = static_cast<uint32_t>(rules_.size());
     rules_.push_back(std::move(cr));
 
@@ -245,8 +291,19 @@ absl::Status HyperscanEngine::CompileRules(const EngineOptions& options) {
                  max_width != UINT_MAX && max_width <= kMaxGatedWidth;
       const unsigned id = static_cast<unsigned>(patterns_.size());
       if (cp.gated) {
-        gated_exprs.push_back({text, flags | HS_FLAG_SOM_LEFTMOST, id});
-        gated_needs.push_back(GatedDb{});
+        Gated g;
+        g.expr = {text, flags, id};
+        g.fixed_width = min_width == max_width ? max_width : 0;
+        g.keyed = keyed;
+        if (keyed) {
+          const CompiledRule& r = rules_[rule_index];
+          g.keyword_window = r.window_before;
+          for (const auto& kw : r.keywords) {
+            if (std::find(keyed_keywords.begin(), keyed_keywords.end(), kw) == keyed_keywords.end()) {
+              keyed_keywords.push_back(kw);
+            }
+          }
+        }
         for (size_t b = 0; b < 256; ++b) {
           if (shape->alphabet.test(b)) gate.member[b] = true;
         }
@@ -258,14 +315,12 @@ absl::Status HyperscanEngine::CompileRules(const EngineOptions& options) {
         std::bitset<256> word;
         for (int c = 0; c < 256; ++c) word.set(static_cast<size_t>(c), (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_');
         const bool at_boundary = !any_first && text.rfind("\\b", 0) == 0 && (shape->prefix[0] & ~word).none();
-        auto& need = at_boundary ? gate.need_at_boundary : gate.need;
-        GatedDb& own = gated_needs.back();
-        own.first = any_first ? std::bitset<256>().set() : shape->prefix[0];
-        own.at_boundary = at_boundary;
-        own.min_digits = shape->min_digits;
+        auto& need = at_boundary ? g.need.at_boundary : g.need.need;
         for (size_t b = 0; b < 256; ++b) {
           if (any_first || shape->prefix[0].test(b)) need[b] = std::min(need[b], shape->min_digits);
         }
+        cp.fixed_width = g.fixed_width;
+        gated.push_back(std::move(g));
       } else if (PrefixGateable(shape, max_width)) {
         cp.prefixed = true;
         prefix_exprs.push_back({text, flags | HS_FLAG_SOM_LEFTMOST, id});
@@ -298,6 +353,23 @@ absl::Status HyperscanEngine::CompileRules(const EngineOptions& options) {
                     : pack_.bulk_pii_threshold() != 0 ? pack_.bulk_pii_threshold()
                                                       : kDefaultBulkThreshold;
 
+  // Keywords of keyed rules, as caseless literals in the stream database: their hits
+  // tell the layer where keyed gated patterns are worth scanning.
+  for (const std::string& kw : keyed_keywords) {
+    std::string re;
+    for (char c : kw) {
+      const auto u = static_cast<unsigned char>(c);
+      if ((u >= 'a' && u <= 'z') || (u >= '0' && u <= '9')) {
+        re.push_back(c);
+      } else {
+        re += fmt::format("\\x{:02x}", u);
+      }
+    }
+    const unsigned id = static_cast<unsigned>(pattern_names.size());
+    pattern_names.push_back(fmt::format("keyword \"{}\"", kw));
+    stream_exprs.push_back({re, HS_FLAG_CASELESS, id});
+  }
+
   auto describe = [&](const std::vector<Expression>& exprs) {
     return [&exprs, &pattern_names](size_t i) { return pattern_names[exprs[i].id]; };
   };
@@ -312,24 +384,58 @@ absl::Status HyperscanEngine::CompileRules(const EngineOptions& options) {
       return absl::InternalError("hs_stream_size failed");
     }
   }
-  // One database for all gated patterns. Measured (callgrind, bench corpus): one database
-  // per pattern, each fed only the runs that can hold it, cut block-scan instructions by
-  // 44% but the per-window checks cost more than that saved (+4% in all).
-  if (!gated_exprs.empty()) {
-    auto db = CompileDb(gated_exprs, HS_MODE_BLOCK, describe(gated_exprs));
+  // One DigitGate class and block database per gated pattern (patterns share classes
+  // round robin beyond kMaxGateClasses): a window goes only to the databases of patterns
+  // that can match in it, and small databases scan far faster than one of them all
+  // (log lines that look like "/123456 200 45" reach only the SSN layouts).
+  const size_t classes = std::min(gated.size(), kMaxGateClasses);
+  std::vector<std::vector<const Gated*>> members(classes);
+  for (size_t i = 0; i < gated.size(); ++i) members[i % classes].push_back(&gated[i]);
+  for (size_t k = 0; k < classes; ++k) {
+    GateClass need{DigitGateConfig::Never(), DigitGateConfig::Never()};
+    GatedDb g;
+    g.cls = 1u << k;
+    g.keyed = true;
+    g.fixed = true;
+    std::vector<Expression> exprs;
+    for (const Gated* p : members[k]) {
+      for (size_t b = 0; b < 256; ++b) {
+        need.need[b] = std::min(need.need[b], p->need.need[b]);
+        need.at_boundary[b] = std::min(need.at_boundary[b], p->need.at_boundary[b]);
+      }
+      g.keyed = g.keyed && p->keyed;
+      g.keyword_window = std::max(g.keyword_window, p->keyword_window);
+      g.fixed = g.fixed && p->fixed_width > 0;
+      exprs.push_back(p->expr);
+    }
+    gate.classes.push_back(need);
+    // Fixed-width patterns need no start-of-match tracking (start = end - width).
+    // Otherwise a probe without it marks the windows holding a match, and only those
+    // are scanned again with it, which Hyperscan runs several times slower.
+    if (!g.fixed) {
+      auto probe = CompileDb(exprs, HS_MODE_BLOCK, describe(exprs));
+      if (!probe.ok()) return probe.status();
+      g.probe = *std::move(probe);
+      for (auto& e : exprs) e.flags |= HS_FLAG_SOM_LEFTMOST;
+    }
+    auto db = CompileDb(exprs, HS_MODE_BLOCK, describe(exprs));
     if (!db.ok()) return db.status();
-    GatedDb all;
-    all.db = *std::move(db);
-    for (const GatedDb& g : gated_needs) all.first |= g.first;
-    all.at_boundary = false;
-    all.min_digits = gate.min_digits;  // the DigitGate already checked the rest
-    gated_dbs_.push_back(std::move(all));
+    g.db = *std::move(db);
+    gated_dbs_.push_back(std::move(g));
   }
-  if (!gated_exprs.empty()) gate_config_ = gate;
+  if (!gated.empty()) {
+    gate.Prepare();
+    gate_config_ = gate;
+  }
   if (!prefix_exprs.empty()) {
     auto db = CompileDb(prefix_exprs, HS_MODE_BLOCK, describe(prefix_exprs));
     if (!db.ok()) return db.status();
     prefix_db_ = *std::move(db);
+    prefix.simd = UseAvx2();
+    for (size_t i = 0; i < kShapePrefix && prefix.simd; ++i) {
+      prefix.simd = NibbleTables(
+          [&](size_t b) { return (prefix.mask[b] >> i) & 1; }, &prefix.nibble_lo[i], &prefix.nibble_hi[i]);
+    }
     prefix_config_ = prefix;
   }
   return absl::OkStatus();

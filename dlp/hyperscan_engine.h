@@ -2,14 +2,15 @@
 // The compiled form of a rule pack (the Engine implementation). Internal to dlp/:
 // MessageScan reads these tables; other folders see only dlp/engine.h.
 //
-// Patterns are split across two databases:
+// Patterns are split across these databases:
 //  - stream_db: streaming mode, every pattern with a literal or letter in it (e-mail,
 //    keys, tokens, PEM, dump headers...). Start of match comes from SOM (small horizon)
-//    or, for fixed-width patterns, from the width, which costs no stream state.
-//  - gated_dbs: block mode with SOM, patterns made only of digits and separators (see
-//    PatternShape); fed only the digit runs DigitGate finds that can hold a match (per
-//    first byte: enough digits after it, after a word boundary where the pattern needs
-//    one), so most bytes never reach them.
+//    or, for fixed-width patterns, from the width, which costs no stream state. It also
+//    holds, as caseless literals, the keywords of rules that REQUIRE one (see GatedDb).
+//  - gated_dbs: block mode, one per pattern made only of digits and separators (see
+//    PatternShape); fed only the digit runs DigitGate finds that can hold a match of
+//    that pattern (per first byte: enough digits after it, after a word boundary where
+//    the pattern needs one), so most bytes never reach them.
 //  - prefix_db: block mode with SOM, bounded patterns led by two upper-case letters and no
 //    long literal (IBAN, UK NINO, AWS keys): in streaming mode they alone cost ~15x the
 //    rest of the pack. Every match starts where its first kShapePrefix bytes fit the
@@ -63,14 +64,20 @@ struct CompiledPattern {
   bool prefixed = false;     // in prefix_db, behind the prefix test
 };
 
-// A block database of gated patterns and what a digit run must hold for it: a byte of
-// `first` (after a non-word byte when at_boundary) with min_digits digits from there on.
-// The engine builds one for all gated patterns (see CompileRules for why not one each).
+// A block database of gated patterns: those of one DigitGate class (bit `cls` of
+// GateWindow::classes). A keyed class holds patterns of rules that REQUIRE a keyword
+// before the match: it is scanned only where one of their keywords (reported by the
+// stream database) ended at most keyword_window bytes before the window or inside it. Without `fixed` (every pattern fixed-width,
+// start = end - width, no start-of-match tracking), `probe` holds the patterns without
+// start-of-match tracking, which Hyperscan runs several times faster: a batch of windows
+// is probed first, and only the windows with a match are scanned with `db` for starts.
 struct GatedDb {
   HsDatabasePtr db;
-  std::bitset<256> first;
-  bool at_boundary = false;
-  uint32_t min_digits = 0;
+  HsDatabasePtr probe;
+  uint32_t cls = 1;
+  bool keyed = false;
+  bool fixed = false;
+  uint32_t keyword_window = 0;
 };
 
 // The prefix test of prefix_db: bit i of mask[b] is set when byte b may be byte i of a
@@ -80,6 +87,12 @@ struct PrefixGateConfig {
   std::array<uint8_t, 256> mask{};
   unsigned char lo0 = 0, hi0 = 255, lo1 = 0, hi1 = 255;
   uint32_t max_width = 0;
+  // Each position's byte set as nibble tables (byte b fits iff lo[b & 15] & hi[b >> 4]),
+  // when every set fits in 8 buckets and the CPU has AVX2: then 32 starts are tested at
+  // once, exactly.
+  std::array<std::array<uint8_t, 16>, kShapePrefix> nibble_lo{};
+  std::array<std::array<uint8_t, 16>, kShapePrefix> nibble_hi{};
+  bool simd = false;
 };
 
 // A rule that is not pattern-driven (bulk_pii, undecodable), from the pack or built in.
@@ -109,6 +122,8 @@ class HyperscanEngine final : public Engine {
   const PrefixGateConfig& prefix_config() const { return prefix_config_; }
   const DigitGateConfig& gate_config() const { return gate_config_; }
   uint32_t max_window() const { return max_window_; }
+  // Stream-db match ids at or above this are keyword hits of keyed rules, not patterns.
+  unsigned keyword_id_base() const { return static_cast<unsigned>(patterns_.size()); }
   uint32_t bulk_threshold() const { return bulk_threshold_; }
   const MessageRule& bulk_rule() const { return bulk_rule_; }
   const MessageRule& undecodable_rule() const { return undecodable_rule_; }

@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <deque>
 
-#if defined(__SSE2__)
+#if defined(__x86_64__)
+#include <immintrin.h>
+#elif defined(__SSE2__)
 #include <emmintrin.h>
 #endif
 
@@ -37,9 +39,25 @@ class History {
  public:
   uint64_t end() const { return end_; }
 
+  History() = default;
+  History(const History&) = delete;
+  History& operator=(const History&) = delete;
+  ~History() {
+    // Back to this thread's spares: a 16 KiB malloc/free per message made glibc
+    // consolidate its free lists each time (~5% of a scan of small messages).
+    if (buf_ && !spares_gone_ && Spares().bufs.size() < 16) Spares().bufs.push_back(std::move(buf_));
+  }
+
   void Append(std::string_view s) {
     if (s.empty()) return;
-    if (!buf_) buf_.reset(new char[kHistoryBytes]);  // not zero-filled: only written bytes are read
+    if (!buf_) {
+      if (!spares_gone_ && !Spares().bufs.empty()) {
+        buf_ = std::move(Spares().bufs.back());
+        Spares().bufs.pop_back();
+      } else {
+        buf_.reset(new char[kHistoryBytes]);  // not zero-filled: only written bytes are read
+      }
+    }
     if (s.size() >= kHistoryBytes) {
       uint64_t start = end_ + s.size() - kHistoryBytes;
       s.remove_prefix(s.size() - kHistoryBytes);
@@ -75,9 +93,23 @@ class History {
   size_t memory_bytes() const { return buf_ ? kHistoryBytes : 0; }
 
  private:
+  // A History destroyed after its thread's pool (a MessageScan held by a static object)
+  // frees its buffer instead: the flag, trivially destructible, outlives the pool.
+  struct SparePool {
+    std::vector<std::unique_ptr<char[]>> bufs;
+    ~SparePool() { spares_gone_ = true; }
+  };
+  static SparePool& Spares() {
+    thread_local SparePool pool;
+    return pool;
+  }
+  static thread_local bool spares_gone_;
+
   std::unique_ptr<char[]> buf_;
   uint64_t end_ = 0;
 };
+
+thread_local bool History::spares_gone_ = false;
 
 // Bit j set when bytes p[j] and p[j + 1] lie in [lo0, hi0] and [lo1, hi1], j < 16.
 inline unsigned PairMask16(const char* p, const PrefixGateConfig& c) {
@@ -105,21 +137,32 @@ inline bool IsWordByte(char c) {
   return IsDigitByte(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
 }
 
-// Whether a digit-run window (bytes before first_start are context) can hold a match of
-// one gated pattern. Digits from a position on only shrink as it moves right, so the
-// first position a match may start at decides.
-bool RunMayHold(std::string_view run, uint32_t first_start, uint32_t total, const GatedDb& g) {
-  if (total < g.min_digits) return false;
-  uint32_t before = 0;
-  for (size_t i = first_start; i < run.size() && total - before >= g.min_digits; ++i) {
-    const char c = run[i];
-    if (g.first.test(static_cast<unsigned char>(c)) && (!g.at_boundary || i == 0 || !IsWordByte(run[i - 1]))) {
-      return true;
-    }
-    before += IsDigitByte(c) ? 1u : 0u;
+#if defined(__x86_64__)
+// Appends base + j for every start j in [0, 32 * blocks) where all kShapePrefix bytes of
+// p[j..] fit (p must hold 32 * blocks + kShapePrefix - 1 bytes).
+__attribute__((target("avx2"))) void PrefixStartsAvx2(const char* p, size_t blocks, uint64_t base,
+                                                      const PrefixGateConfig& c, std::vector<uint64_t>* out) {
+  const __m256i nib = _mm256_set1_epi8(0x0f);
+  __m256i lo[kShapePrefix], hi[kShapePrefix];
+  for (size_t i = 0; i < kShapePrefix; ++i) {
+    lo[i] = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c.nibble_lo[i].data())));
+    hi[i] = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c.nibble_hi[i].data())));
   }
-  return false;
+  for (size_t blk = 0; blk < blocks; ++blk) {
+    const char* q = p + 32 * blk;
+    __m256i all = _mm256_set1_epi8(-1);
+    for (size_t i = 0; i < kShapePrefix; ++i) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + i));
+      const __m256i hit = _mm256_and_si256(_mm256_shuffle_epi8(lo[i], _mm256_and_si256(v, nib)),
+                                           _mm256_shuffle_epi8(hi[i], _mm256_and_si256(_mm256_srli_epi16(v, 4), nib)));
+      all = _mm256_andnot_si256(_mm256_cmpeq_epi8(hit, _mm256_setzero_si256()), all);
+    }
+    for (auto m = static_cast<uint32_t>(_mm256_movemask_epi8(all)); m != 0; m &= m - 1) {
+      out->push_back(base + 32 * blk + static_cast<uint64_t>(__builtin_ctz(m)));
+    }
+  }
 }
+#endif
 
 inline bool PrefixAt(const char* p, const PrefixGateConfig& c) {
   uint8_t m = 0xff;
@@ -164,6 +207,13 @@ class LayerScan {
       gate_ = std::make_unique<DigitGate>(&engine_.gate_config());
       gate_batches_.resize(engine_.gated_dbs().size());
       for (auto& b : gate_batches_) b.owner = this;
+      gate_keywords_.ends = &keyword_ends_;
+      for (const auto& g : engine_.gated_dbs()) {
+        if (!g.keyed) continue;
+        gate_keywords_.keyed_classes |= g.cls;
+        gate_keywords_.window = std::max(gate_keywords_.window, g.keyword_window);
+      }
+
     }
     prefix_ = engine_.prefix_db() != nullptr;
   }
@@ -187,8 +237,9 @@ class LayerScan {
       }
     }
     if (gate_) {
-      gate_->Feed(chunk, base, [this](const GateWindow& w) { QueueWindow(w); });
+      gate_->Feed(chunk, base, [this](const GateWindow& w) { QueueWindow(w); }, &gate_keywords_);
       ScanBatch();
+      PruneKeywords(base + chunk.size());
     }
     if (prefix_) {
       FindPrefixes(chunk, base);
@@ -209,7 +260,7 @@ class LayerScan {
   void Finish() {
     if (finished_) return;
     if (gate_) {
-      gate_->Finish([this](const GateWindow& w) { QueueWindow(w); });
+      gate_->Finish([this](const GateWindow& w) { QueueWindow(w); }, &gate_keywords_);
       ScanBatch();
     }
     if (prefix_) ScanPrefixes({}, /*final=*/true);
@@ -257,6 +308,10 @@ class LayerScan {
 
   static int OnStreamMatch(unsigned id, unsigned long long from, unsigned long long to, unsigned, void* ctx) {
     auto* self = static_cast<LayerScan*>(ctx);
+    if (id >= self->engine_.keyword_id_base()) {
+      self->OnKeyword(to);
+      return 0;
+    }
     const CompiledPattern& p = self->engine_.patterns()[id];
     uint64_t start = p.fixed_width > 0 ? (to >= p.fixed_width ? to - p.fixed_width : 0) : from;
     self->Collect(id, start, to);
@@ -265,6 +320,11 @@ class LayerScan {
 
   static int OnGateMatch(unsigned id, unsigned long long from, unsigned long long to, unsigned, void* ctx) {
     auto* batch = static_cast<GateBatch*>(ctx);
+    const unsigned width = batch->owner->engine_.patterns()[id].fixed_width;
+    if (width > 0) {
+      if (to < width) return 0;
+      from = to - width;
+    }
     // The window holding the match (matches never cross the '\0' between windows).
     auto it = std::upper_bound(batch->windows.begin(), batch->windows.end(), from,
                                [](unsigned long long v, const BatchWindow& w) { return v < w.at; });
@@ -278,17 +338,46 @@ class LayerScan {
     return 0;
   }
 
+  // A keyword of a keyed rule ended at `end` (stream order, so mostly ascending).
+  void OnKeyword(uint64_t end) {
+    if (keyword_ends_.empty() || keyword_ends_.back() <= end) {
+      keyword_ends_.push_back(end);
+    } else {
+      keyword_ends_.insert(std::upper_bound(keyword_ends_.begin(), keyword_ends_.end(), end), end);
+    }
+  }
+
+  // Whether a keyword ended where a keyed match in this window could see it: within
+  // `window` bytes before the window's first possible start, up to the window's end.
+  bool KeywordBefore(const GateWindow& w, uint32_t window) const {
+    const uint64_t first = w.base + w.first_start;
+    const uint64_t lo = first > window ? first - window : 0;
+    auto it = std::lower_bound(keyword_ends_.begin(), keyword_ends_.end(), lo);
+    return it != keyword_ends_.end() && *it <= w.base + w.bytes.size();
+  }
+
+  // Keyword ends no window still to come can reach: the gate holds back at most a
+  // max_run run plus a max_width tail.
+  void PruneKeywords(uint64_t avail) {
+    if (keyword_ends_.empty()) return;
+    const DigitGateConfig& c = engine_.gate_config();
+    const uint64_t reach = std::max<uint64_t>(c.max_run, 2ull * c.max_width + 8) + 2ull * c.max_width + 16 +
+                           engine_.max_window();
+    if (avail <= reach) return;
+    auto it = std::lower_bound(keyword_ends_.begin(), keyword_ends_.end(), avail - reach);
+    keyword_ends_.erase(keyword_ends_.begin(), it);
+  }
+
   // Digit-run windows are batched per gated database into one block scan: one hs_scan
   // call per database and chunk instead of one per number, and only for the runs that
-  // can hold one of its patterns. A '\0' (never in a gated pattern, a non-word byte like the buffer edge)
-  // keeps windows apart and leaves \b meaning what it meant.
+  // can hold one of its patterns. A '\0' (never in a gated pattern, a non-word byte like
+  // the buffer edge) keeps windows apart and leaves \b meaning what it meant.
   void QueueWindow(const GateWindow& w) {
     const auto& dbs = engine_.gated_dbs();
-    uint32_t digits = 0;
-    for (size_t i = w.first_start; i < w.bytes.size(); ++i) digits += IsDigitByte(w.bytes[i]) ? 1u : 0u;
     bool full = false;
     for (size_t k = 0; k < dbs.size(); ++k) {
-      if (!RunMayHold(w.bytes, w.first_start, digits, dbs[k])) continue;
+      if ((w.classes & dbs[k].cls) == 0) continue;
+      if (dbs[k].keyed && !KeywordBefore(w, dbs[k].keyword_window)) continue;
       GateBatch& b = gate_batches_[k];
       b.windows.push_back(BatchWindow{b.bytes.size(), w.bytes.size(), w.base, w.first_start, w.end_after, w.end_limit});
       b.bytes.append(w.bytes);
@@ -298,14 +387,60 @@ class LayerScan {
     if (full) ScanBatch();
   }
 
+  // The probe marks the windows in which some pattern ends.
+  static int OnProbeMatch(unsigned, unsigned long long, unsigned long long to, unsigned, void* ctx) {
+    auto* batch = static_cast<GateBatch*>(ctx);
+    const unsigned long long last = to - 1;  // the match's last byte
+    if (batch->last_hit < batch->windows.size()) {
+      const BatchWindow& w = batch->windows[batch->last_hit];
+      if (last >= w.at && last < w.at + w.size) return 0;
+    }
+    auto it = std::upper_bound(batch->windows.begin(), batch->windows.end(), last,
+                               [](unsigned long long v, const BatchWindow& w) { return v < w.at; });
+    if (it == batch->windows.begin()) return 0;
+    const size_t idx = static_cast<size_t>(std::prev(it) - batch->windows.begin());
+    batch->hit[idx] = 1;
+    batch->last_hit = idx;
+    return 0;
+  }
+
   void ScanBatch() {
     const auto& dbs = engine_.gated_dbs();
     for (size_t k = 0; k < dbs.size(); ++k) {
       GateBatch& b = gate_batches_[k];
       if (b.windows.empty()) continue;
-      hs_error_t rc = hs_scan(dbs[k].db.get(), b.bytes.data(), static_cast<unsigned>(b.bytes.size()), 0,
-                              owner_->scratch(), &LayerScan::OnGateMatch, &b);
+      if (dbs[k].fixed) {
+        hs_error_t rc = hs_scan(dbs[k].db.get(), b.bytes.data(), static_cast<unsigned>(b.bytes.size()), 0,
+                                owner_->scratch(), &LayerScan::OnGateMatch, &b);
+        if (rc != HS_SUCCESS) owner_->OnScanError(fmt::format("hs_scan failed ({})", rc));
+        b.bytes.clear();
+        b.windows.clear();
+        continue;
+      }
+      // Most windows hold no match at all: find those that do without start-of-match
+      // tracking, then scan just them again for exact starts.
+      b.hit.assign(b.windows.size(), 0);
+      b.last_hit = SIZE_MAX;
+      hs_error_t rc = hs_scan(dbs[k].probe.get(), b.bytes.data(), static_cast<unsigned>(b.bytes.size()), 0,
+                              owner_->scratch(), &LayerScan::OnProbeMatch, &b);
       if (rc != HS_SUCCESS) owner_->OnScanError(fmt::format("hs_scan failed ({})", rc));
+      GateBatch& hits = hit_batch_;
+      hits.bytes.clear();
+      hits.windows.clear();
+      for (size_t i = 0; i < b.windows.size(); ++i) {
+        if (!b.hit[i]) continue;
+        BatchWindow w = b.windows[i];
+        const uint64_t from = w.at;
+        w.at = hits.bytes.size();
+        hits.windows.push_back(w);
+        hits.bytes.append(b.bytes, static_cast<size_t>(from), static_cast<size_t>(w.size));
+        hits.bytes.push_back('\0');
+      }
+      if (!hits.windows.empty()) {
+        rc = hs_scan(dbs[k].db.get(), hits.bytes.data(), static_cast<unsigned>(hits.bytes.size()), 0,
+                     owner_->scratch(), &LayerScan::OnGateMatch, &hits);
+        if (rc != HS_SUCCESS) owner_->OnScanError(fmt::format("hs_scan failed ({})", rc));
+      }
       b.bytes.clear();
       b.windows.clear();
     }
@@ -329,6 +464,13 @@ class LayerScan {
     size_t i = 0;
     if (n >= kShapePrefix) {
       const size_t last = n - kShapePrefix;  // last start that fits in the chunk
+#if defined(__x86_64__)
+      if (c.simd && n >= 32 + kShapePrefix) {
+        const size_t blocks = (n - kShapePrefix) / 32;
+        PrefixStartsAvx2(chunk.data(), blocks, base, c, &prefix_starts_);
+        i = 32 * blocks;
+      }
+#endif
       for (; i + 17 <= n && i <= last; i += 16) {
         for (unsigned m = PairMask16(chunk.data() + i, c); m != 0; m &= m - 1) {
           const size_t at = i + static_cast<size_t>(__builtin_ctz(m));
@@ -487,8 +629,13 @@ class LayerScan {
     LayerScan* owner;
     std::string bytes;
     std::vector<BatchWindow> windows;
+    std::vector<char> hit;  // per window: the probe saw a match end in it
+    size_t last_hit = SIZE_MAX;
   };
   std::vector<GateBatch> gate_batches_;  // one per engine gated_dbs() entry
+  GateBatch hit_batch_{this, {}, {}, {}, SIZE_MAX};  // the windows the probe marked
+  std::vector<uint64_t> keyword_ends_;    // ends of keyed-rule keywords, ascending
+  GateKeywords gate_keywords_;            // keyed classes, their window, keyword_ends_
   bool prefix_ = false;
   std::string prefix_carry_;
   std::vector<uint64_t> prefix_starts_;

@@ -495,6 +495,10 @@ const Validator* FindValidator(std::string_view name) {
   return nullptr;
 }
 
+void WarmValidator(std::string_view name) {
+  if (name == "phone") (void)i18n::phonenumbers::PhoneNumberUtil::GetInstance();
+}
+
 std::vector<std::string> ValidatorNames() {
   std::vector<std::string> names;
   for (const auto& e : kRegistry) names.emplace_back(e.name);

@@ -21,6 +21,10 @@ using Validator = bool (*)(std::string_view matched);
 const Validator* FindValidator(std::string_view name);
 // Every registered name, sorted.
 std::vector<std::string> ValidatorNames();
+// Builds whatever the validator under `name` loads on first use (libphonenumber's
+// metadata and regexes cost milliseconds), so that happens when a pack is compiled,
+// not inside the first scanned message. Unknown names are ignored.
+void WarmValidator(std::string_view name);
 
 // Luhn (mod 10) over the digits of `value`; false when fewer than two digits.
 bool LuhnValid(std::string_view value);

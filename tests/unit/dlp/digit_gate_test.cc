@@ -89,5 +89,42 @@ TEST(DigitGateTest, NeedsSkipRunsThatCannotHoldAMatch) {
   }
 }
 
+// Several classes: a window names every class whose needs it meets, and keyed classes
+// are looked for only near a keyword end (GateKeywords).
+TEST(DigitGateTest, ClassesAndKeywords) {
+  DigitGateConfig config = Config();
+  config.min_digits = 1;
+  config.min_width = 1;
+  GateClass nine{DigitGateConfig::Never(), DigitGateConfig::Never()};
+  GateClass six_keyed{DigitGateConfig::Never(), DigitGateConfig::Never()};
+  for (char c = '0'; c <= '9'; ++c) {
+    nine.at_boundary[static_cast<unsigned char>(c)] = 9;
+    six_keyed.at_boundary[static_cast<unsigned char>(c)] = 6;
+  }
+  config.classes = {nine, six_keyed};
+  config.Prepare();
+  const std::string data = "aa 123456 bb 123456789 cc 1234567 dd";
+  std::vector<uint64_t> ends;
+  GateKeywords kw{2u, 8, &ends};
+  auto run = [&](const std::vector<uint64_t>& keyword_ends) {
+    ends = keyword_ends;
+    std::vector<std::string> out;
+    DigitGate g(&config);
+    auto emit = [&](const GateWindow& w) {
+      out.push_back(std::string(w.bytes.substr(w.first_start, w.bytes.size() - w.first_start - 1)) + "/" +
+                    std::to_string(w.classes));
+    };
+    g.Feed(data, 0, emit, &kw);
+    g.Finish(emit, &kw);
+    return out;
+  };
+  // No keyword: only the 9-digit run, for class 0 alone.
+  EXPECT_EQ(run({}), (std::vector<std::string>{" 123456789 /1"}));
+  // A keyword ending at 2 ("aa") reaches the first run only.
+  EXPECT_EQ(run({2}), (std::vector<std::string>{" 123456 /2", " 123456789 /1"}));
+  // One ending at 25 (after "cc") reaches the 7-digit run only.
+  EXPECT_EQ(run({25}), (std::vector<std::string>{" 123456789 /1", " 1234567 /2"}));
+}
+
 }  // namespace
 }  // namespace egressguard::dlp

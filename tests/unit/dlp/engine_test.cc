@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <cctype>
 #include <random>
 #include <regex>
 #include <set>
@@ -284,6 +285,48 @@ TEST(EngineTest, DigitGateMatchesReferenceOnLongRuns) {
       ASSERT_EQ(r.findings.size(), 1u) << "round " << round;
       EXPECT_EQ(r.findings[0].count(), distinct.size()) << "round " << round;
       EXPECT_EQ(r.findings[0].start(), first) << "round " << round;
+    }
+  }
+}
+
+// A rule that REQUIRES a keyword before a digit-only match is scanned only where the
+// stream saw one of its keywords (the keyed gate classes). Against a reference that
+// checks every match's 24-byte before-window itself, with the keyword and the value cut
+// apart at every byte, and with keywords far enough away not to count.
+TEST(EngineTest, KeyedDigitRulesMatchReferenceAtEverySplit) {
+  auto keyed = MakeRule("acct", "account", {R"(\b[1-9][0-9]{7}\b)"});
+  keyed.mutable_context()->add_keywords("Konto");
+  keyed.mutable_context()->add_keywords("acct#");
+  keyed.mutable_context()->set_window_before(24);
+  keyed.mutable_context()->set_effect(rules::v1::Context::REQUIRE);
+  auto free_rule = MakeRule("ssn.like", "x", {R"(\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b)"});
+  auto engine = CompileOrDie(MakePack({keyed, free_rule}));
+  const std::regex value(R"(\b[1-9][0-9]{7}\b)");
+  auto reference = [&](const std::string& data) {
+    std::set<std::string> distinct;
+    std::string lower = data;
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (auto it = std::sregex_iterator(data.begin(), data.end(), value); it != std::sregex_iterator(); ++it) {
+      const size_t at = static_cast<size_t>(it->position());
+      const std::string before = lower.substr(at - std::min<size_t>(at, 24), std::min<size_t>(at, 24));
+      if (before.find("konto") != std::string::npos || before.find("acct#") != std::string::npos) {
+        distinct.insert(it->str());
+      }
+    }
+    return distinct.size();
+  };
+  const std::vector<std::string> samples = {
+      "KONTO: 12345678 and again 87654321",
+      "acct# 2345678901 no; acct#23456789 yes; 123-45-6789",
+      "konto                          34567890 too far",
+      "x 45678901 konto 56789012 and 1234567890123 and 0konto67890123",
+  };
+  for (const auto& data : samples) {
+    const size_t want = reference(data);
+    for (size_t cut = 0; cut <= data.size(); ++cut) {
+      const auto r = ScanSplit(engine, data, {cut});
+      const auto* f = FindCategory(r, "account");
+      EXPECT_EQ(f ? f->count() : 0u, want) << data << " cut " << cut << ": " << Describe(r);
     }
   }
 }
