@@ -293,6 +293,20 @@ tree_rss() {
   echo "$total"
 }
 
+# CPU seconds (user + system, all threads) of a process and its descendants: on a shared
+# machine CPU per request is steadier than requests per second.
+tree_cpu() {
+  local total=0 p
+  local -a todo=("$1")
+  local tck; tck=$(getconf CLK_TCK)
+  while [[ ${#todo[@]} -gt 0 ]]; do
+    p=${todo[0]}; todo=("${todo[@]:1}")
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    for c in $(ps -o pid= --ppid "$p" 2>/dev/null); do todo+=("$c"); done
+  done
+  awk -v t="$total" -v k="$tck" 'BEGIN{printf "%.3f", t/k}'
+}
+
 declare -A RES ERRS
 add() { RES[$1,$2]="${RES[$1,$2]:-} $3"; }
 NERR=0
@@ -319,8 +333,11 @@ for t in "${TARGETS[@]}"; do
 done
 
 LG=""  # run_loadgen's result, "rate p50 p99" or empty; a global so errors reach ERRS
+LG_CPU_US=""  # the target's CPU microseconds per successful request in that run (no pid: empty)
 run_loadgen() {  # target mode conns seconds
-  local out ok errs
+  local out ok errs pid cpu0=""
+  pid=$(target_pid "$1")
+  [[ -n "$pid" ]] && cpu0=$(tree_cpu "$pid")
   out=$(./loadgen --mode "$2" $(client_args "$1") --sni localhost --host "$HOSTPORT" --conns "$3" --seconds "$4" \
     --warmup 0.3 2>&1) || true
   ok=$(sed -n 's/.*ok=\([0-9]*\).*/\1/p' <<<"$out")
@@ -329,10 +346,23 @@ run_loadgen() {  # target mode conns seconds
   LG=""
   [[ -n "$ok" && "$ok" != 0 ]] || { err "$2" "$1" "no request succeeded: $out"; return 0; }
   LG=$(sed -n 's/.*rate=\([0-9.]*\) p50_ms=\([0-9.]*\) p99_ms=\([0-9.]*\).*/\1 \2 \3/p' <<<"$out")
+  LG_CPU_US=""
+  # ok leaves out the warm-up while the CPU includes it: a slight overestimate, the same
+  # for every target.
+  [[ -n "$cpu0" ]] && LG_CPU_US=$(awk -v a="$(tree_cpu "$pid")" -v b="$cpu0" -v n="$ok" 'BEGIN{printf "%.1f", (a-b)*1e6/n}')
+  true
 }
 
-m_newconn() { run_loadgen "$1" new "$CONNS" "$SECS"; [[ -z "$LG" ]] || add newconn "$1" "${LG%% *}"; }
-m_keepalive() { run_loadgen "$1" keepalive "$CONNS" "$SECS"; [[ -z "$LG" ]] || add keepalive "$1" "${LG%% *}"; }
+m_newconn() {
+  run_loadgen "$1" new "$CONNS" "$SECS"
+  [[ -z "$LG" ]] || add newconn "$1" "${LG%% *}"
+  [[ -z "$LG" || -z "$LG_CPU_US" ]] || add newconn_cpu "$1" "$LG_CPU_US"
+}
+m_keepalive() {
+  run_loadgen "$1" keepalive "$CONNS" "$SECS"
+  [[ -z "$LG" ]] || add keepalive "$1" "${LG%% *}"
+  [[ -z "$LG" || -z "$LG_CPU_US" ]] || add keepalive_cpu "$1" "$LG_CPU_US"
+}
 m_latency() {
   local a b
   run_loadgen "$1" new 1 "$LAT_SECS"
@@ -426,6 +456,8 @@ ratio() { [[ -n "${1:-}" && -n "${2:-}" ]] && awk -v a="$1" -v b="$2" 'BEGIN{if(
   }
   row newconn "new conn/s (1 KiB GET)" "eg/ssl >= 1.5"
   row keepalive "keep-alive req/s" "eg/ssl >= 1.5"
+  row newconn_cpu "new conn CPU us/conn" ""
+  row keepalive_cpu "keep-alive CPU us/req" ""
   row download "download MB/s" "eg/ssl >= 1.3"
   row upload "upload MB/s (scanned)" "eg/ssl >= 1.0"
   row lat_new_p50 "new-conn latency p50 ms" ""
@@ -446,6 +478,7 @@ ratio() { [[ -n "${1:-}" && -n "${2:-}" ]] && awk -v a="$1" -v b="$2" 'BEGIN{if(
   row rss "RSS KiB per idle conn" "eg <= 64 KiB"
   echo
   echo "new conn: one GET per TLS connection, no resumption, $CONNS clients; keep-alive: $CONNS persistent connections;"
+  echo "CPU us: user+system CPU of the target's process tree during the run, per successful request (lower is better)."
   echo "RSS: VmRSS of the proxy's process tree before/after $IDLE idle bumped connections (one GET each), fresh processes."
   echo "latency: one client, request after request (new-conn includes TCP, CONNECT and TLS); added = target - direct."
   echo "The client trusts only the bench CA for the three proxies: every figure is through real interception."
