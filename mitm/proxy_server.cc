@@ -42,6 +42,27 @@ std::string OpenSslError() {
   return buf;
 }
 
+
+absl::StatusOr<std::shared_ptr<const WorkloadMap>> ParseWorkloads(
+    const std::vector<ProxyConfig::WorkloadCidrs>& mappings) {
+  auto map = std::make_shared<WorkloadMap>();
+  for (const auto& w : mappings) {
+    if (w.workload.empty()) return absl::InvalidArgumentError("a workload mapping needs a name");
+    std::vector<Cidr> cidrs;
+    for (const auto& text : w.cidrs) {
+      auto cidr = Cidr::Parse(text);
+      if (!cidr.ok()) {
+        return absl::InvalidArgumentError(
+            fmt::format("workload {}: {}", w.workload, std::string(cidr.status().message())));
+      }
+      cidrs.push_back(*cidr);
+    }
+    if (cidrs.empty()) return absl::InvalidArgumentError(fmt::format("workload {} has no CIDR", w.workload));
+    map->emplace_back(w.workload, std::move(cidrs));
+  }
+  return std::shared_ptr<const WorkloadMap>(std::move(map));
+}
+
 }  // namespace
 
 class Worker {
@@ -174,20 +195,9 @@ absl::StatusOr<std::unique_ptr<ProxyServer>> ProxyServer::Create(ProxyConfig con
   s.sink = std::move(deps.sink);
   s.mode_source = std::move(deps.mode_source);
   s.auth = std::move(auth);
-  for (const auto& w : s.config.workloads) {
-    if (w.workload.empty()) return absl::InvalidArgumentError("a workload mapping needs a name");
-    std::vector<Cidr> cidrs;
-    for (const auto& text : w.cidrs) {
-      auto cidr = Cidr::Parse(text);
-      if (!cidr.ok()) {
-        return absl::InvalidArgumentError(
-            fmt::format("workload {}: {}", w.workload, std::string(cidr.status().message())));
-      }
-      cidrs.push_back(*cidr);
-    }
-    if (cidrs.empty()) return absl::InvalidArgumentError(fmt::format("workload {} has no CIDR", w.workload));
-    s.workloads.emplace_back(w.workload, std::move(cidrs));
-  }
+  auto workloads = ParseWorkloads(s.config.workloads);
+  if (!workloads.ok()) return workloads.status();
+  s.workloads.store(*std::move(workloads));
   if (s.config.proxy_protocol && s.config.proxy_protocol_peers.empty()) {
     return absl::InvalidArgumentError(
         "proxy_protocol needs proxy_protocol_peers: the CIDRs of the redirectors trusted to state client addresses");
@@ -233,10 +243,14 @@ absl::StatusOr<std::unique_ptr<ProxyServer>> ProxyServer::Create(ProxyConfig con
   return std::unique_ptr<ProxyServer>(new ProxyServer(std::move(impl)));
 }
 
-absl::Status ProxyServer::Reload(const PolicyConfig& policy) {
+absl::Status ProxyServer::Reload(const PolicyConfig& policy, const std::vector<ProxyConfig::WorkloadCidrs>& workloads) {
   auto next = Policy::Create(policy);
   if (!next.ok()) return next.status();
+  auto map = ParseWorkloads(workloads);
+  if (!map.ok()) return map.status();
+  // Both checked before either is swapped: a bad file changes nothing.
   impl_->shared.policy.Swap(*std::move(next));
+  impl_->shared.workloads.store(*std::move(map));
   return absl::OkStatus();
 }
 

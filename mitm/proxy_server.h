@@ -53,9 +53,10 @@ class ProxyServer {
   // The bound port (useful with listen_port 0). Valid after Start().
   uint16_t port() const { return port_; }
   ProxyStats stats() const;
-  // Swaps in a new policy (allow, no-decrypt, client CIDRs) without dropping
-  // connections: every later decision uses it. A bad policy is refused, the old stays.
-  absl::Status Reload(const PolicyConfig& policy);
+  // Swaps in a new policy (allow, no-decrypt, client CIDRs) and workload map without
+  // dropping connections: every later decision uses the policy, every later connection
+  // the map. A bad policy or map is refused and the old ones stay.
+  absl::Status Reload(const PolicyConfig& policy, const std::vector<ProxyConfig::WorkloadCidrs>& workloads);
   // Live counters (read them at scrape time); valid as long as the server.
   const ProxyMetrics& metrics() const;
 

@@ -3,6 +3,7 @@
 // the policy, the TLS contexts, the minter, the engine holder and the verdict sink;
 // plus the few counters all workers update. Internal to mitm/.
 
+#include <boost/asio/ssl/context.hpp>
 #include <atomic>
 #include <functional>
 #include <memory>
@@ -43,6 +44,8 @@ class PolicyHolder {
   std::atomic<PolicyPtr> current_;
 };
 
+using WorkloadMap = std::vector<std::pair<std::string, std::vector<Cidr>>>;
+
 struct ProxyShared {
   ProxyConfig config;
   PolicyHolder policy;
@@ -61,7 +64,8 @@ struct ProxyShared {
   std::string instance_id;
   ProxyMetrics metrics;
   // config.workloads, parsed: the first entry whose CIDRs hold the client address wins.
-  std::vector<std::pair<std::string, std::vector<Cidr>>> workloads;
+  // Swapped whole by ProxyServer::Reload; a connection maps itself once, at its start.
+  std::atomic<std::shared_ptr<const WorkloadMap>> workloads{std::make_shared<const WorkloadMap>()};
   std::vector<Cidr> proxy_protocol_peers;  // config.proxy_protocol_peers, parsed
 };
 

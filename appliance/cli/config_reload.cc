@@ -19,7 +19,13 @@ void ReloadConfig(const ConfigFlags& flags, mitm::ProxyServer* proxy) {
     return;
   }
   if (proxy != nullptr) {
-    if (auto st = proxy->Reload(config::ToPolicyConfig(*fresh)); !st.ok()) {
+    auto proxy_config = config::ToProxyConfig(*fresh);
+    if (!proxy_config.ok()) {
+      spdlog::error("SIGHUP: config not reloaded, the running one stays: {}",
+                    std::string(proxy_config.status().message()));
+      return;
+    }
+    if (auto st = proxy->Reload(config::ToPolicyConfig(*fresh), proxy_config->workloads); !st.ok()) {
       spdlog::error("SIGHUP: policy not reloaded, the running one stays: {}", std::string(st.message()));
       return;
     }
@@ -31,8 +37,9 @@ void ReloadConfig(const ConfigFlags& flags, mitm::ProxyServer* proxy) {
     spdlog::info("SIGHUP: reloaded the log settings of {}; other store settings apply on restart", flags.file());
     return;
   }
-  spdlog::info("SIGHUP: reloaded {}: {} allow rules, {} no-decrypt rules, {} client CIDRs", flags.file(),
-               fresh->proxy.allow.size(), fresh->proxy.no_decrypt.size(), fresh->proxy.client_cidrs.size());
+  spdlog::info("SIGHUP: reloaded {}: {} allow rules, {} no-decrypt rules, {} client CIDRs, {} workload mappings",
+               flags.file(), fresh->proxy.allow.size(), fresh->proxy.no_decrypt.size(),
+               fresh->proxy.client_cidrs.size(), fresh->proxy.workloads.size());
 }
 
 }  // namespace egressguard::cli

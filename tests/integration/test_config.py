@@ -328,3 +328,38 @@ log:
         data = open(path, "rb").read()
         for value in PII:
             assert value.encode() not in data, f"{value!r} found in {path}"
+
+
+def test_sighup_swaps_the_workload_map(egressguard_bin, origins):
+    pki, (origin, _, _), d = origins
+    audit = os.path.join(d, "workloads-audit.jsonl")
+
+    def config(name):
+        return allow_yaml(origin.port, extra=f'  workloads: [{{workload: "{name}", cidrs: ["127.0.0.0/8"]}}]\n')
+
+    def workloads_in_log(count):
+        deadline = time.monotonic() + 10  # the audit log is written in batches
+        while time.monotonic() < deadline:
+            lines = open(audit).read().splitlines() if os.path.exists(audit) else []
+            if len(lines) >= count:
+                return [json.loads(line).get("workload") for line in lines]
+            time.sleep(0.05)
+        raise AssertionError(f"fewer than {count} verdicts in {audit}")
+
+    proxy = ConfigProxy(egressguard_bin, pki, d, config("payments/api"), "--audit-log", audit, name="workloads")
+    try:
+        assert curl_get(pki, proxy, origin.port, "/before") == 200
+        assert workloads_in_log(1) == ["payments/api"]
+        write(proxy.config, config("web/frontend"))
+        proxy.proc.send_signal(signal.SIGHUP)
+        proxy.wait_log("1 workload mappings")
+        assert curl_get(pki, proxy, origin.port, "/after") == 200
+        assert workloads_in_log(2) == ["payments/api", "web/frontend"]
+        # A mapping with a bad CIDR is refused as a whole; the running map stays.
+        write(proxy.config, config("x").replace("127.0.0.0/8", "127.0.0.0/33"))
+        proxy.proc.send_signal(signal.SIGHUP)
+        proxy.wait_log("not reloaded")
+        assert curl_get(pki, proxy, origin.port, "/kept") == 200
+        assert workloads_in_log(3)[2] == "web/frontend"
+    finally:
+        assert proxy.stop() == 0
