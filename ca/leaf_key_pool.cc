@@ -73,14 +73,6 @@ absl::StatusOr<EvpPkeyPtr> GenerateFastEncodingP256Key(const EC_GROUP* group) {
   return key;
 }
 
-absl::StatusOr<std::string> Der(const void* object, int (*i2d)(const void*, unsigned char**), const char* what) {
-  unsigned char* der = nullptr;
-  int len = i2d(object, &der);
-  if (len <= 0) return OpenSslError(absl::StatusCode::kInternal, what);
-  std::string out(reinterpret_cast<const char*>(der), static_cast<std::size_t>(len));
-  OPENSSL_free(der);
-  return out;
-}
 
 }  // namespace
 
@@ -108,12 +100,8 @@ absl::StatusOr<std::shared_ptr<const LeafKeyGeneration>> LeafKeyPool::Generate(s
     if (!key.ok()) return key.status();
     auto ski = MakeSubjectKeyIdentifier(key->get());
     if (!ski.ok()) return ski.status();
-    auto spki = Der(key->get(), [](const void* k, unsigned char** out) {
-      return i2d_PUBKEY(static_cast<const EVP_PKEY*>(k), out);
-    }, "encoding a leaf public key");
-    auto ski_der = Der(ski->get(), [](const void* e, unsigned char** out) {
-      return i2d_X509_EXTENSION(static_cast<const X509_EXTENSION*>(e), out);
-    }, "encoding a subjectKeyIdentifier");
+    auto spki = ToDer<EVP_PKEY>(key->get(), i2d_PUBKEY, "encoding a leaf public key");
+    auto ski_der = ToDer<X509_EXTENSION>(ski->get(), i2d_X509_EXTENSION, "encoding a subjectKeyIdentifier");
     if (!spki.ok()) return spki.status();
     if (!ski_der.ok()) return ski_der.status();
     gen->keys.push_back(PooledLeafKey{std::move(*key), std::move(*ski), std::move(*spki), std::move(*ski_der)});

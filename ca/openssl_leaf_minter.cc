@@ -70,15 +70,6 @@ std::string_view View(const ASN1_STRING* s) {
   return {reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)), static_cast<std::size_t>(ASN1_STRING_length(s))};
 }
 
-template <typename T>
-absl::StatusOr<std::string> ToDer(const T* object, int (*i2d)(const T*, unsigned char**), const char* what) {
-  unsigned char* der = nullptr;
-  int len = i2d(object, &der);
-  if (len <= 0) return OpenSslError(absl::StatusCode::kInternal, what);
-  std::string out(reinterpret_cast<const char*>(der), static_cast<std::size_t>(len));
-  OPENSSL_free(der);
-  return out;
-}
 
 // The DER GeneralNames the leaf carries. The upstream's SAN is copied as is when it holds
 // only DNS and IP names (the common case: no decode, no re-encode); otherwise its DNS and

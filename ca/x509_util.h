@@ -2,6 +2,9 @@
 // Small X.509 helpers shared by the CA, the leaf minter and the CLI: PEM in/out,
 // names, times, fingerprints and the key-identifier extensions.
 
+#include <openssl/crypto.h>
+
+#include <cstddef>
 #include <ctime>
 #include <string>
 #include <string_view>
@@ -19,6 +22,17 @@ std::string DrainOpenSslErrors();
 absl::Status OpenSslError(absl::StatusCode code, std::string_view what);
 
 absl::StatusOr<std::string> ReadSmallFile(const std::string& path);
+
+// `object` DER-encoded by its i2d function (e.g. ToDer<X509_NAME>(name, i2d_X509_NAME, "...")).
+template <typename T>
+absl::StatusOr<std::string> ToDer(const T* object, int (*i2d)(const T*, unsigned char**), const char* what) {
+  unsigned char* der = nullptr;
+  const int len = i2d(object, &der);
+  if (len <= 0) return OpenSslError(absl::StatusCode::kInternal, what);
+  std::string out(reinterpret_cast<const char*>(der), static_cast<std::size_t>(len));
+  OPENSSL_free(der);
+  return out;
+}
 
 // Every certificate in a PEM text / file, in order. Empty input is an error.
 absl::StatusOr<std::vector<X509Ptr>> ParseCertificatesPem(std::string_view pem, std::string_view origin);
