@@ -71,6 +71,16 @@ std::set<std::string> StoredIds(store::Store& st) {
   return ids;
 }
 
+// A reporter that sends small batches and retries quickly, spooling in `dir`.
+reporter::ReporterOptions FastReporter(const TempDir& dir, const std::string& store_address) {
+  reporter::ReporterOptions ro;
+  ro.spool.path = dir.File("spool.db");
+  ro.store_address = store_address;
+  ro.batch_size = 64;
+  ro.max_backoff = std::chrono::milliseconds(200);
+  return ro;
+}
+
 TEST(StoreServer, PlaintextOffLoopbackIsRefused) {
   TempDir dir;
   store::StoreServerOptions o;
@@ -91,11 +101,7 @@ TEST(StoreServer, ReporterDeliversOnceAndSurvivesAStoreOutage) {
   ASSERT_NE(server, nullptr);
   const int port = server->port();
 
-  reporter::ReporterOptions ro;
-  ro.spool.path = dir.File("spool.db");
-  ro.store_address = server->address();
-  ro.batch_size = 64;
-  ro.max_backoff = std::chrono::milliseconds(200);
+  reporter::ReporterOptions ro = FastReporter(dir, server->address());
   auto rep = reporter::Reporter::Start(ro);
   ASSERT_TRUE(rep.ok()) << rep.status();
   for (int i = 0; i < 300; ++i) ASSERT_TRUE((*rep)->Submit(MakeVerdict("a" + std::to_string(i), i, "h")));
@@ -125,11 +131,7 @@ TEST(StoreServer, ReporterSplitsBatchesThatWouldPassTheMessageLimit) {
   auto server = StartStore(dir.File("s.db"));
   ASSERT_NE(server, nullptr);
   const int port = server->port();
-  reporter::ReporterOptions ro;
-  ro.spool.path = dir.File("spool.db");
-  ro.store_address = server->address();
-  ro.batch_size = 64;
-  ro.max_backoff = std::chrono::milliseconds(200);
+  reporter::ReporterOptions ro = FastReporter(dir, server->address());
   // The store is down while the spool fills, so the first batch after it returns
   // holds everything: 40 verdicts of ~200 KiB would be 8 MiB, over gRPC's 4 MiB.
   server->Stop();
