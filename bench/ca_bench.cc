@@ -123,7 +123,7 @@ BENCHMARK(BM_RawEcdsaP256Sign);
 // `openssl speed ecdsap256`'s loop: the context is set up once, the digest is ready.
 void BM_RawEcdsaP256SignSpeedStyle(benchmark::State& state) {
   Fixture& f = Get();
-  std::unique_ptr<EVP_PKEY_CTX, OpenSslDeleter<EVP_PKEY_CTX_free>> ctx(EVP_PKEY_CTX_new(f.ca->key(), nullptr));
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new(f.ca->key(), nullptr));
   unsigned char digest[32];
   std::memset(digest, 0x5a, sizeof(digest));
   unsigned char sig[128];

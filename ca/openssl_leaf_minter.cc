@@ -234,11 +234,9 @@ absl::StatusOr<std::unique_ptr<OpenSslLeafMinter>> OpenSslLeafMinter::Create(
     if (!rdn.entry) return OpenSslError(absl::StatusCode::kInternal, "copying the CA name");
     m->issuer_rdns_.push_back(std::move(rdn));
   }
-  m->sign_template_.reset(EVP_MD_CTX_new());
-  if (!m->sign_template_ ||
-      EVP_DigestSignInit(m->sign_template_.get(), nullptr, EVP_sha256(), nullptr, m->ca_->key()) != 1) {
-    return OpenSslError(absl::StatusCode::kInternal, "setting up CA signing");
-  }
+  auto signer = m->NewSigner();
+  if (!signer.ok()) return signer.status();
+  m->idle_signers_.push_back(std::move(*signer));
   auto algorithm = SignatureAlgorithmOf(m->ca_->key());
   if (!algorithm.ok()) return algorithm.status();
   auto algorithm_der = ToDer<X509_ALGOR>(algorithm->get(), i2d_X509_ALGOR, "encoding the signature algorithm");
@@ -410,16 +408,7 @@ absl::StatusOr<LeafPtr> OpenSslLeafMinter::Mint(X509* upstream, std::time_t now,
 
   std::array<unsigned char, 1024> signature{};  // RSA-4096 at most: checked by EVP_DigestSign
   std::size_t signature_len = signature.size();
-  EvpMdCtxPtr md_ctx(EVP_MD_CTX_new());
-  bool copied = false;
-  if (md_ctx) {
-    std::lock_guard lock(sign_template_mu_);
-    copied = EVP_MD_CTX_copy_ex(md_ctx.get(), sign_template_.get()) == 1;
-  }
-  if (!copied || EVP_DigestSign(md_ctx.get(), signature.data(), &signature_len,
-                     reinterpret_cast<const unsigned char*>(tbs.data()), tbs.size()) != 1) {
-    return OpenSslError(absl::StatusCode::kInternal, "signing the leaf certificate");
-  }
+  if (absl::Status st = Sign(tbs, signature.data(), &signature_len); !st.ok()) return st;
   // The certificate's signature fields, filled in place as X509_sign does (see
   // AppendExtension on why the const views may be written through).
   const ASN1_BIT_STRING* signature_view = nullptr;
@@ -448,6 +437,45 @@ absl::StatusOr<LeafPtr> OpenSslLeafMinter::Mint(X509* upstream, std::time_t now,
   // Cached no longer than the leaf key generation lives, so rotated keys age out of service.
   *fresh_until = std::min(not_after - kRefreshMarginSeconds, (*generation)->retire_at);
   return LeafPtr(std::move(leaf));
+}
+
+absl::StatusOr<std::unique_ptr<OpenSslLeafMinter::Signer>> OpenSslLeafMinter::NewSigner() const {
+  auto signer = std::make_unique<Signer>();
+  signer->digest.reset(EVP_MD_CTX_new());
+  signer->sign.reset(EVP_PKEY_CTX_new_from_pkey(nullptr, ca_->key(), nullptr));
+  // The signature md makes RSA wrap the digest in a DigestInfo (PKCS#1 v1.5), as
+  // DigestSign would; ECDSA checks the digest length against it.
+  if (!signer->digest || !signer->sign || EVP_PKEY_sign_init(signer->sign.get()) != 1 ||
+      EVP_PKEY_CTX_set_signature_md(signer->sign.get(), sha256_.get()) != 1) {
+    return OpenSslError(absl::StatusCode::kInternal, "setting up CA signing");
+  }
+  return signer;
+}
+
+absl::Status OpenSslLeafMinter::Sign(std::string_view tbs, unsigned char* signature, std::size_t* signature_len) {
+  std::unique_ptr<Signer> signer;
+  {
+    std::lock_guard lock(signers_mu_);
+    if (!idle_signers_.empty()) {
+      signer = std::move(idle_signers_.back());
+      idle_signers_.pop_back();
+    }
+  }
+  if (!signer) {
+    auto fresh = NewSigner();
+    if (!fresh.ok()) return fresh.status();
+    signer = std::move(*fresh);
+  }
+  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+  unsigned int digest_len = 0;
+  bool ok = EVP_DigestInit_ex(signer->digest.get(), sha256_.get(), nullptr) == 1 &&
+            EVP_DigestUpdate(signer->digest.get(), tbs.data(), tbs.size()) == 1 &&
+            EVP_DigestFinal_ex(signer->digest.get(), digest.data(), &digest_len) == 1 &&
+            EVP_PKEY_sign(signer->sign.get(), signature, signature_len, digest.data(), digest_len) == 1;
+  if (!ok) return OpenSslError(absl::StatusCode::kInternal, "signing the leaf certificate");
+  std::lock_guard lock(signers_mu_);
+  idle_signers_.push_back(std::move(signer));
+  return absl::OkStatus();
 }
 
 absl::Status OpenSslLeafMinter::SelfCheck() {
