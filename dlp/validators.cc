@@ -1,5 +1,6 @@
 #include "dlp/validators.h"
 
+#include <libpsl.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -293,6 +294,15 @@ bool EmailValid(std::string_view value) {
       "test", "invalid", "localdomain"};
   for (auto tld_name : kNotMailTlds) {
     if (lower_tld == tld_name) return false;
+  }
+  // A TLD the root zone has (the Public Suffix List's ICANN section, without its "any
+  // unknown label is a suffix" rule): random bytes and base64 make a@b.xq shapes by the
+  // thousand, real mail never goes there.
+  // (Debian's libpsl carries the list built in; a build without one skips the check.)
+  static const psl_ctx_t* const kSuffixes = psl_builtin();
+  if (kSuffixes != nullptr &&
+      psl_is_public_suffix2(kSuffixes, lower_tld.c_str(), PSL_TYPE_ICANN | PSL_TYPE_NO_STAR_RULE) != 1) {
+    return false;
   }
   // Credentials in URLs (https://x-access-token:ghs_...@github.com) put a token where
   // the local part would be: long, mixed case and digits, which addresses people use
