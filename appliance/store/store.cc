@@ -371,23 +371,35 @@ struct Store::Impl {
     return future.get();
   }
 
-  // One transaction for the group; each batch in a savepoint, so a batch that fails
-  // is undone alone and the others still commit.
+  // One transaction for the group. A batch that fails is undone alone and the others
+  // still commit: the group first runs without savepoints (a savepoint copies every
+  // page the batch touches into its journal, which cost more than the inserts), and
+  // only if a batch fails is the transaction rolled back and the group run again with
+  // each batch in a savepoint.
   void IngestGroup(Database& db, std::vector<std::unique_ptr<IngestJob>>& group) {
     std::vector<absl::StatusOr<IngestResult>> results;
     results.reserve(group.size());
-    absl::Status failed = [&]() -> absl::Status {
+    const int64_t now = Now();  // the same for a second run: a verdict without a time gets this one
+    bool batch_failed = false;
+    auto run = [&](bool savepoints) -> absl::Status {
+      results.clear();
       Transaction tx(db);
       if (!tx.begin_status().ok()) return tx.begin_status();
       auto head = LoadHead(db, "verdicts");
       if (!head.ok()) return head.status();
       const Head start = *head;
-      const int64_t now = Now();
       for (auto& job : group) {
-        if (auto s = db.Exec("SAVEPOINT batch"); !s.ok()) return s;
+        if (savepoints) {
+          if (auto s = db.Exec("SAVEPOINT batch"); !s.ok()) return s;
+        }
         Head before = *head;
         auto r = IngestRows(db, now, job->verdicts, &*head);
-        if (r.ok()) {
+        if (!savepoints) {
+          if (!r.ok()) {
+            batch_failed = true;
+            return r.status();  // rolled back whole; the caller runs the group again
+          }
+        } else if (r.ok()) {
           if (auto s = db.Exec("RELEASE batch"); !s.ok()) return s;
         } else {
           *head = before;
@@ -400,7 +412,9 @@ struct Store::Impl {
         if (auto s = SaveHead(db, "verdicts", *head); !s.ok()) return s;
       }
       return tx.Commit();
-    }();
+    };
+    absl::Status failed = run(false);
+    if (batch_failed) failed = run(true);
     {
       std::lock_guard lock(write_error_mu);
       write_error = failed;
@@ -646,8 +660,10 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const Options& options) {
   o.synchronous = options.synchronous;
   o.cache_mib = 256;
   // Index pages take random inserts; checkpointing them every 4 MiB of WAL copied
-  // the same hot pages back over and over.
-  o.wal_autocheckpoint_pages = 16384;
+  // the same hot pages back over and over. 32768 pages (128 MiB of WAL at 4 KiB
+  // pages): ingest took ~7% less CPU than at 16384 over 1 M verdicts (store_bench),
+  // with Query p99 unchanged; the WAL file keeps that size on disk.
+  o.wal_autocheckpoint_pages = 32768;
   auto db = Database::Open(options.path, o);
   if (!db.ok()) return db.status();
   if (auto s = Migrate(**db); !s.ok()) return s;

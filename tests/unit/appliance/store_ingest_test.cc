@@ -1,10 +1,12 @@
-// Proves ingestion is idempotent on the verdict id (retries and in-batch repeats never duplicate), also across batches that concurrent callers commit together, rejects malformed verdicts, and that Query filters, orders and pages and Stats groups with bytes, per workload and per workload x destination too.
+// Proves ingestion is idempotent on the verdict id (retries and in-batch repeats never duplicate), also across batches that concurrent callers commit together, rejects malformed verdicts, undoes a batch that fails alone (the others in its commit are stored, the chain stays whole), and that Query filters, orders and pages and Stats groups with bytes, per workload and per workload x destination too.
+#include <fmt/format.h>
 #include <google/protobuf/util/time_util.h>
 #include <gtest/gtest.h>
 
 #include <set>
 #include <thread>
 
+#include "appliance/store/sqlite.h"
 #include "appliance/store/store.h"
 #include "store_test_util.h"
 
@@ -220,6 +222,62 @@ TEST_F(IngestTest, ConcurrentBatchesAreStoredOnceAndChained) {
   EXPECT_TRUE(verify->ok()) << verify->DebugString();
   EXPECT_EQ(verify->verdicts_checked(), 900u);
   ASSERT_TRUE(store_->LastIngestedVerdictUnix().has_value());
+}
+
+TEST_F(IngestTest, AFailingBatchIsUndoneAloneAndTheOthersAreStored) {
+  // A trigger (set up beside the store) makes any batch holding host "poison" fail
+  // half-way through its inserts; batches committed with it must still be stored.
+  ASSERT_TRUE(store_->Ingest({MakeVerdict("first", 5, "h")}).ok());
+  {
+    auto raw = Database::Open(dir_.File("s.db"), {});
+    ASSERT_TRUE(raw.ok()) << raw.status();
+    ASSERT_TRUE((*raw)
+                    ->Exec("CREATE TRIGGER poison BEFORE INSERT ON verdicts WHEN NEW.host = 'poison' "
+                           "BEGIN SELECT RAISE(ABORT, 'poisoned'); END")
+                    .ok());
+  }
+  std::vector<std::thread> callers;
+  std::vector<absl::StatusOr<IngestResult>> results(6, absl::UnknownError("not run"));
+  for (int c = 0; c < 6; ++c) {
+    callers.emplace_back([&, c] {
+      std::vector<v1::Verdict> batch;
+      for (int i = 0; i < 50; ++i) {
+        const bool poisoned = c % 3 == 1 && i == 25;  // callers 1 and 4
+        batch.push_back(MakeVerdict(fmt::format("p{}-{}", c, i), 10 + i, poisoned ? "poison" : "h", "iban"));
+      }
+      results[static_cast<size_t>(c)] = store_->Ingest(std::move(batch));
+    });
+  }
+  for (auto& t : callers) t.join();
+  for (int c = 0; c < 6; ++c) {
+    const auto& r = results[static_cast<size_t>(c)];
+    if (c % 3 == 1) {
+      EXPECT_FALSE(r.ok()) << "caller " << c;
+    } else {
+      ASSERT_TRUE(r.ok()) << "caller " << c << ": " << r.status();
+      EXPECT_EQ(r->inserted, 50u);
+    }
+  }
+  EXPECT_TRUE(store_->Health().write.ok());
+  v1::QueryRequest q;
+  q.set_page_size(1000);
+  auto all = store_->Query(q);
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->verdicts_size(), 1 + 4 * 50);  // nothing of the failed batches, not even their first 25
+  for (const auto& v : all->verdicts()) EXPECT_FALSE(v.id().starts_with("p1-") || v.id().starts_with("p4-")) << v.id();
+  q.mutable_filter()->set_category("iban");
+  auto tagged = store_->Query(q);
+  ASSERT_TRUE(tagged.ok());
+  EXPECT_EQ(tagged->verdicts_size(), 4 * 50);  // and no tag rows of them either
+  auto verify = store_->Verify();
+  ASSERT_TRUE(verify.ok());
+  EXPECT_TRUE(verify->ok()) << verify->DebugString();
+  EXPECT_EQ(verify->verdicts_checked(), 1u + 4 * 50);
+  // The store goes on: the next batch chains onto what was stored.
+  ASSERT_TRUE(store_->Ingest({MakeVerdict("after", 200, "h")}).ok());
+  verify = store_->Verify();
+  ASSERT_TRUE(verify.ok());
+  EXPECT_TRUE(verify->ok()) << verify->DebugString();
 }
 
 }  // namespace
