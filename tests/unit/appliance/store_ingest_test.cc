@@ -3,6 +3,7 @@
 #include <google/protobuf/util/time_util.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <set>
 #include <thread>
 
@@ -228,14 +229,16 @@ TEST_F(IngestTest, AFailingBatchIsUndoneAloneAndTheOthersAreStored) {
   // A trigger (set up beside the store) makes any batch holding host "poison" fail
   // half-way through its inserts; batches committed with it must still be stored.
   ASSERT_TRUE(store_->Ingest({MakeVerdict("first", 5, "h")}).ok());
-  {
-    auto raw = Database::Open(dir_.File("s.db"), {});
-    ASSERT_TRUE(raw.ok()) << raw.status();
-    ASSERT_TRUE((*raw)
-                    ->Exec("CREATE TRIGGER poison BEFORE INSERT ON verdicts WHEN NEW.host = 'poison' "
-                           "BEGIN SELECT RAISE(ABORT, 'poisoned'); END")
-                    .ok());
-  }
+  auto raw = Database::Open(dir_.File("s.db"), {});
+  ASSERT_TRUE(raw.ok()) << raw.status();
+  ASSERT_TRUE((*raw)
+                  ->Exec("CREATE TRIGGER poison BEFORE INSERT ON verdicts WHEN NEW.host = 'poison' "
+                         "BEGIN SELECT RAISE(ABORT, 'poisoned'); END")
+                  .ok());
+  // Hold the write lock while the six batches arrive: the writer blocks on the first,
+  // the other five queue and are then committed as one group, so a poisoned batch
+  // always shares its commit with good ones.
+  ASSERT_TRUE((*raw)->Exec("BEGIN IMMEDIATE").ok());
   std::vector<std::thread> callers;
   std::vector<absl::StatusOr<IngestResult>> results(6, absl::UnknownError("not run"));
   for (int c = 0; c < 6; ++c) {
@@ -248,6 +251,8 @@ TEST_F(IngestTest, AFailingBatchIsUndoneAloneAndTheOthersAreStored) {
       results[static_cast<size_t>(c)] = store_->Ingest(std::move(batch));
     });
   }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  ASSERT_TRUE((*raw)->Exec("ROLLBACK").ok());  // nothing written: the writer's snapshot stays valid
   for (auto& t : callers) t.join();
   for (int c = 0; c < 6; ++c) {
     const auto& r = results[static_cast<size_t>(c)];
