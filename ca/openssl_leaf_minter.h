@@ -87,8 +87,8 @@ class OpenSslLeafMinter final : public LeafMinter {
   std::string signature_algorithm_der_;
   // Signing with the CA key: SHA-256 of the TBS, then EVP_PKEY_sign of the digest, with
   // contexts set up once and reused (setting one up, or copying a template, fetches and
-  // configures the provider: ~13% of a signature in ca_bench). A mint borrows one; there are as many
-  // as mints ever ran at once.
+  // configures the provider: ~13% of a signature in ca_bench). A mint borrows one; there
+  // are as many as mints ever ran at once.
   struct Signer {
     EvpMdCtxPtr digest;
     EvpPkeyCtxPtr sign;
