@@ -5,7 +5,7 @@ namespace egressguard::ca {
 Leaf::~Leaf() {
   X509_free(cert);
   EVP_PKEY_free(key);
-  sk_X509_pop_free(chain, X509_free);
+  if (!chain_owner) sk_X509_pop_free(chain, X509_free);
 }
 
 }  // namespace egressguard::ca

@@ -51,8 +51,9 @@ LeafPtr LeafCache::Lookup(const LeafCacheKey& key, std::time_t now) {
     return nullptr;
   }
   if (it->second->fresh_until <= now) {
-    s.lru.erase(it->second);
+    auto entry = it->second;
     s.index.erase(it);
+    s.lru.erase(entry);
     ++s.expirations;
     ++s.misses;
     return nullptr;
@@ -62,7 +63,7 @@ LeafPtr LeafCache::Lookup(const LeafCacheKey& key, std::time_t now) {
   return it->second->leaf;
 }
 
-LeafPtr LeafCache::Insert(const LeafCacheKey& key, LeafPtr leaf, std::time_t fresh_until) {
+LeafPtr LeafCache::Insert(LeafCacheKey key, LeafPtr leaf, std::time_t fresh_until) {
   Shard& s = ShardFor(key);
   // The evicted leaf is released after the lock: freeing X509 objects is not free.
   LeafPtr evicted;
@@ -80,12 +81,12 @@ LeafPtr LeafCache::Insert(const LeafCacheKey& key, LeafPtr leaf, std::time_t fre
   if (s.lru.size() >= per_shard_capacity_) {
     auto& victim = s.lru.back();
     evicted = std::move(victim.leaf);
-    s.index.erase(victim.key);
+    s.index.erase(&victim.key);
     s.lru.pop_back();
     ++s.evictions;
   }
-  s.lru.push_front(Entry{key, std::move(leaf), fresh_until});
-  s.index.emplace(key, s.lru.begin());
+  s.lru.push_front(Entry{std::move(key), std::move(leaf), fresh_until});
+  s.index.emplace(&s.lru.front().key, s.lru.begin());
   return s.lru.front().leaf;
 }
 

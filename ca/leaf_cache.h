@@ -45,24 +45,37 @@ class LeafCache {
   LeafPtr Lookup(const LeafCacheKey& key, std::time_t now);
   // Caches `leaf` until `fresh_until`, evicting the shard's least recently used entry when
   // full. When another thread cached the same key first, that leaf is kept and returned.
-  LeafPtr Insert(const LeafCacheKey& key, LeafPtr leaf, std::time_t fresh_until);
+  LeafPtr Insert(LeafCacheKey key, LeafPtr leaf, std::time_t fresh_until);
   void Clear();
   LeafCacheStats Stats() const;
 
  private:
-  struct KeyHash {
-    std::size_t operator()(const LeafCacheKey& k) const;
-  };
   struct Entry {
     LeafCacheKey key;
     LeafPtr leaf;
     std::time_t fresh_until;
   };
+  // The index points at the key its LRU entry holds (list nodes never move), so a key is
+  // stored once: a miss in a full cache allocates and frees no key copies, only the entry.
+  struct KeyHash {
+    using is_transparent = void;
+    std::size_t operator()(const LeafCacheKey& k) const;
+    std::size_t operator()(const LeafCacheKey* k) const { return (*this)(*k); }
+  };
+  struct KeyEqual {
+    using is_transparent = void;
+    static const LeafCacheKey& Deref(const LeafCacheKey& k) { return k; }
+    static const LeafCacheKey& Deref(const LeafCacheKey* k) { return *k; }
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const {
+      return Deref(a) == Deref(b);
+    }
+  };
   // Padded to a cache line so shards' locks and counters do not share one.
   struct alignas(64) Shard {
     mutable std::mutex mu;
     std::list<Entry> lru;  // front = most recently used
-    std::unordered_map<LeafCacheKey, std::list<Entry>::iterator, KeyHash> index;
+    std::unordered_map<const LeafCacheKey*, std::list<Entry>::iterator, KeyHash, KeyEqual> index;
     std::uint64_t hits = 0, misses = 0, evictions = 0, expirations = 0;
   };
 

@@ -38,6 +38,37 @@ void AppendHeader(std::string& out, std::uint8_t tag, std::size_t content_length
   for (int i = bytes - 1; i >= 0; --i) out.push_back(static_cast<char>((content_length >> (8 * i)) & 0xff));
 }
 
+namespace {
+constexpr std::size_t kLengthRoom = 4;  // 0x83 and three bytes: content under 16 MiB
+}  // namespace
+
+std::size_t Writer::Open(std::uint8_t tag) {
+  out_.push_back(static_cast<char>(tag));
+  out_.append(kLengthRoom, '\0');
+  return out_.size();
+}
+
+void Writer::Close(std::size_t mark) {
+  std::size_t length = out_.size() - mark;
+  if (length >= (std::size_t{1} << 24)) {
+    ok_ = false;
+    return;
+  }
+  char header[kLengthRoom];
+  std::size_t used = 0;
+  if (length < 0x80) {
+    header[used++] = static_cast<char>(length);
+  } else {
+    std::size_t bytes = length < 0x100 ? 1 : length < 0x10000 ? 2 : 3;
+    header[used++] = static_cast<char>(0x80 | bytes);
+    for (std::size_t i = bytes; i-- > 0;) header[used++] = static_cast<char>((length >> (8 * i)) & 0xff);
+  }
+  std::size_t room = mark - kLengthRoom;
+  out_.replace(room, kLengthRoom, header, used);
+}
+
+void Writer::Tlv(std::uint8_t tag, std::string_view content) { AppendTlv(out_, tag, content); }
+
 void AppendTlv(std::string& out, std::uint8_t tag, std::string_view content) {
   AppendHeader(out, tag, content.size());
   out.append(content);

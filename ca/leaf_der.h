@@ -24,6 +24,27 @@ inline constexpr std::uint8_t kSet = 0x31;
 inline constexpr std::uint8_t kExplicit0 = 0xa0;
 inline constexpr std::uint8_t kExplicit3 = 0xa3;
 
+// Writes nested DER into one buffer without knowing lengths up front: Open leaves room
+// for the longest length form a leaf needs, Close writes the minimal form and moves the
+// content back over the room left unused. A leaf TBS is one buffer and no allocation
+// once the buffer has grown, where a string per nesting level cost ~20 mallocs a mint.
+class Writer {
+ public:
+  explicit Writer(std::string& out) : out_(out) {}
+  // Starts a `tag` TLV whose content follows; returns the mark Close takes.
+  std::size_t Open(std::uint8_t tag);
+  // Ends the TLV `mark` opened.
+  void Close(std::size_t mark);
+  // False once any TLV held 16 MiB or more (no leaf does): the output is then not DER.
+  bool ok() const { return ok_; }
+  void Append(std::string_view bytes) { out_.append(bytes); }
+  void Tlv(std::uint8_t tag, std::string_view content);
+
+ private:
+  std::string& out_;
+  bool ok_ = true;
+};
+
 // Appends tag, definite minimal length and `content` to `out`.
 void AppendTlv(std::string& out, std::uint8_t tag, std::string_view content);
 // Appends tag and the minimal length of a `content_length`-byte value (content follows).

@@ -21,7 +21,10 @@ namespace egressguard::ca {
 struct Leaf {
   X509* cert = nullptr;          // owned
   EVP_PKEY* key = nullptr;       // owned (a pooled leaf key, never the CA key)
-  STACK_OF(X509)* chain = nullptr;  // owned: issuing CA (and intermediates), leaf excluded
+  // The issuing CA (and intermediates), leaf excluded. Owned by the leaf, unless
+  // `chain_owner` is set: then it is one stack every leaf of a minter shares.
+  STACK_OF(X509)* chain = nullptr;
+  std::shared_ptr<const void> chain_owner;
   Leaf() = default;
   Leaf(const Leaf&) = delete;
   Leaf& operator=(const Leaf&) = delete;

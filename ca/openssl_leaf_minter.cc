@@ -71,20 +71,24 @@ std::string_view View(const ASN1_STRING* s) {
 }
 
 
-// The DER GeneralNames the leaf carries. The upstream's SAN is copied as is when it holds
-// only DNS and IP names (the common case: no decode, no re-encode); otherwise its DNS and
-// IP names are picked out, and failing those the CN stands in.
-absl::StatusOr<std::string> LeafSubjectAltNames(X509* upstream) {
+// The DER GeneralNames the leaf carries. The upstream's SAN is used as is when it holds
+// only DNS and IP names (the common case: a view of the upstream's own bytes, no decode,
+// no re-encode); otherwise its DNS and IP names are picked out into `storage`, and failing
+// those the CN stands in.
+absl::StatusOr<std::string_view> LeafSubjectAltNames(X509* upstream, std::string& storage) {
   int idx = X509_get_ext_by_NID(upstream, NID_subject_alt_name, -1);
   // Two SAN extensions make the certificate ambiguous; X509_get_ext_d2i refuses it too.
   if (idx >= 0 && X509_get_ext_by_NID(upstream, NID_subject_alt_name, idx) < 0) {
     std::string_view raw = View(X509_EXTENSION_get_data(X509_get_ext(upstream, idx)));
-    if (der::IsHostOnlyGeneralNames(raw)) return std::string(raw);
+    if (der::IsHostOnlyGeneralNames(raw)) return raw;
   }
   GeneralNamesPtr names = HostNamesOf(upstream);
   if (!names) names = NamesFromCommonName(X509_get_subject_name(upstream));
   if (!names) return absl::InvalidArgumentError("the upstream certificate names no DNS or IP host; no leaf minted");
-  return ToDer<GENERAL_NAMES>(names.get(), i2d_GENERAL_NAMES, "encoding the leaf SAN");
+  auto encoded = ToDer<GENERAL_NAMES>(names.get(), i2d_GENERAL_NAMES, "encoding the leaf SAN");
+  if (!encoded.ok()) return encoded.status();
+  storage = std::move(*encoded);
+  return std::string_view(storage);
 }
 
 // Appends a new extension to `cert` without X509_add_ext's deep copy (an i2d + d2i round
@@ -258,10 +262,19 @@ absl::StatusOr<std::unique_ptr<OpenSslLeafMinter>> OpenSslLeafMinter::Create(
   m->authority_key_id_ = std::move(m->fixed_extensions_.back());
   m->fixed_extensions_.pop_back();
   // Clients need the issuing CA (and any intermediates); a self-signed root is never sent.
-  m->chain_.push_back(ca_cert);
+  m->chain_.reset(sk_X509_new_null(), [](STACK_OF(X509)* chain) { sk_X509_pop_free(chain, X509_free); });
+  if (!m->chain_) return OpenSslError(absl::StatusCode::kResourceExhausted, "sk_X509_new_null");
+  auto add_to_chain = [&](X509* cert) {
+    X509Ptr ref = UpRef(cert);
+    if (sk_X509_push(m->chain_.get(), ref.get()) <= 0) return false;
+    ref.release();  // the stack holds it now
+    return true;
+  };
+  bool chain_ok = add_to_chain(ca_cert);
   for (const auto& issuer : m->ca_->issuers()) {
-    if (X509_check_issued(issuer.get(), issuer.get()) != X509_V_OK) m->chain_.push_back(issuer.get());
+    if (chain_ok && X509_check_issued(issuer.get(), issuer.get()) != X509_V_OK) chain_ok = add_to_chain(issuer.get());
   }
+  if (!chain_ok) return OpenSslError(absl::StatusCode::kResourceExhausted, "building the chain");
   if (absl::Status st = m->SelfCheck(); !st.ok()) return st;
   return m;
 }
@@ -290,7 +303,7 @@ absl::StatusOr<LeafPtr> OpenSslLeafMinter::MintFor(X509* verified_upstream, std:
   std::time_t fresh_until = 0;
   auto leaf = Mint(verified_upstream, now, &fresh_until);
   if (!leaf.ok()) return leaf.status();
-  return cache_.Insert(*key, std::move(*leaf), fresh_until);
+  return cache_.Insert(std::move(*key), std::move(*leaf), fresh_until);
 }
 
 absl::StatusOr<LeafPtr> OpenSslLeafMinter::MintUncached(X509* verified_upstream) {
@@ -310,7 +323,8 @@ absl::StatusOr<LeafPtr> OpenSslLeafMinter::Mint(X509* upstream, std::time_t now,
     return absl::FailedPreconditionError("the upstream certificate (or the CA) has expired; no leaf minted");
   }
 
-  auto san = LeafSubjectAltNames(upstream);
+  std::string san_storage;
+  auto san = LeafSubjectAltNames(upstream, san_storage);
   if (!san.ok()) return san.status();
 
   auto generation = key_pool_->Current(now);
@@ -344,67 +358,70 @@ absl::StatusOr<LeafPtr> OpenSslLeafMinter::Mint(X509* upstream, std::time_t now,
     }
   }
 
+  // The TBS DER goes into one buffer per thread, which only ever grows.
+  thread_local std::string tbs;
+  tbs.clear();
+  der::Writer w(tbs);
+  std::size_t tbs_mark = w.Open(der::kSequence);
+  w.Append({"\xa0\x03\x02\x01\x02", 5});  // [0] version v3
+  w.Tlv(der::kInteger, {reinterpret_cast<const char*>(serial.data()), serial.size()});
+  w.Append(signature_algorithm_der_);
+  w.Append(issuer_der_);
+  std::size_t validity_mark = w.Open(der::kSequence);
+  w.Tlv(static_cast<std::uint8_t>(ASN1_STRING_type(not_before_time)), View(not_before_time));
+  w.Tlv(static_cast<std::uint8_t>(ASN1_STRING_type(not_after_time)), View(not_after_time));
+  w.Close(validity_mark);
+
   // Subject: every upstream CN, each its own RDN, type and bytes as the upstream has them.
   X509_NAME* upstream_subject = X509_get_subject_name(upstream);
   X509_NAME* subject = X509_get_subject_name(cert.get());
-  std::string subject_rdns;
   static constexpr std::string_view kCnOid("\x06\x03\x55\x04\x03", 5);
+  std::size_t subject_mark = w.Open(der::kSequence);
   for (int i = -1; (i = X509_NAME_get_index_by_NID(upstream_subject, NID_commonName, i)) >= 0;) {
     const ASN1_STRING* cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(upstream_subject, i));
     int type = ASN1_STRING_type(cn);
     // A CN that is not a character string (OpenSSL also admits BIT STRING, SEQUENCE or an
     // unknown type there) names no host and does not encode as tag + bytes: not copied.
     if (!IsCharacterStringType(type)) continue;
-    std::string_view value = View(cn);
     if (X509_NAME_add_entry_by_NID(subject, NID_commonName, type, ASN1_STRING_get0_data(cn),
                                    ASN1_STRING_length(cn), -1, 0) != 1) {
       return fail("copying the upstream CN");
     }
-    std::string attribute(kCnOid);
-    der::AppendTlv(attribute, static_cast<std::uint8_t>(type), value);
-    std::string rdn;
-    der::AppendTlv(rdn, der::kSequence, attribute);
-    der::AppendTlv(subject_rdns, der::kSet, rdn);
+    std::size_t rdn_mark = w.Open(der::kSet);
+    std::size_t attribute_mark = w.Open(der::kSequence);
+    w.Append(kCnOid);
+    w.Tlv(static_cast<std::uint8_t>(type), View(cn));
+    w.Close(attribute_mark);
+    w.Close(rdn_mark);
   }
+  w.Close(subject_mark);
+  w.Append(leaf_key.spki_der);
 
   // RFC 5280 4.2.1.6: with an empty subject the SAN extension must be critical.
   int san_critical = X509_NAME_entry_count(subject) == 0 ? 1 : 0;
-  std::string extensions;
+  std::size_t extensions_mark = w.Open(der::kExplicit3);
+  std::size_t extension_list_mark = w.Open(der::kSequence);
   for (const FixedExtension& ext : fixed_extensions_) {
     if (!AppendExtension(cert.get(), ext.ext.get())) return fail("adding a leaf extension");
-    extensions += ext.der;
+    w.Append(ext.der);
   }
   if (!AppendExtension(cert.get(), leaf_key.subject_key_id.get()) ||
       !AppendExtension(cert.get(), authority_key_id_.ext.get()) ||
       !AppendExtension(cert.get(), OBJ_nid2obj(NID_subject_alt_name), san_critical, *san)) {
     return fail("adding a leaf extension");
   }
-  extensions += leaf_key.subject_key_id_der;
-  extensions += authority_key_id_.der;
-  {
-    static constexpr std::string_view kSanOid("\x06\x03\x55\x1d\x11", 5);
-    std::string ext(kSanOid);
-    if (san_critical) ext.append("\x01\x01\xff", 3);
-    der::AppendTlv(ext, der::kOctetString, *san);
-    der::AppendTlv(extensions, der::kSequence, ext);
-  }
-
-  std::string body("\xa0\x03\x02\x01\x02", 5);  // [0] version v3
-  der::AppendTlv(body, der::kInteger, {reinterpret_cast<const char*>(serial.data()), serial.size()});
-  body += signature_algorithm_der_;
-  body += issuer_der_;
-  std::string validity;
-  der::AppendTlv(validity, static_cast<std::uint8_t>(ASN1_STRING_type(not_before_time)), View(not_before_time));
-  der::AppendTlv(validity, static_cast<std::uint8_t>(ASN1_STRING_type(not_after_time)), View(not_after_time));
-  der::AppendTlv(body, der::kSequence, validity);
-  der::AppendTlv(body, der::kSequence, subject_rdns);
-  body += leaf_key.spki_der;
-  std::string extension_list;
-  der::AppendTlv(extension_list, der::kSequence, extensions);
-  der::AppendTlv(body, der::kExplicit3, extension_list);
-  std::string tbs;
-  tbs.reserve(body.size() + 4);
-  der::AppendTlv(tbs, der::kSequence, body);
+  w.Append(leaf_key.subject_key_id_der);
+  w.Append(authority_key_id_.der);
+  static constexpr std::string_view kSanOid("\x06\x03\x55\x1d\x11", 5);
+  std::size_t san_mark = w.Open(der::kSequence);
+  w.Append(kSanOid);
+  if (san_critical) w.Append({"\x01\x01\xff", 3});
+  w.Tlv(der::kOctetString, *san);
+  w.Close(san_mark);
+  w.Close(extension_list_mark);
+  w.Close(extensions_mark);
+  w.Close(tbs_mark);
+  if (!w.ok()) return absl::InvalidArgumentError("the upstream certificate's names are too long for a leaf");
 
   std::array<unsigned char, 1024> signature{};  // RSA-4096 at most: checked by EVP_DigestSign
   std::size_t signature_len = signature.size();
@@ -425,15 +442,8 @@ absl::StatusOr<LeafPtr> OpenSslLeafMinter::Mint(X509* upstream, std::time_t now,
   auto leaf = std::make_shared<Leaf>();
   leaf->cert = cert.release();
   leaf->key = UpRef(leaf_key.key.get()).release();
-  leaf->chain = sk_X509_new_null();
-  if (leaf->chain == nullptr) return OpenSslError(absl::StatusCode::kResourceExhausted, "sk_X509_new_null");
-  for (X509* c : chain_) {
-    X509_up_ref(c);
-    if (sk_X509_push(leaf->chain, c) <= 0) {
-      X509_free(c);
-      return OpenSslError(absl::StatusCode::kResourceExhausted, "building the chain");
-    }
-  }
+  leaf->chain = chain_.get();
+  leaf->chain_owner = chain_;
   // Cached no longer than the leaf key generation lives, so rotated keys age out of service.
   *fresh_until = std::min(not_after - kRefreshMarginSeconds, (*generation)->retire_at);
   return LeafPtr(std::move(leaf));

@@ -97,7 +97,8 @@ class OpenSslLeafMinter final : public LeafMinter {
   absl::Status Sign(std::string_view tbs, unsigned char* signature, std::size_t* signature_len);
   std::mutex signers_mu_;
   std::vector<std::unique_ptr<Signer>> idle_signers_;
-  std::vector<X509*> chain_;  // borrowed from ca_: the issuing CA, then its issuers
+  // The issuing CA, then its issuers (up-referenced), shared by every leaf minted here.
+  std::shared_ptr<STACK_OF(X509)> chain_;
 };
 
 }  // namespace egressguard::ca

@@ -45,6 +45,41 @@ TEST(LeafDer, LengthsAreMinimal) {
   }
 }
 
+// The one-buffer writer must produce exactly what nesting AppendTlv calls would, at every
+// length-form boundary and inside an outer TLV whose own length form changes with it.
+TEST(LeafDer, WriterMatchesNestedTlvs) {
+  for (std::size_t length : {0, 1, 127, 128, 255, 256, 65535, 65536, 70000}) {
+    std::string inner(length, 'x');
+    std::string expected_inner;
+    der::AppendTlv(expected_inner, der::kOctetString, inner);
+    std::string expected_outer;
+    der::AppendTlv(expected_outer, der::kSet, "ab");
+    expected_outer += expected_inner;
+    std::string expected;
+    der::AppendTlv(expected, der::kSequence, expected_outer);
+
+    std::string out("prefix");
+    der::Writer w(out);
+    std::size_t outer = w.Open(der::kSequence);
+    w.Tlv(der::kSet, "ab");
+    std::size_t middle = w.Open(der::kOctetString);
+    w.Append(inner);
+    w.Close(middle);
+    w.Close(outer);
+    EXPECT_TRUE(w.ok());
+    EXPECT_EQ(out, "prefix" + expected) << length;
+  }
+}
+
+TEST(LeafDer, WriterRefusesContentOf16MiB) {
+  std::string out;
+  der::Writer w(out);
+  std::size_t mark = w.Open(der::kOctetString);
+  w.Append(std::string(std::size_t{1} << 24, 'x'));
+  w.Close(mark);
+  EXPECT_FALSE(w.ok());
+}
+
 TEST(LeafDer, OnlyHostOnlyGeneralNamesPass) {
   const std::string dns = Bytes({0x82, 0x03}) + "a.b";
   const std::string ip4 = Bytes({0x87, 0x04, 192, 0, 2, 1});
