@@ -378,13 +378,14 @@ absl::StatusOr<LeafPtr> OpenSslLeafMinter::Mint(X509* upstream, std::time_t now,
   static constexpr std::string_view kCnOid("\x06\x03\x55\x04\x03", 5);
   std::size_t subject_mark = w.Open(der::kSequence);
   for (int i = -1; (i = X509_NAME_get_index_by_NID(upstream_subject, NID_commonName, i)) >= 0;) {
-    const ASN1_STRING* cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(upstream_subject, i));
+    const X509_NAME_ENTRY* entry = X509_NAME_get_entry(upstream_subject, i);
+    const ASN1_STRING* cn = X509_NAME_ENTRY_get_data(entry);
     int type = ASN1_STRING_type(cn);
     // A CN that is not a character string (OpenSSL also admits BIT STRING, SEQUENCE or an
     // unknown type there) names no host and does not encode as tag + bytes: not copied.
     if (!IsCharacterStringType(type)) continue;
-    if (X509_NAME_add_entry_by_NID(subject, NID_commonName, type, ASN1_STRING_get0_data(cn),
-                                   ASN1_STRING_length(cn), -1, 0) != 1) {
+    // The upstream's entry itself, copied as one RDN of its own (set 0).
+    if (X509_NAME_add_entry(subject, entry, -1, 0) != 1) {
       return fail("copying the upstream CN");
     }
     std::size_t rdn_mark = w.Open(der::kSet);
