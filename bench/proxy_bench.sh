@@ -24,12 +24,13 @@
 #   EGB_EG_AUDIT=1       egressguard writes its JSONL verdict log (what it does in service)
 #   EGB_EG_ARGS=""       extra egressguard proxy flags
 #   EGB_KEEP=0           keep the work directory (logs, configs) for a post-mortem
+#   EGB_EG_START=15      seconds egressguard may take to listen (more under valgrind/callgrind)
 #
 # Installs what it needs with apt-get (sslsplit, squid-openssl, nginx-light, gcc,
 # libssl-dev, curl) on first use. Nothing but loopback is ever touched.
 set -euo pipefail
 
-usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
@@ -197,11 +198,12 @@ if [[ " ${TARGETS[*]} " == *" egressguard "* ]]; then
   eg_audit=()
   [[ $EG_AUDIT == 1 ]] && eg_audit=(--audit-log "$WORK/egressguard-audit.jsonl")
   # The default pack (no --rules), enforce mode, the bench PKI added to the system trust.
+  : > egressguard.out  # exists before the port poll reads it, however late the child opens it
   "$BIN" proxy --listen 127.0.0.1:0 --ca-cert bench-ca.pem --ca-key bench-ca.key --upstream-ca origin-root.pem \
     --mode enforce --workers "$EG_WORKERS" --allow localhost --max-connections 20000 \
     "${eg_audit[@]}" ${EGB_EG_ARGS:-} > egressguard.out 2> egressguard.err &
   EG_PID=$!; PIDS+=($EG_PID)
-  for _ in $(seq 150); do
+  for _ in $(seq $((${EGB_EG_START:-15} * 10))); do
     EG_PORT=$(sed -n 's/.*listening on [^ ]*:\([0-9][0-9]*\) .*/\1/p' egressguard.out | head -1)
     [[ -n "$EG_PORT" ]] && break
     kill -0 "$EG_PID" 2>/dev/null || die "egressguard exited at start: $(tail -5 egressguard.err)"

@@ -67,7 +67,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   asio::awaitable<void> AnswerBadUpstream(const std::string& detail);
   // Serves HTTP/1.1 transactions; `first` is a parser that already holds a head.
   asio::awaitable<void> HttpLoop(http1::Parser* first);
-  asio::awaitable<bool> RelayResponse(Transaction& tx);
+  // `resp`: the connection's response parser, between messages.
+  asio::awaitable<bool> RelayResponse(Transaction& tx, http1::Parser& resp);
   asio::awaitable<void> RawRelay(bool scan_client_bytes, uint64_t already_out);
   asio::awaitable<void> Pump(Stream& from, Stream& to, std::string initial, dlp::MessageScan* scan, uint64_t& counter);
 
@@ -112,6 +113,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   std::string client_buf_;    // client bytes read but not yet consumed
   std::string upstream_buf_;  // upstream bytes read but not yet consumed
+  std::string header_block_;  // the request's header block as the engine scans it (storage reused)
   dlp::EnginePtr engine_;     // the engine this connection scans with
   ca::LeafPtr leaf_;
 };

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
+#include <cstring>
 
 namespace egressguard::mitm::http1 {
 namespace {
@@ -10,7 +12,7 @@ namespace {
 constexpr uint64_t kMaxBodyLength = 1ull << 62;
 constexpr size_t kMaxChunkLine = 1024;
 
-bool IsTchar(unsigned char c) {
+constexpr bool IsTcharSlow(unsigned char c) {
   if (c >= '0' && c <= '9') return true;
   if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') return true;
   switch (c) {
@@ -22,8 +24,24 @@ bool IsTchar(unsigned char c) {
   }
 }
 
-// field-vchar / SP / HTAB, obs-text allowed; every other control byte refused.
-bool IsFieldValueChar(unsigned char c) { return c == '\t' || (c >= 0x20 && c != 0x7f); }
+// A table: every header name of every message goes through here byte by byte.
+constexpr std::array<bool, 256> kTchar = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0; c < 256; ++c) t[static_cast<size_t>(c)] = IsTcharSlow(static_cast<unsigned char>(c));
+  return t;
+}();
+
+bool IsTchar(unsigned char c) { return kTchar[c]; }
+
+// field-vchar / SP / HTAB, obs-text allowed; every other control byte refused. A table
+// too: every header value byte goes through here.
+constexpr std::array<bool, 256> kFieldValueChar = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0; c < 256; ++c) t[static_cast<size_t>(c)] = c == '\t' || (c >= 0x20 && c != 0x7f);
+  return t;
+}();
+
+bool IsFieldValueChar(unsigned char c) { return kFieldValueChar[c]; }
 
 char Lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
@@ -41,18 +59,21 @@ std::string_view TrimOws(std::string_view s) {
   return s;
 }
 
-// Splits a comma-separated list value, trimming OWS; empty elements are kept so that
-// "5,,5" or "chunked," are visible to the callers that refuse them.
-std::vector<std::string_view> SplitList(std::string_view v) {
-  std::vector<std::string_view> out;
+// Calls `fn` with each element of a comma-separated list value, OWS trimmed; empty
+// elements are kept so that "5,,5" or "chunked," are visible to the callers that refuse
+// them. Stops early (and returns false) when `fn` returns false. No allocation: this
+// runs on every header of every message.
+template <typename Fn>
+bool ForEachListElement(std::string_view v, Fn&& fn) {
   size_t start = 0;
   while (true) {
     size_t comma = v.find(',', start);
-    out.push_back(TrimOws(v.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start)));
-    if (comma == std::string_view::npos) break;
+    if (!fn(TrimOws(v.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start)))) {
+      return false;
+    }
+    if (comma == std::string_view::npos) return true;
     start = comma + 1;
   }
-  return out;
 }
 
 bool ParseDecimal(std::string_view s, uint64_t& out) {
@@ -145,7 +166,13 @@ std::optional<std::string_view> MessageHead::Get(std::string_view name) const {
 
 std::string SerializeRequestHead(const MessageHead& head, std::string_view target,
                                  const std::vector<std::string_view>& drop_headers) {
-  std::string out = fmt::format("{} {} HTTP/1.{}\r\n", head.method, target, head.version_minor);
+  size_t size = head.method.size() + target.size() + 13;
+  for (const auto& h : head.headers) size += h.name.size() + h.value.size() + 4;
+  std::string out;
+  out.reserve(size + 2);
+  out.append(head.method).append(" ").append(target).append(" HTTP/1.");
+  out.append(fmt::format_int(head.version_minor).c_str());
+  out.append("\r\n");
   for (const auto& h : head.headers) {
     bool drop = std::any_of(drop_headers.begin(), drop_headers.end(),
                             [&](std::string_view d) { return EqualsIgnoreCase(h.name, d); });
@@ -226,18 +253,30 @@ Result Parser::ParseHead(std::string_view input) {
   }
   size_t end = std::string_view::npos;
   size_t limit = std::min(input.size(), limits_.max_head_bytes + 1);
-  for (size_t i = scan_from_; i < limit; ++i) {
-    char c = input[i];
-    if (i > 0 && input[i - 1] == '\r' && c != '\n') return Fail("bare CR in message head");
-    if (c == '\n') {
-      if (i == 0 || input[i - 1] != '\r') return Fail("bare LF in message head");
-      if (i >= 3 && input[i - 2] == '\n' && input[i - 3] == '\r') {
-        end = i + 1;
-        break;
-      }
-    } else if (c == '\0') {
-      return Fail("NUL byte in message head");
+  // A CR that ended the bytes of the previous call must be followed by LF.
+  if (scan_from_ > 0 && scan_from_ < limit && input[scan_from_ - 1] == '\r' && input[scan_from_] != '\n') {
+    return Fail("bare CR in message head");
+  }
+  // Line by line with memchr (vectorized) rather than byte by byte: the earliest bare CR
+  // (one not followed by LF), bare LF or NUL is refused; the head ends at CRLFCRLF.
+  const char* base = input.data();
+  for (size_t pos = scan_from_; pos < limit;) {
+    const auto* lf = static_cast<const char*>(std::memchr(base + pos, '\n', limit - pos));
+    const size_t stop = lf != nullptr ? static_cast<size_t>(lf - base) : limit;  // [pos, stop) holds no LF
+    const auto* nul = static_cast<const char*>(std::memchr(base + pos, '\0', stop - pos));
+    const auto* cr = static_cast<const char*>(std::memchr(base + pos, '\r', stop - pos));
+    // A CR is bare unless the next byte is LF; one whose next byte is not here yet is
+    // checked when more comes (above).
+    const bool bare_cr = cr != nullptr && static_cast<size_t>(cr - base) + 1 < limit && cr + 1 != lf;
+    if (bare_cr && (nul == nullptr || cr < nul)) return Fail("bare CR in message head");
+    if (nul != nullptr) return Fail("NUL byte in message head");
+    if (lf == nullptr) break;
+    if (stop == 0 || input[stop - 1] != '\r') return Fail("bare LF in message head");
+    if (stop >= 3 && input[stop - 2] == '\n' && input[stop - 3] == '\r') {
+      end = stop + 1;
+      break;
     }
+    pos = stop + 1;
   }
   if (end == std::string_view::npos) {
     if (input.size() > limits_.max_head_bytes) {
@@ -247,60 +286,69 @@ Result Parser::ParseHead(std::string_view input) {
     return Result{Event::kNeedMore, 0, {}};
   }
 
+  // A fresh head, but the header strings of the previous message keep their storage:
+  // on a keep-alive connection the next message has much the same headers, so parsing
+  // it allocates nothing.
+  std::vector<Header> header_storage = std::move(head_.headers);
   head_ = MessageHead{};
+  head_.headers = std::move(header_storage);
+  // A refused head leaves no header of the previous message behind.
+  auto fail = [&](std::string reason) {
+    head_.headers.clear();
+    return Fail(std::move(reason));
+  };
   std::string_view text = input.substr(0, end - 4);  // without the final CRLFCRLF
-  std::vector<std::string_view> lines;
-  size_t start = 0;
-  while (true) {
-    size_t crlf = text.find("\r\n", start);
-    lines.push_back(text.substr(start, crlf == std::string_view::npos ? std::string_view::npos : crlf - start));
-    if (crlf == std::string_view::npos) break;
-    start = crlf + 2;
+  // Every LF in the head ends a CRLF (bare ones were refused above): one line per LF, plus one.
+  size_t header_count = 0;
+  for (size_t lf = text.find('\n'); lf != std::string_view::npos; lf = text.find('\n', lf + 1)) ++header_count;
+  if (header_count > limits_.max_header_count) {
+    return fail(fmt::format("more than {} header fields", limits_.max_header_count));
   }
-  if (lines.size() - 1 > limits_.max_header_count) {
-    return Fail(fmt::format("more than {} header fields", limits_.max_header_count));
-  }
-
-  std::string_view first = lines[0];
+  size_t line_end = text.find("\r\n");
+  std::string_view first = text.substr(0, line_end);
   if (kind_ == Kind::kRequest) {
     size_t sp1 = first.find(' ');
     size_t sp2 = sp1 == std::string_view::npos ? sp1 : first.find(' ', sp1 + 1);
     if (sp2 == std::string_view::npos || first.find(' ', sp2 + 1) != std::string_view::npos) {
-      return Fail("request line is not 'method SP target SP version'");
+      return fail("request line is not 'method SP target SP version'");
     }
     std::string_view method = first.substr(0, sp1);
     std::string_view target = first.substr(sp1 + 1, sp2 - sp1 - 1);
-    if (!IsToken(method)) return Fail("method is not a token");
+    if (!IsToken(method)) return fail("method is not a token");
     if (target.empty() ||
         !std::all_of(target.begin(), target.end(), [](char c) { return IsTargetChar(static_cast<unsigned char>(c)); })) {
-      return Fail("request target empty or has invalid characters");
+      return fail("request target empty or has invalid characters");
     }
-    if (!ParseVersion(first.substr(sp2 + 1), head_.version_minor)) return Fail("unsupported HTTP version");
+    if (!ParseVersion(first.substr(sp2 + 1), head_.version_minor)) return fail("unsupported HTTP version");
     head_.method.assign(method);
     head_.target.assign(target);
   } else {
     if (first.size() < 12 || first[8] != ' ' || !ParseVersion(first.substr(0, 8), head_.version_minor)) {
-      return Fail("status line is not 'HTTP/1.x SP status'");
+      return fail("status line is not 'HTTP/1.x SP status'");
     }
     std::string_view code = first.substr(9, 3);
     if (!std::all_of(code.begin(), code.end(), [](char c) { return c >= '0' && c <= '9'; }) || code[0] == '0') {
-      return Fail("status code is not three digits");
+      return fail("status code is not three digits");
     }
     head_.status = (code[0] - '0') * 100 + (code[1] - '0') * 10 + (code[2] - '0');
     if (first.size() > 12) {
-      if (first[12] != ' ') return Fail("status code followed by junk");
+      if (first[12] != ' ') return fail("status code followed by junk");
       std::string_view reason = first.substr(13);
       for (char c : reason) {
-        if (!IsFieldValueChar(static_cast<unsigned char>(c))) return Fail("control character in reason phrase");
+        if (!IsFieldValueChar(static_cast<unsigned char>(c))) return fail("control character in reason phrase");
       }
       head_.reason.assign(reason);
     }
   }
-  for (size_t i = 1; i < lines.size(); ++i) {
-    Header h;
-    std::string err = ParseFieldLine(lines[i], h);
-    if (!err.empty()) return Fail(std::move(err));
-    head_.headers.push_back(std::move(h));
+  if (head_.headers.size() > header_count) head_.headers.resize(header_count);
+  head_.headers.reserve(header_count);
+  for (size_t i = 0; i < header_count; ++i) {
+    const size_t start = line_end + 2;
+    line_end = text.find("\r\n", start);
+    std::string_view line = text.substr(start, line_end == std::string_view::npos ? std::string_view::npos : line_end - start);
+    if (i == head_.headers.size()) head_.headers.emplace_back();
+    std::string err = ParseFieldLine(line, head_.headers[i]);
+    if (!err.empty()) return fail(std::move(err));
   }
   if (!DecideFraming()) return Result{Event::kError, 0, {}};
   scan_from_ = 0;
@@ -309,7 +357,8 @@ Result Parser::ParseHead(std::string_view input) {
 
 bool Parser::DecideFraming() {
   bool has_te = false;
-  std::vector<std::string_view> codings;
+  size_t coding_count = 0;
+  std::string_view first_coding;
   std::optional<uint64_t> content_length;
   bool connection_close = false;
   bool connection_keep_alive = false;
@@ -318,26 +367,34 @@ bool Parser::DecideFraming() {
   for (const auto& h : head_.headers) {
     if (EqualsIgnoreCase(h.name, "transfer-encoding")) {
       has_te = true;
-      for (auto c : SplitList(h.value)) codings.push_back(c);
+      ForEachListElement(h.value, [&](std::string_view c) {
+        if (coding_count++ == 0) first_coding = c;
+        return true;
+      });
     } else if (EqualsIgnoreCase(h.name, "content-length")) {
-      for (auto v : SplitList(h.value)) {
+      const char* problem = nullptr;
+      ForEachListElement(h.value, [&](std::string_view v) {
         uint64_t n = 0;
         if (!ParseDecimal(v, n)) {
-          Fail("invalid Content-Length");
-          return false;
+          problem = "invalid Content-Length";
+        } else if (content_length && *content_length != n) {
+          problem = "differing Content-Length values";
+        } else {
+          content_length = n;
         }
-        if (content_length && *content_length != n) {
-          Fail("differing Content-Length values");
-          return false;
-        }
-        content_length = n;
+        return problem == nullptr;
+      });
+      if (problem != nullptr) {
+        Fail(problem);
+        return false;
       }
     } else if (EqualsIgnoreCase(h.name, "connection")) {
-      for (auto t : SplitList(h.value)) {
+      ForEachListElement(h.value, [&](std::string_view t) {
         if (EqualsIgnoreCase(t, "close")) connection_close = true;
         if (EqualsIgnoreCase(t, "keep-alive")) connection_keep_alive = true;
         if (EqualsIgnoreCase(t, "upgrade")) connection_upgrade = true;
-      }
+        return true;
+      });
     } else if (EqualsIgnoreCase(h.name, "host")) {
       ++host_count;
     } else if (EqualsIgnoreCase(h.name, "expect")) {
@@ -353,7 +410,7 @@ bool Parser::DecideFraming() {
       Fail("Transfer-Encoding in an HTTP/1.0 message");
       return false;
     }
-    if (codings.size() != 1 || !EqualsIgnoreCase(codings[0], "chunked")) {
+    if (coding_count != 1 || !EqualsIgnoreCase(first_coding, "chunked")) {
       Fail("unsupported Transfer-Encoding (only 'chunked' is accepted)");
       return false;
     }

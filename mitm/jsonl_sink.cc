@@ -5,9 +5,10 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
+#include <cstdint>
 #include <ctime>
-#include <iterator>
 #include <string_view>
 #include <cstring>
 
@@ -33,12 +34,14 @@ class JsonWriter {
   void Uint64(std::string_view key, uint64_t value) {
     if (value == 0) return;
     Key(key);
-    fmt::format_to(std::back_inserter(out_), "\"{}\"", value);
+    out_ += '"';
+    AppendDecimal(value);
+    out_ += '"';
   }
   void Uint32(std::string_view key, uint32_t value) {
     if (value == 0) return;
     Key(key);
-    fmt::format_to(std::back_inserter(out_), "{}", value);
+    AppendDecimal(value);
   }
   void Bool(std::string_view key, bool value) {
     if (!value) return;
@@ -51,34 +54,59 @@ class JsonWriter {
     Key(key);
     if (valid) {
       Quoted(name(value));
+    } else if (value < 0) {  // an unknown value, printed as a number as protobuf does
+      out_ += '-';
+      AppendDecimal(static_cast<uint64_t>(-static_cast<int64_t>(value)));
     } else {
-      fmt::format_to(std::back_inserter(out_), "{}", value);  // an unknown value, as protobuf prints it
+      AppendDecimal(static_cast<uint64_t>(value));
     }
   }
   void Timestamp(std::string_view key, int64_t seconds, int32_t nanos) {
     Key(key);
-    std::time_t t = static_cast<std::time_t>(seconds);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    fmt::format_to(std::back_inserter(out_), "\"{:04}-{:02}-{:02}T{:02}:{:02}:{:02}", tm.tm_year + 1900, tm.tm_mon + 1,
-                   tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    out_ += '"';
+    // Verdicts come many to a second: the calendar part is computed once per second.
+    thread_local int64_t cached_seconds = INT64_MIN;
+    thread_local std::string cached_text;
+    if (seconds != cached_seconds) {
+      std::time_t t = static_cast<std::time_t>(seconds);
+      std::tm tm{};
+      gmtime_r(&t, &tm);
+      cached_text = fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                                tm.tm_hour, tm.tm_min, tm.tm_sec);
+      cached_seconds = seconds;
+    }
+    out_ += cached_text;
     if (nanos > 0) {
+      out_ += '.';
       if (nanos % 1000000 == 0) {
-        fmt::format_to(std::back_inserter(out_), ".{:03}", nanos / 1000000);
+        AppendFixedDigits(static_cast<uint32_t>(nanos / 1000000), 3);
       } else if (nanos % 1000 == 0) {
-        fmt::format_to(std::back_inserter(out_), ".{:06}", nanos / 1000);
+        AppendFixedDigits(static_cast<uint32_t>(nanos / 1000), 6);
       } else {
-        fmt::format_to(std::back_inserter(out_), ".{:09}", nanos);
+        AppendFixedDigits(static_cast<uint32_t>(nanos), 9);
       }
     }
     out_ += "Z\"";
   }
   void Key(std::string_view key) {
-    if (!first_) out_ += ',';
+    // One append per key (separator, quotes and colon included): a verdict has a dozen.
+    char buf[64];
+    size_t n = 0;
+    if (!first_) buf[n++] = ',';
     first_ = false;
-    out_ += '"';
-    out_ += key;
-    out_ += "\":";
+    if (key.size() > sizeof(buf) - 4) {  // no key of Verdict or Finding is near this long
+      out_.append(buf, n);
+      out_ += '"';
+      out_ += key;
+      out_.append("\":", 2);
+      return;
+    }
+    buf[n++] = '"';
+    std::memcpy(buf + n, key.data(), key.size());
+    n += key.size();
+    buf[n++] = '"';
+    buf[n++] = ':';
+    out_.append(buf, n);
   }
   void Raw(char c) { out_ += c; }
   void NextElement(bool first) {
@@ -93,6 +121,14 @@ class JsonWriter {
     out_ += '"';
     size_t i = 0;
     while (i < s.size()) {
+      // Runs of characters printed as they are (most of any verdict) go in one append.
+      size_t run = i;
+      while (run < s.size() && IsPlain(static_cast<unsigned char>(s[run]))) ++run;
+      if (run > i) {
+        out_.append(s.data() + i, run - i);
+        i = run;
+        continue;
+      }
       auto c = static_cast<unsigned char>(s[i]);
       if (c < 0x80) {
         switch (c) {
@@ -127,6 +163,27 @@ class JsonWriter {
       }
     }
     out_ += '"';
+  }
+  // Printable ASCII that JSON (as protobuf writes it) leaves as it is; a table, as every
+  // byte of every string of a verdict goes through here.
+  static constexpr std::array<bool, 256> kPlain = [] {
+    std::array<bool, 256> t{};
+    for (int c = 0x20; c < 0x7f; ++c) t[static_cast<size_t>(c)] = c != '"' && c != '\\' && c != '<' && c != '>';
+    return t;
+  }();
+  static bool IsPlain(unsigned char c) { return kPlain[c]; }
+  void AppendDecimal(uint64_t value) {
+    const fmt::format_int digits(value);
+    out_.append(digits.data(), digits.size());
+  }
+  // `value` in exactly `width` digits, zero-padded (value < 10^width).
+  void AppendFixedDigits(uint32_t value, int width) {
+    char buf[10];
+    for (int i = width - 1; i >= 0; --i) {
+      buf[i] = static_cast<char>('0' + value % 10);
+      value /= 10;
+    }
+    out_.append(buf, static_cast<size_t>(width));
   }
   // Length of the well-formed UTF-8 sequence at the start of `s` (non-ASCII lead), or 0.
   static size_t Utf8Length(std::string_view s) {
@@ -171,6 +228,7 @@ void AppendFinding(JsonWriter& w, const v1::Finding& f) {
 }  // namespace
 
 void AppendVerdictJson(const v1::Verdict& v, std::string& out) {
+  out.reserve(out.size() + 512);  // a typical line, so it grows at most once
   JsonWriter w(out);
   w.Begin();
   w.String("id", v.id());
@@ -230,15 +288,26 @@ JsonlSink::~JsonlSink() {
 }
 
 bool JsonlSink::Submit(v1::Verdict verdict) {
-  std::unique_lock lock(mu_);
-  // A full queue means the disk is slower than the traffic: wait for room rather than
-  // lose an audit record.
-  room_.wait(lock, [&] { return queue_.size() < max_queued_ || stopping_; });
-  if (failed_) return false;
-  queue_.push_back(std::move(verdict));
-  ++submitted_;
-  // The first verdict starts a batch window; a half-full queue ends it early.
-  if (queue_.size() == 1 || queue_.size() == max_queued_ / 2) wake_writer_.notify_one();
+  // Evidence is redacted by the engine; fingerprints are keyed HMACs. Nothing else in a
+  // verdict is matched content, so each record is written as is.
+  thread_local std::string line;
+  line.clear();
+  AppendVerdictJson(verdict, line);
+  line += '\n';
+  {
+    std::unique_lock lock(mu_);
+    // A full queue means the disk is slower than the traffic: wait for room rather than
+    // lose an audit record.
+    room_.wait(lock, [&] { return queued_lines_ < max_queued_ || stopping_; });
+    if (failed_) return false;
+    queue_ += line;
+    ++queued_lines_;
+    ++submitted_;
+    // The first line starts a batch window; a half-full queue ends it early.
+    if (queued_lines_ == 1 || queued_lines_ == max_queued_ / 2) wake_writer_.notify_one();
+  }
+  // One odd verdict (thousands of findings) does not leave its line's size with the thread.
+  if (line.capacity() > kKeptLineCapacity) std::string().swap(line);
   return true;
 }
 
@@ -251,26 +320,21 @@ void JsonlSink::Flush() {
 }
 
 void JsonlSink::WriterLoop() {
-  std::vector<v1::Verdict> batch;
-  std::string out;
+  std::string out;  // the batch being written; swapped with queue_, so both keep their storage
   std::unique_lock lock(mu_);
   while (true) {
-    wake_writer_.wait(lock, [&] { return !queue_.empty() || stopping_; });
-    if (queue_.empty() && stopping_) break;
+    wake_writer_.wait(lock, [&] { return queued_lines_ > 0 || stopping_; });
+    if (queued_lines_ == 0 && stopping_) break;
     wake_writer_.wait_for(lock, kBatchWindow,
-                          [&] { return stopping_ || flush_requested_ || queue_.size() >= max_queued_ / 2; });
+                          [&] { return stopping_ || flush_requested_ || queued_lines_ >= max_queued_ / 2; });
     flush_requested_ = false;
-    batch.swap(queue_);
+    out.clear();
+    out.swap(queue_);
+    const size_t count = queued_lines_;
+    queued_lines_ = 0;
     lock.unlock();
     room_.notify_all();
 
-    // Evidence is redacted by the engine; fingerprints are keyed HMACs. Nothing else in
-    // a verdict is matched content, so each record is written as is.
-    out.clear();
-    for (const auto& v : batch) {
-      AppendVerdictJson(v, out);
-      out += '\n';
-    }
     bool ok = true;
     size_t done = 0;
     while (done < out.size()) {
@@ -283,8 +347,8 @@ void JsonlSink::WriterLoop() {
       }
       done += static_cast<size_t>(n);
     }
-    const size_t count = batch.size();
-    batch.clear();
+    // A burst's batch (up to max_queued lines) does not stay allocated once it is written.
+    if (out.capacity() > kKeptBatchCapacity) std::string().swap(out);
 
     lock.lock();
     written_ += count;

@@ -30,6 +30,13 @@ enum class Want { kNone, kRead, kWrite };
 
 bool WouldBlock(int err) { return err == EAGAIN || err == EWOULDBLOCK || err == EINTR; }
 
+// Empties this thread's OpenSSL error queue before an SSL call, so SSL_get_error sees only
+// that call's errors. ERR_clear_error resets all sixteen slots every time (~800
+// instructions, twice per request and stream); the queue is almost always empty already.
+void ClearSslErrors() {
+  if (ERR_peek_error() != 0) ERR_clear_error();
+}
+
 int BioWrite(BIO* bio, const char* data, int size) {
   auto* state = static_cast<SocketBio*>(BIO_get_data(bio));
   BIO_clear_retry_flags(bio);
@@ -129,7 +136,7 @@ size_t ReadAvailable(int fd, SSL* ssl, std::string& dst, error_code& ec, Want& w
     }
     return 0;
   }
-  ERR_clear_error();
+  ClearSslErrors();
   errno = 0;
   int n = SSL_read(ssl, scratch.data(), static_cast<int>(scratch.size()));
   if (n > 0) {
@@ -138,6 +145,34 @@ size_t ReadAvailable(int fd, SSL* ssl, std::string& dst, error_code& ec, Want& w
   }
   want = Classify(ssl, n, errno, ec);
   return 0;
+}
+
+// One pass of writing without waiting: Want::kNone when done (all written, or ec set),
+// else what to wait for, with data/left advanced past what was written.
+Want WriteSome(SSL* ssl, int fd, const char*& data, size_t& left, error_code& ec) {
+  while (left > 0) {
+    if (ssl != nullptr) {
+      ClearSslErrors();
+      errno = 0;
+      int n = SSL_write(ssl, data, static_cast<int>(std::min<size_t>(left, INT_MAX)));
+      if (n > 0) {
+        data += n;
+        left -= static_cast<size_t>(n);
+        continue;
+      }
+      return Classify(ssl, n, errno, ec);
+    }
+    ssize_t n = ::send(fd, data, left, MSG_NOSIGNAL);
+    if (n > 0) {
+      data += n;
+      left -= static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && WouldBlock(errno)) return Want::kWrite;
+    ec = n < 0 ? error_code(errno, asio::error::get_system_category()) : error_code(asio::error::eof);
+    return Want::kNone;
+  }
+  return Want::kNone;
 }
 
 }  // namespace
@@ -178,7 +213,7 @@ asio::awaitable<void> Stream::Handshake(bool server, error_code& ec) {
     SSL_set_connect_state(ssl_);
   }
   while (true) {
-    ERR_clear_error();
+    ClearSslErrors();
     errno = 0;
     int rc = SSL_do_handshake(ssl_);
     if (rc == 1) co_return;
@@ -210,35 +245,21 @@ asio::awaitable<size_t> Stream::ReadSome(std::string& dst, error_code& ec, bool 
   }
 }
 
+bool Stream::WriteNow(asio::const_buffer& buf, error_code& ec) {
+  ec.clear();
+  const char* data = static_cast<const char*>(buf.data());
+  size_t left = buf.size();
+  const bool done = WriteSome(ssl_, socket_.native_handle(), data, left, ec) == Want::kNone;
+  buf = asio::const_buffer(data, left);
+  return done;
+}
+
 asio::awaitable<void> Stream::Write(asio::const_buffer buf, error_code& ec) {
   ec.clear();
   const char* data = static_cast<const char*>(buf.data());
   size_t left = buf.size();
-  while (left > 0) {
-    Want want = Want::kNone;
-    if (ssl_ != nullptr) {
-      ERR_clear_error();
-      errno = 0;
-      int n = SSL_write(ssl_, data, static_cast<int>(std::min<size_t>(left, INT_MAX)));
-      if (n > 0) {
-        data += n;
-        left -= static_cast<size_t>(n);
-        continue;
-      }
-      want = Classify(ssl_, n, errno, ec);
-    } else {
-      ssize_t n = ::send(socket_.native_handle(), data, left, MSG_NOSIGNAL);
-      if (n > 0) {
-        data += n;
-        left -= static_cast<size_t>(n);
-        continue;
-      }
-      if (n < 0 && WouldBlock(errno)) {
-        want = Want::kWrite;
-      } else {
-        ec = n < 0 ? error_code(errno, asio::error::get_system_category()) : error_code(asio::error::eof);
-      }
-    }
+  while (true) {
+    Want want = WriteSome(ssl_, socket_.native_handle(), data, left, ec);
     if (want == Want::kNone) co_return;
     co_await socket_.async_wait(want == Want::kRead ? tcp::socket::wait_read : tcp::socket::wait_write,
                                 asio::redirect_error(asio::use_awaitable, ec));
@@ -253,7 +274,7 @@ asio::awaitable<void> Stream::ShutdownSend() {
     co_return;
   }
   while (true) {
-    ERR_clear_error();
+    ClearSslErrors();
     errno = 0;
     int rc = SSL_shutdown(ssl_);
     if (rc == 1) co_return;  // the peer's close_notify had come already

@@ -57,6 +57,10 @@ class Stream {
   // a response just delivered), so no read is tried before waiting for readiness.
   asio::awaitable<size_t> ReadSome(std::string& dst, error_code& ec, bool expect_wait = false);
   asio::awaitable<void> Write(asio::const_buffer buf, error_code& ec);
+  // Writes what the socket takes now, without waiting (and without a coroutine frame):
+  // true when done, all written or failed (ec); false when the socket is full, with
+  // `buf` advanced to the rest, for Write. Most writes of the HTTP loop finish here.
+  bool WriteNow(asio::const_buffer& buf, error_code& ec);
   // Ends our sending side: over TLS a close_notify, after which the peer's remaining
   // bytes are read and dropped until it closes (bounded by the caller's watchdog), so
   // closing never resets a connection whose answer the peer has not read yet; over TCP a

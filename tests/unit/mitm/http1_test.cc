@@ -140,6 +140,43 @@ TEST(Http1, RefusesAmbiguousFraming) {
   }
 }
 
+// The head scan finds bare CR, bare LF and NUL however reads split the head, and names
+// the first of them, as a byte-by-byte scan does.
+TEST(Http1, HeadControlBytesAtEverySplit) {
+  using namespace std::string_literals;
+  const struct {
+    std::string wire;
+    const char* error;
+  } cases[] = {
+      {"GET / HTTP/1.1\r\nHost: h\rX: y\r\n\r\n"s, "bare CR in message head"},
+      {"GET / HTTP/1.1\r\nHost: h\r\r\n\r\n"s, "bare CR in message head"},
+      {"GET / HTTP/1.1\nHost: h\r\n\r\n"s, "bare LF in message head"},
+      {"GET / HTTP/1.1\r\nHost: h\r\n\n"s, "bare LF in message head"},
+      {"GET / HTTP/1.1\r\nHost: h\r\nX: a\0\rz\r\n\r\n"s, "NUL byte in message head"},
+      {"GET / HTTP/1.1\r\nHost: h\r\nX: a\r\0z\r\n\r\n"s, "bare CR in message head"},
+  };
+  for (const auto& c : cases) {
+    for (size_t step = 1; step <= c.wire.size(); ++step) {
+      EXPECT_EQ(Drive(Parser::Kind::kRequest, c.wire, step).error, c.error) << c.wire << " step " << step;
+    }
+  }
+}
+
+// A parser reused across keep-alive messages reuses its header storage, never its headers.
+TEST(Http1, NextHeadHasOnlyItsOwnHeaders) {
+  Parser p(Parser::Kind::kRequest);
+  std::string first = "GET /a HTTP/1.1\r\nHost: h\r\nX-One: 1\r\nX-Two: 2\r\n\r\n";
+  ASSERT_EQ(p.Parse(first).event, Event::kHeadComplete);
+  ASSERT_EQ(p.head().headers.size(), 3u);
+  ASSERT_EQ(p.Parse("").event, Event::kMessageComplete);
+  ASSERT_EQ(p.Parse("GET /b HTTP/1.1\r\nhost: g\r\n\r\n").event, Event::kHeadComplete);
+  ASSERT_EQ(p.head().headers.size(), 1u);
+  EXPECT_EQ(p.head().headers[0].name, "host");
+  EXPECT_EQ(p.head().headers[0].value, "g");
+  EXPECT_EQ(p.head().target, "/b");
+  EXPECT_FALSE(p.head().Get("x-one").has_value());
+}
+
 TEST(Http1, LimitsHeadSizeAndHeaderCount) {
   std::string big = "GET / HTTP/1.1\r\nHost: h\r\nX: " + std::string(70000, 'a') + "\r\n\r\n";
   EXPECT_NE(Drive(Parser::Kind::kRequest, big, 4096).error, "");
