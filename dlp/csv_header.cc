@@ -9,9 +9,11 @@ namespace {
 constexpr size_t kMaxHeader = 4096;
 
 // "Card Number" / "card-number" / "\"CardNumber\"" -> "card_number"-like token string
-// with '_' between runs of letters and digits, lower-case.
-std::string Tokens(std::string_view column) {
-  std::string out;
+// with '_' between runs of letters and digits, lower-case. Into `out`, whose buffer is
+// reused across the columns of a header.
+void Tokens(std::string_view column, std::string* out_ptr) {
+  std::string& out = *out_ptr;
+  out.clear();
   char prev = 0;
   for (char c : column) {
     bool upper = c >= 'A' && c <= 'Z';
@@ -27,7 +29,6 @@ std::string Tokens(std::string_view column) {
     prev = c;
   }
   while (!out.empty() && out.back() == '_') out.pop_back();
-  return out;
 }
 
 // `kw`: a keyword already passed through Tokens().
@@ -46,28 +47,40 @@ bool NamesKeyword(const std::string& tokens, const std::string& kw) {
 
 }  // namespace
 
-std::string PiiColumnsOfHeader(std::string_view line, const std::vector<std::string>& keywords) {
+std::vector<std::string> ColumnKeywordTokens(const std::vector<std::string>& keywords) {
+  std::vector<std::string> out(keywords.size());
+  for (size_t i = 0; i < keywords.size(); ++i) Tokens(keywords[i], &out[i]);
+  return out;
+}
+
+std::string PiiColumnsOfHeaderTokens(std::string_view line, const std::vector<std::string>& keyword_tokens) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  // The delimiter: the most frequent of these (the first on a tie), counted in one pass.
+  static constexpr char kDelims[] = {',', ';', '\t', '|'};
+  size_t counts[4] = {};
+  for (char c : line) {
+    counts[0] += c == kDelims[0];
+    counts[1] += c == kDelims[1];
+    counts[2] += c == kDelims[2];
+    counts[3] += c == kDelims[3];
+  }
   char delim = 0;
   size_t best = 0;
-  for (char d : std::string_view(",;\t|")) {
-    size_t c = static_cast<size_t>(std::count(line.begin(), line.end(), d));
-    if (c > best) {
-      best = c;
-      delim = d;
+  for (size_t i = 0; i < 4; ++i) {
+    if (counts[i] > best) {
+      best = counts[i];
+      delim = kDelims[i];
     }
   }
   if (delim == 0) return "";
-  std::vector<std::string> kw_tokens;
-  kw_tokens.reserve(keywords.size());
-  for (const auto& kw : keywords) kw_tokens.push_back(Tokens(kw));
   std::string found;
+  std::string tokens;
   size_t start = 0;
   while (start <= line.size()) {
     size_t end = line.find(delim, start);
     if (end == std::string_view::npos) end = line.size();
-    std::string tokens = Tokens(line.substr(start, end - start));
-    for (const auto& kw : kw_tokens) {
+    Tokens(line.substr(start, end - start), &tokens);
+    for (const auto& kw : keyword_tokens) {
       if (NamesKeyword(tokens, kw)) {
         if (!found.empty()) found += ",";
         found += tokens;
@@ -79,8 +92,12 @@ std::string PiiColumnsOfHeader(std::string_view line, const std::vector<std::str
   return found;
 }
 
+std::string PiiColumnsOfHeader(std::string_view line, const std::vector<std::string>& keywords) {
+  return PiiColumnsOfHeaderTokens(line, ColumnKeywordTokens(keywords));
+}
+
 void CsvHeaderDetector::DecideHeader() {
-  pii_columns_ = keywords_ ? PiiColumnsOfHeader(header_, *keywords_) : "";
+  pii_columns_ = keywords_ ? PiiColumnsOfHeaderTokens(header_, *keywords_) : "";
   state_ = pii_columns_.empty() ? State::kNotCsv : State::kRows;
   header_.clear();
   header_.shrink_to_fit();

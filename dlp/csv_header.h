@@ -12,7 +12,8 @@ namespace egressguard::dlp {
 
 class CsvHeaderDetector {
  public:
-  // `keywords`: lower-case column-name keywords (the bulk_pii rule's context keywords).
+  // `keywords`: column-name keywords (the bulk_pii rule's context keywords) as
+  // ColumnKeywordTokens() gives them, once per pack rather than once per message.
   explicit CsvHeaderDetector(const std::vector<std::string>* keywords) : keywords_(keywords) {}
 
   void Feed(std::string_view chunk);
@@ -38,5 +39,10 @@ class CsvHeaderDetector {
 // Exposed for tests: the PII columns of one header line ("" when it is not a CSV header
 // naming at least one of `keywords`).
 std::string PiiColumnsOfHeader(std::string_view line, const std::vector<std::string>& keywords);
+// The same with keywords already through ColumnKeywordTokens().
+std::string PiiColumnsOfHeaderTokens(std::string_view line, const std::vector<std::string>& keyword_tokens);
+// Column-name keywords in the token form headers are compared in ("Card Number" ->
+// "card_number").
+std::vector<std::string> ColumnKeywordTokens(const std::vector<std::string>& keywords);
 
 }  // namespace egressguard::dlp

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <utility>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -129,39 +130,46 @@ uint32_t CountDigits(std::string_view s) {
 }
 
 #if defined(__x86_64__)
-// 64 bytes at p: member bits by nibble lookup (shufti), ASCII digit bits by range.
-__attribute__((target("avx2"))) void Classify64Avx2(const char* p, const uint8_t* lo_tab, const uint8_t* hi_tab,
-                                                   uint64_t* member, uint64_t* digit) {
-  const __m256i lo = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lo_tab)));
-  const __m256i hi = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(hi_tab)));
+// `words` whole 64-byte words at p: member bits by nibble lookup (shufti), ASCII digit
+// bits by range, special starter bits by compare (every separator when there are more
+// than 4 kinds), all from one load of each 32 bytes.
+__attribute__((target("avx2"))) void ClassifyWordsAvx2(const char* p, size_t words, const DigitGatePrepared& t,
+                                                      uint64_t* member, uint64_t* digit, uint64_t* special) {
+  const __m256i lo = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t.nibble_lo.data())));
+  const __m256i hi = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t.nibble_hi.data())));
   const __m256i nib = _mm256_set1_epi8(0x0f);
   const __m256i zero = _mm256_setzero_si256();
   const __m256i c0 = _mm256_set1_epi8('0');
   const __m256i c9 = _mm256_set1_epi8(9);
-  uint64_t m = 0, d = 0;
-  for (int half = 0; half < 2; ++half) {
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * half));
-    const __m256i l = _mm256_shuffle_epi8(lo, _mm256_and_si256(v, nib));
-    const __m256i h = _mm256_shuffle_epi8(hi, _mm256_and_si256(_mm256_srli_epi16(v, 4), nib));
-    const auto not_member =
-        static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_and_si256(l, h), zero)));
-    const __m256i dv = _mm256_sub_epi8(v, c0);
-    const auto is_digit = static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_min_epu8(dv, c9), dv)));
-    m |= static_cast<uint64_t>(~not_member) << (32 * half);
-    d |= static_cast<uint64_t>(is_digit) << (32 * half);
+  // Unused slots repeat the first special byte (or never match: count 0 uses the masks).
+  const auto sp_byte = [&](size_t x) {
+    return static_cast<char>(t.special_count == 0 ? 0 : t.special[x < t.special_count ? x : 0]);
+  };
+  const __m256i s0 = _mm256_set1_epi8(sp_byte(0)), s1 = _mm256_set1_epi8(sp_byte(1));
+  const __m256i s2 = _mm256_set1_epi8(sp_byte(2)), s3 = _mm256_set1_epi8(sp_byte(3));
+  const bool separators = t.special_count == 0;
+  for (size_t k = 0; k < words; ++k, p += 64) {
+    uint64_t m = 0, d = 0, sp = 0;
+    for (int half = 0; half < 2; ++half) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * half));
+      const __m256i l = _mm256_shuffle_epi8(lo, _mm256_and_si256(v, nib));
+      const __m256i h = _mm256_shuffle_epi8(hi, _mm256_and_si256(_mm256_srli_epi16(v, 4), nib));
+      const auto not_member =
+          static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_and_si256(l, h), zero)));
+      const __m256i dv = _mm256_sub_epi8(v, c0);
+      const auto is_digit =
+          static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_min_epu8(dv, c9), dv)));
+      const __m256i eq = _mm256_or_si256(_mm256_or_si256(_mm256_cmpeq_epi8(v, s0), _mm256_cmpeq_epi8(v, s1)),
+                                         _mm256_or_si256(_mm256_cmpeq_epi8(v, s2), _mm256_cmpeq_epi8(v, s3)));
+      const auto is_special = static_cast<uint32_t>(_mm256_movemask_epi8(eq));
+      m |= static_cast<uint64_t>(~not_member) << (32 * half);
+      d |= static_cast<uint64_t>(is_digit) << (32 * half);
+      sp |= static_cast<uint64_t>(is_special) << (32 * half);
+    }
+    member[k] = m;
+    digit[k] = d;
+    special[k] = separators ? m & ~d : sp;
   }
-  *member = m;
-  *digit = d;
-}
-
-// Bit i: p[i] == c, for 64 bytes.
-__attribute__((target("avx2"))) uint64_t EqualMask64Avx2(const char* p, char c) {
-  const __m256i v = _mm256_set1_epi8(c);
-  const auto lo = static_cast<uint32_t>(
-      _mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), v)));
-  const auto hi = static_cast<uint32_t>(
-      _mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32)), v)));
-  return lo | (static_cast<uint64_t>(hi) << 32);
 }
 
 #endif
@@ -233,6 +241,16 @@ void DigitGateConfig::Prepare() {
       if (lows[h] & (1u << l)) t->nibble_lo[l] |= static_cast<uint8_t>(1u << k);
     }
   }
+  {
+    uint32_t plain_all = UINT32_MAX;
+    for (size_t k = 0; k < kMaxGateClasses; ++k) {
+      if (t->all_classes & (1u << k)) plain_all = std::min(plain_all, t->plain_need[k]);
+    }
+    const uint32_t digits = std::max(min_digits, t->min_need);
+    const uint32_t special_run = std::max({1u, min_width > 0 ? min_width - 1 : 0u, digits});
+    t->short_run_special = std::min<uint32_t>(special_run, 64);
+    t->short_run_plain = std::min<uint32_t>(std::max(special_run, plain_all), 64);
+  }
 #if defined(__x86_64__)
   t->simd = t->simd && UseAvx2();
 #else
@@ -258,25 +276,11 @@ void DigitGate::Classify(std::string_view chunk) {
   size_t k = 0;
 #if defined(__x86_64__)
   if (prepared_->simd) {
-    for (; (k + 1) * 64 <= n; ++k) {
-      Classify64Avx2(chunk.data() + k * 64, prepared_->nibble_lo.data(), prepared_->nibble_hi.data(), &member_bits_[k], &digit_bits_[k]);
-    }
+    k = n / 64;
+    ClassifyWordsAvx2(chunk.data(), k, *prepared_, member_bits_.data(), digit_bits_.data(), special_bits_.data());
   }
 #endif
   const DigitGatePrepared& t = *prepared_;
-#if defined(__x86_64__)
-  // Special starters are rare bytes: a plain compare per byte value, word by word.
-  for (size_t q = 0; q < k; ++q) {
-    uint64_t sp = 0;
-    if (t.special_count == 0) {
-      sp = member_bits_[q] & ~digit_bits_[q];
-    } else {
-      const char* p = chunk.data() + q * 64;
-      for (size_t x = 0; x < t.special_count; ++x) sp |= EqualMask64Avx2(p, static_cast<char>(t.special[x]));
-    }
-    special_bits_[q] = sp;
-  }
-#endif
   const auto& m = config_->member;
   for (; k < words; ++k) {
     uint64_t mw = 0, dw = 0;
@@ -301,6 +305,132 @@ void DigitGate::Classify(std::string_view chunk) {
     }
     special_bits_[k] = sw;
   }
+}
+
+namespace {
+
+// Two adjacent mask words, so a shift carries bits across the word edge.
+__extension__ typedef unsigned __int128 Words2;
+
+// Bit i: bits i .. i+L-1 of x all set (erosion), or some bit of i-L+1 .. i set (dilation),
+// in log2(L) shifts by constants (variable 128-bit shifts cost several times more).
+template <uint32_t Have, uint32_t L>
+inline Words2 Erode(Words2 x) {
+  if constexpr (Have >= L) {
+    return x;
+  } else {
+    constexpr uint32_t step = Have < L - Have ? Have : L - Have;
+    return Erode<Have + step, L>(x & (x >> step));
+  }
+}
+
+template <uint32_t Have, uint32_t L>
+inline Words2 Dilate(Words2 x) {
+  if constexpr (Have >= L) {
+    return x;
+  } else {
+    constexpr uint32_t step = Have < L - Have ? Have : L - Have;
+    return Dilate<Have + step, L>(x | (x << step));
+  }
+}
+
+// out[k] = the digits of digit[k] in member runs at least L long, or at most L - 1 bytes
+// after a special starter byte (a run shorter than L can qualify only by a match that
+// starts at a special byte, and needs digits after it, all within L - 1 bytes).
+// Bits of `member` past the end count as members, so a run cut by the chunk end counts as
+// long. The erosion of a word needs the next word, its dilation the previous word's.
+template <uint32_t L>
+void RunDigitsOf(const uint64_t* member, const uint64_t* digit, const uint64_t* special, size_t words,
+                 uint64_t* out) {
+  uint64_t prev_starts = 0;
+  for (size_t k = 0; k < words; ++k) {
+    const uint64_t next = k + 1 < words ? member[k + 1] : ~uint64_t{0};
+    const auto starts = static_cast<uint64_t>(Erode<1, L>(member[k] | (static_cast<Words2>(next) << 64)));
+    uint64_t keep = static_cast<uint64_t>(Dilate<1, L>((static_cast<Words2>(starts) << 64) | prev_starts) >> 64);
+    prev_starts = starts;
+    const uint64_t sp_prev = k > 0 ? special[k - 1] : 0;
+    if ((special[k] | sp_prev) != 0) {
+      keep |= static_cast<uint64_t>(Dilate<1, L>((static_cast<Words2>(special[k]) << 64) | sp_prev) >> 64);
+    }
+    out[k] = digit[k] & keep;
+  }
+}
+
+using RunDigitsFn = void (*)(const uint64_t*, const uint64_t*, const uint64_t*, size_t, uint64_t*);
+
+template <size_t... I>
+constexpr std::array<RunDigitsFn, sizeof...(I)> RunDigitsTable(std::index_sequence<I...>) {
+  return {&RunDigitsOf<static_cast<uint32_t>(I + 1)>...};
+}
+
+// RunDigitsOf<len> for len in 1..64.
+void RunDigits(const uint64_t* member, const uint64_t* digit, const uint64_t* special, size_t words, uint32_t len,
+               uint64_t* out) {
+  static constexpr auto kTable = RunDigitsTable(std::make_index_sequence<64>());
+  kTable[std::clamp<uint32_t>(len, 1, 64) - 1](member, digit, special, words, out);
+}
+
+}  // namespace
+
+// Most digit runs in real bodies are short or hold few digits (hex ids, clock times,
+// prices, base64 text) and can hold no window: judging them one by one in Feed costs over
+// a hundred instructions each, dropping them here on the bit masks a few per 64 bytes and
+// a few dozen per run. run_digit_bits_ keeps the digits of runs at least short_run_plain
+// long, and those at most short_run_plain - 1 bytes after a special starter byte (when a
+// special starter lowers the need: short_run_special); then drops the runs inside one or
+// two words with fewer than `plain` digits and no special starter byte. Only necessary
+// conditions of Feed's own judgement are used, so the windows are the same. Word 0 is
+// kept whole: a run there may go on from the previous chunk.
+EG_GATE_CLONES void DigitGate::MarkRunDigits(size_t n, uint32_t plain) {
+  const DigitGatePrepared& t = *prepared_;
+  const size_t words = (n + 63) / 64;
+  run_digit_bits_.resize(words);
+  // The chunk end counts as a member: a run cut by it goes on in the next chunk.
+  const uint64_t last = member_bits_[words - 1];
+  if (n % 64 != 0) member_bits_[words - 1] |= ~uint64_t{0} << (n % 64);
+  // Without a special starter that lowers the need, no special byte keeps a short run.
+  no_special_.assign(t.short_run_special < t.short_run_plain ? 0 : words, 0);
+  const uint64_t* special = no_special_.empty() ? special_bits_.data() : no_special_.data();
+  RunDigits(member_bits_.data(), digit_bits_.data(), special, words, t.short_run_plain, run_digit_bits_.data());
+  // Then, run by run, those that lie inside one word or two: a run with fewer than
+  // `plain` digits and no special starter byte can hold no window (Feed's fast path would
+  // judge it so, at several times the cost).
+  for (size_t k = 1; k < words; ++k) {
+    uint64_t cand = run_digit_bits_[k];
+    const uint64_t outside = ~member_bits_[k];
+    while (cand != 0) {
+      const auto p = static_cast<unsigned>(std::countr_zero(cand));
+      const uint64_t before = outside & ((uint64_t{1} << p) - 1);
+      const uint64_t ends = outside >> p;  // the run's end: the next non-member
+      if (before == 0) {  // goes on from the previous word, which judged it
+        if (ends == 0) break;
+        cand &= ~uint64_t{0} << (p + static_cast<unsigned>(std::countr_zero(ends)));
+        continue;
+      }
+      const unsigned start = 64 - static_cast<unsigned>(std::countl_zero(before));  // first run byte
+      const uint64_t head = ~uint64_t{0} << start;
+      if (ends != 0) {
+        const unsigned end = p + static_cast<unsigned>(std::countr_zero(ends));  // first byte after it
+        const uint64_t run = head & ((uint64_t{1} << end) - 1);
+        if (PopCount(digit_bits_[k] & run) < plain && (special_bits_[k] & run) == 0) run_digit_bits_[k] &= ~run;
+        cand &= ~run;
+        continue;
+      }
+      // The run goes on into the next word: judged here when it ends there.
+      const uint64_t next_outside = k + 1 < words ? ~member_bits_[k + 1] : 0;
+      if (next_outside != 0) {
+        const uint64_t tail = (next_outside & -next_outside) - 1;  // its bytes in word k + 1
+        if (PopCount(digit_bits_[k] & head) + PopCount(digit_bits_[k + 1] & tail) < plain &&
+            ((special_bits_[k] & head) | (special_bits_[k + 1] & tail)) == 0) {
+          run_digit_bits_[k] &= ~head;
+          run_digit_bits_[k + 1] &= ~tail;
+        }
+      }
+      break;
+    }
+  }
+  member_bits_[words - 1] = last;
+  run_digit_bits_[0] = digit_bits_[0];
 }
 
 void DigitGate::StartRun(std::string_view chunk, uint64_t base, size_t digit_pos) {
@@ -482,25 +612,19 @@ EG_GATE_CLONES void DigitGate::Feed(std::string_view chunk, uint64_t base, const
   }
   // Without a keyword held, keyed classes cannot be active anywhere in this chunk.
   const uint32_t plain_word = ends.empty() ? plain_free : plain_all;
+  MarkRunDigits(n, plain_word);
+  const uint64_t* run_digits = run_digit_bits_.data();
   size_t i = 0;
   while (i < n) {
     if (!in_run_) {
-      // Whole words first: when the rest of a 64-byte word holds too few digits for any
-      // class, no special starter and no run that goes on into the next word (and the
-      // byte before i ends a run, so none comes in), no run in it can qualify.
-      if (i > 0 && ((member[(i - 1) / 64] >> ((i - 1) % 64)) & 1) == 0) {
-        const size_t k = i / 64;
-        if ((k + 1) * 64 <= n && (member[k] >> 63) == 0) {
-          const uint64_t above = ~uint64_t{0} << (i % 64);
-          if (PopCount(digit[k] & above) < plain_word && (special[k] & above) == 0) {
-            tail_.clear();
-            i = (k + 1) * 64;
-            continue;
-          }
-        }
-      }
-      const size_t p = FindBit<true>(digit, i, n);
+      size_t p = FindBit<true>(run_digits, i, n);
       if (p == n) break;
+      // The run's first digit: MarkRunDigits keeps or drops a run's digits together,
+      // except that a special starter byte keeps only the digits shortly after it. Runs
+      // start at or after i (byte i - 1 ends one).
+      if (p > i && ((member[(p - 1) / 64] >> ((p - 1) % 64)) & 1) != 0) {
+        p = FindBit<true>(digit, RunStart(member, p, i), n);
+      }
       // Cheapest reject first, for the many numbers no pattern can use: too few digits
       // for any class and no special starter byte where the run could begin. The run
       // then lies inside the chunk and is shorter than max_run, so nothing carries over.

@@ -81,6 +81,12 @@ struct DigitGatePrepared {
   std::array<uint8_t, 16> nibble_lo{};
   std::array<uint8_t, 16> nibble_hi{};
   bool simd = false;
+  // Member runs shorter than these (clamped to 1..64) can hold no emitted window: one
+  // without a special starter byte needs plain digits, one with it still min_width - 1
+  // bytes and min_digits digits. The digits of short runs far from special bytes are
+  // dropped 64 bytes at a time, on the bit masks, before the per-run work.
+  uint32_t short_run_plain = 1;
+  uint32_t short_run_special = 1;
 };
 
 // One window for the block database. window[0] is context only (never a match start)
@@ -129,6 +135,7 @@ class DigitGate {
   uint32_t QualifiesInChunk(std::string_view chunk, size_t s, size_t j, uint32_t total, uint32_t active,
                             uint32_t plain, bool has_special) const;
   void Classify(std::string_view chunk);
+  void MarkRunDigits(size_t n, uint32_t plain);
 
   const DigitGateConfig* config_;
   // Bit i of word k: byte 64k+i of the current chunk is a run member / an ASCII digit.
@@ -137,6 +144,9 @@ class DigitGate {
   std::vector<uint64_t> member_bits_;
   std::vector<uint64_t> digit_bits_;
   std::vector<uint64_t> special_bits_;  // bytes of DigitGatePrepared::special
+  // Digits of member runs that may qualify (see MarkRunDigits).
+  std::vector<uint64_t> run_digit_bits_;
+  std::vector<uint64_t> no_special_;  // all zero: special bytes that keep no run
   uint32_t active_ = ~0u;
   std::shared_ptr<const DigitGatePrepared> prepared_;
   // The open run: run_[0] is a context byte when run_ctx_.

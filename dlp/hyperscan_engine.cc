@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "dlp/cpu_features.h"
+#include "dlp/csv_header.h"
 #include "dlp/fingerprint.h"
 #include "dlp/pattern_shape.h"
 #include "dlp/redact.h"
@@ -349,6 +350,7 @@ absl::Status HyperscanEngine::CompileRules(const EngineOptions& options) {
   if (csv_keywords_.empty()) {
     csv_keywords_ = {"card_number", "credit_card", "iban", "ssn", "ahv", "avs", "email", "e_mail", "phone", "mobile"};
   }
+  csv_keywords_ = ColumnKeywordTokens(csv_keywords_);  // the form CsvHeaderDetector compares in
   bulk_threshold_ = options.bulk_pii_threshold != 0 ? options.bulk_pii_threshold
                     : pack_.bulk_pii_threshold() != 0 ? pack_.bulk_pii_threshold()
                                                       : kDefaultBulkThreshold;

@@ -127,6 +127,7 @@ class HyperscanEngine final : public Engine {
   uint32_t bulk_threshold() const { return bulk_threshold_; }
   const MessageRule& bulk_rule() const { return bulk_rule_; }
   const MessageRule& undecodable_rule() const { return undecodable_rule_; }
+  // Column-name keywords of CSV headers, in ColumnKeywordTokens() form.
   const std::vector<std::string>& csv_keywords() const { return csv_keywords_; }
   // Process-local key for distinct counting (never leaves the process).
   const std::string& dedup_key() const { return dedup_key_; }

@@ -31,6 +31,11 @@ constexpr size_t kMaxSegments = 4096;
 constexpr uint32_t kMaxLayers = 16;
 constexpr size_t kMaxScanCall = 1u << 30;  // hs_scan takes unsigned lengths
 constexpr size_t kBatchBytes = 16 << 10;     // digit-run windows per block scan
+// Decoded bytes arrive in small segments (a base64 line, a few escapes): they are
+// scanned in batches of up to this many bytes or segments, and always by the end of the
+// raw chunk that produced them.
+constexpr size_t kDecodedBatchBytes = 16 << 10;
+constexpr size_t kDecodedBatchSegments = kMaxSegments / 4;
 
 Action Stronger(Action a, Action b) { return static_cast<int>(a) >= static_cast<int>(b) ? a : b; }
 
@@ -250,15 +255,29 @@ class LayerScan {
   }
 
   // Decoded bytes of this layer (the decoder separates unrelated documents itself).
+  // Each scan call costs a few thousand instructions whatever its size (stream scan,
+  // gate, prefix test, drain over every pattern), so segments are scanned in batches:
+  // a stream matches the same however it is cut.
   void FeedSegment(std::string_view bytes, uint64_t orig_begin, uint64_t orig_end, bool linear) {
-    if (bytes.empty()) return;
-    segments_.push_back(Segment{history_.end(), history_.end() + bytes.size(), orig_begin, orig_end, linear});
+    if (bytes.empty() || finished_) return;
+    const uint64_t begin = history_.end() + decoded_.size();
+    segments_.push_back(Segment{begin, begin + bytes.size(), orig_begin, orig_end, linear});
     if (segments_.size() > kMaxSegments) segments_.pop_front();
-    Feed(bytes);
+    decoded_.append(bytes);
+    if (decoded_.size() >= kDecodedBatchBytes || ++decoded_segments_ >= kDecodedBatchSegments) FlushDecoded();
+  }
+
+  // Scans the decoded bytes held back by FeedSegment.
+  void FlushDecoded() {
+    if (decoded_.empty()) return;
+    Feed(decoded_);
+    decoded_.clear();
+    decoded_segments_ = 0;
   }
 
   void Finish() {
     if (finished_) return;
+    FlushDecoded();
     if (gate_) {
       gate_->Finish([this](const GateWindow& w) { QueueWindow(w); }, &gate_keywords_);
       ScanBatch();
@@ -646,6 +665,8 @@ class LayerScan {
   std::vector<uint64_t> taken_end_;
   std::vector<RawMatch> completed_;
   std::deque<Segment> segments_;
+  std::string decoded_;  // decoded bytes not scanned yet (see FeedSegment)
+  size_t decoded_segments_ = 0;
   bool finished_ = false;
   std::string value_, before_, after_;
 };
@@ -672,7 +693,12 @@ void MessageScanImpl::Feed(std::string_view chunk) {
   layers_[0]->Feed(chunk);
   csv_.Feed(chunk);
   total_bytes_ += chunk.size();
-  if (decoder_) decoder_->Feed(chunk);
+  if (decoder_) {
+    decoder_->Feed(chunk);
+    for (size_t i = 1; i < layers_.size(); ++i) {
+      if (layers_[i]) layers_[i]->FlushDecoded();
+    }
+  }
   UpdateSoFar();
 }
 

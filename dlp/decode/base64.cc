@@ -78,12 +78,23 @@ size_t FindRun(const char* d, size_t i, size_t n, size_t* suffix) {
     if (x != 0) return pos + static_cast<size_t>(std::countr_zero(x));
     run = static_cast<size_t>(std::countl_one(m));
   }
-  for (; pos < n; ++pos) {
-    if (!IsB64(d[pos])) {
-      run = 0;
-    } else if (++run >= kMinRun) {
-      return pos + 1 - run;
-    }
+  // The last < 64 bytes, on a zero-padded copy ('\0' is no base64 character): decoded
+  // layers arrive in segments shorter than 64 bytes, and a byte-by-byte loop over random
+  // bytes mispredicts a branch on every other one.
+  if (pos < n) {
+    const size_t t = n - pos;
+    char block[64] = {};
+    std::copy(d + pos, d + n, block);
+    const uint64_t m = Mask64(block);
+    if (run + static_cast<size_t>(std::countr_one(m)) >= kMinRun) return pos - run;
+    uint64_t x = m & (m >> 1);
+    x &= x >> 2;
+    x &= x >> 4;
+    x &= x >> 8;
+    if (x != 0) return pos + static_cast<size_t>(std::countr_zero(x));
+    // The base64 run that ends the tail (it may go on from before it).
+    const auto trailing = static_cast<size_t>(std::countl_one(m << (64 - t)));
+    run = trailing == t ? run + t : trailing;
   }
   *suffix = n - run;
   return n;

@@ -25,6 +25,9 @@ std::vector<Sample> Samples() {
       {"json", R"({"e":"a\u0040b.c","pem":"-----BEGIN-----\nAAA\n","emoji":"\ud83d\ude00","x":"\u12")", {}},
       {"base64", "data " + b64 + "= and " + Base64("url-safe \xfb\xff run!!", true, false) + " end", {}},
       {"wrapped", "body:\r\n" + wrapped + "\r\n--\r\n", {}},
+      // A run that starts just before a 64-byte block: a chunk cut inside its first 16
+      // characters leaves a candidate split across the block and the tail after it.
+      {"straddle", std::string(60, '.') + b64 + " end", {}},
       {"multipart",
        "--bb\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64 +
            "\r\n--bb\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nk=3Dv=\r\nw\r\n--bb\r\n"
