@@ -47,25 +47,47 @@ CountingSink::CountingSink(mitm::VerdictSinkPtr next, prometheus::Registry& regi
       destinations_(limits.destinations),
       workloads_(limits.workloads),
       pairs_(limits.workload_destinations),
-      categories_(limits.categories) {}
+      categories_(limits.categories),
+      verdict_counters_(64),
+      finding_counters_(4 * (limits.categories + 1) * 4),
+      pair_counters_(4 * (limits.workload_destinations + limits.destinations + limits.workloads)) {}
+
+CountingSink::PairCounters CountingSink::MakePairCounters(const std::string& raw_workload, const std::string& raw_host) {
+  std::string host = destinations_.Bound(raw_host);
+  std::string workload = workloads_.Bound(raw_workload);
+  std::string pair_host = host;
+  if (pairs_.Bound(workload + '\n' + host) == BoundedLabels::kOther) pair_host = std::string(BoundedLabels::kOther);
+  return PairCounters{
+      &destination_bytes_.Add({{"destination", host}, {"direction", "out"}}),
+      &destination_bytes_.Add({{"destination", host}, {"direction", "in"}}),
+      &workload_requests_.Add({{"workload", workload}, {"destination", pair_host}}),
+      &workload_bytes_.Add({{"workload", workload}, {"destination", pair_host}, {"direction", "out"}}),
+      &workload_bytes_.Add({{"workload", workload}, {"destination", pair_host}, {"direction", "in"}}),
+  };
+}
 
 bool CountingSink::Submit(v1::Verdict verdict) {
   const std::string action = ActionLabel(verdict.action());
-  verdicts_.Add({{"mode", ModeLabel(verdict.mode())}, {"action", action}}).Increment();
+  const std::string mode = ModeLabel(verdict.mode());
+  verdict_counters_.Get(mode + '\n' + action, [&] {
+    return &verdicts_.Add({{"mode", mode}, {"action", action}});
+  })->Increment();
   for (const auto& f : verdict.findings()) {
-    findings_.Add({{"category", categories_.Bound(f.category())}, {"action", ActionLabel(f.action())}}).Increment();
+    const std::string finding_action = ActionLabel(f.action());
+    finding_counters_.Get(f.category() + '\n' + finding_action, [&] {
+      return &findings_.Add({{"category", categories_.Bound(f.category())}, {"action", finding_action}});
+    })->Increment();
   }
-  std::string host = destinations_.Bound(verdict.host().empty() ? "none" : verdict.host());
-  std::string workload = workloads_.Bound(verdict.workload().empty() ? "unmapped" : verdict.workload());
+  const std::string host = verdict.host().empty() ? "none" : verdict.host();
+  const std::string workload = verdict.workload().empty() ? "unmapped" : verdict.workload();
+  PairCounters c = pair_counters_.Get(workload + '\n' + host, [&] { return MakePairCounters(workload, host); });
   const double out = static_cast<double>(verdict.bytes_out());
   const double in = static_cast<double>(verdict.bytes_in());
-  destination_bytes_.Add({{"destination", host}, {"direction", "out"}}).Increment(out);
-  destination_bytes_.Add({{"destination", host}, {"direction", "in"}}).Increment(in);
-  std::string pair_host = host;
-  if (pairs_.Bound(workload + '\n' + host) == BoundedLabels::kOther) pair_host = std::string(BoundedLabels::kOther);
-  workload_requests_.Add({{"workload", workload}, {"destination", pair_host}}).Increment();
-  workload_bytes_.Add({{"workload", workload}, {"destination", pair_host}, {"direction", "out"}}).Increment(out);
-  workload_bytes_.Add({{"workload", workload}, {"destination", pair_host}, {"direction", "in"}}).Increment(in);
+  c.destination_out->Increment(out);
+  c.destination_in->Increment(in);
+  c.requests->Increment();
+  c.bytes_out->Increment(out);
+  c.bytes_in->Increment(in);
   return next_ ? next_->Submit(std::move(verdict)) : true;
 }
 
