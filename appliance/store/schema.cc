@@ -95,6 +95,34 @@ CREATE TABLE activations (
   time_us INTEGER NOT NULL
 );
 )sql",
+      // 4: the host, client and workload keys leave the verdicts' indexes for
+      // verdict_keys. Those keys land all over their trees, so each commit wrote
+      // about one page per verdict to each index; verdict_keys is filled by the writer
+      // in sorted bulk every so many rows instead, and queries read the rows past
+      // key_index.upto_seq (not keyed yet) from verdicts directly. Empty values are
+      // not keyed: a filter never asks for them.
+      R"sql(
+CREATE TABLE verdict_keys (
+  kind INTEGER NOT NULL,             -- 1 host, 2 client_address, 3 workload
+  value TEXT NOT NULL,
+  time_us INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  PRIMARY KEY (kind, value, time_us, seq)
+) WITHOUT ROWID;
+CREATE TABLE key_index (
+  one INTEGER PRIMARY KEY CHECK (one = 1),
+  upto_seq INTEGER NOT NULL          -- every verdict with seq <= upto_seq is in verdict_keys
+);
+INSERT INTO verdict_keys
+  SELECT 1, host, time_us, seq FROM verdicts WHERE host != ''
+  UNION ALL SELECT 2, client_address, time_us, seq FROM verdicts WHERE client_address != ''
+  UNION ALL SELECT 3, workload, time_us, seq FROM verdicts WHERE workload != ''
+  ORDER BY 1, 2, 3, 4;
+INSERT INTO key_index SELECT 1, COALESCE(MAX(seq), 0) FROM verdicts;
+DROP INDEX verdicts_host;
+DROP INDEX verdicts_client;
+DROP INDEX verdicts_workload;
+)sql",
   };
   return kMigrations;
 }

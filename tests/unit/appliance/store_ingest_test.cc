@@ -1,11 +1,14 @@
-// Proves ingestion is idempotent on the verdict id (retries and in-batch repeats never duplicate), also across batches that concurrent callers commit together, rejects malformed verdicts, undoes a batch that fails alone (the others in its commit are stored, the chain stays whole), and that Query filters, orders and pages and Stats groups with bytes, per workload and per workload x destination too.
+// Proves ingestion is idempotent on the verdict id (retries and in-batch repeats never duplicate), also across batches that concurrent callers commit together, rejects malformed verdicts, undoes a batch that fails alone (the others in its commit are stored, the chain stays whole), and that Query filters, orders and pages and Stats groups with bytes, per workload and per workload x destination too; host, client and workload filters answer from the verdicts the writer has keyed and the newest not keyed yet, together.
 #include <fmt/format.h>
 #include <google/protobuf/util/time_util.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <functional>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include "appliance/store/sqlite.h"
 #include "appliance/store/store.h"
@@ -283,6 +286,130 @@ TEST_F(IngestTest, AFailingBatchIsUndoneAloneAndTheOthersAreStored) {
   verify = store_->Verify();
   ASSERT_TRUE(verify.ok());
   EXPECT_TRUE(verify->ok()) << verify->DebugString();
+}
+
+}  // namespace
+}  // namespace egressguard::store
+
+namespace egressguard::store {
+namespace {
+
+// Host, client and workload filters read the verdicts the writer has keyed (in bulk,
+// every `key_index_rows`) and the newest ones it has not yet: every page of every
+// order must hold exactly what a scan of all verdicts would, across that boundary.
+TEST(KeyedFilterTest, KeyedAndUnkeyedVerdictsAnswerTogether) {
+  TempDir dir;
+  int64_t now_us = 1'000'000'000'000'000;
+  Store::Options options{dir.File("s.db"), 2, [&now_us] { return now_us; }};
+  options.key_index_rows = 10;
+  auto opened = Store::Open(options);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  StorePtr store = std::move(*opened);
+
+  // Five batches of seven: the writer keys after the second and the fourth, so 28
+  // verdicts are keyed and 7 wait. Times repeat and run backwards within a batch.
+  std::vector<v1::Verdict> all;  // in seq order
+  for (int b = 0; b < 5; ++b) {
+    std::vector<v1::Verdict> batch;
+    for (int j = 0; j < 7; ++j) {
+      const int i = b * 7 + j;
+      auto v = MakeVerdict(fmt::format("v{}", i), 2000 - (i % 9) * 10 + b, i % 5 == 4 ? "" : fmt::format("h{}", i % 3),
+                           "", i % 4 == 0 ? rules::v1::BLOCK : rules::v1::ALLOW);
+      v.set_client_address(fmt::format("10.0.0.{}", i % 4));
+      v.set_workload(i % 2 ? "ns/a" : "ns/b");
+      batch.push_back(v);
+    }
+    all.insert(all.end(), batch.begin(), batch.end());
+    auto r = store->Ingest(batch);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_EQ(r->inserted, 7u);
+    if (b == 2) now_us += 40LL * 86400 * 1000000;  // for the retention below
+  }
+  {
+    auto db = Database::Open(dir.File("s.db"), {});
+    ASSERT_TRUE(db.ok());
+    auto upto = (*db)->Prepare("SELECT upto_seq, (SELECT COUNT(*) FROM verdict_keys) FROM key_index");
+    ASSERT_TRUE(upto.ok());
+    ASSERT_TRUE(*upto->Step());
+    EXPECT_EQ(upto->Int(0), 28);
+    EXPECT_GT(upto->Int(1), 28 * 2);  // host (when given), client and workload keys
+  }
+
+  struct Case {
+    std::string name;
+    std::function<void(v1::VerdictFilter&)> fill;
+    std::function<bool(const v1::Verdict&)> match;
+  };
+  const std::vector<Case> cases = {
+      {"host", [](auto& f) { f.set_host("h1"); }, [](const auto& v) { return v.host() == "h1"; }},
+      {"client", [](auto& f) { f.set_client_address("10.0.0.2"); },
+       [](const auto& v) { return v.client_address() == "10.0.0.2"; }},
+      {"workload, window", [](auto& f) {
+         f.set_workload("ns/a");
+         *f.mutable_since() = TimeUtil::SecondsToTimestamp(1930);
+         *f.mutable_until() = TimeUtil::SecondsToTimestamp(1990);
+       },
+       [](const auto& v) { return v.workload() == "ns/a" && v.time().seconds() >= 1930 && v.time().seconds() < 1990; }},
+      {"host and action", [](auto& f) {
+         f.set_host("h0");
+         f.set_action(rules::v1::BLOCK);
+       },
+       [](const auto& v) { return v.host() == "h0" && v.action() == rules::v1::BLOCK; }},
+      {"client and workload", [](auto& f) {
+         f.set_client_address("10.0.0.1");
+         f.set_workload("ns/a");
+       },
+       [](const auto& v) { return v.client_address() == "10.0.0.1" && v.workload() == "ns/a"; }},
+      {"unknown host", [](auto& f) { f.set_host("nowhere"); }, [](const auto&) { return false; }},
+  };
+  for (const auto& c : cases) {
+    for (auto order : {v1::NEWEST_FIRST, v1::OLDEST_FIRST}) {
+      SCOPED_TRACE(c.name + (order == v1::NEWEST_FIRST ? " newest" : " oldest"));
+      std::vector<std::pair<int64_t, size_t>> expect_keys;  // (time, seq - 1)
+      for (size_t i = 0; i < all.size(); ++i) {
+        if (c.match(all[i])) expect_keys.emplace_back(all[i].time().seconds(), i);
+      }
+      std::sort(expect_keys.begin(), expect_keys.end());
+      if (order == v1::NEWEST_FIRST) std::reverse(expect_keys.begin(), expect_keys.end());
+      std::vector<std::string> expect, got;
+      for (const auto& [t, i] : expect_keys) expect.push_back(all[i].id());
+
+      v1::QueryRequest q;
+      c.fill(*q.mutable_filter());
+      q.set_order(order);
+      q.set_page_size(3);
+      for (int pages = 0; pages < 50; ++pages) {
+        auto r = store->Query(q);
+        ASSERT_TRUE(r.ok()) << r.status();
+        for (const auto& v : r->verdicts()) got.push_back(v.id());
+        if (r->next_page_token().empty()) break;
+        q.set_page_token(r->next_page_token());
+      }
+      EXPECT_EQ(got, expect);
+
+      v1::StatsRequest s;
+      c.fill(*s.mutable_filter());
+      s.set_group_by(v1::ACTION);
+      auto stats = store->Stats(s);
+      ASSERT_TRUE(stats.ok()) << stats.status();
+      uint64_t counted = 0;
+      for (const auto& row : stats->rows()) counted += row.verdicts();
+      EXPECT_EQ(counted, expect.size());
+    }
+  }
+
+  // Retention takes the deleted verdicts' keys along.
+  auto deleted = store->ApplyRetention(30, "test");
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  ASSERT_EQ(*deleted, 21u);
+  store.reset();
+  auto db = Database::Open(dir.File("s.db"), {});
+  ASSERT_TRUE(db.ok());
+  auto left = (*db)->Prepare("SELECT COUNT(*), MIN(seq) FROM verdict_keys");
+  ASSERT_TRUE(left.ok());
+  ASSERT_TRUE(*left->Step());
+  EXPECT_GT(left->Int(0), 0);
+  EXPECT_EQ(left->Int(1), 22);
 }
 
 }  // namespace
