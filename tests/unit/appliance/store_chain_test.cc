@@ -26,7 +26,9 @@ class ChainTest : public ::testing::Test {
 
   void Reopen() {
     store_.reset();
-    auto s = Store::Open({path_, 2, nullptr});
+    Store::Options options{path_, 2, nullptr};
+    options.key_index_rows = key_index_rows_;
+    auto s = Store::Open(options);
     ASSERT_TRUE(s.ok()) << s.status();
     store_ = std::move(*s);
   }
@@ -57,7 +59,56 @@ class ChainTest : public ::testing::Test {
   TempDir dir_;
   std::string path_;
   StorePtr store_;
+  int64_t key_index_rows_ = 32768;  // the default: these ten verdicts stay unkeyed
 };
+
+// The same store with every verdict keyed (the writer keys after each group; the audit
+// calls of SetUp queue behind it, so keying is done when SetUp returns).
+class KeyIndexTest : public ChainTest {
+ protected:
+  void SetUp() override {
+    key_index_rows_ = 1;
+    ChainTest::SetUp();
+  }
+};
+
+TEST_F(KeyIndexTest, UntouchedKeyedStoreVerifies) {
+  auto r = Verify();
+  EXPECT_TRUE(r.ok()) << r.DebugString();
+}
+
+TEST_F(KeyIndexTest, DeletedKeyRowIsFound) {
+  Tamper("DELETE FROM verdict_keys WHERE kind = 1 AND seq = 4");
+  auto r = Verify();
+  EXPECT_FALSE(r.ok());
+  ASSERT_TRUE(Has(r, "verdicts", "index", 4)) << r.DebugString();
+  EXPECT_EQ(r.problems_size(), 1) << r.DebugString();
+  EXPECT_NE(r.problems(0).detail().find("host key of this verdict is missing"), std::string::npos) << r.DebugString();
+}
+
+TEST_F(KeyIndexTest, EditedKeyRowIsFound) {
+  Tamper("UPDATE verdict_keys SET value = 'other.example' WHERE kind = 1 AND seq = 3");
+  auto r = Verify();
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(Has(r, "verdicts", "index", 3)) << r.DebugString();
+}
+
+TEST_F(KeyIndexTest, AddedKeyRowIsFound) {
+  Tamper("INSERT INTO verdict_keys SELECT 1, 'evil.example', time_us, seq FROM verdicts WHERE seq = 7");
+  auto r = Verify();
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(Has(r, "verdicts", "index", 7)) << r.DebugString();
+  EXPECT_EQ(r.problems_size(), 1) << r.DebugString();
+}
+
+TEST_F(KeyIndexTest, KeyRowOfADeletedVerdictIsFound) {
+  // The verdict goes (the chain sees that at seq 6); its key row stays behind.
+  Tamper("DELETE FROM verdicts WHERE seq = 5");
+  auto r = Verify();
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(Has(r, "verdicts", "deleted", 6)) << r.DebugString();
+  EXPECT_TRUE(Has(r, "verdicts", "index", 5)) << r.DebugString();
+}
 
 TEST_F(ChainTest, UntouchedStoreVerifies) {
   auto r = Verify();
