@@ -3,9 +3,12 @@
 // database of the same patterns, RE2::Set and std::regex, over a generated corpus of
 // realistic bodies (JSON, forms, logs, CSV, HTML) with sparse PII.
 //
-//   dlp_bench [--mib N] [--pack DIR] [--chunk BYTES] [--only engine,decode,raw,re2,std] [--repeat N]
+//   dlp_bench [--mib N] [--pack DIR] [--chunk BYTES] [--only engine,decode,raw,re2,std,small] [--repeat N]
+//             [--small N]
 //
 // --only runs a subset (e.g. one scanner under callgrind); ratios need "raw" in the set.
+// "small" is the per-message fixed cost: N (default 100000) URL + header-block pairs
+// opened, fed and finished on one Scanner (callgrind: --toggle-collect='*ScanSmall*').
 // --repeat scans the corpus N times in the engine rows, so a sampling profiler sees the
 // scan rather than the corpus generation.
 #include <hs/hs.h>
@@ -220,6 +223,34 @@ struct Row {
   return bytes;
 }
 
+// The per-message fixed cost the proxy pays twice on every keep-alive request: open,
+// feed and finish a percent-decoded request target and a header block (no body).
+const char kSmallUrl[] =
+    "/api/v2/orders/4471093/items?session=9f2c1e7ab04d5c63&ref=web-checkout&lang=de-CH&page=2&sort=desc";
+const char kSmallHeaders[] =
+    "Host: shop.corp-mail.ch\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 "
+    "Firefox/128.0\r\nAccept: application/json, text/plain, */*\r\nAccept-Language: de-CH,de;q=0.8,en;q=0.5\r\n"
+    "Accept-Encoding: gzip, deflate, br, zstd\r\nReferer: https://shop.corp-mail.ch/checkout\r\n"
+    "Cookie: sid=4be1c0d2a9f7e3c5b6d8a1f0e2c4b6d8\r\nConnection: keep-alive\r\n";
+
+// Scans `iterations` URL + header-block pairs with one Scanner, as a proxy worker does.
+[[gnu::noinline]] uint64_t ScanSmall(Scanner& scanner, const EnginePtr& e, size_t iterations, uint64_t* findings) {
+  egressguard::dlp::ContentHint url_hint;
+  url_hint.is_url = true;
+  const egressguard::dlp::ContentHint header_hint;
+  uint64_t messages = 0;
+  for (size_t i = 0; i < iterations; ++i) {
+    auto url = scanner.Open(e, url_hint);
+    url->Feed(kSmallUrl);
+    *findings += url->Finish().findings.size();
+    auto headers = scanner.Open(e, header_hint);
+    headers->Feed(kSmallHeaders);
+    *findings += headers->Finish().findings.size();
+    messages += 2;
+  }
+  return messages;
+}
+
 void PrintRow(const Row& row, double baseline_gbps) {
   double gbps = row.bytes / row.secs / 1e9;
   std::printf("%-58s %10.1f MiB %8.3f s %8.3f GB/s %7.2fx\n", row.name.c_str(), row.bytes / 1048576.0, row.secs, gbps,
@@ -232,13 +263,15 @@ int main(int argc, char** argv) {
   size_t mib = 256;
   size_t chunk = 64 << 10;
   std::string pack_dir = EGRESSGUARD_DEFAULT_PACK_DIR;
-  std::string only = "engine,decode,raw,re2,std";
+  std::string only = "engine,decode,raw,re2,std,small";
+  size_t small_iterations = 100000;
   size_t repeat = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--only")) only = argv[i + 1];
     if (!std::strcmp(argv[i], "--mib")) mib = std::strtoul(argv[i + 1], nullptr, 10);
     if (!std::strcmp(argv[i], "--pack")) pack_dir = argv[i + 1];
     if (!std::strcmp(argv[i], "--chunk")) chunk = std::strtoul(argv[i + 1], nullptr, 10);
+    if (!std::strcmp(argv[i], "--small")) small_iterations = std::strtoul(argv[i + 1], nullptr, 10);
     if (!std::strcmp(argv[i], "--repeat")) repeat = std::max<size_t>(1, std::strtoul(argv[i + 1], nullptr, 10));
   }
   egressguard::rules::LoadOptions load;
@@ -293,7 +326,8 @@ int main(int argc, char** argv) {
   }
   EngineOptions decode_options = options;
   decode_options.decode = true;
-  EnginePtr decode_engine = want("decode") ? *Engine::Compile(*pack, decode_options) : nullptr;
+  EnginePtr decode_engine =
+      want("decode") || want("small") ? *Engine::Compile(*pack, decode_options) : nullptr;
 
   // The patterns, for the peers.
   std::vector<std::string> patterns;
@@ -436,6 +470,19 @@ int main(int argc, char** argv) {
   std::printf("\n%-58s %14s %10s %13s %8s\n", "scanner (one thread, CPU time)", "bytes", "cpu", "throughput",
               "vs raw");
   for (const auto& row : rows) PrintRow(row, base);
+  if (want("small") && small_iterations > 0) {
+    uint64_t small_findings = 0;
+    Scanner scanner;  // one worker's, warmed first (scratch, spare buffers)
+    ScanSmall(scanner, decode_engine, std::min<size_t>(small_iterations, 1000), &small_findings);
+    small_findings = 0;
+    const double s0 = Clock::now();
+    const uint64_t messages = ScanSmall(scanner, decode_engine, small_iterations, &small_findings);
+    const double secs = Seconds(s0, Clock::now());
+    std::printf("\nsmall messages (decoders on, open+feed+finish): %llu messages (%zu-byte URL + %zu-byte header "
+                "block), %.0f ns/message CPU, findings %llu\n",
+                static_cast<unsigned long long>(messages), sizeof kSmallUrl - 1, sizeof kSmallHeaders - 1,
+                secs * 1e9 / static_cast<double>(messages), static_cast<unsigned long long>(small_findings));
+  }
   std::printf("\nengine: %zu patterns (%zu rules), compile %.3f s (best of 3), stream state %zu bytes/stream\n",
               patterns.size(), static_cast<size_t>(pack->rules_size()), best_compile, engine->stream_state_bytes());
   if (want("raw")) std::printf("raw db: compile %.3f s, stream state %zu bytes/stream\n", raw_compile, raw_state);

@@ -18,6 +18,14 @@ class CsvHeaderDetector {
 
   void Feed(std::string_view chunk);
   void Finish();
+  // Ready for the next message, keeping the buffers.
+  void Reset() {
+    state_ = State::kHeader;
+    header_.clear();
+    pii_columns_.clear();
+    rows_ = 0;
+    line_open_ = false;
+  }
 
   bool is_pii_csv() const { return state_ == State::kRows; }
   uint64_t rows() const { return rows_ + (line_open_ ? 1 : 0); }

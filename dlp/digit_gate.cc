@@ -267,6 +267,20 @@ DigitGate::DigitGate(const DigitGateConfig* config) : config_(config), prepared_
   }
 }
 
+void DigitGate::Reset() {
+  active_ = ~0u;
+  run_.clear();
+  run_base_ = 0;
+  run_ctx_ = false;
+  in_run_ = false;
+  reported_upto_ = 0;
+  tail_.clear();
+  tail_base_ = 0;
+  tail_ctx_ = false;
+  have_last_ = false;
+  last_ = 0;
+}
+
 void DigitGate::Classify(std::string_view chunk) {
   const size_t n = chunk.size();
   const size_t words = (n + 63) / 64;

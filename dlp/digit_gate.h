@@ -123,6 +123,9 @@ class DigitGate {
 
   size_t memory_bytes() const { return run_.capacity() + tail_.capacity(); }
 
+  // Back to the state of a new gate, keeping the buffers (a pooled scan's next message).
+  void Reset();
+
   // Every gated match ending at or before this offset has been emitted (`fed` = bytes
   // fed so far): the open run holds back what it has not scanned yet.
   uint64_t settled(uint64_t fed) const { return in_run_ ? std::max(run_base_, reported_upto_) : fed; }

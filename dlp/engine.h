@@ -82,6 +82,10 @@ using MessageScanPtr = std::unique_ptr<MessageScan>;
 
 // One per thread. Grows its scratch to fit whichever engine it is asked to scan with,
 // so a hot-swapped engine needs no coordination beyond passing the new EnginePtr.
+// It keeps up to 8 finished scans of the engine it last opened (reset, with their
+// buffers and Hyperscan streams) for its next messages; they, and so that engine, are
+// dropped when it opens a scan of another engine or is destroyed. A scan may be
+// destroyed on any thread and after its Scanner.
 class Scanner {
  public:
   Scanner();

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <mutex>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -29,6 +30,10 @@ constexpr uint64_t kPendingSlack = 512;
 constexpr size_t kMaxDistinct = 1 << 16;
 constexpr size_t kMaxSegments = 4096;
 constexpr uint32_t kMaxLayers = 16;
+static_assert(kMaxLayers <= 32, "MessageScanImpl::active_layers_ is a 32-bit mask");
+// Finished scans a Scanner keeps for its next messages (a worker rarely has more than a
+// URL, a header block and a body open at once).
+constexpr size_t kMaxPooledScans = 8;
 constexpr size_t kMaxScanCall = 1u << 30;  // hs_scan takes unsigned lengths
 constexpr size_t kBatchBytes = 16 << 10;     // digit-run windows per block scan
 // Decoded bytes arrive in small segments (a base64 line, a few escapes): they are
@@ -96,6 +101,8 @@ class History {
   }
 
   size_t memory_bytes() const { return buf_ ? kHistoryBytes : 0; }
+  // Empty again; the ring buffer stays (only bytes written after this are read).
+  void Reset() { end_ = 0; }
 
  private:
   // A History destroyed after its thread's pool (a MessageScan held by a static object)
@@ -232,6 +239,7 @@ class LayerScan {
 
   void Feed(std::string_view chunk) {
     if (finished_ || chunk.empty()) return;
+    stream_fresh_ = false;
     const uint64_t base = history_.end();
     for (size_t at = 0; at < chunk.size(); at += kMaxScanCall) {
       std::string_view part = chunk.substr(at, kMaxScanCall);
@@ -284,12 +292,38 @@ class LayerScan {
     }
     if (prefix_) ScanPrefixes({}, /*final=*/true);
     if (stream_ != nullptr) {
-      hs_error_t rc = hs_close_stream(stream_, owner_->scratch(), &LayerScan::OnStreamMatch, this);
-      if (rc != HS_SUCCESS) owner_->OnScanError(fmt::format("hs_close_stream failed ({})", rc));
-      stream_ = nullptr;
+      // Reports the end-of-data matches as hs_close_stream would, but keeps the stream,
+      // now fresh, for the next message of a pooled scan.
+      hs_error_t rc = hs_reset_stream(stream_, 0, owner_->scratch(), &LayerScan::OnStreamMatch, this);
+      if (rc != HS_SUCCESS) owner_->OnScanError(fmt::format("hs_reset_stream failed ({})", rc));
+      stream_fresh_ = true;
     }
     Drain({}, /*final=*/true);
     finished_ = true;
+  }
+
+  // Back to the state of a new LayerScan of the same engine and layer, keeping every
+  // buffer and the Hyperscan stream (a MessageScan is pooled by its Scanner).
+  void Reset() {
+    if (stream_ != nullptr && !stream_fresh_) hs_reset_stream(stream_, 0, nullptr, nullptr, nullptr);
+    stream_fresh_ = true;
+    if (gate_) gate_->Reset();
+    for (auto& b : gate_batches_) ClearBatch(&b);
+    ClearBatch(&hit_batch_);
+    keyword_ends_.clear();
+    prefix_carry_.clear();
+    prefix_starts_.clear();
+    prefix_batch_.clear();
+    prefix_windows_.clear();
+    history_.Reset();
+    std::fill(pending_.begin(), pending_.end(), Pending{});
+    live_ = 0;
+    std::fill(taken_end_.begin(), taken_end_.end(), 0);
+    completed_.clear();
+    segments_.clear();
+    decoded_.clear();
+    decoded_segments_ = 0;
+    finished_ = false;
   }
 
  private:
@@ -559,6 +593,7 @@ class LayerScan {
     Pending& p = pending_[pattern];
     if (!p.live) {
       p = Pending{true, start, end};
+      ++live_;
       return;
     }
     if (start <= p.start) {  // same or earlier start, later end: the longer match
@@ -582,7 +617,8 @@ class LayerScan {
     // has settled, or a match could be closed before its own extension arrives.
     const uint64_t gate_settled = gate_ ? gate_->settled(avail) : avail;
     const uint64_t prefix_settled = prefix_ ? PrefixSettled(avail) : avail;
-    for (uint32_t i = 0; i < pending_.size(); ++i) {
+    // Most calls find no pending match at all: skip the walk over every pattern.
+    for (uint32_t i = 0; live_ > 0 && i < pending_.size(); ++i) {
       Pending& p = pending_[i];
       const CompiledPattern& cp = engine_.patterns()[i];
       const uint64_t limit = cp.gated ? gate_settled : cp.prefixed ? prefix_settled : avail;
@@ -590,6 +626,7 @@ class LayerScan {
         completed_.push_back(RawMatch{i, p.start, p.end});
         taken_end_[i] = p.end;
         p.live = false;
+        --live_;
       }
     }
     size_t keep = 0;
@@ -643,6 +680,7 @@ class LayerScan {
   const HyperscanEngine& engine_;
   const uint32_t layer_;
   hs_stream_t* stream_ = nullptr;
+  bool stream_fresh_ = true;  // nothing scanned since the stream was opened or reset
   std::unique_ptr<DigitGate> gate_;
   struct GateBatch {
     LayerScan* owner;
@@ -653,6 +691,12 @@ class LayerScan {
   };
   std::vector<GateBatch> gate_batches_;  // one per engine gated_dbs() entry
   GateBatch hit_batch_{this, {}, {}, {}, SIZE_MAX};  // the windows the probe marked
+  static void ClearBatch(GateBatch* b) {
+    b->bytes.clear();
+    b->windows.clear();
+    b->hit.clear();
+    b->last_hit = SIZE_MAX;
+  }
   std::vector<uint64_t> keyword_ends_;    // ends of keyed-rule keywords, ascending
   GateKeywords gate_keywords_;            // keyed classes, their window, keyword_ends_
   bool prefix_ = false;
@@ -662,6 +706,7 @@ class LayerScan {
   std::vector<PrefixWindow> prefix_windows_;
   History history_;
   std::vector<Pending> pending_;
+  size_t live_ = 0;  // entries of pending_ with live set
   std::vector<uint64_t> taken_end_;
   std::vector<RawMatch> completed_;
   std::deque<Segment> segments_;
@@ -681,10 +726,53 @@ MessageScanImpl::MessageScanImpl(std::shared_ptr<const HyperscanEngine> engine, 
 
 MessageScanImpl::~MessageScanImpl() = default;
 
+bool MessageScanImpl::Recycle() {
+  if (!scan_error_.empty()) return false;  // e.g. a stream that failed to open: start afresh
+  // The decoder tree first: it may still report into the layers while it is destroyed.
+  decoder_.reset();
+  for (uint32_t i = 0; i < layers_.size(); ++i) {
+    if ((active_layers_ >> i) & 1u) layers_[i]->Reset();
+  }
+  active_layers_ = 1;
+  for (RuleState& st : states_) {
+    st.count = 0;
+    ClearDistinct(&st.seen);
+    st.boosted = false;
+    st.have_first = false;
+    st.first_start = st.first_end = 0;
+    st.evidence.clear();
+    st.fingerprint.clear();
+  }
+  ClearDistinct(&bulk_seen_);
+  bulk_overflow_ = 0;
+  csv_.Reset();
+  undecodable_count_ = 0;
+  undecodable_start_ = undecodable_end_ = 0;
+  undecodable_why_.clear();
+  total_bytes_ = 0;
+  so_far_ = rules::v1::ALLOW;
+  finished_ = false;
+  result_ = MessageResult{};
+  return true;
+}
+
+void MessageScanImpl::Reopen(const ContentHint& hint) { decoder_ = MakeDecodeHook(hint, engine_->options(), *this); }
+
+void MessageScanImpl::ClearDistinct(std::unordered_set<std::string>* seen) {
+  // A set that grew for a big message gives its buckets back rather than parking them.
+  if (seen->empty()) return;  // clear() would still wipe the bucket array
+  if (seen->bucket_count() > 1024) {
+    std::unordered_set<std::string>().swap(*seen);
+  } else {
+    seen->clear();
+  }
+}
+
 LayerScan* MessageScanImpl::Layer(uint32_t layer) {
   if (layer >= kMaxLayers) return nullptr;
   if (layers_.size() <= layer) layers_.resize(layer + 1);
   if (!layers_[layer]) layers_[layer] = std::make_unique<LayerScan>(this, layer);
+  active_layers_ |= 1u << layer;
   return layers_[layer].get();
 }
 
@@ -696,7 +784,7 @@ void MessageScanImpl::Feed(std::string_view chunk) {
   if (decoder_) {
     decoder_->Feed(chunk);
     for (size_t i = 1; i < layers_.size(); ++i) {
-      if (layers_[i]) layers_[i]->FlushDecoded();
+      if ((active_layers_ >> i) & 1u) layers_[i]->FlushDecoded();
     }
   }
   UpdateSoFar();
@@ -813,8 +901,8 @@ void MessageScanImpl::UpdateSoFar() {
 MessageResult MessageScanImpl::Finish() {
   if (finished_) return result_;
   if (decoder_) decoder_->Finish();
-  for (auto& layer : layers_) {
-    if (layer) layer->Finish();
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    if ((active_layers_ >> i) & 1u) layers_[i]->Finish();
   }
   csv_.Finish();
   finished_ = true;
@@ -901,12 +989,63 @@ MessageResult MessageScanImpl::Finish() {
 
 // Scanner
 
+namespace {
+
+// Finished MessageScanImpls of one engine, reset and ready for the next message. A
+// Scanner opens scans on its own thread, but a scan may be destroyed elsewhere (and
+// after its Scanner), hence the lock and the shared ownership.
+struct ScanPool {
+  std::mutex mu;
+  // The engine of the parked scans. Compared by address only: while any scan is
+  // parked it holds that engine alive, so an equal address is the same engine.
+  const HyperscanEngine* engine = nullptr;
+  std::vector<std::unique_ptr<MessageScanImpl>> parked;
+  bool closed = false;  // the Scanner is gone: scans returned now are destroyed
+};
+
+// What Scanner::Open hands out: forwards to a pooled MessageScanImpl and, when
+// destroyed, resets it and gives it back. A scan of an engine that has since been
+// swapped out is destroyed instead, so connections still in flight finish on their
+// old database and nothing pooled outlives it for long.
+class PooledScan final : public MessageScan {
+ public:
+  PooledScan(std::unique_ptr<MessageScanImpl> impl, std::shared_ptr<ScanPool> pool)
+      : impl_(std::move(impl)), pool_(std::move(pool)) {}
+  ~PooledScan() override {
+    if (!impl_->Recycle()) return;
+    std::unique_ptr<MessageScanImpl> doomed;  // destroyed outside the lock
+    std::lock_guard<std::mutex> lock(pool_->mu);
+    if (pool_->closed || impl_->engine_ptr().get() != pool_->engine || pool_->parked.size() >= kMaxPooledScans) {
+      doomed = std::move(impl_);
+    } else {
+      pool_->parked.push_back(std::move(impl_));
+    }
+  }
+  void Feed(std::string_view chunk) override { impl_->Feed(chunk); }
+  Action action_so_far() const override { return impl_->action_so_far(); }
+  MessageResult Finish() override { return impl_->Finish(); }
+
+ private:
+  std::unique_ptr<MessageScanImpl> impl_;
+  std::shared_ptr<ScanPool> pool_;
+};
+
+}  // namespace
+
 struct Scanner::Impl {
   hs_scratch_t* scratch = nullptr;
   // The engine the scratch was last sized for: hs_alloc_scratch is costly even when
   // the scratch already fits, so it runs once per engine, not once per message.
   std::weak_ptr<const Engine> sized_for;
+  std::shared_ptr<ScanPool> pool = std::make_shared<ScanPool>();
   ~Impl() {
+    std::vector<std::unique_ptr<MessageScanImpl>> parked;
+    {
+      std::lock_guard<std::mutex> lock(pool->mu);
+      pool->closed = true;
+      parked.swap(pool->parked);
+    }
+    parked.clear();
     if (scratch != nullptr) hs_free_scratch(scratch);
   }
 };
@@ -923,7 +1062,25 @@ MessageScanPtr Scanner::Open(EnginePtr engine, const ContentHint& hint) {
     }
     impl_->sized_for = engine;
   }
-  return std::make_unique<MessageScanImpl>(std::move(hs), &impl_->scratch, hint);
+  std::unique_ptr<MessageScanImpl> impl;
+  std::vector<std::unique_ptr<MessageScanImpl>> stale;  // another engine's: destroyed outside the lock
+  {
+    ScanPool& pool = *impl_->pool;
+    std::lock_guard<std::mutex> lock(pool.mu);
+    if (pool.engine != hs.get()) {
+      stale.swap(pool.parked);
+      pool.engine = hs.get();
+    } else if (!pool.parked.empty()) {
+      impl = std::move(pool.parked.back());
+      pool.parked.pop_back();
+    }
+  }
+  if (impl) {
+    impl->Reopen(hint);
+  } else {
+    impl = std::make_unique<MessageScanImpl>(std::move(hs), &impl_->scratch, hint);
+  }
+  return std::make_unique<PooledScan>(std::move(impl), impl_->pool);
 }
 
 }  // namespace egressguard::dlp

@@ -7,7 +7,9 @@
 // Memory per open message and layer: Hyperscan stream state (Engine::stream_state_bytes),
 // a 16 KiB history ring (allocated on first use), the open digit run (<= 4 KiB) and the
 // matches waiting for their after-context; per message: distinct-value digests (16 bytes
-// each, at most 65536 per rule and for bulk_pii).
+// each, at most 65536 per rule and for bulk_pii). A finished scan keeps its layers'
+// buffers and streams for reuse by its Scanner (Recycle / Reopen); sets that grew past
+// 1024 buckets are freed rather than kept.
 
 #include <hs/hs.h>
 
@@ -34,6 +36,13 @@ class MessageScanImpl final : public MessageScan, public DecodedSink {
   MessageScanImpl(std::shared_ptr<const HyperscanEngine> engine, hs_scratch_t* const* scratch,
                   const ContentHint& hint);
   ~MessageScanImpl() override;
+
+  // Clears this scan for another message of the same engine, keeping its buffers,
+  // layers and Hyperscan streams (the decoders go); false when it cannot be reused.
+  bool Recycle();
+  // Starts the next message on a recycled scan.
+  void Reopen(const ContentHint& hint);
+  const std::shared_ptr<const HyperscanEngine>& engine_ptr() const { return engine_; }
 
   // MessageScan
   void Feed(std::string_view chunk) override;
@@ -66,6 +75,7 @@ class MessageScanImpl final : public MessageScan, public DecodedSink {
   };
 
   LayerScan* Layer(uint32_t layer);
+  static void ClearDistinct(std::unordered_set<std::string>* seen);
   void UpdateSoFar();
   bool KeywordNear(const CompiledRule& rule, std::string_view before, std::string_view after) const;
   bool Excluded(const CompiledRule& rule, std::string_view value, const std::string& normalized) const;
@@ -73,6 +83,7 @@ class MessageScanImpl final : public MessageScan, public DecodedSink {
   std::shared_ptr<const HyperscanEngine> engine_;
   hs_scratch_t* const* scratch_;
   std::vector<std::unique_ptr<LayerScan>> layers_;
+  uint32_t active_layers_ = 1;  // bit i: layers_[i] is part of this message (kMaxLayers <= 32)
   std::unique_ptr<DecodeHook> decoder_;
   std::vector<RuleState> states_;
   std::unordered_set<std::string> bulk_seen_;

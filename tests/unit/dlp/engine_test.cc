@@ -2,7 +2,10 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cctype>
+#include <filesystem>
+#include <fstream>
 #include <random>
 #include <regex>
 #include <set>
@@ -437,6 +440,93 @@ TEST_F(DecodedLayersTest, CorruptGzipIsUndecodable) {
   ASSERT_NE(f, nullptr) << testing::Describe(r);
   EXPECT_EQ(f->action(), rules::v1::ALERT);
   EXPECT_EQ(r.action, rules::v1::ALERT);
+}
+
+}  // namespace
+}  // namespace egressguard::dlp
+
+namespace egressguard::dlp {
+namespace {
+
+std::string ReadFile(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// A Scanner reuses finished scans for its next messages: nothing of one message may
+// reach the next, whether it finished, was abandoned half-way (an open digit run, a
+// pending match, a decoder mid-document), or ran while another scan was open.
+TEST(EngineTest, PooledScansMatchFreshOnes) {
+  EngineOptions options;
+  options.fingerprint_key = "pool-test";
+  const EnginePtr engine = CompileOrDie(DefaultPack(), options);
+  std::vector<std::filesystem::path> files;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(std::string(EGRESSGUARD_TEST_DATA_DIR) +
+                                                                     "/corpus")) {
+    if (e.is_regular_file() && e.path().extension() != ".expect" && e.path().extension() != ".md") {
+      files.push_back(e.path());
+    }
+  }
+  std::sort(files.begin(), files.end());
+  ASSERT_GE(files.size(), 100u);
+  Scanner scanner;
+  size_t with_findings = 0;
+  for (size_t i = 0; i < files.size(); ++i) {
+    const std::string data = ReadFile(files[i]);
+    ContentHint hint;
+    hint.is_url = i % 7 == 3;
+    if (i % 3 == 1) {  // abandoned: state left in the middle of a message
+      auto abandoned = scanner.Open(engine, {});
+      abandoned->Feed(std::string_view(data).substr(0, data.size() / 2));
+      abandoned->Feed("card 4111 1111 1111");
+    }
+    auto other = scanner.Open(engine, {});  // open alongside, finished after
+    other->Feed("IBAN CH93 0076 2011 6238 5295 7");
+    auto scan = scanner.Open(engine, hint);
+    for (size_t at = 0; at < data.size(); at += 1000) scan->Feed(std::string_view(data).substr(at, 1000));
+    const MessageResult pooled = scan->Finish();
+    const MessageResult fresh = ScanWhole(engine, data, hint);
+    EXPECT_EQ(Describe(pooled), Describe(fresh)) << files[i];
+    if (!fresh.findings.empty()) ++with_findings;
+    EXPECT_EQ(Describe(other->Finish()), Describe(ScanWhole(engine, "IBAN CH93 0076 2011 6238 5295 7")));
+  }
+  EXPECT_GE(with_findings, 50u);
+  // The tail of an abandoned card number must not complete one in the next message.
+  {
+    auto abandoned = scanner.Open(engine, {});
+    abandoned->Feed("card 4111 1111 1111");
+  }
+  auto next = scanner.Open(engine, {});
+  next->Feed(" 1111 end");
+  EXPECT_TRUE(next->Finish().findings.empty());
+  // Nor may an abandoned digit run swallow the start of the next message's number.
+  {
+    auto abandoned = scanner.Open(engine, {});
+    abandoned->Feed("order 12 34");
+  }
+  auto card = scanner.Open(engine, {});
+  card->Feed("4111 1111 1111 1111 end");
+  const MessageResult r = card->Finish();
+  EXPECT_NE(FindCategory(r, "credit_card"), nullptr) << Describe(r);
+}
+
+// Parked scans hold their engine; the first scan of a swapped-in engine lets it go.
+TEST(EngineTest, PooledScansReleaseASwappedOutEngine) {
+  Scanner scanner;
+  std::weak_ptr<const Engine> old_weak;
+  {
+    EnginePtr old_engine = CompileOrDie(MakePack({MakeRule("old.rule", "a", {"alpha[0-9]{3}"})}));
+    old_weak = old_engine;
+    scanner.Open(old_engine, {})->Feed("alpha123");
+  }
+  EXPECT_FALSE(old_weak.expired());
+  EnginePtr new_engine = CompileOrDie(MakePack({MakeRule("new.rule", "b", {"beta[0-9]{3}"})}));
+  auto scan = scanner.Open(new_engine, {});
+  EXPECT_TRUE(old_weak.expired());
+  scan->Feed("alpha123 beta123");
+  const MessageResult r = scan->Finish();
+  ASSERT_EQ(r.findings.size(), 1u) << Describe(r);
+  EXPECT_EQ(r.findings[0].rule_id(), "new.rule");
 }
 
 }  // namespace
