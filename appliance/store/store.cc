@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <functional>
 #include <atomic>
 #include <cstdlib>
 #include <deque>
@@ -1268,61 +1269,56 @@ std::function<std::optional<int64_t>(const std::string&)> SeqOfHash(Database& db
   };
 }
 
-// verdict_keys is derived, not chained: a deleted key row would hide its verdict from
-// host, client and workload filters, an edited or added one would show a verdict under a
-// name it does not carry. So Verify walks the key rows in seq order beside the verdicts
-// and checks that every verdict up to key_index.upto_seq has exactly the keys its
-// hashed body's values make, and that no other key row exists. The rows are sorted for
-// that by sqlite, in temporary files (bounded memory): an index in seq order would cost
-// ingest a fifth (store_bench, 1 M: 64k -> 51k verdicts per CPU-second), and a lookup
-// per row instead of the sort made Verify five times slower (random reads).
-class KeyIndexCheck {
+// verdict_keys and verdict_tags are derived, not chained: a deleted row would hide its
+// verdict from host, client, workload, category or rule filters, an edited or added one
+// would show a verdict under a name it does not carry. So Verify walks each table's rows
+// in seq order beside the verdicts and checks that every verdict has exactly the rows its
+// hashed body's values make, and that no other row exists. sqlite sorts the rows for
+// that, in temporary files (bounded memory): an index in seq order would cost ingest a
+// fifth (store_bench, 1 M: 64k -> 51k verdicts per CPU-second), and a lookup per row
+// instead of the sort made Verify five times slower (random reads).
+class DerivedRowsCheck {
  public:
-  static absl::StatusOr<KeyIndexCheck> Start(Database& db, v1::VerifyResponse* out) {
-    auto upto = db.Prepare("SELECT upto_seq FROM key_index");
-    if (!upto.ok()) return upto.status();
-    auto r = upto->Step();
-    if (!r.ok()) return r.status();
-    const int64_t upto_seq = *r ? upto->Int(0) : 0;
-    auto rows = db.Prepare("SELECT seq, kind, value, time_us FROM verdict_keys ORDER BY seq, kind");
+  // A derived row's kind and value; a verdict's expected ones come sorted and distinct.
+  using Entry = std::pair<int64_t, std::string>;
+  using Expect = std::function<void(int64_t seq, const v1::Verdict& v, std::vector<Entry>& out)>;
+  using Name = const char* (*)(int64_t kind);
+
+  static absl::StatusOr<DerivedRowsCheck> Start(Database& db, const char* table, Expect expect, Name name,
+                                                v1::VerifyResponse* out) {
+    auto rows = db.Prepare(fmt::format("SELECT seq, kind, value, time_us FROM {} ORDER BY seq, kind, value", table));
     if (!rows.ok()) return rows.status();
-    KeyIndexCheck check(std::move(*rows), upto_seq, out);
+    DerivedRowsCheck check(std::move(*rows), table, std::move(expect), name, out);
     if (auto s = check.Next(); !s.ok()) return s;
     return check;
   }
 
   // The verdicts, in seq order; `v` is null when its body does not parse (the chain
-  // check reports that row; its keys are then passed over).
+  // check reports that row; its derived rows are then passed over).
   absl::Status Verdict(int64_t seq, const v1::Verdict* v) {
     if (auto s = DropBefore(seq); !s.ok()) return s;
-    const std::pair<int, const std::string*> expected[] = {
-        {kKeyHost, v ? &v->host() : nullptr},
-        {kKeyClient, v ? &v->client_address() : nullptr},
-        {kKeyWorkload, v ? &v->workload() : nullptr}};
-    const int64_t time_us = v ? ToUs(v->time()) : 0;
-    for (const auto& [kind, value] : expected) {
-      const bool want = v != nullptr && seq <= upto_seq_ && !value->empty();
-      bool found = false;
-      // This verdict's rows of this kind (and of any unknown kind sorting before it).
-      while (row_ && row_->seq == seq && row_->kind <= kind) {
-        if (want && !found && row_->kind == kind && row_->value == *value && row_->time_us == time_us) {
-          found = true;
-        } else if (v != nullptr) {
-          Problem(seq, fmt::format("a {} key row of this verdict was edited or added in the key index",
-                                   Name(row_->kind)));
+    expected_.clear();
+    if (v != nullptr) expect_(seq, *v, expected_);
+    const int64_t time_us = v != nullptr ? ToUs(v->time()) : 0;
+    size_t e = 0;
+    while (row_ && row_->seq == seq) {
+      const Entry have{row_->kind, row_->value};
+      for (; e < expected_.size() && expected_[e] < have; ++e) Missing(seq, expected_[e]);
+      if (v != nullptr) {
+        if (e < expected_.size() && expected_[e] == have) {
+          ++e;
+          if (row_->time_us != time_us) Problem(seq, fmt::format("a {} row of this verdict in {} has another time", name_(have.first), table_));
+        } else {
+          Problem(seq, fmt::format("a {} row of this verdict in {} was edited or added", name_(have.first), table_));
         }
-        if (auto s = Next(); !s.ok()) return s;
       }
-      if (want && !found) {
-        Problem(seq, fmt::format("the {} key of this verdict is missing from the key index: {} filters would not "
-                                 "find it",
-                                 Name(kind), Name(kind)));
-      }
+      if (auto s = Next(); !s.ok()) return s;
     }
-    return DropBefore(seq + 1);
+    for (; e < expected_.size(); ++e) Missing(seq, expected_[e]);
+    return absl::OkStatus();
   }
 
-  // Key rows past the last verdict point at nothing.
+  // Rows past the last verdict point at nothing.
   absl::Status Finish() { return DropBefore(INT64_MAX); }
 
  private:
@@ -1332,17 +1328,9 @@ class KeyIndexCheck {
     std::string value;
     int64_t time_us;
   };
-  KeyIndexCheck(Statement rows, int64_t upto_seq, v1::VerifyResponse* out)
-      : rows_(std::move(rows)), upto_seq_(upto_seq), out_(out) {}
+  DerivedRowsCheck(Statement rows, const char* table, Expect expect, Name name, v1::VerifyResponse* out)
+      : rows_(std::move(rows)), table_(table), expect_(std::move(expect)), name_(name), out_(out) {}
 
-  static const char* Name(int64_t kind) {
-    switch (kind) {
-      case kKeyHost: return "host";
-      case kKeyClient: return "client";
-      case kKeyWorkload: return "workload";
-      default: return "unknown";
-    }
-  }
   absl::Status Next() {
     auto r = rows_.Step();
     if (!r.ok()) return r.status();
@@ -1353,15 +1341,18 @@ class KeyIndexCheck {
     }
     return absl::OkStatus();
   }
-  // Reports and skips key rows before `seq` that no verdict took: rows of a deleted
-  // verdict, or of a kind that does not exist.
+  // Reports and skips rows before `seq` that no verdict took: rows of a deleted verdict.
   absl::Status DropBefore(int64_t seq) {
     while (row_ && row_->seq < seq) {
-      Problem(row_->seq, fmt::format("a {} key row names no such verdict: added, or its verdict deleted",
-                                     Name(row_->kind)));
+      Problem(row_->seq, fmt::format("a {} row in {} names no such verdict: added, or its verdict deleted",
+                                     name_(row_->kind), table_));
       if (auto s = Next(); !s.ok()) return s;
     }
     return absl::OkStatus();
+  }
+  void Missing(int64_t seq, const Entry& entry) {
+    Problem(seq, fmt::format("the {} row of this verdict is missing from {}: {} filters would not find it",
+                             name_(entry.first), table_, name_(entry.first)));
   }
   void Problem(int64_t seq, std::string detail) {
     if (++problems_ > kMaxProblems) return;  // the first ones say enough; the scan goes on
@@ -1374,15 +1365,72 @@ class KeyIndexCheck {
 
   static constexpr int kMaxProblems = 100;
   Statement rows_;
-  int64_t upto_seq_;
+  const char* table_;
+  Expect expect_;
+  Name name_;
   v1::VerifyResponse* out_;
   std::optional<Row> row_;
+  std::vector<Entry> expected_;
   int problems_ = 0;
 };
 
+// What verdict_keys must hold for a verdict: its host, client and workload, when set and
+// once the writer has keyed it (seq <= key_index.upto_seq).
+absl::StatusOr<DerivedRowsCheck> StartKeysCheck(Database& db, v1::VerifyResponse* out) {
+  auto upto = db.Prepare("SELECT upto_seq FROM key_index");
+  if (!upto.ok()) return upto.status();
+  auto r = upto->Step();
+  if (!r.ok()) return r.status();
+  const int64_t upto_seq = *r ? upto->Int(0) : 0;
+  return DerivedRowsCheck::Start(
+      db, "verdict_keys",
+      [upto_seq](int64_t seq, const v1::Verdict& v, std::vector<DerivedRowsCheck::Entry>& expected) {
+        if (seq > upto_seq) return;
+        for (auto [kind, value] : {std::pair{kKeyHost, &v.host()}, {kKeyClient, &v.client_address()},
+                                   {kKeyWorkload, &v.workload()}}) {
+          if (!value->empty()) expected.emplace_back(kind, *value);
+        }
+      },
+      [](int64_t kind) -> const char* {
+        switch (kind) {
+          case kKeyHost: return "host";
+          case kKeyClient: return "client";
+          case kKeyWorkload: return "workload";
+          default: return "unknown";
+        }
+      },
+      out);
+}
+
+// What verdict_tags must hold for a verdict: the distinct categories and rule ids of its
+// findings, or an empty category when it has none (as IngestRows writes them).
+absl::StatusOr<DerivedRowsCheck> StartTagsCheck(Database& db, v1::VerifyResponse* out) {
+  return DerivedRowsCheck::Start(
+      db, "verdict_tags",
+      [](int64_t, const v1::Verdict& v, std::vector<DerivedRowsCheck::Entry>& expected) {
+        for (const auto& f : v.findings()) {
+          expected.emplace_back(kTagCategory, f.category());
+          expected.emplace_back(kTagRule, f.rule_id());
+        }
+        if (v.findings().empty()) expected.emplace_back(kTagCategory, "");
+        std::sort(expected.begin(), expected.end());
+        expected.erase(std::unique(expected.begin(), expected.end()), expected.end());
+      },
+      [](int64_t kind) -> const char* {
+        switch (kind) {
+          case kTagCategory: return "category";
+          case kTagRule: return "rule";
+          default: return "unknown";
+        }
+      },
+      out);
+}
+
 absl::Status VerifyVerdicts(Database& db, v1::VerifyResponse* out) {
-  auto keys = KeyIndexCheck::Start(db, out);
+  auto keys = StartKeysCheck(db, out);
   if (!keys.ok()) return keys.status();
+  auto tags = StartTagsCheck(db, out);
+  if (!tags.ok()) return tags.status();
   auto head = LoadHead(db, "verdicts");
   if (!head.ok()) return head.status();
   if (auto s = CheckRetentionAnchor(db, *head, out); !s.ok()) return s;
@@ -1405,6 +1453,7 @@ absl::Status VerifyVerdicts(Database& db, v1::VerifyResponse* out) {
     row.hash = st->Blob(14);
     const bool parsed = v.ParseFromString(body);
     if (auto ks = keys->Verdict(row.seq, parsed ? &v : nullptr); !ks.ok()) return ks;
+    if (auto ts = tags->Verdict(row.seq, parsed ? &v : nullptr); !ts.ok()) return ts;
     if (!parsed) {
       row.inconsistency = "body does not parse";
     } else {
@@ -1430,7 +1479,8 @@ absl::Status VerifyVerdicts(Database& db, v1::VerifyResponse* out) {
   verifier.Finish();
   out->set_verdicts_checked(verifier.checked());
   for (const auto& p : verifier.problems()) *out->add_problems() = p;
-  return keys->Finish();
+  if (auto s = keys->Finish(); !s.ok()) return s;
+  return tags->Finish();
 }
 
 absl::Status VerifyAudit(Database& db, v1::VerifyResponse* out) {

@@ -1,4 +1,4 @@
-// Proves Verify finds an edited, deleted or reordered verdict or audit row (and a deleted tail), names the row, and passes an untouched store, also after retention; and that rows cut off the front with the chain anchor moved to match (which the chain alone cannot see) are found against the retention anchor in the audit trail.
+// Proves Verify finds an edited, deleted or reordered verdict or audit row (and a deleted tail), and a deleted, edited or added row of the derived tables filtered queries read (keys, tags), names the row, and passes an untouched store, also after retention; and that rows cut off the front with the chain anchor moved to match (which the chain alone cannot see) are found against the retention anchor in the audit trail.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -83,7 +83,7 @@ TEST_F(KeyIndexTest, DeletedKeyRowIsFound) {
   EXPECT_FALSE(r.ok());
   ASSERT_TRUE(Has(r, "verdicts", "index", 4)) << r.DebugString();
   EXPECT_EQ(r.problems_size(), 1) << r.DebugString();
-  EXPECT_NE(r.problems(0).detail().find("host key of this verdict is missing"), std::string::npos) << r.DebugString();
+  EXPECT_NE(r.problems(0).detail().find("host row of this verdict is missing from verdict_keys"), std::string::npos) << r.DebugString();
 }
 
 TEST_F(KeyIndexTest, EditedKeyRowIsFound) {
@@ -95,6 +95,24 @@ TEST_F(KeyIndexTest, EditedKeyRowIsFound) {
 
 TEST_F(KeyIndexTest, AddedKeyRowIsFound) {
   Tamper("INSERT INTO verdict_keys SELECT 1, 'evil.example', time_us, seq FROM verdicts WHERE seq = 7");
+  auto r = Verify();
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(Has(r, "verdicts", "index", 7)) << r.DebugString();
+  EXPECT_EQ(r.problems_size(), 1) << r.DebugString();
+}
+
+TEST_F(ChainTest, DeletedTagRowIsFound) {
+  Tamper("DELETE FROM verdict_tags WHERE seq = 4");
+  auto r = Verify();
+  EXPECT_FALSE(r.ok());
+  ASSERT_TRUE(Has(r, "verdicts", "index", 4)) << r.DebugString();
+  EXPECT_EQ(r.problems_size(), 1) << r.DebugString();
+  EXPECT_NE(r.problems(0).detail().find("missing from verdict_tags"), std::string::npos) << r.DebugString();
+}
+
+TEST_F(ChainTest, AddedTagRowIsFound) {
+  // A rule tag that would list verdict 7 under a rule that never fired on it.
+  Tamper("INSERT INTO verdict_tags SELECT 2, 'card.rule', time_us, seq FROM verdicts WHERE seq = 7");
   auto r = Verify();
   EXPECT_FALSE(r.ok());
   EXPECT_TRUE(Has(r, "verdicts", "index", 7)) << r.DebugString();
@@ -143,7 +161,9 @@ TEST_F(ChainTest, DeletedVerdictIsFound) {
   auto r = Verify();
   EXPECT_FALSE(r.ok());
   EXPECT_TRUE(Has(r, "verdicts", "deleted", 6)) << r.DebugString();
-  EXPECT_EQ(r.problems_size(), 1);
+  // Its category tag stayed behind, pointing at nothing.
+  EXPECT_TRUE(Has(r, "verdicts", "index", 5)) << r.DebugString();
+  EXPECT_EQ(r.problems_size(), 2) << r.DebugString();
 }
 
 TEST_F(ChainTest, DeletedTailIsFound) {
