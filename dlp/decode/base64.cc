@@ -62,6 +62,16 @@ inline uint64_t Mask64(const char* p) {
 #endif
 }
 
+// Bit j: characters j..j+15 of a block with base64 mask `m` are all base64.
+uint64_t RunStarts(uint64_t m) {
+  static_assert(kMinRun == 16, "RunStarts erodes by 16");
+  uint64_t x = m & (m >> 1);
+  x &= x >> 2;
+  x &= x >> 4;
+  x &= x >> 8;
+  return x;
+}
+
 // Start of the first run of >= kMinRun base64 characters in d[i, n), or n when there is
 // none; then *suffix is where the trailing (shorter) base64 run at the end starts.
 size_t FindRun(const char* d, size_t i, size_t n, size_t* suffix) {
@@ -70,12 +80,7 @@ size_t FindRun(const char* d, size_t i, size_t n, size_t* suffix) {
   for (; pos + 64 <= n; pos += 64) {
     const uint64_t m = Mask64(d + pos);
     if (run + static_cast<size_t>(std::countr_one(m)) >= kMinRun) return pos - run;
-    // Bit j of x: characters j..j+15 of the block are all base64.
-    uint64_t x = m & (m >> 1);
-    x &= x >> 2;
-    x &= x >> 4;
-    x &= x >> 8;
-    if (x != 0) return pos + static_cast<size_t>(std::countr_zero(x));
+    if (uint64_t x = RunStarts(m); x != 0) return pos + static_cast<size_t>(std::countr_zero(x));
     run = static_cast<size_t>(std::countl_one(m));
   }
   // The last < 64 bytes, on a zero-padded copy ('\0' is no base64 character): decoded
@@ -87,11 +92,7 @@ size_t FindRun(const char* d, size_t i, size_t n, size_t* suffix) {
     std::copy(d + pos, d + n, block);
     const uint64_t m = Mask64(block);
     if (run + static_cast<size_t>(std::countr_one(m)) >= kMinRun) return pos - run;
-    uint64_t x = m & (m >> 1);
-    x &= x >> 2;
-    x &= x >> 4;
-    x &= x >> 8;
-    if (x != 0) return pos + static_cast<size_t>(std::countr_zero(x));
+    if (uint64_t x = RunStarts(m); x != 0) return pos + static_cast<size_t>(std::countr_zero(x));
     // The base64 run that ends the tail (it may go on from before it).
     const auto trailing = static_cast<size_t>(std::countl_one(m << (64 - t)));
     run = trailing == t ? run + t : trailing;
