@@ -30,6 +30,9 @@ std::vector<ReadyCheck> ReadinessChecks(const ApplianceParts& parts) {
                         auto health = s->Health();
                         if (!health.read.ok()) return "database not readable: " + std::string(health.read.message());
                         if (!health.write.ok()) return "database not writable: " + std::string(health.write.message());
+                        if (!health.index.ok()) {
+                          return "new verdicts are not being indexed: " + std::string(health.index.message());
+                        }
                         return "";
                       }});
   }

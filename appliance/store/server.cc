@@ -288,7 +288,7 @@ struct StoreServer::Impl {
 
   // grpc.health.v1 per service: the reading services follow whether the database
   // answers, the writing ones also whether the last commit worked; "" is the whole
-  // server (SERVING only when everything is).
+  // server (SERVING only when everything is, the key index pass included).
   void PublishHealth() {
     auto* service = server->GetHealthCheckService();
     const StoreHealth h = store->Health();
@@ -296,7 +296,7 @@ struct StoreServer::Impl {
     service->SetServingStatus(v1::Audit::service_full_name(), h.read.ok());
     service->SetServingStatus(v1::VerdictIngest::service_full_name(), h.write.ok());
     service->SetServingStatus(v1::RuleAdmin::service_full_name(), h.write.ok());
-    service->SetServingStatus("", h.read.ok() && h.write.ok());
+    service->SetServingStatus("", h.read.ok() && h.write.ok() && h.index.ok());
   }
 
   void HealthLoop() {

@@ -361,6 +361,7 @@ struct Store::Impl {
   // The last ingest commit's failure (OK once one succeeds): health reports it.
   mutable std::mutex write_error_mu;
   absl::Status write_error;
+  absl::Status index_error;  // the last KeyNewVerdicts pass
   std::atomic<int64_t> last_ingested_unix{0};  // 0: nothing ingested since Open
   int64_t unkeyed_rows = 0;  // verdicts past key_index.upto_seq (writer thread only)
 
@@ -401,7 +402,12 @@ struct Store::Impl {
         IngestGroup(*writer, group);
         // After the acks: the batches that filled the tail do not wait for this.
         // On failure the tail stays and the next group tries again.
-        if (unkeyed_rows >= options.key_index_rows && KeyNewVerdicts(*writer).ok()) unkeyed_rows = 0;
+        if (unkeyed_rows >= options.key_index_rows) {
+          absl::Status keyed = KeyNewVerdicts(*writer);
+          if (keyed.ok()) unkeyed_rows = 0;
+          std::lock_guard lock(write_error_mu);
+          index_error = std::move(keyed);
+        }
       }
     }
   }
@@ -1531,6 +1537,7 @@ StoreHealth Store::Health() {
   {
     std::lock_guard lock(impl_->write_error_mu);
     h.write = impl_->write_error;
+    h.index = impl_->index_error;
   }
   // A database file removed under a running store keeps working on the open
   // descriptors, but every commit from then on is lost at the next restart.

@@ -37,6 +37,9 @@ struct AuditEntry {
 struct StoreHealth {
   absl::Status read;   // the database file is there and answers a query
   absl::Status write;  // reads work and the last ingest commit succeeded
+  // The last pass that moved new verdicts' host, client and workload keys into their
+  // index succeeded. While it fails, filtered queries stay right but scan a growing tail.
+  absl::Status index;
 };
 
 struct IngestResult {

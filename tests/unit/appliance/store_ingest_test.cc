@@ -294,6 +294,43 @@ TEST_F(IngestTest, AFailingBatchIsUndoneAloneAndTheOthersAreStored) {
 namespace egressguard::store {
 namespace {
 
+// A keying pass that fails shows in Health until a later one succeeds. The failure is
+// caused the way a tampered file would: a key row planted where the next verdict's key
+// goes, which the pass's insert then collides with.
+TEST(KeyedFilterTest, AFailedKeyingPassShowsInHealth) {
+  TempDir dir;
+  Store::Options options{dir.File("s.db"), 2, nullptr};
+  options.key_index_rows = 1;
+  auto opened = Store::Open(options);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  StorePtr store = std::move(*opened);
+  // An audit call queues behind the writer's keying pass: when it returns, the pass ran.
+  auto settle = [&] { ASSERT_TRUE(store->Audit({"alice", "officer", "m", "settle", true}).ok()); };
+  ASSERT_TRUE(store->Ingest({MakeVerdict("v1", 1000, "h.example")}).ok());
+  settle();
+  EXPECT_TRUE(store->Health().index.ok()) << store->Health().index;
+
+  auto exec = [&](const std::string& sql) {
+    auto db = Database::Open(dir.File("s.db"), {});
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE((*db)->Exec(sql).ok()) << sql;
+  };
+  exec("INSERT INTO verdict_keys VALUES (1, 'h.example', 1001000000, 2)");
+  ASSERT_TRUE(store->Ingest({MakeVerdict("v2", 1001, "h.example")}).ok());
+  settle();
+  auto health = store->Health();
+  EXPECT_FALSE(health.index.ok());
+  EXPECT_TRUE(health.write.ok()) << "ingest itself went on: " << health.write;
+
+  exec("DELETE FROM verdict_keys WHERE seq = 2");
+  ASSERT_TRUE(store->Ingest({MakeVerdict("v3", 1002, "h.example")}).ok());
+  settle();
+  EXPECT_TRUE(store->Health().index.ok()) << store->Health().index;
+  auto verify = store->Verify();
+  ASSERT_TRUE(verify.ok()) << verify.status();
+  EXPECT_TRUE(verify->ok()) << verify->DebugString();
+}
+
 // Host, client and workload filters read the verdicts the writer has keyed (in bulk,
 // every `key_index_rows`) and the newest ones it has not yet: every page of every
 // order must hold exactly what a scan of all verdicts would, across that boundary.
