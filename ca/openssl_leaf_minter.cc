@@ -23,6 +23,8 @@ constexpr std::time_t kBackdateSeconds = 3600;
 // A cached leaf is re-minted this long before it expires, so no client gets one at the edge.
 constexpr std::time_t kRefreshMarginSeconds = 300;
 constexpr int kMaxLeafDays = 397;  // the CA/Browser Forum ceiling for TLS server certificates
+// A leaf TBS is ~0.5 KiB; the per-thread buffer keeps up to this much between mints.
+constexpr std::size_t kKeptTbsCapacity = 16 * 1024;
 
 // The upstream's DNS and IP SANs (other kinds are not copied), or null when there are none.
 GeneralNamesPtr HostNamesOf(X509* upstream) {
@@ -426,7 +428,10 @@ absl::StatusOr<LeafPtr> OpenSslLeafMinter::Mint(X509* upstream, std::time_t now,
 
   std::array<unsigned char, 1024> signature{};  // RSA-4096 at most: checked by EVP_DigestSign
   std::size_t signature_len = signature.size();
-  if (absl::Status st = Sign(tbs, signature.data(), &signature_len); !st.ok()) return st;
+  absl::Status signed_ok = Sign(tbs, signature.data(), &signature_len);
+  // An upstream with thousands of names made this one big: the thread does not keep that.
+  if (tbs.capacity() > kKeptTbsCapacity) std::string().swap(tbs);
+  if (!signed_ok.ok()) return signed_ok;
   // The certificate's signature fields, filled in place as X509_sign does (see
   // AppendExtension on why the const views may be written through).
   const ASN1_BIT_STRING* signature_view = nullptr;
