@@ -25,6 +25,9 @@ Outcome Run(const ContentHintLite& hint, const NormalizerLimits& limits, std::st
   for (auto& [id, text] : sink.layers) o.layers.emplace_back(text, sink.spans_by_layer[id]);
   std::sort(o.layers.begin(), o.layers.end());
   o.reasons = sink.reasons;
+  // Layers that fail independently (a corrupt br layer and a corrupt gzip layer, say)
+  // report in the order their bytes arrive, which the chunking decides: compared as a set.
+  std::sort(o.reasons.begin(), o.reasons.end());
   for (const auto& r : o.reasons) {
     // Where a limit cuts depends on how output was grouped: not comparable.
     if (r.find("limit") != std::string::npos || r.find("layers") != std::string::npos ||
