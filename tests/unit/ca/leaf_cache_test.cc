@@ -60,6 +60,13 @@ TEST(LeafCacheTest, EvictsLeastRecentlyUsed) {
   EXPECT_EQ(s.size, 3u);
   // An evicted leaf still held by a connection stays alive.
   EXPECT_EQ(leaves[1].use_count(), 1);
+  // The evicted key left the index with its entry: inserting it again makes a new entry
+  // (which evicts the LRU, key 3), found by the next lookup.
+  auto again = NewLeaf();
+  EXPECT_EQ(cache.Insert(Key(1), again, kLater), again);
+  EXPECT_EQ(cache.Lookup(Key(1), kNow), again);
+  EXPECT_EQ(cache.Lookup(Key(3), kNow), nullptr);
+  EXPECT_EQ(cache.Stats().evictions, 2u);
 }
 
 TEST(LeafCacheTest, StaleEntriesAreDroppedAsMisses) {
