@@ -249,5 +249,30 @@ TEST(CountingSink, BoundsDestinationLabels) {
   EXPECT_EQ(Value(registry, "egressguard_destination_bytes_total", {{"destination", "other"}, {"direction", "out"}}), 15);
 }
 
+// Past its bound the counter cache stops keeping label sets; every verdict is still counted.
+TEST(CountingSink, CountsEveryVerdictPastItsCounterCache) {
+  prometheus::Registry registry;
+  CountingSinkLimits limits;
+  limits.destinations = 1;
+  limits.workloads = 1;
+  limits.workload_destinations = 1;  // the pair cache keeps 4 x (1 + 1 + 1) = 12 label sets
+  CountingSink sink(nullptr, registry, limits);
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < 40; ++i) {
+      v1::Verdict v;
+      v.set_host("host" + std::to_string(i) + ".example");
+      v.set_workload("w");
+      v.set_bytes_out(1);
+      sink.Submit(v);
+    }
+  }
+  EXPECT_EQ(Value(registry, "egressguard_destination_bytes_total", {{"destination", "host0.example"}, {"direction", "out"}}),
+            2);
+  EXPECT_EQ(Value(registry, "egressguard_destination_bytes_total", {{"destination", "other"}, {"direction", "out"}}), 78);
+  EXPECT_EQ(Value(registry, "egressguard_workload_requests_total", {{"workload", "w"}, {"destination", "host0.example"}}),
+            2);
+  EXPECT_EQ(Value(registry, "egressguard_workload_requests_total", {{"workload", "w"}, {"destination", "other"}}), 78);
+}
+
 }  // namespace
 }  // namespace egressguard::admin
