@@ -249,29 +249,33 @@ TEST(CountingSink, BoundsDestinationLabels) {
   EXPECT_EQ(Value(registry, "egressguard_destination_bytes_total", {{"destination", "other"}, {"direction", "out"}}), 15);
 }
 
-// Past its bound the counter cache stops keeping label sets; every verdict is still counted.
+// Past its bound the counter cache stops keeping label sets; every verdict is still counted
+// under its own labels.
 TEST(CountingSink, CountsEveryVerdictPastItsCounterCache) {
   prometheus::Registry registry;
   CountingSinkLimits limits;
-  limits.destinations = 1;
+  limits.destinations = 10;
   limits.workloads = 1;
-  limits.workload_destinations = 1;  // the pair cache keeps 4 x (1 + 1 + 1) = 12 label sets
+  limits.workload_destinations = 1;  // the pair cache keeps 4 x (1 + 10 + 1) = 48 label sets
   CountingSink sink(nullptr, registry, limits);
-  for (int round = 0; round < 2; ++round) {
-    for (int i = 0; i < 40; ++i) {
+  for (int w = 0; w < 30; ++w) {  // 300 (workload, host) pairs
+    for (int h = 0; h < 10; ++h) {
       v1::Verdict v;
-      v.set_host("host" + std::to_string(i) + ".example");
-      v.set_workload("w");
+      v.set_host("host" + std::to_string(h) + ".example");
+      v.set_workload("w" + std::to_string(w));
       v.set_bytes_out(1);
       sink.Submit(v);
     }
   }
-  EXPECT_EQ(Value(registry, "egressguard_destination_bytes_total", {{"destination", "host0.example"}, {"direction", "out"}}),
-            2);
-  EXPECT_EQ(Value(registry, "egressguard_destination_bytes_total", {{"destination", "other"}, {"direction", "out"}}), 78);
-  EXPECT_EQ(Value(registry, "egressguard_workload_requests_total", {{"workload", "w"}, {"destination", "host0.example"}}),
-            2);
-  EXPECT_EQ(Value(registry, "egressguard_workload_requests_total", {{"workload", "w"}, {"destination", "other"}}), 78);
+  for (int h = 0; h < 10; ++h) {
+    const std::string host = "host" + std::to_string(h) + ".example";
+    EXPECT_EQ(Value(registry, "egressguard_destination_bytes_total", {{"destination", host}, {"direction", "out"}}), 30)
+        << host;
+  }
+  EXPECT_EQ(Value(registry, "egressguard_workload_requests_total", {{"workload", "w0"}, {"destination", "host0.example"}}),
+            1);
+  EXPECT_EQ(Value(registry, "egressguard_workload_requests_total", {{"workload", "other"}, {"destination", "other"}}),
+            290);
 }
 
 }  // namespace
