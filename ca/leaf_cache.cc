@@ -16,7 +16,7 @@ std::uint64_t Load64(const unsigned char* p) {
 
 }  // namespace
 
-std::size_t LeafCache::KeyHash::operator()(const LeafCacheKey& k) const {
+std::size_t LeafCache::SlotHash::operator()(const LeafCacheKey& k) const {
   // The digest is already uniformly random; only the SNI needs hashing.
   std::uint64_t h = Load64(k.upstream_sha256.data());
   if (!k.sni.empty()) h ^= std::hash<std::string>{}(k.sni) * 0x9E3779B97F4A7C15ULL;
@@ -35,59 +35,66 @@ LeafCache::LeafCache(std::size_t capacity, std::size_t shards) {
   }
 }
 
-LeafCache::Shard& LeafCache::ShardFor(const LeafCacheKey& key) {
-  // Different digest bytes than the map's bucket hash, so shard and bucket stay independent.
-  std::uint64_t h = Load64(key.upstream_sha256.data() + 8);
-  if (!key.sni.empty()) h += std::hash<std::string>{}(key.sni);
-  return *shards_[h % shards_.size()];
+LeafCache::Shard& LeafCache::ShardFor(std::size_t hash) {
+  // The index takes its in-group tag from the hash's low 7 bits and its position from the
+  // bits above; the shard comes from the top bits, so the entries of one shard do not
+  // share tag bits (which would make most probes compare a cold key).
+  return *shards_[(hash >> 48) % shards_.size()];
 }
 
 LeafPtr LeafCache::Lookup(const LeafCacheKey& key, std::time_t now) {
-  Shard& s = ShardFor(key);
+  std::size_t hash = SlotHash{}(key);
+  Shard& s = ShardFor(hash);
   std::lock_guard lock(s.mu);
-  auto it = s.index.find(key);
+  auto it = s.index.find(key, hash);
   if (it == s.index.end()) {
     ++s.misses;
     return nullptr;
   }
-  if (it->second->fresh_until <= now) {
-    auto entry = it->second;
+  EntryIt entry = it->entry;
+  if (entry->fresh_until <= now) {
     s.index.erase(it);
     s.lru.erase(entry);
     ++s.expirations;
     ++s.misses;
     return nullptr;
   }
-  s.lru.splice(s.lru.begin(), s.lru, it->second);
+  s.lru.splice(s.lru.begin(), s.lru, entry);
   ++s.hits;
-  return it->second->leaf;
+  return entry->leaf;
 }
 
 LeafPtr LeafCache::Insert(LeafCacheKey key, LeafPtr leaf, std::time_t fresh_until) {
-  Shard& s = ShardFor(key);
+  std::size_t hash = SlotHash{}(key);
+  Shard& s = ShardFor(hash);
   // The evicted leaf is released after the lock: freeing X509 objects is not free.
   LeafPtr evicted;
-  std::lock_guard lock(s.mu);
-  if (auto it = s.index.find(key); it != s.index.end()) {
-    // Two threads missed on the same key at once: keep whichever leaf stays fresh longer.
-    s.lru.splice(s.lru.begin(), s.lru, it->second);
-    if (it->second->fresh_until < fresh_until) {
-      evicted = std::move(it->second->leaf);
-      it->second->leaf = std::move(leaf);
-      it->second->fresh_until = fresh_until;
+  LeafPtr out;
+  {
+    std::lock_guard lock(s.mu);
+    if (auto it = s.index.find(key, hash); it != s.index.end()) {
+      // Two threads missed on the same key at once: keep whichever leaf stays fresh longer.
+      EntryIt entry = it->entry;
+      s.lru.splice(s.lru.begin(), s.lru, entry);
+      if (entry->fresh_until < fresh_until) {
+        evicted = std::move(entry->leaf);
+        entry->leaf = std::move(leaf);
+        entry->fresh_until = fresh_until;
+      }
+      return entry->leaf;
     }
-    return it->second->leaf;
+    if (s.lru.size() >= per_shard_capacity_) {
+      EntryIt victim = std::prev(s.lru.end());
+      evicted = std::move(victim->leaf);
+      s.index.erase(Slot{victim->hash, victim});
+      s.lru.pop_back();
+      ++s.evictions;
+    }
+    s.lru.push_front(Entry{std::move(key), hash, std::move(leaf), fresh_until});
+    s.index.insert(Slot{hash, s.lru.begin()});
+    out = s.lru.front().leaf;
   }
-  if (s.lru.size() >= per_shard_capacity_) {
-    auto& victim = s.lru.back();
-    evicted = std::move(victim.leaf);
-    s.index.erase(&victim.key);
-    s.lru.pop_back();
-    ++s.evictions;
-  }
-  s.lru.push_front(Entry{std::move(key), std::move(leaf), fresh_until});
-  s.index.emplace(&s.lru.front().key, s.lru.begin());
-  return s.lru.front().leaf;
+  return out;
 }
 
 void LeafCache::Clear() {

@@ -11,8 +11,9 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <unordered_map>
 #include <vector>
+
+#include "absl/container/flat_hash_set.h"
 
 #include "ca/leaf_minter.h"
 
@@ -52,34 +53,38 @@ class LeafCache {
  private:
   struct Entry {
     LeafCacheKey key;
+    std::size_t hash;  // SlotHash of `key`
     LeafPtr leaf;
     std::time_t fresh_until;
   };
-  // The index points at the key its LRU entry holds (list nodes never move), so a key is
-  // stored once: a miss in a full cache allocates and frees no key copies, only the entry.
-  struct KeyHash {
-    using is_transparent = void;
-    std::size_t operator()(const LeafCacheKey& k) const;
-    std::size_t operator()(const LeafCacheKey* k) const { return (*this)(*k); }
+  using EntryIt = std::list<Entry>::iterator;
+  // The index holds each entry's hash beside its list position (list nodes never move), so
+  // a key is stored once, and neither probing nor evicting reads a cold entry to rehash it:
+  // a miss in a full cache touches the victim's node and a few index lines, not a chain.
+  struct Slot {
+    std::size_t hash;
+    EntryIt entry;
   };
-  struct KeyEqual {
+  struct SlotHash {
     using is_transparent = void;
-    static const LeafCacheKey& Deref(const LeafCacheKey& k) { return k; }
-    static const LeafCacheKey& Deref(const LeafCacheKey* k) { return *k; }
-    template <typename A, typename B>
-    bool operator()(const A& a, const B& b) const {
-      return Deref(a) == Deref(b);
-    }
+    std::size_t operator()(const Slot& s) const { return s.hash; }
+    std::size_t operator()(const LeafCacheKey& k) const;
+  };
+  struct SlotEqual {
+    using is_transparent = void;
+    bool operator()(const Slot& a, const Slot& b) const { return a.entry == b.entry; }
+    bool operator()(const Slot& a, const LeafCacheKey& k) const { return a.entry->key == k; }
+    bool operator()(const LeafCacheKey& k, const Slot& a) const { return a.entry->key == k; }
   };
   // Padded to a cache line so shards' locks and counters do not share one.
   struct alignas(64) Shard {
     mutable std::mutex mu;
     std::list<Entry> lru;  // front = most recently used
-    std::unordered_map<const LeafCacheKey*, std::list<Entry>::iterator, KeyHash, KeyEqual> index;
+    absl::flat_hash_set<Slot, SlotHash, SlotEqual> index;
     std::uint64_t hits = 0, misses = 0, evictions = 0, expirations = 0;
   };
 
-  Shard& ShardFor(const LeafCacheKey& key);
+  Shard& ShardFor(std::size_t hash);
 
   std::size_t per_shard_capacity_;
   std::size_t capacity_;

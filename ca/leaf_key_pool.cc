@@ -3,8 +3,9 @@
 // EC_KEY takes the direct encoding path. That path still converts the public point to
 // affine coordinates on every encoding, and the P-256 method (nistz256) always pays a field
 // inversion for it (~45k instructions, a sixth of a signature per mint). On a group built
-// with the generic Montgomery method a point with Z = 1 converts for free, so the pooled
-// keys live on such a group. Only encoding uses it: signing exports the key to the
+// with the plain GFp method a point with Z = 1 converts with no field arithmetic at all
+// (the Montgomery method would still convert both coordinates out of Montgomery form,
+// ~4k instructions), so the pooled keys live on such a group. Only encoding uses it: signing exports the key to the
 // provider, which rebuilds the named P-256 group. This needs the deprecated EC_KEY API; it
 // is confined to this file.
 #define OPENSSL_SUPPRESS_DEPRECATED 1
@@ -25,7 +26,7 @@ using EcPointPtr = std::unique_ptr<EC_POINT, OpenSslDeleter<EC_POINT_free>>;
 using EcKeyPtr = std::unique_ptr<EC_KEY, OpenSslDeleter<EC_KEY_free>>;
 using BnCtxPtr = std::unique_ptr<BN_CTX, OpenSslDeleter<BN_CTX_free>>;
 
-// P-256 on the generic Montgomery method, still named (so keys encode as prime256v1).
+// P-256 on the plain GFp method, still named (so keys encode as prime256v1).
 absl::StatusOr<EcGroupPtr> MontgomeryP256Group() {
   EcGroupPtr named(EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1));
   BnCtxPtr bn_ctx(BN_CTX_new());
@@ -36,8 +37,11 @@ absl::StatusOr<EcGroupPtr> MontgomeryP256Group() {
                                       bn_ctx.get()) != 1) {
     return OpenSslError(absl::StatusCode::kInternal, "reading the P-256 parameters");
   }
-  EcGroupPtr group(EC_GROUP_new_curve_GFp(p.get(), a.get(), b.get(), bn_ctx.get()));
-  EcPointPtr g(group ? EC_POINT_new(group.get()) : nullptr);
+  EcGroupPtr group(EC_GROUP_new(EC_GFp_simple_method()));
+  if (!group || EC_GROUP_set_curve(group.get(), p.get(), a.get(), b.get(), bn_ctx.get()) != 1) {
+    return OpenSslError(absl::StatusCode::kInternal, "building the P-256 group");
+  }
+  EcPointPtr g(EC_POINT_new(group.get()));
   if (!g || EC_POINT_set_affine_coordinates(group.get(), g.get(), gx.get(), gy.get(), bn_ctx.get()) != 1 ||
       EC_GROUP_set_generator(group.get(), g.get(), EC_GROUP_get0_order(named.get()),
                              EC_GROUP_get0_cofactor(named.get())) != 1) {

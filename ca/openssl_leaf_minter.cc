@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -287,12 +288,29 @@ OpenSslLeafMinter::OpenSslLeafMinter(std::shared_ptr<const CertificateAuthority>
 std::time_t OpenSslLeafMinter::Now() const { return options_.clock ? options_.clock() : std::time(nullptr); }
 
 absl::StatusOr<LeafCacheKey> OpenSslLeafMinter::CacheKeyFor(X509* upstream, std::string_view sni) const {
+  // X509_digest would allocate a DER copy and a digest context per call (half its cost for
+  // a typical certificate): each thread keeps both. A certificate parsed off the wire
+  // encodes from its cached bytes, so the DER costs a copy, not an encoding.
+  struct Scratch {
+    EvpMdCtxPtr ctx{EVP_MD_CTX_new()};
+    std::vector<unsigned char> der;
+  };
+  thread_local Scratch scratch;
+  constexpr std::size_t kKeptDerCapacity = 16 * 1024;
   LeafCacheKey key;
-  unsigned int len = 0;
-  if (upstream == nullptr || X509_digest(upstream, sha256_.get(), key.upstream_sha256.data(), &len) != 1 ||
-      len != key.upstream_sha256.size()) {
-    return OpenSslError(absl::StatusCode::kInvalidArgument, "hashing the upstream certificate");
+  int len = upstream == nullptr ? -1 : i2d_X509(upstream, nullptr);
+  bool ok = len > 0 && scratch.ctx != nullptr;
+  if (ok) {
+    scratch.der.resize(static_cast<std::size_t>(len));
+    unsigned char* p = scratch.der.data();
+    unsigned int digest_len = 0;
+    ok = i2d_X509(upstream, &p) == len && EVP_DigestInit_ex(scratch.ctx.get(), sha256_.get(), nullptr) == 1 &&
+         EVP_DigestUpdate(scratch.ctx.get(), scratch.der.data(), scratch.der.size()) == 1 &&
+         EVP_DigestFinal_ex(scratch.ctx.get(), key.upstream_sha256.data(), &digest_len) == 1 &&
+         digest_len == key.upstream_sha256.size();
+    if (scratch.der.capacity() > kKeptDerCapacity) std::vector<unsigned char>().swap(scratch.der);
   }
+  if (!ok) return OpenSslError(absl::StatusCode::kInvalidArgument, "hashing the upstream certificate");
   key.sni.assign(sni.data(), sni.size());
   return key;
 }

@@ -234,6 +234,33 @@ TEST_F(LeafMinterTest, MintForIsSafeUnderConcurrentThreads) {
   }
 }
 
+TEST_F(LeafMinterTest, EvictedLeavesAreReleasedAndTheRestStayCached) {
+  // Leaves a handshake has used (encoded, extensions decoded) are evicted and freed by the
+  // cache itself once nothing else holds them.
+  auto minter = NewMinter(LeafMinterOptions{.cache_capacity = 2, .cache_shards = 1});
+  KeyAndCert up = testing::MakeServerCert(public_root_, {.cn = "e.example", .dns = {"e.example", "f.example"}});
+  std::weak_ptr<const Leaf> first;
+  for (int i = 0; i < 6; ++i) {
+    auto leaf = minter->MintFor(up.cert.get(), "e" + std::to_string(i) + ".example.com");
+    ASSERT_TRUE(leaf.ok()) << leaf.status();
+    if (i == 0) first = *leaf;
+    unsigned char* der = nullptr;
+    ASSERT_GT(i2d_X509((*leaf)->cert, &der), 0);
+    OPENSSL_free(der);
+    ASSERT_EQ(X509_check_purpose((*leaf)->cert, X509_PURPOSE_SSL_SERVER, 0), 1);
+  }
+  EXPECT_TRUE(first.expired());
+  LeafCacheStats s = minter->cache_stats();
+  EXPECT_EQ(s.evictions, 4u);
+  EXPECT_EQ(s.size, 2u);
+  for (int i = 4; i < 6; ++i) {
+    auto leaf = minter->MintFor(up.cert.get(), "e" + std::to_string(i) + ".example.com");
+    ASSERT_TRUE(leaf.ok());
+    EXPECT_EQ(testing::Verify((*leaf)->cert, {ca_->cert()}, nullptr, ""), X509_V_OK);
+  }
+  EXPECT_EQ(minter->cache_stats().hits, 2u);
+}
+
 TEST_F(LeafMinterTest, RejectsBadOptionsAndNullUpstream) {
   EXPECT_FALSE(OpenSslLeafMinter::Create(ca_, LeafMinterOptions{.leaf_days = 0}).ok());
   EXPECT_FALSE(OpenSslLeafMinter::Create(ca_, LeafMinterOptions{.leaf_days = 1000}).ok());
