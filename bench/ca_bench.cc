@@ -149,8 +149,7 @@ BENCHMARK(BM_RawEcdsaP256SignSpeedStyle);
 // the eviction of a cold leaf from the full 10k-entry cache. A new SNI per iteration forces
 // the miss. The cache is first filled and cycled through many times: a cache that is still
 // filling evicts nothing, and the cost of an eviction keeps rising for ~16 cycles while the
-// heap's free lists mix (by ~4 us per miss, 15%), so only the
-// steady state is timed.
+// heap's free lists mix (by ~4 us per miss, 15%), so only the steady state is timed.
 void BM_MintForMiss(benchmark::State& state) {
   Fixture& f = Get();
   static std::uint64_t n = 0;  // across repetitions too, so every SNI is new

@@ -1,6 +1,7 @@
 #include "ca/leaf_cache.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 
@@ -86,7 +87,9 @@ LeafPtr LeafCache::Insert(LeafCacheKey key, LeafPtr leaf, std::time_t fresh_unti
     if (s.lru.size() >= per_shard_capacity_) {
       EntryIt victim = std::prev(s.lru.end());
       evicted = std::move(victim->leaf);
-      s.index.erase(Slot{victim->hash, victim});
+      // A slot left behind would point at the freed node (a use after free on the next
+      // probe that reaches it): an index that lost track of an entry is not served from.
+      if (s.index.erase(Slot{victim->hash, victim}) != 1) std::abort();
       s.lru.pop_back();
       ++s.evictions;
     }

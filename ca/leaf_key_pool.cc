@@ -5,8 +5,8 @@
 // inversion for it (~45k instructions, a sixth of a signature per mint). On a group built
 // with the plain GFp method a point with Z = 1 converts with no field arithmetic at all
 // (the Montgomery method would still convert both coordinates out of Montgomery form,
-// ~4k instructions), so the pooled keys live on such a group. Only encoding uses it: signing exports the key to the
-// provider, which rebuilds the named P-256 group. This needs the deprecated EC_KEY API; it
+// ~4k instructions), so the pooled keys live on such a group. Only encoding uses it:
+// signing exports the key to the provider, which rebuilds the named P-256 group. This needs the deprecated EC_KEY API; it
 // is confined to this file.
 #define OPENSSL_SUPPRESS_DEPRECATED 1
 
@@ -27,7 +27,7 @@ using EcKeyPtr = std::unique_ptr<EC_KEY, OpenSslDeleter<EC_KEY_free>>;
 using BnCtxPtr = std::unique_ptr<BN_CTX, OpenSslDeleter<BN_CTX_free>>;
 
 // P-256 on the plain GFp method, still named (so keys encode as prime256v1).
-absl::StatusOr<EcGroupPtr> MontgomeryP256Group() {
+absl::StatusOr<EcGroupPtr> PlainP256Group() {
   EcGroupPtr named(EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1));
   BnCtxPtr bn_ctx(BN_CTX_new());
   BignumPtr p(BN_new()), a(BN_new()), b(BN_new()), gx(BN_new()), gy(BN_new());
@@ -97,7 +97,7 @@ absl::StatusOr<std::shared_ptr<const LeafKeyGeneration>> LeafKeyPool::Generate(s
   gen->created = now;
   gen->retire_at = now + static_cast<std::time_t>(rotate_every_.count());
   gen->keys.reserve(size_);
-  auto group = MontgomeryP256Group();
+  auto group = PlainP256Group();
   if (!group.ok()) return group.status();
   for (std::size_t i = 0; i < size_; ++i) {
     auto key = GenerateFastEncodingP256Key(group->get());

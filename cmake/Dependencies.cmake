@@ -31,11 +31,15 @@ if(EGRESSGUARD_TCMALLOC AND NOT EGRESSGUARD_SANITIZE AND NOT EGRESSGUARD_FUZZ)
   set(EGRESSGUARD_USE_TCMALLOC ON)
 endif()
 
-# Links `target` (an executable) with the appliance's allocator. --no-as-needed: nothing
-# calls into tcmalloc by name, it replaces malloc by being loaded.
+# Links `target` (an executable) with the appliance's allocator, --no-as-needed for it
+# alone (a link feature keeps the flags around the library wherever CMake places it):
+# nothing calls into tcmalloc by name, it replaces malloc by being loaded.
+set(CMAKE_LINK_LIBRARY_USING_EGRESSGUARD_NO_AS_NEEDED
+    "LINKER:--push-state,--no-as-needed" "<LINK_ITEM>" "LINKER:--pop-state")
+set(CMAKE_LINK_LIBRARY_USING_EGRESSGUARD_NO_AS_NEEDED_SUPPORTED TRUE)
 function(egressguard_link_allocator target)
   if(EGRESSGUARD_USE_TCMALLOC)
-    target_link_libraries(${target} PRIVATE "-Wl,--no-as-needed" PkgConfig::TCMALLOC "-Wl,--as-needed")
+    target_link_libraries(${target} PRIVATE "$<LINK_LIBRARY:EGRESSGUARD_NO_AS_NEEDED,${TCMALLOC_LINK_LIBRARIES}>")
   endif()
 endfunction()
 

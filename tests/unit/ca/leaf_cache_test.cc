@@ -58,6 +58,9 @@ TEST(LeafCacheTest, EvictsLeastRecentlyUsed) {
   LeafCacheStats s = cache.Stats();
   EXPECT_EQ(s.evictions, 1u);
   EXPECT_EQ(s.size, 3u);
+  // The evicted key left the index: its lookup was a miss, not a hit on a stale entry.
+  EXPECT_EQ(s.hits, 3u);
+  EXPECT_EQ(s.misses, 1u);
   // An evicted leaf still held by a connection stays alive.
   EXPECT_EQ(leaves[1].use_count(), 1);
   // The evicted key left the index with its entry: inserting it again makes a new entry

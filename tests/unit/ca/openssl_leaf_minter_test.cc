@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <atomic>
 #include <set>
 #include <thread>
@@ -232,6 +233,31 @@ TEST_F(LeafMinterTest, MintForIsSafeUnderConcurrentThreads) {
       ASSERT_EQ(X509_check_private_key(leaf->cert, leaf->key), 1);
     }
   }
+}
+
+TEST_F(LeafMinterTest, CacheKeyIsTheSha256OfTheUpstreamDerAndTheSni) {
+  auto minter = NewMinter();
+  for (const char* host : {"k1.example", "k2.example"}) {
+    KeyAndCert up = testing::MakeServerCert(public_root_, {.cn = host, .dns = {host}});
+    // Parsed off the wire, as the proxy's upstream certificates are (cached encoding).
+    unsigned char* der = nullptr;
+    int len = i2d_X509(up.cert.get(), &der);
+    ASSERT_GT(len, 0);
+    const unsigned char* p = der;
+    X509Ptr parsed(d2i_X509(nullptr, &p, len));
+    OPENSSL_free(der);
+    ASSERT_TRUE(parsed);
+    for (X509* cert : {up.cert.get(), parsed.get()}) {
+      std::array<unsigned char, 32> want{};
+      unsigned int want_len = 0;
+      ASSERT_EQ(X509_digest(cert, EVP_sha256(), want.data(), &want_len), 1);
+      auto key = minter->CacheKeyFor(cert, host);
+      ASSERT_TRUE(key.ok()) << key.status();
+      EXPECT_EQ(key->upstream_sha256, want);
+      EXPECT_EQ(key->sni, host);
+    }
+  }
+  EXPECT_FALSE(minter->CacheKeyFor(nullptr, "x").ok());
 }
 
 TEST_F(LeafMinterTest, EvictedLeavesAreReleasedAndTheRestStayCached) {
