@@ -5,9 +5,13 @@
 #include <cstring>
 #include <functional>
 
+#include "ca/leaf_release.h"
+
 namespace egressguard::ca {
 
 namespace {
+
+constexpr std::size_t kMaxReleaseBatch = 8;  // most of the gain of overlapping misses; see leaf_release.h
 
 std::uint64_t Load64(const unsigned char* p) {
   std::uint64_t v;
@@ -29,10 +33,12 @@ LeafCache::LeafCache(std::size_t capacity, std::size_t shards) {
   shards = std::clamp<std::size_t>(shards, 1, capacity);
   per_shard_capacity_ = (capacity + shards - 1) / shards;
   capacity_ = per_shard_capacity_ * shards;
+  release_batch_ = std::clamp<std::size_t>(per_shard_capacity_ / 64, 1, kMaxReleaseBatch);
   shards_.reserve(shards);
   for (std::size_t i = 0; i < shards; ++i) {
     shards_.push_back(std::make_unique<Shard>());
     shards_.back()->index.reserve(per_shard_capacity_);
+    shards_.back()->evicted.reserve(release_batch_);
   }
 }
 
@@ -43,33 +49,48 @@ LeafCache::Shard& LeafCache::ShardFor(std::size_t hash) {
   return *shards_[(hash >> 48) % shards_.size()];
 }
 
+std::vector<LeafPtr> LeafCache::Retire(Shard& s, LeafPtr leaf) {
+  s.evicted.push_back(std::move(leaf));
+  if (s.evicted.size() < release_batch_) return {};
+  std::vector<LeafPtr> batch;
+  batch.reserve(release_batch_);
+  batch.swap(s.evicted);
+  return batch;
+}
+
 LeafPtr LeafCache::Lookup(const LeafCacheKey& key, std::time_t now) {
   std::size_t hash = SlotHash{}(key);
   Shard& s = ShardFor(hash);
-  std::lock_guard lock(s.mu);
-  auto it = s.index.find(key, hash);
-  if (it == s.index.end()) {
-    ++s.misses;
-    return nullptr;
-  }
-  EntryIt entry = it->entry;
-  if (entry->fresh_until <= now) {
+  std::vector<LeafPtr> release;
+  {
+    std::lock_guard lock(s.mu);
+    auto it = s.index.find(key, hash);
+    if (it == s.index.end()) {
+      ++s.misses;
+      return nullptr;
+    }
+    EntryIt entry = it->entry;
+    if (entry->fresh_until > now) {
+      s.lru.splice(s.lru.begin(), s.lru, entry);
+      ++s.hits;
+      return entry->leaf;
+    }
+    release = Retire(s, std::move(entry->leaf));
     s.index.erase(it);
     s.lru.erase(entry);
     ++s.expirations;
     ++s.misses;
-    return nullptr;
   }
-  s.lru.splice(s.lru.begin(), s.lru, entry);
-  ++s.hits;
-  return entry->leaf;
+  ReleaseLeaves(release);
+  return nullptr;
 }
 
 LeafPtr LeafCache::Insert(LeafCacheKey key, LeafPtr leaf, std::time_t fresh_until) {
   std::size_t hash = SlotHash{}(key);
   Shard& s = ShardFor(hash);
-  // The evicted leaf is released after the lock: freeing X509 objects is not free.
-  LeafPtr evicted;
+  // Leaves are freed after the lock: freeing X509 objects is not free.
+  LeafPtr replaced;
+  std::vector<LeafPtr> release;
   LeafPtr out;
   {
     std::lock_guard lock(s.mu);
@@ -78,7 +99,7 @@ LeafPtr LeafCache::Insert(LeafCacheKey key, LeafPtr leaf, std::time_t fresh_unti
       EntryIt entry = it->entry;
       s.lru.splice(s.lru.begin(), s.lru, entry);
       if (entry->fresh_until < fresh_until) {
-        evicted = std::move(entry->leaf);
+        replaced = std::move(entry->leaf);
         entry->leaf = std::move(leaf);
         entry->fresh_until = fresh_until;
       }
@@ -86,7 +107,7 @@ LeafPtr LeafCache::Insert(LeafCacheKey key, LeafPtr leaf, std::time_t fresh_unti
     }
     if (s.lru.size() >= per_shard_capacity_) {
       EntryIt victim = std::prev(s.lru.end());
-      evicted = std::move(victim->leaf);
+      release = Retire(s, std::move(victim->leaf));
       // A slot left behind would point at the freed node (a use after free on the next
       // probe that reaches it): an index that lost track of an entry is not served from.
       if (s.index.erase(Slot{victim->hash, victim}) != 1) std::abort();
@@ -97,15 +118,19 @@ LeafPtr LeafCache::Insert(LeafCacheKey key, LeafPtr leaf, std::time_t fresh_unti
     s.index.insert(Slot{hash, s.lru.begin()});
     out = s.lru.front().leaf;
   }
+  ReleaseLeaves(release);
   return out;
 }
 
 void LeafCache::Clear() {
   for (auto& s : shards_) {
     std::list<Entry> drop;
+    std::vector<LeafPtr> evicted;
     {
       std::lock_guard lock(s->mu);
       drop.swap(s->lru);
+      evicted.swap(s->evicted);
+      s->evicted.reserve(release_batch_);
       s->index.clear();
     }
   }

@@ -47,8 +47,12 @@ class LeafCache {
   // Caches `leaf` until `fresh_until`, evicting the shard's least recently used entry when
   // full. When another thread cached the same key first, that leaf is kept and returned.
   LeafPtr Insert(LeafCacheKey key, LeafPtr leaf, std::time_t fresh_until);
+  // Drops every entry (and frees every leaf evicted but not yet released).
   void Clear();
   LeafCacheStats Stats() const;
+  // Evicted leaves are freed this many at a time (see leaf_release.h); between batches a
+  // shard holds fewer than this many of them, never more than 1/64 of its capacity.
+  std::size_t release_batch() const { return release_batch_; }
 
  private:
   struct Entry {
@@ -81,13 +85,18 @@ class LeafCache {
     mutable std::mutex mu;
     std::list<Entry> lru;  // front = most recently used
     absl::flat_hash_set<Slot, SlotHash, SlotEqual> index;
+    std::vector<LeafPtr> evicted;  // out of the cache, waiting for a full batch to free
     std::uint64_t hits = 0, misses = 0, evictions = 0, expirations = 0;
   };
 
   Shard& ShardFor(std::size_t hash);
+  // Moves an entry's leaf out to be freed; returns the shard's batch when it is full
+  // (the caller releases it after the lock), else an empty vector.
+  std::vector<LeafPtr> Retire(Shard& s, LeafPtr leaf);
 
   std::size_t per_shard_capacity_;
   std::size_t capacity_;
+  std::size_t release_batch_;
   std::vector<std::unique_ptr<Shard>> shards_;
 };
 

@@ -72,6 +72,37 @@ TEST(LeafCacheTest, EvictsLeastRecentlyUsed) {
   EXPECT_EQ(cache.Stats().evictions, 2u);
 }
 
+TEST(LeafCacheTest, EvictedLeavesAreFreedInBatchesAndByClear) {
+  LeafCache cache(1024, 1);  // 1024 per shard: batches of 8 (capacity / 64, at most 8)
+  ASSERT_EQ(cache.release_batch(), 8u);
+  std::vector<std::weak_ptr<const Leaf>> leaves;
+  for (unsigned i = 0; i < 1024 + 7; ++i) {
+    LeafPtr leaf = NewLeaf();
+    leaves.push_back(leaf);
+    cache.Insert(Key(i), std::move(leaf), kLater);
+  }
+  // Seven evicted, out of the cache, not freed yet.
+  EXPECT_EQ(cache.Stats().evictions, 7u);
+  EXPECT_EQ(cache.Lookup(Key(0), kNow), nullptr);
+  for (unsigned i = 0; i < 7; ++i) EXPECT_FALSE(leaves[i].expired()) << i;
+  // A connection still holds the next victim: the batch frees the others, not that one.
+  LeafPtr held = leaves[7].lock();
+  cache.Insert(Key(5000), NewLeaf(), kLater);
+  for (unsigned i = 0; i < 7; ++i) EXPECT_TRUE(leaves[i].expired()) << i;
+  EXPECT_EQ(held.use_count(), 1);
+  EXPECT_FALSE(leaves[8].expired());
+  // Expired entries join the batch too; Clear frees what is waiting.
+  LeafCache small(1024, 1);
+  LeafPtr stale = NewLeaf();
+  std::weak_ptr<const Leaf> stale_ref = stale;
+  small.Insert(Key(1), std::move(stale), kNow + 10);
+  EXPECT_EQ(small.Lookup(Key(1), kNow + 10), nullptr);
+  EXPECT_FALSE(stale_ref.expired());
+  small.Clear();
+  EXPECT_TRUE(stale_ref.expired());
+  EXPECT_EQ(small.Stats().expirations, 1u);
+}
+
 TEST(LeafCacheTest, StaleEntriesAreDroppedAsMisses) {
   LeafCache cache(10, 2);
   cache.Insert(Key(7), NewLeaf(), kNow + 10);

@@ -262,25 +262,32 @@ TEST_F(LeafMinterTest, CacheKeyIsTheSha256OfTheUpstreamDerAndTheSni) {
 
 TEST_F(LeafMinterTest, EvictedLeavesAreReleasedAndTheRestStayCached) {
   // Leaves a handshake has used (encoded, extensions decoded) are evicted and freed by the
-  // cache itself once nothing else holds them.
-  auto minter = NewMinter(LeafMinterOptions{.cache_capacity = 2, .cache_shards = 1});
+  // cache itself, two at a time (128 entries in one shard), once nothing else holds them.
+  constexpr int kCapacity = 128;
+  auto minter = NewMinter(LeafMinterOptions{.cache_capacity = kCapacity, .cache_shards = 1});
+  ASSERT_EQ(minter->cache().release_batch(), 2u);
   KeyAndCert up = testing::MakeServerCert(public_root_, {.cn = "e.example", .dns = {"e.example", "f.example"}});
+  auto sni = [](int i) { return "e" + std::to_string(i) + ".example.com"; };
   std::weak_ptr<const Leaf> first;
-  for (int i = 0; i < 6; ++i) {
-    auto leaf = minter->MintFor(up.cert.get(), "e" + std::to_string(i) + ".example.com");
+  LeafPtr held;  // evicted while a connection still uses it
+  for (int i = 0; i < kCapacity + 4; ++i) {
+    auto leaf = minter->MintFor(up.cert.get(), sni(i));
     ASSERT_TRUE(leaf.ok()) << leaf.status();
     if (i == 0) first = *leaf;
+    if (i == 1) held = *leaf;
     unsigned char* der = nullptr;
     ASSERT_GT(i2d_X509((*leaf)->cert, &der), 0);
     OPENSSL_free(der);
     ASSERT_EQ(X509_check_purpose((*leaf)->cert, X509_PURPOSE_SSL_SERVER, 0), 1);
   }
   EXPECT_TRUE(first.expired());
+  EXPECT_EQ(held.use_count(), 1);
+  EXPECT_EQ(testing::Verify(held->cert, {ca_->cert()}, nullptr, "e.example"), X509_V_OK);
   LeafCacheStats s = minter->cache_stats();
   EXPECT_EQ(s.evictions, 4u);
-  EXPECT_EQ(s.size, 2u);
-  for (int i = 4; i < 6; ++i) {
-    auto leaf = minter->MintFor(up.cert.get(), "e" + std::to_string(i) + ".example.com");
+  EXPECT_EQ(s.size, static_cast<std::size_t>(kCapacity));
+  for (int i = kCapacity + 2; i < kCapacity + 4; ++i) {
+    auto leaf = minter->MintFor(up.cert.get(), sni(i));
     ASSERT_TRUE(leaf.ok());
     EXPECT_EQ(testing::Verify((*leaf)->cert, {ca_->cert()}, nullptr, ""), X509_V_OK);
   }
