@@ -14,6 +14,7 @@
 
 #include <openssl/ec.h>
 #include <openssl/obj_mac.h>
+#include <openssl/x509v3.h>
 
 #include "ca/x509_util.h"
 
@@ -108,7 +109,10 @@ absl::StatusOr<std::shared_ptr<const LeafKeyGeneration>> LeafKeyPool::Generate(s
     auto ski_der = ToDer<X509_EXTENSION>(ski->get(), i2d_X509_EXTENSION, "encoding a subjectKeyIdentifier");
     if (!spki.ok()) return spki.status();
     if (!ski_der.ok()) return ski_der.status();
-    gen->keys.push_back(PooledLeafKey{std::move(*key), std::move(*ski), std::move(*spki), std::move(*ski_der)});
+    Asn1OctetStringPtr ski_value(static_cast<ASN1_OCTET_STRING*>(X509V3_EXT_d2i(ski->get())));
+    if (!ski_value) return OpenSslError(absl::StatusCode::kInternal, "decoding a subjectKeyIdentifier");
+    gen->keys.push_back(PooledLeafKey{std::move(*key), std::move(*ski), std::move(ski_value), std::move(*spki),
+                                      std::move(*ski_der)});
   }
   return std::shared_ptr<const LeafKeyGeneration>(std::move(gen));
 }

@@ -21,6 +21,7 @@ namespace egressguard::ca {
 struct PooledLeafKey {
   EvpPkeyPtr key;
   X509ExtensionPtr subject_key_id;  // precomputed: it depends only on the key
+  Asn1OctetStringPtr subject_key_id_value;  // the same, as the key identifier itself
   std::string spki_der;             // the key's SubjectPublicKeyInfo, as the leaf TBS carries it
   std::string subject_key_id_der;   // the SKI extension, DER
 };

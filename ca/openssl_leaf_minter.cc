@@ -95,8 +95,8 @@ absl::StatusOr<std::string_view> LeafSubjectAltNames(X509* upstream, std::string
 }
 
 // Appends a new extension to `cert` without X509_add_ext's deep copy (an i2d + d2i round
-// trip per extension, ~7k instructions each). Only the first goes through X509_add_ext,
-// which creates the certificate's extension list; the rest are pushed onto that list.
+// trip per extension, ~7k instructions each), pushing it onto the certificate's extension
+// list (Mint creates that list with the first extension; failing that, X509_add_ext does).
 // X509_get0_extensions returns it const only as a read-only view: the list is the
 // certificate's own heap object, which X509_free frees with everything pushed on it.
 bool AppendExtension(X509* cert, const ASN1_OBJECT* object, int critical, std::string_view value) {
@@ -422,16 +422,22 @@ absl::StatusOr<LeafPtr> OpenSslLeafMinter::Mint(X509* upstream, std::time_t now,
   int san_critical = X509_NAME_entry_count(subject) == 0 ? 1 : 0;
   std::size_t extensions_mark = w.Open(der::kExplicit3);
   std::size_t extension_list_mark = w.Open(der::kSequence);
+  // The SKI comes first: X509_add1_ext_i2d creates the certificate's extension list around
+  // the encoding of a bare OCTET STRING (~0.2 us), where X509_add_ext would deep-copy a
+  // whole extension (~0.5 us). The others are pushed onto that list.
+  if (X509_add1_ext_i2d(cert.get(), NID_subject_key_identifier, leaf_key.subject_key_id_value.get(), 0,
+                        X509V3_ADD_APPEND) != 1) {
+    return fail("adding the leaf subjectKeyIdentifier");
+  }
+  w.Append(leaf_key.subject_key_id_der);
   for (const FixedExtension& ext : fixed_extensions_) {
     if (!AppendExtension(cert.get(), ext.ext.get())) return fail("adding a leaf extension");
     w.Append(ext.der);
   }
-  if (!AppendExtension(cert.get(), leaf_key.subject_key_id.get()) ||
-      !AppendExtension(cert.get(), authority_key_id_.ext.get()) ||
+  if (!AppendExtension(cert.get(), authority_key_id_.ext.get()) ||
       !AppendExtension(cert.get(), OBJ_nid2obj(NID_subject_alt_name), san_critical, *san)) {
     return fail("adding a leaf extension");
   }
-  w.Append(leaf_key.subject_key_id_der);
   w.Append(authority_key_id_.der);
   static constexpr std::string_view kSanOid("\x06\x03\x55\x1d\x11", 5);
   std::size_t san_mark = w.Open(der::kSequence);
