@@ -21,8 +21,9 @@ void PrefetchData(const ASN1_STRING* s) {
   if (s != nullptr) Prefetch(ASN1_STRING_get0_data(s));
 }
 
-// Each level only reads what the previous level prefetched, through OpenSSL's read-only
-// getters, and prefetches the next one down; nothing here computes or caches anything.
+// Each level reads, through OpenSSL's read-only getters, what the levels before it reached
+// (mostly prefetched by then) and prefetches the next one down. Nothing here computes or
+// caches anything, and only leaves the batch alone holds are walked.
 void PrefetchNames(X509* x, bool values) {
   for (X509_NAME* name : {X509_get_subject_name(x), X509_get_issuer_name(x)}) {
     for (int i = 0; i < X509_NAME_entry_count(name); ++i) {
