@@ -5,7 +5,7 @@
 #
 #   bench/ca_bench.sh [--rounds N] [--cpu C] [--bin PATH/TO/ca_bench]
 #
-# Each round: `openssl speed -seconds 3 ecdsap256`, then `ca_bench` (cache miss in the
+# Each round: `openssl speed -elapsed -seconds 3 ecdsap256`, then `ca_bench` (cache miss in the
 # steady state of a full 10k-entry cache, the openssl-speed-style signature in-process,
 # cache hit), median of its 5 repetitions. Every figure is wall time per operation on one
 # pinned core: `openssl speed` counts only user CPU time unless given -elapsed, and so
@@ -16,7 +16,7 @@
 # Targets (issue 4): a miss costs at most 1.5x one raw ECDSA P-256 signature; a hit >= 2 M/s.
 set -euo pipefail
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,/^set /p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 2; }
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ROUNDS=3
