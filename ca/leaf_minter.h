@@ -4,7 +4,9 @@
 //
 // A leaf is minted only from an upstream certificate that has already been verified
 // (chain + hostname), never from a bare SNI; it copies the upstream's subject CN and
-// SANs and is never valid longer than the upstream certificate.
+// SANs and is never valid longer than the upstream certificate. The one exception is the
+// leaf a refusal page (502, bad origin) is served with: mitm/ mints it from a stand-in
+// naming what the client asked for (mitm/upstream_verify.h), and relays nothing on it.
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>

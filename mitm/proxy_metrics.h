@@ -38,13 +38,15 @@ inline constexpr std::array<std::string_view, static_cast<size_t>(ConnectionOutc
     "client_tls_failed", "malformed", "fail_closed", "proxy_protocol_invalid", "client_not_allowed", "error",
     "no_request"};
 
-// Why an origin's certificate was refused (OpenSSL verify errors, grouped).
+// Why an origin's certificate was refused (OpenSSL verify errors, grouped; kNotServerLeaf:
+// the chain verified but the leaf is not for serving TLS, see mitm/upstream_verify.h).
 enum class UpstreamVerifyFailure : size_t {
-  kExpired, kNotYetValid, kSelfSigned, kUnknownIssuer, kNameMismatch, kRevoked, kNoCertificate, kOther, kCount
+  kExpired, kNotYetValid, kSelfSigned, kUnknownIssuer, kNameMismatch, kRevoked, kNoCertificate, kNotServerLeaf, kOther,
+  kCount
 };
 inline constexpr std::array<std::string_view, static_cast<size_t>(UpstreamVerifyFailure::kCount)>
     kUpstreamVerifyFailureNames = {"expired", "not_yet_valid", "self_signed", "unknown_issuer",
-                                   "name_mismatch", "revoked", "no_certificate", "other"};
+                                   "name_mismatch", "revoked", "no_certificate", "not_server_leaf", "other"};
 
 // TLS handshakes that did not complete, by side and reason.
 enum class HandshakeFailure : size_t { kClientTimeout, kClientError, kUpstreamTimeout, kUpstreamError, kCount };

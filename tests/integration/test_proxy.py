@@ -167,8 +167,8 @@ def test_monitor_forwards_and_records(env):
 def test_bad_origin_certificate_gets_502_and_verdict(env, name):
     o = env["origins"][name]
     proxy = env["monitor"]
-    # The minted leaf copies the bad origin's names and dates, so the client cannot verify
-    # it either; it is still ours (cluster CA), and the page says why.
+    # The page's leaf is ours (cluster CA) and names what the client asked for, so a client
+    # that verifies us reads why (test_upstream_certs.py); this one does not verify.
     c = https_conn(env, proxy, o.port, verify=False)
     c.request("GET", f"/bad-{name}")
     der = c.sock.getpeercert(binary_form=True)
