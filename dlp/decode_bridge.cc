@@ -16,6 +16,7 @@ class NormalizerHook final : public DecodeHook, public decode::SegmentSink {
   void Feed(std::string_view raw_chunk) override { normalizer_.Feed(raw_chunk); }
   void Finish() override { normalizer_.Finish(); }
   size_t memory_bytes() const override { return normalizer_.memory_bytes(); }
+  uint64_t held_from() const override { return normalizer_.held_from(); }
 
   // decode::SegmentSink
   void OnSegment(const decode::DecodedSegment& s) override {

@@ -129,6 +129,15 @@ class DigitGate {
   // Every gated match ending at or before this offset has been emitted (`fed` = bytes
   // fed so far): the open run holds back what it has not scanned yet.
   uint64_t settled(uint64_t fed) const { return in_run_ ? std::max(run_base_, reported_upto_) : fed; }
+  // No gated match still to come can start before this offset: every one lies inside a
+  // run, and the open run and the run bytes ending the last chunk (a run that may yet
+  // begin) are the only runs not judged yet.
+  uint64_t undecided_from(uint64_t fed) const {
+    uint64_t from = fed;
+    if (in_run_) from = std::min(from, run_base_ + (run_ctx_ ? 1 : 0));
+    if (!tail_.empty()) from = std::min(from, tail_base_ + (tail_ctx_ ? 1 : 0));
+    return from;
+  }
 
  private:
   void StartRun(std::string_view chunk, uint64_t base, size_t digit_pos);

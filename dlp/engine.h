@@ -8,6 +8,7 @@
 // is one message (one HTTP request body, URL, header block, or a raw connection) and
 // keeps the Engine it was opened with alive until it is destroyed.
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -75,10 +76,31 @@ class MessageScan {
   virtual void Feed(std::string_view chunk) = 0;
   // The strongest action decided so far; lets the proxy stop forwarding early.
   virtual rules::v1::Action action_so_far() const = 0;
+  // How far the message is decided, as an offset in the bytes fed (the original message,
+  // before any decoding): no pending or possible match, open digit run, context window or
+  // decoder state reaches back before it, so no byte before it can still become part of a
+  // finding. Bytes from here on are undecided: a caller that streams the message on
+  // holds them back until a later call or Finish. Cheap (no walk over data); grows with
+  // every Feed; after Finish it is the whole message.
+  virtual uint64_t decided_offset() const = 0;
+  // The offset of the first value counted toward a blocking threshold that is not reached
+  // yet (bulk_pii, a rule's min_count), or UINT64_MAX. These bytes are decided on their
+  // own but may still be what tips a bulk block: a caller that can afford to holds them
+  // back too, within a bound of its own (see HoldFrom).
+  virtual uint64_t threshold_from() const = 0;
   // Ends the message (flushes decoders, closes streams) and returns the verdict.
   virtual MessageResult Finish() = 0;
 };
 using MessageScanPtr = std::unique_ptr<MessageScan>;
+
+// Where a caller that streams a message on must stop forwarding, given `fed` bytes fed:
+// the decided offset, and before it the values counted toward a blocking threshold, held
+// back while they lie within `threshold_hold` bytes of the end (so the hold stays bounded;
+// beyond it a bulk block may come after some of its values left).
+inline uint64_t HoldFrom(const MessageScan& scan, uint64_t fed, uint64_t threshold_hold) {
+  const uint64_t floor = fed > threshold_hold ? fed - threshold_hold : 0;
+  return std::min(scan.decided_offset(), std::max(scan.threshold_from(), floor));
+}
 
 // One per thread. Grows its scratch to fit whichever engine it is asked to scan with,
 // so a hot-swapped engine needs no coordination beyond passing the new EnginePtr.

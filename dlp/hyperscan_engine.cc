@@ -339,8 +339,10 @@ absl::Status HyperscanEngine::CompileRules(const EngineOptions& options) {
       } else if (min_width == max_width && max_width != UINT_MAX) {
         cp.fixed_width = max_width;
         stream_exprs.push_back({text, flags, id});
+        stream_max_width_ = std::max(stream_max_width_, max_width);
       } else {
         stream_exprs.push_back({text, flags | HS_FLAG_SOM_LEFTMOST, id});
+        stream_max_width_ = std::max(stream_max_width_, max_width);
       }
       patterns_.push_back(cp);
       pattern_names.push_back(std::move(name));

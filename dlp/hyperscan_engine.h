@@ -122,6 +122,8 @@ class HyperscanEngine final : public Engine {
   const PrefixGateConfig& prefix_config() const { return prefix_config_; }
   const DigitGateConfig& gate_config() const { return gate_config_; }
   uint32_t max_window() const { return max_window_; }
+  // Longest match of a stream-database pattern (UINT32_MAX: some pattern is unbounded).
+  uint32_t stream_max_width() const { return stream_max_width_; }
   // Stream-db match ids at or above this are keyword hits of keyed rules, not patterns.
   unsigned keyword_id_base() const { return static_cast<unsigned>(patterns_.size()); }
   uint32_t bulk_threshold() const { return bulk_threshold_; }
@@ -150,6 +152,7 @@ class HyperscanEngine final : public Engine {
   PrefixGateConfig prefix_config_;
   size_t stream_state_bytes_ = 0;
   uint32_t max_window_ = 0;
+  uint32_t stream_max_width_ = 0;
   uint32_t bulk_threshold_ = 25;
   MessageRule bulk_rule_;
   MessageRule undecodable_rule_;

@@ -187,6 +187,8 @@ class UnavailableScan final : public MessageScan {
  public:
   void Feed(std::string_view chunk) override { bytes_ += chunk.size(); }
   Action action_so_far() const override { return rules::v1::BLOCK; }
+  uint64_t decided_offset() const override { return 0; }
+  uint64_t threshold_from() const override { return UINT64_MAX; }
   MessageResult Finish() override {
     MessageResult r;
     r.action = rules::v1::BLOCK;
@@ -270,7 +272,10 @@ class LayerScan {
     if (bytes.empty() || finished_) return;
     const uint64_t begin = history_.end() + decoded_.size();
     segments_.push_back(Segment{begin, begin + bytes.size(), orig_begin, orig_end, linear});
-    if (segments_.size() > kMaxSegments) segments_.pop_front();
+    if (segments_.size() > kMaxSegments) {
+      segments_.pop_front();
+      segments_dropped_ = true;
+    }
     decoded_.append(bytes);
     if (decoded_.size() >= kDecodedBatchBytes || ++decoded_segments_ >= kDecodedBatchSegments) FlushDecoded();
   }
@@ -321,12 +326,53 @@ class LayerScan {
     std::fill(taken_end_.begin(), taken_end_.end(), 0);
     completed_.clear();
     segments_.clear();
+    segments_dropped_ = false;
     decoded_.clear();
     decoded_segments_ = 0;
     finished_ = false;
   }
 
+  // The original offset before which no candidate of this layer is still to come, or
+  // UINT64_MAX when every byte of it is decided. Called between Feeds (no decoded bytes
+  // waiting in decoded_).
+  uint64_t UndecidedOrigin() const {
+    if (finished_) return UINT64_MAX;
+    const uint64_t from = UndecidedFrom();
+    if (layer_ == 0) return from;
+    if (from >= history_.end()) return UINT64_MAX;
+    // Decoded segments need not map in order (a lazy unescaper's windows overlap), so the
+    // bound is the lowest original offset of any byte from `from` on.
+    uint64_t orig = UINT64_MAX;
+    for (auto it = segments_.rbegin(); it != segments_.rend(); ++it) {
+      if (it->layer_end <= from) return orig;
+      uint64_t o = it->orig_begin;
+      if (it->linear && from > it->layer_begin) o += from - it->layer_begin;
+      orig = std::min(orig, o);
+    }
+    // Every segment kept lies after `from`; if older ones were dropped, the origin of
+    // `from` is unknown, so nothing is decided (the caller keeps holding).
+    return segments_dropped_ ? 0 : orig;
+  }
+
  private:
+  // The layer offset before which no candidate is still to come: a stream-database match
+  // ends at a byte not fed yet, so it starts at most its pattern's width back (capped at
+  // the history, the furthest a value is ever read from); gated matches lie in runs the
+  // gate has not judged; prefix matches start at a start not scanned yet; and a pending
+  // match or one waiting for its after-context starts where it starts.
+  uint64_t UndecidedFrom() const {
+    const uint64_t avail = history_.end();
+    const uint64_t width = std::min<uint64_t>(engine_.stream_max_width(), kHistoryBytes);
+    uint64_t from = engine_.stream_db() != nullptr ? avail - std::min(avail, width) : avail;
+    if (gate_) from = std::min(from, gate_->undecided_from(avail));
+    if (prefix_) from = std::min(from, PrefixSettled(avail));
+    for (uint32_t i = 0; live_ > 0 && i < pending_.size(); ++i) {
+      if (pending_[i].live) from = std::min(from, pending_[i].start);
+    }
+    for (const RawMatch& m : completed_) from = std::min(from, m.start);
+    return from;
+  }
+
   struct Pending {
     bool live = false;
     uint64_t start = 0;
@@ -710,6 +756,7 @@ class LayerScan {
   std::vector<uint64_t> taken_end_;
   std::vector<RawMatch> completed_;
   std::deque<Segment> segments_;
+  bool segments_dropped_ = false;  // segments_ lost its oldest entries (kMaxSegments)
   std::string decoded_;  // decoded bytes not scanned yet (see FeedSegment)
   size_t decoded_segments_ = 0;
   bool finished_ = false;
@@ -745,6 +792,7 @@ bool MessageScanImpl::Recycle() {
   }
   ClearDistinct(&bulk_seen_);
   bulk_overflow_ = 0;
+  bulk_first_ = UINT64_MAX;
   csv_.Reset();
   undecodable_count_ = 0;
   undecodable_start_ = undecodable_end_ = 0;
@@ -788,6 +836,33 @@ void MessageScanImpl::Feed(std::string_view chunk) {
     }
   }
   UpdateSoFar();
+}
+
+uint64_t MessageScanImpl::decided_offset() const {
+  if (finished_) return total_bytes_;
+  uint64_t decided = total_bytes_;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    if ((active_layers_ >> i) & 1u) decided = std::min(decided, layers_[i]->UndecidedOrigin());
+  }
+  if (decoder_) decided = std::min(decided, decoder_->held_from());
+  return decided;
+}
+
+uint64_t MessageScanImpl::threshold_from() const {
+  if (finished_) return UINT64_MAX;
+  uint64_t from = UINT64_MAX;
+  const auto& rules = engine_->rules();
+  for (size_t i = 0; i < rules.size(); ++i) {
+    const RuleState& st = states_[i];
+    if (rules[i].action == rules::v1::BLOCK && st.count > 0 && st.count < rules[i].min_count) {
+      from = std::min(from, st.first_start);
+    }
+  }
+  if (engine_->bulk_rule().action == rules::v1::BLOCK) {
+    from = std::min(from, bulk_first_);
+    if (csv_.is_pii_csv()) from = 0;  // the header is the message's first line
+  }
+  return from;
 }
 
 void MessageScanImpl::OnDecoded(uint32_t layer, std::string_view bytes, uint64_t orig_begin, uint64_t orig_end,
@@ -881,6 +956,7 @@ void MessageScanImpl::OnCandidate(uint32_t rule_index, std::string_view value, s
                          : HexDigest(HmacSha256(engine_->options().fingerprint_key, normalized));
   }
   if (rule.pii) {
+    bulk_first_ = std::min(bulk_first_, orig_start);
     if (bulk_seen_.size() >= kMaxDistinct) {
       ++bulk_overflow_;
     } else {
@@ -1023,6 +1099,8 @@ class PooledScan final : public MessageScan {
   }
   void Feed(std::string_view chunk) override { impl_->Feed(chunk); }
   Action action_so_far() const override { return impl_->action_so_far(); }
+  uint64_t decided_offset() const override { return impl_->decided_offset(); }
+  uint64_t threshold_from() const override { return impl_->threshold_from(); }
   MessageResult Finish() override { return impl_->Finish(); }
 
  private:

@@ -47,6 +47,8 @@ class MessageScanImpl final : public MessageScan, public DecodedSink {
   // MessageScan
   void Feed(std::string_view chunk) override;
   rules::v1::Action action_so_far() const override { return so_far_; }
+  uint64_t decided_offset() const override;
+  uint64_t threshold_from() const override;
   MessageResult Finish() override;
 
   // DecodedSink
@@ -88,6 +90,7 @@ class MessageScanImpl final : public MessageScan, public DecodedSink {
   std::vector<RuleState> states_;
   std::unordered_set<std::string> bulk_seen_;
   uint64_t bulk_overflow_ = 0;
+  uint64_t bulk_first_ = UINT64_MAX;  // original start of the first value counted toward bulk_pii
   CsvHeaderDetector csv_;
   uint64_t undecodable_count_ = 0;
   uint64_t undecodable_start_ = 0;

@@ -191,6 +191,11 @@ class GroupDecoder {
   }
 
   size_t memory_bytes() const { return coal_.memory_bytes(); }
+  // A partial group (Flush still emits 2 or 3 leftover characters) and unflushed groups.
+  uint64_t held_from() const {
+    const uint64_t partial = (n_ > 0 || has_partial_) ? partial_.begin : kNothingHeld;
+    return std::min(partial, coal_.held_from());
+  }
 
  private:
   Coalescer coal_;
@@ -229,6 +234,8 @@ class Base64Body final : public Decoder {
 
   void Finish() override { groups_.Flush(); }
   size_t memory_bytes() const override { return sizeof(*this) + groups_.memory_bytes(); }
+  // Even after padding or a bad character (done_), Finish flushes what the groups hold.
+  uint64_t held_from() const override { return groups_.held_from(); }
 
  private:
   Layer& out_;
@@ -270,6 +277,15 @@ struct Base64Finder::State {
     if (mode == Mode::kRun) EndRun();
     mode = Mode::kSearch;
     cand.Clear();
+  }
+
+  uint64_t HeldFrom() const {
+    // A candidate that grows to 16 characters is decoded from its first character; in a
+    // run, what the groups hold. Line breaks and skipped text are never emitted.
+    uint64_t h = cand.orig_begin();
+    if (groups) h = std::min(h, groups->held_from());
+    if (out) h = std::min(h, out->held_from());
+    return h;
   }
 
   // A candidate (< 16 characters) ended the previous chunk: continue it.
@@ -380,6 +396,7 @@ Base64Finder::~Base64Finder() = default;
 void Base64Finder::Begin() { s_->End(); }
 void Base64Finder::Put(const Src& in) { s_->Put(in); }
 void Base64Finder::End() { s_->End(); }
+uint64_t Base64Finder::held_from() const { return s_->HeldFrom(); }
 size_t Base64Finder::memory_bytes() const {
   size_t n = sizeof(State) + s_->cand.memory_bytes();
   if (s_->out) n += s_->out->memory_bytes() + s_->groups->memory_bytes();

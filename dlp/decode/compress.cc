@@ -53,6 +53,7 @@ class Decompressor final : public Decoder {
     if (!started_) {
       started_ = true;
       start_ = in.SpanOf(0, 1).begin;
+      reflected_ = start_;
       last_end_ = in.SpanOf(0, 1).end;
       if (!Init(in.bytes())) return;
     }
@@ -81,6 +82,17 @@ class Decompressor final : public Decoder {
   }
 
   size_t memory_bytes() const override { return sizeof(*this) + kOutChunk; }
+
+  // Output segments span from `reflected_` (Output): input before it decodes to no more
+  // than what was already emitted, so it may be forwarded; input from there on may still
+  // make output. Nothing is held before the first byte (the parent holds that input),
+  // after a failure, or once a stream other than gzip ended (more input only fails it);
+  // a gzip member may be followed by another.
+  uint64_t held_from() const override {
+    if (!started_ || failed_) return kNothingHeld;
+    if (ended_ && codec_ != Codec::kGzip) return kNothingHeld;
+    return reflected_;
+  }
 
  private:
   bool Init(std::string_view first) {
@@ -179,6 +191,9 @@ class Decompressor final : public Decoder {
       in_total_ += used;
       if (pos > 0) last_end_ = std::max(last_end_, in.SpanOf(0, pos).end);
       if (produced > 0 && !Output(produced)) return n;
+      // The decoder took every byte offered and gave every byte it could: whoever holds
+      // the input so far can decode no more than was emitted.
+      if (err.empty() && (stalled || end)) reflected_ = last_end_;
       if (!err.empty()) {
         Fail(in, pos, fmt::format("corrupt {} stream: {}", CodecName(codec_), err));
         return n;
@@ -200,7 +215,10 @@ class Decompressor final : public Decoder {
                                                         CodecName(codec_), ctx_.limits.max_expansion_ratio));
       return false;
     }
-    SinglePiece piece(std::string_view(buf_.get(), produced), {start_, last_end_}, false);
+    // From the input not yet fully turned into output: a finding maps to the compressed
+    // bytes that carried it, not to the whole stream, so a streamed body is held back by
+    // about one read, not from its start.
+    SinglePiece piece(std::string_view(buf_.get(), produced), {reflected_, last_end_}, false);
     out_.Emit(piece.src());
     return !ctx_.stopped;
   }
@@ -232,6 +250,7 @@ class Decompressor final : public Decoder {
   bool started_ = false, ended_ = false, failed_ = false;
   bool zstd_frame_done_ = false;  // zstd bodies may hold several frames: never "ended"
   uint64_t start_ = 0, last_end_ = 0;
+  uint64_t reflected_ = 0;  // input before it is fully reflected in the output emitted
   uint64_t in_total_ = 0, out_total_ = 0;
 };
 

@@ -38,6 +38,9 @@ class Base64Finder {
   void Put(const Src& in);
   void End();
   size_t memory_bytes() const;
+  // A short candidate that may still grow into a run, a run's partial group and
+  // unflushed bytes, and what the finder's own layer holds.
+  uint64_t held_from() const;
 
  private:
   struct State;
@@ -53,6 +56,8 @@ class TransformSlot {
   void Put(const Src& in);
   void End();
   size_t memory_bytes() const;
+  // The undecided sniff prefix, the decoder's own state and what its output layer holds.
+  uint64_t held_from() const;
 
  private:
   void Decide();

@@ -1,5 +1,6 @@
 #include "dlp/decode/layer.h"
 
+#include <algorithm>
 #include <fmt/format.h>
 
 #include "dlp/decode/decoders.h"
@@ -67,6 +68,13 @@ void Layer::ToSink(const Src& s) {
 void Layer::EndDocument() {
   if (transform_) transform_->End();
   if (base64_) base64_->End();
+}
+
+uint64_t Layer::held_from() const {
+  uint64_t h = kNothingHeld;
+  if (transform_) h = std::min(h, transform_->held_from());
+  if (base64_) h = std::min(h, base64_->held_from());
+  return h;
 }
 
 size_t Layer::memory_bytes() const {

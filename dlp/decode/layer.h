@@ -42,12 +42,21 @@ struct Context {
 
 class Layer;
 
+// Holds. Every part of the tree answers held_from(): the smallest original offset of
+// any segment it may still deliver to the sink, counting segments its children deliver
+// and, for a part whose output spans do not follow its input (a decompressor's start at
+// the stream start), segments made from input it has not seen yet; kNothingHeld when it
+// holds nothing. Spans are original offsets at every depth, so a nested part's holds
+// need no mapping through its parents. The proxy forwards original bytes below the
+// minimum: a value must never be larger than the truth.
 class Decoder {
  public:
   virtual ~Decoder() = default;
   virtual void Put(const Src& in) = 0;
   virtual void Finish() = 0;
   virtual size_t memory_bytes() const = 0;
+  // Own state only: the Layer it writes to answers for its children.
+  virtual uint64_t held_from() const = 0;
 };
 using DecoderPtr = std::unique_ptr<Decoder>;
 
@@ -67,6 +76,8 @@ class Layer {
   void Emit(const Src& s, bool to_sink = true);
   void EndDocument();
   size_t memory_bytes() const;
+  // Emit passes bytes on at once: a layer holds only what its two child slots hold.
+  uint64_t held_from() const;
   uint32_t depth() const { return depth_; }
   Context& ctx() { return ctx_; }
 
@@ -93,6 +104,8 @@ class Coalescer {
   void Flush();
   size_t pending() const { return buf_.size(); }
   size_t memory_bytes() const { return buf_.capacity(); }
+  // Buffered units go out in one segment spanning from the earliest of them.
+  uint64_t held_from() const { return buf_.empty() ? kNothingHeld : span_.begin; }
 
  private:
   Layer& out_;

@@ -28,6 +28,7 @@ OrigSpan Src::SpanOf(size_t i, size_t j) const {
 
 void MappedBuffer::Append(const Src& s) {
   s.ForEachRun([this](std::string_view bytes, OrigSpan span, bool linear) {
+    min_begin_ = std::min(min_begin_, span.begin);
     if (!runs_.empty()) {
       Run& last = runs_.back();
       const bool contiguous_linear = linear && last.linear && last.oe == span.begin;
@@ -51,6 +52,7 @@ void MappedBuffer::DropFront(size_t n) {
   }
   data_.erase(0, n);
   size_t keep_from = 0;
+  min_begin_ = kNothingHeld;  // recomputed over the runs that stay
   for (size_t r = 0; r < runs_.size(); ++r) {
     Run& run = runs_[r];
     if (run.pos + run.len <= n) {
@@ -65,6 +67,7 @@ void MappedBuffer::DropFront(size_t n) {
     } else {
       run.pos -= n;
     }
+    min_begin_ = std::min(min_begin_, run.ob);
   }
   runs_.erase(runs_.begin(), runs_.begin() + static_cast<std::ptrdiff_t>(keep_from));
 }

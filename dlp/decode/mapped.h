@@ -15,6 +15,9 @@ struct OrigSpan {
   uint64_t begin = 0, end = 0;
 };
 
+// held_from() of a part of the tree that holds no byte it may still deliver.
+inline constexpr uint64_t kNothingHeld = UINT64_MAX;
+
 // A run of bytes [pos, pos + len) in some buffer. Linear runs map byte i to original
 // byte ob + (i - pos); coarse runs map every byte to [ob, oe).
 struct Run {
@@ -70,8 +73,14 @@ class MappedBuffer {
   void Clear() {
     data_.clear();
     runs_.clear();
+    min_begin_ = kNothingHeld;
   }
   size_t size() const { return data_.size(); }
+  // Smallest original offset any buffered byte maps to (kNothingHeld when empty). Kept
+  // up to date by Append and DropFront so asking costs nothing: held_from() asks it
+  // after every Feed. The minimum over runs, not the first run's begin: coarse spans of
+  // one stream may overlap (see Src::SpanOf).
+  uint64_t orig_begin() const { return data_.empty() ? kNothingHeld : min_begin_; }
   bool empty() const { return data_.empty(); }
   std::string_view bytes() const { return data_; }
   Src src() const { return Src(data_.data(), 0, data_.size(), runs_); }
@@ -80,6 +89,7 @@ class MappedBuffer {
  private:
   std::string data_;
   std::vector<Run> runs_;
+  uint64_t min_begin_ = kNothingHeld;
 };
 
 template <typename F>

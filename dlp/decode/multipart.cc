@@ -75,6 +75,28 @@ class Multipart final : public Decoder {
     return sizeof(*this) + buf_.memory_bytes() + (part_ ? part_->memory_bytes() : 0);
   }
 
+  uint64_t held_from() const override {
+    if (failed_) return kNothingHeld;  // nothing more is parsed or emitted
+    uint64_t h = part_ ? part_->held_from() : kNothingHeld;
+    switch (state_) {
+      case State::kPreamble:
+      case State::kEpilogue:
+        // The preamble look-behind is at most a delimiter prefix and the byte before it:
+        // if a delimiter follows, both are dropped, else they are preamble. Neither is
+        // ever decoded.
+        return h;
+      case State::kAfterDelim:
+      case State::kHeaders:
+        // Boundary line and unfinished part headers: not emitted themselves, held anyway
+        // (cheap: only until the headers end) so a part's headers never leave ahead of
+        // the first bytes of its body.
+      case State::kBody:
+        // The look-behind for "\r\n--boundary": body bytes unless a delimiter follows.
+        return std::min(h, buf_.orig_begin());
+    }
+    return h;
+  }
+
  private:
   enum class State { kPreamble, kAfterDelim, kHeaders, kBody, kEpilogue };
 
@@ -194,6 +216,7 @@ class Multipart final : public Decoder {
     void Put(const Src& in) override { out_.Emit(in, /*to_sink=*/false); }
     void Finish() override {}
     size_t memory_bytes() const override { return sizeof(*this); }
+    uint64_t held_from() const override { return kNothingHeld; }  // passes bytes on at once
 
    private:
     Layer& out_;

@@ -38,6 +38,12 @@ void Normalizer::Finish() {
   impl_->root.EndDocument();
 }
 
+uint64_t Normalizer::held_from() const {
+  // Finish flushed everything; a stopped context delivers nothing more.
+  if (impl_->finished || impl_->ctx.stopped) return kNothingHeld;
+  return impl_->root.held_from();
+}
+
 size_t Normalizer::memory_bytes() const { return impl_->root.memory_bytes() + impl_->ctx.codec_bytes; }
 
 }  // namespace egressguard::dlp::decode

@@ -83,6 +83,15 @@ class Normalizer {
   void Feed(std::string_view raw_chunk);  // any chunk size, incl. 0
   void Finish();                          // flushes; reports truncated streams
   size_t memory_bytes() const;            // current bytes held (buffers + decoder state)
+  // The smallest original offset a segment delivered from now on may have (orig_begin),
+  // or UINT64_MAX when nothing is held: original bytes below min(held_from(), bytes fed)
+  // can be forwarded. A few comparisons per layer, no allocation: fine after every
+  // Feed. Held: undecided sniff prefixes, cut escapes, the lazy unescaper's literal tail
+  // (before-context of a next escape, <= 256 bytes), unflushed escape and base64 groups,
+  // base64 candidates under 16 characters, multipart look-behind and part headers, and
+  // a compressed stream's input not yet fully turned into output (its output spans
+  // start there).
+  uint64_t held_from() const;
 
  private:
   struct Impl;

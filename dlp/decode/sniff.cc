@@ -165,6 +165,16 @@ size_t TransformSlot::memory_bytes() const {
   return n;
 }
 
+uint64_t TransformSlot::held_from() const {
+  // The prefix goes to the decoder once decided: held while sniffing.
+  uint64_t h = sniff_.orig_begin();
+  if (decoder_) h = std::min(h, decoder_->held_from());
+  // The output layer outlives documents; once a document ends its slots are flushed and
+  // hold nothing.
+  if (out_) h = std::min(h, out_->held_from());
+  return h;
+}
+
 void TransformSlot::Decide() {
   sniffing_ = false;
   const std::string_view b = sniff_.bytes();

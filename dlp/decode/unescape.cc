@@ -191,6 +191,13 @@ class Unescaper final : public Decoder {
     return sizeof(*this) + partial_.memory_bytes() + tail_.memory_bytes() + coal_.memory_bytes();
   }
 
+  // A cut escape, decoded escapes not flushed yet and (lazy) the literal tail that the
+  // next escape would emit as its before-context. Literals older than the tail are never
+  // emitted; literals after an escape go out as they arrive.
+  uint64_t held_from() const override {
+    return std::min({partial_.orig_begin(), tail_.orig_begin(), coal_.held_from()});
+  }
+
  private:
   // Handles units from s until one ends at or past stop_at; returns where it stopped.
   size_t Process(const Src& s, size_t stop_at, bool final, bool* incomplete) {

@@ -1,4 +1,4 @@
-// Differential: the Normalizer gives the same layers (and, without decompression, the same per-byte spans) for one buffer and for arbitrary chunkings.
+// Differential: the Normalizer gives the same layers (and, without decompression, the same per-byte spans) for one buffer and for arbitrary chunkings; and no segment starts below a held_from() reported after an earlier Feed.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -19,7 +19,10 @@ Outcome Run(const ContentHintLite& hint, const NormalizerLimits& limits, std::st
             bool spans) {
   fuzz::CheckingSink sink(body.size(), spans);
   Normalizer n(hint, limits, sink);
-  for (size_t at = 0; at < body.size(); at += chunk) n.Feed(body.substr(at, chunk));
+  for (size_t at = 0; at < body.size(); at += chunk) {
+    n.Feed(body.substr(at, chunk));
+    sink.Decided(n.held_from(), std::min(body.size(), at + chunk));
+  }
   n.Finish();
   Outcome o;
   for (auto& [id, text] : sink.layers) o.layers.emplace_back(text, sink.spans_by_layer[id]);

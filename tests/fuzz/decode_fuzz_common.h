@@ -1,7 +1,9 @@
 #pragma once
 // Shared by the decoder fuzz drivers: a sink that checks the Normalizer's output contract
-// (layer ids in range, spans inside the message, linear segments 1:1) and records it.
+// (layer ids in range, spans inside the message, linear segments 1:1, nothing below a
+// reported hold) and records it.
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <map>
@@ -23,6 +25,8 @@ class CheckingSink : public SegmentSink {
     if (s.orig_begin > s.orig_end || s.orig_end > size_) std::abort();
     if (s.bytes.empty()) std::abort();
     if (s.linear && s.orig_end - s.orig_begin != s.bytes.size()) std::abort();
+    // The proxy has forwarded everything below `decided`: a segment from there is a leak.
+    if (s.orig_begin < decided) std::abort();
     layers[s.layer].append(s.bytes);
     if (keep_spans_) {
       auto& spans = spans_by_layer[s.layer];
@@ -38,6 +42,10 @@ class CheckingSink : public SegmentSink {
     reasons.emplace_back(why);
   }
 
+  // After each Feed: what the proxy could forward at most so far.
+  void Decided(uint64_t held_from, uint64_t fed) { decided = std::max(decided, std::min(held_from, fed)); }
+
+  uint64_t decided = 0;
   std::map<uint32_t, std::string> layers;
   std::map<uint32_t, std::vector<std::pair<uint64_t, uint64_t>>> spans_by_layer;
   std::vector<std::string> reasons;

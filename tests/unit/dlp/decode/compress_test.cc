@@ -27,8 +27,10 @@ TEST(Compress, DeclaredEncodingsDecode) {
     const Recorder r = Normalize(c.body, H("", c.name));
     EXPECT_TRUE(r.Has(kText)) << c.name;
     EXPECT_TRUE(r.undecodable.empty()) << c.name << ": " << r.Reasons();
+    // Mapped to the compressed bytes that carried it (compress.cc: from the input not yet
+    // turned into output when the value came out), inside the body.
     const Span s = r.Find("4111 1111 1111 1111");
-    EXPECT_EQ(s.begin, 0u) << c.name;
+    EXPECT_LT(s.begin, s.end) << c.name;
     EXPECT_LE(s.end, c.body.size()) << c.name;
   }
 }
@@ -62,8 +64,7 @@ TEST(Compress, NestedBase64InJsonInGzipMapsToTheGzipBody) {
   const Recorder r = Normalize(body, H("application/json", "gzip"));
   ASSERT_TRUE(r.Has(inner));
   const Span s = r.Find("X1234567");
-  EXPECT_EQ(s.begin, 0u);
-  EXPECT_GT(s.end, 0u);
+  EXPECT_LT(s.begin, s.end);
   EXPECT_LE(s.end, body.size());
   // And once more inside base64 of the gzip, inside JSON: three layers.
   const std::string outer = R"({"blob":")" + Base64(body) + R"("})";
