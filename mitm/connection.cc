@@ -9,9 +9,11 @@
 #include <algorithm>
 #include <array>
 
+#include "mitm/body_relay.h"
 #include "mitm/client_hello.h"
 #include "mitm/host_port.h"
 #include "mitm/proxy_protocol.h"
+#include "mitm/upstream_verify.h"
 #include "mitm/verdict_id.h"
 
 // GCC 12 misreads the sized operator delete of Asio 1.74's coroutine frame allocator as
@@ -45,15 +47,14 @@ std::string StripQueryValues(std::string_view target) {
   return out;
 }
 
-// Whether the first bytes of a decrypted stream start like an HTTP/1 request line
-// (a token then a space). nullopt: not enough bytes to tell yet.
+// Whether a decrypted stream is meant as HTTP/1: its first byte is one a request head
+// may start with, or the whitespace a malformed one does (an empty line, which RFC 9112
+// 2.2 lets us skip; a space or tab, which the parser refuses with 400). Anything else
+// (a TLS record, binary, JSON) is a protocol the proxy does not parse. nullopt: no byte yet.
 std::optional<bool> LooksLikeHttp(std::string_view bytes) {
-  for (size_t i = 0; i < bytes.size() && i < 24; ++i) {
-    char c = bytes[i];
-    if (c == ' ') return i > 0;
-    if (!http1::IsToken(std::string_view(&c, 1))) return false;
-  }
-  return bytes.size() >= 24 ? std::optional<bool>(false) : std::nullopt;
+  if (bytes.empty()) return std::nullopt;
+  const char c = bytes[0];
+  return c == '\r' || c == '\n' || c == ' ' || c == '\t' || http1::IsToken(std::string_view(&c, 1));
 }
 
 Action Strongest(const std::vector<dlp::MessageResult>& results) {
@@ -142,6 +143,8 @@ UpstreamVerifyFailure VerifyFailureOf(long code) {
       return UpstreamVerifyFailure::kNameMismatch;
     case X509_V_ERR_CERT_REVOKED:
       return UpstreamVerifyFailure::kRevoked;
+    case X509_V_ERR_INVALID_PURPOSE:  // OpenSSL's own TLS-server purpose check
+      return UpstreamVerifyFailure::kNotServerLeaf;
     default:
       return UpstreamVerifyFailure::kOther;
   }
@@ -165,6 +168,8 @@ class CountedScan final : public dlp::MessageScan {
     bytes_ += chunk.size();
   }
   rules::v1::Action action_so_far() const override { return inner_->action_so_far(); }
+  uint64_t decided_offset() const override { return inner_->decided_offset(); }
+  uint64_t threshold_from() const override { return inner_->threshold_from(); }
   dlp::MessageResult Finish() override {
     auto start = std::chrono::steady_clock::now();
     auto result = inner_->Finish();
@@ -188,8 +193,9 @@ struct Connection::Transaction {
   const http1::MessageHead& head;
   std::string path;
   std::vector<dlp::MessageResult> results;
-  uint64_t bytes_out = 0;
+  uint64_t bytes_out = 0;  // sent to the origin: head and body as framed
   uint64_t bytes_in = 0;
+  uint64_t bytes_out_before_block = 0;  // a block after part of the request had left
   bool response_started = false;
   bool upgraded = false;
   std::string condition;  // a refusal that is not a rule: method_not_allowed, ...
@@ -587,7 +593,8 @@ asio::awaitable<void> Connection::Bump(const std::string& peeked) {
   // The chain is verified against the trust store by OpenSSL during the handshake, and
   // the name here is part of that verification; the result is checked below, never skipped.
   X509_VERIFY_PARAM* param = SSL_get0_param(ussl);
-  X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+  // As a browser does: the name must be in the subjectAltName; a subject CN never stands in.
+  X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
   int name_ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, verify_name.c_str())
                       : X509_VERIFY_PARAM_set1_host(param, verify_name.c_str(), verify_name.size());
   auto fail = [&](std::string reason) {
@@ -620,21 +627,26 @@ asio::awaitable<void> Connection::Bump(const std::string& peeked) {
   if (verify != X509_V_OK) {
     bad_cert = X509_verify_cert_error_string(verify);
     shared_.metrics.upstream_verify_failures[Index(VerifyFailureOf(verify))].fetch_add(1, std::memory_order_relaxed);
+  } else if (auto problem = ServerLeafProblem(peer, KeyUseOf(ussl)); !problem.empty()) {
+    // The chain verified, but the leaf is not a TLS server certificate (a CA, wrong key usage).
+    bad_cert = std::move(problem);
+    shared_.metrics.upstream_verify_failures[Index(UpstreamVerifyFailure::kNotServerLeaf)].fetch_add(1, std::memory_order_relaxed);
   }
   if (!bad_cert.empty()) {
     // Never send anything on to an origin we could not verify.
     upstream_->Close();
   }
 
-  // A bad upstream still gets a leaf (from the names it presented) so the client can be
-  // told why in a 502 page instead of a bare TLS failure; nothing is ever forwarded.
-  // The minter never issues past the upstream's own validity; for an invalid (e.g. expired)
-  // origin the page's leaf is minted from a copy of its names with a one-day window.
-  std::unique_ptr<X509, decltype(&X509_free)> surrogate(nullptr, X509_free);
+  // A bad upstream still gets a leaf, so the client can be told why in a 502 page instead
+  // of a bare TLS failure. It names what the client asked for (not the origin's possibly
+  // wrong names and dates), so a client that verifies us reads the page; that upgrades no
+  // trust, because nothing is ever forwarded on it. It is minted from a stand-in with its
+  // own fingerprint, so the leaf cache never serves it to a good connection, nor a good
+  // connection's leaf to a bad one.
+  ca::X509Ptr surrogate;
   if (!bad_cert.empty()) {
-    surrogate.reset(X509_dup(peer));
-    if (!surrogate || !X509_gmtime_adj(X509_getm_notBefore(surrogate.get()), -3600) ||
-        !X509_gmtime_adj(X509_getm_notAfter(surrogate.get()), 86400)) {
+    surrogate = RefusalSurrogate(verify_name, std::time(nullptr));
+    if (!surrogate) {
       fail("upstream_cert_invalid: " + bad_cert);
       co_return;
     }
@@ -720,6 +732,12 @@ asio::awaitable<void> Connection::HttpLoop(http1::Parser* first) {
         }
         if (finished_) co_return;
         if (!*LooksLikeHttp(client_buf_)) {
+          // What the proxy cannot parse it does not relay in enforce mode, unless the
+          // destination is listed for a raw relay (scanned, nothing undecided forwarded).
+          if (enforce && !shared_.policy->RawRelayAllowed(host_, port_, sni_)) {
+            ReportRefusal("unparsed_protocol");
+            co_return;
+          }
           co_await RawRelay(true, 0);
           co_return;
         }
@@ -850,61 +868,75 @@ asio::awaitable<void> Connection::HttpLoop(http1::Parser* first) {
       v.set_path(tx.path);
       v.set_bytes_out(tx.bytes_out);
       v.set_bytes_in(tx.bytes_in);
+      v.set_bytes_out_before_block(tx.bytes_out_before_block);
       for (const auto& r : tx.results) {
         for (const auto& f : r.findings) *v.add_findings() = f;
       }
       Action action = Strongest(tx.results);
-      v.set_action(action);
       std::string reason = extra_reason.empty() ? ReasonFor(tx.results, action) : extra_reason;
       if (engine_ == nullptr && extra_reason.empty()) reason = "engine_unavailable (fail open)";
+      if (!tx.condition.empty()) {  // blocked by the proxy itself, not by a rule
+        action = rules::v1::BLOCK;
+        reason = tx.condition;
+      }
+      v.set_action(action);
       v.set_reason(reason);
       Report(std::move(v));
     };
     auto block = [&]() -> asio::awaitable<void> {
       Action action = Strongest(tx.results);
-      std::string rules = ReasonFor(tx.results, action);
+      std::string why = tx.condition.empty() ? "blocked by data-loss-prevention rules: " + ReasonFor(tx.results, action)
+                                             : "blocked: " + tx.condition;
       report("");
-      co_await Respond(403, "Forbidden", "blocked by data-loss-prevention rules: " + rules, true);
+      co_await Respond(403, "Forbidden", why, true);
     };
     if (enforce && Strongest(tx.results) == rules::v1::BLOCK) {
       co_await block();
       co_return;
     }
 
-    static const std::vector<std::string_view> kDrop = {"proxy-connection", "proxy-authorization"};
-    static const std::vector<std::string_view> kDropExpect = {"proxy-connection", "proxy-authorization", "expect"};
+    // A body leaves re-framed by the proxy (mitm/body_relay.h), so the Trailer field that
+    // announced trailers it drops goes too.
+    static const std::vector<std::string_view> kDrop = {"proxy-connection", "proxy-authorization", "trailer"};
+    static const std::vector<std::string_view> kDropExpect = {"proxy-connection", "proxy-authorization", "trailer",
+                                                              "expect"};
     std::string out_head = http1::SerializeRequestHead(head, origin_target, head.expect_continue ? kDropExpect : kDrop);
-    const size_t out_head_size = out_head.size();
     bool has_body = head.chunked || head.content_length.value_or(0) > 0;
+    if (head.upgrade && enforce && !shared_.policy->RawRelayAllowed(host_, port_, sni_)) {
+      // After a 101 the stream is a protocol the proxy does not parse yet: not relayed.
+      co_await refuse(403, "Forbidden", "unparsed_protocol: Upgrade");
+      co_return;
+    }
     // The proxy answers 100-continue itself: it reads (and in enforce mode holds) the body
     // before the origin sees any of it.
     if (head.expect_continue && has_body) co_await WriteClient("HTTP/1.1 100 Continue\r\n\r\n");
-    tx.bytes_out += out_head.size();
 
-    bool holding = enforce;
-    std::string held;    // enforce: head + body until scanned (up to the hold limit)
-    std::string pending; // enforce, streaming: scanned bytes waiting for the next scan step
+    // The head leaves with the first body bytes released (in enforce mode not before the
+    // hold ends), then only what BodyRelay releases.
+    BodyRelay body(BodyRelay::Options{head.chunked, enforce, cfg.hold_limit}, body_scan.get());
+    std::string wire;  // released body bytes, framed, not sent yet
+    bool head_sent = false;
     error_code ec;
     bool upstream_failed = false;
-    // Bytes for the origin: send_up_now writes what the socket takes at once and says
-    // whether that was all (nearly always), so only a full socket costs a coroutine.
-    auto send_up_now = [&](asio::const_buffer& rest) -> bool {
-      if (rest.size() == 0 || upstream_failed) return true;
+    // Sends the head (the first time) and `wire` to the origin, and empties it: what the
+    // socket takes at once without a coroutine (nearly always), the rest with one.
+    auto send_wire = [&]() -> asio::awaitable<void> {
+      if (!head_sent) {
+        wire.insert(0, out_head);  // one write: head and first body bytes in one record
+        head_sent = true;
+      }
+      if (wire.empty() || upstream_failed) {
+        wire.clear();
+        co_return;
+      }
+      tx.bytes_out += wire.size();
+      asio::const_buffer rest = asio::buffer(wire);
       error_code wec;
-      const bool done = upstream_->WriteNow(rest, wec);
+      if (!upstream_->WriteNow(rest, wec) && !wec) co_await upstream_->Write(rest, wec);
       if (wec) upstream_failed = true;
-      return done;
+      wire.clear();
     };
-    auto send_up_rest = [&](asio::const_buffer rest) -> asio::awaitable<void> {
-      error_code wec;
-      co_await upstream_->Write(rest, wec);
-      if (wec) upstream_failed = true;
-    };
-    if (holding) {
-      held = std::move(out_head);
-    } else {
-      if (asio::const_buffer rest = asio::buffer(out_head); !send_up_now(rest)) co_await send_up_rest(rest);
-    }
+    if (!enforce) co_await send_wire();
 
     bool blocked = false;
     Arm(cfg.idle_timeout);
@@ -917,41 +949,35 @@ asio::awaitable<void> Connection::HttpLoop(http1::Parser* first) {
         v.set_path(tx.path);
         v.set_action(rules::v1::BLOCK);
         v.set_reason("malformed_http: " + req.error());
+        v.set_bytes_out(tx.bytes_out);
+        v.set_bytes_out_before_block(tx.bytes_out);
         v.set_enforced(true);
         Report(std::move(v));
         co_await Respond(400, "Bad Request", req.error(), false);
         co_return;
       }
-      if (r.event == http1::Event::kBody && body_scan) body_scan->Feed(r.body);
+      if (r.event == http1::Event::kBody) body.Add(r.body);
       if (r.consumed > 0) {
-        std::string raw = client_buf_.substr(0, r.consumed);
         client_buf_.erase(0, r.consumed);
-        tx.bytes_out += raw.size();
-        if (!enforce) {
-          if (asio::const_buffer rest = asio::buffer(raw); !send_up_now(rest)) co_await send_up_rest(rest);
-        } else if (body_scan && body_scan->action_so_far() == rules::v1::BLOCK) {
+        if (enforce && body_scan && body_scan->action_so_far() == rules::v1::BLOCK) {
           blocked = true;
           break;
-        } else if (holding) {
-          held += raw;
-          if (held.size() > cfg.hold_limit + out_head_size) {
-            // Over the hold limit: everything so far is scanned clean; stream from here on,
-            // each piece scanned before it is sent.
-            if (asio::const_buffer rest = asio::buffer(held); !send_up_now(rest)) co_await send_up_rest(rest);
-            held.clear();
-            holding = false;
-          }
-        } else {
-          if (asio::const_buffer rest = asio::buffer(pending); !send_up_now(rest)) co_await send_up_rest(rest);
-          pending = std::move(raw);
         }
+        body.TakeReady(&wire);
+        if (body.overflowed()) {
+          tx.condition = "undecided_overflow";
+          blocked = true;
+          break;
+        }
+        if (!wire.empty()) co_await send_wire();
         Arm(cfg.idle_timeout);
       }
       if (r.event == http1::Event::kMessageComplete) break;
       if (r.event == http1::Event::kNeedMore && r.consumed == 0) {
         co_await client_.ReadSome(client_buf_, ec);
         if (ec) {
-          // The client left mid-request: whatever was forwarded stays forwarded; no more.
+          // The client left mid-request: what was forwarded stays forwarded (every byte of
+          // it decided); the undecided rest never leaves.
           if (upstream_) upstream_->Close();
           report("client_aborted");
           co_return;
@@ -961,14 +987,15 @@ asio::awaitable<void> Connection::HttpLoop(http1::Parser* first) {
     if (finished_) co_return;
     if (body_scan) tx.results.push_back(body_scan->Finish());
     if (enforce && (blocked || Strongest(tx.results) == rules::v1::BLOCK)) {
-      if (!holding) upstream_->Close();  // part of the body went out: reset the origin
+      // Part of the body went out (every byte of it decided clean): reset the origin so
+      // it cannot take the truncated request as whole, and say how much had left.
+      if (head_sent) upstream_->Close();
+      tx.bytes_out_before_block = tx.bytes_out;
       co_await block();
       co_return;
     }
-    asio::const_buffer rest = asio::buffer(holding ? held : pending);
-    if (!send_up_now(rest)) co_await send_up_rest(rest);
-    held.clear();
-    pending.clear();
+    body.TakeRest(&wire);
+    co_await send_wire();
 
     int next = co_await RelayResponse(tx, resp) ? 1 : 0;
     if (tx.upgraded) {
@@ -1067,41 +1094,67 @@ asio::awaitable<bool> Connection::RelayResponse(Transaction& tx, http1::Parser& 
 asio::awaitable<void> Connection::Pump(Stream& from, Stream& to, std::string initial, dlp::MessageScan* scan,
                                        uint64_t& counter) {
   const bool enforce = shared_.mode() == EnforceMode::kEnforce;
-  std::string chunk;  // ReadSome gives its storage back while the direction waits
-  error_code ec;
-  auto forward = [&](std::string_view data) -> asio::awaitable<bool> {
-    if (scan) {
-      scan->Feed(data);
-      if (enforce && scan->action_so_far() == rules::v1::BLOCK) co_return false;
+  std::string chunk = std::move(initial);  // ReadSome gives its storage back while the direction waits
+  std::string held;  // enforce: scanned bytes the engine has not decided yet
+  uint64_t fed = 0;
+  size_t release = 0;  // bytes at the front of `held` being written
+  // Monitor mode forwards at once; enforce mode only what the scan has decided (the
+  // undecided tail waits for more bytes or for the end of the stream). Returns the bytes
+  // to write now, or nullopt when the stream is blocked.
+  auto admit = [&](std::string_view data) -> std::optional<std::string_view> {
+    release = 0;
+    if (scan == nullptr) return data;
+    scan->Feed(data);
+    fed += data.size();
+    if (!enforce) return data;
+    if (scan->action_so_far() == rules::v1::BLOCK) return std::nullopt;
+    held.append(data);
+    if (held.size() > shared_.config.hold_limit) {  // the scan cannot decide: fail closed
+      raw_overflow_ = true;
+      return std::nullopt;
     }
-    co_await to.Write(asio::buffer(data.data(), data.size()), ec);
-    if (ec) co_return false;
-    counter += data.size();
-    Arm(shared_.config.idle_timeout);
-    co_return true;
+    const uint64_t sent = fed - held.size();
+    const uint64_t until = std::min(dlp::HoldFrom(*scan, fed, shared_.config.hold_limit), fed);
+    if (until > sent) release = static_cast<size_t>(until - sent);
+    return std::string_view(held).substr(0, release);
   };
-  if (!initial.empty() && !co_await forward(initial)) {
-    Abort();
-    co_return;
-  }
+  error_code ec;
+  bool first = true;
   while (!finished_) {
-    chunk.clear();
-    co_await from.ReadSome(chunk, ec);
+    if (!first || chunk.empty()) {
+      chunk.clear();
+      co_await from.ReadSome(chunk, ec);
+    }
+    first = false;
     if (ec) {
-      if (ec == asio::error::eof && !to.is_tls() && !from.is_tls()) {
+      const error_code read_ec = ec;
+      // The stream ended: the held tail leaves only if the final verdict lets it.
+      if (!held.empty()) {
+        if (scan->Finish().action == rules::v1::BLOCK) break;
+        co_await to.Write(asio::buffer(held), ec);
+        if (ec) break;
+        counter += held.size();
+        held.clear();
+      }
+      if (read_ec == asio::error::eof && !to.is_tls() && !from.is_tls()) {
         // TCP half-close: pass the FIN on and let the other direction finish.
         co_await to.ShutdownSend();
         co_return;
       }
       // Over TLS a close ends both directions (a TLS shutdown cannot run beside a read).
-      Abort();
-      co_return;
+      break;
     }
-    if (!co_await forward(chunk)) {
-      Abort();
-      co_return;
+    const auto out = admit(chunk);
+    if (!out) break;
+    if (!out->empty()) {
+      co_await to.Write(asio::buffer(out->data(), out->size()), ec);
+      if (ec) break;
+      counter += out->size();
+      Arm(shared_.config.idle_timeout);
     }
+    if (release > 0) held.erase(0, release);
   }
+  Abort();
 }
 
 asio::awaitable<void> Connection::RawRelay(bool scan_client_bytes, uint64_t already_out) {
@@ -1144,6 +1197,12 @@ asio::awaitable<void> Connection::RawRelay(bool scan_client_bytes, uint64_t alre
     for (const auto& f : result.findings) *v.add_findings() = f;
     v.set_action(result.action);
     v.set_reason(result.reason);
+    if (raw_overflow_) {
+      v.set_action(rules::v1::BLOCK);
+      v.set_reason("undecided_overflow");
+    }
+    // Enforced: only decided bytes left before the block, and these are counted.
+    if (result.action == rules::v1::BLOCK && v.enforced()) v.set_bytes_out_before_block(out);
   } else {
     v.set_action(rules::v1::ALLOW);
     v.set_reason(mode_ == "splice" ? "no_decrypt" : (scan_client_bytes ? "engine_unavailable (fail open)" : ""));

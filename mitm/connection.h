@@ -102,6 +102,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::chrono::steady_clock::time_point deadline_;
   bool finished_ = false;
   bool idle_ = false;
+  bool raw_overflow_ = false;  // a raw relay's undecided tail outgrew the hold limit
 
   // Destination (CONNECT authority, or the forward request's host).
   std::string host_;

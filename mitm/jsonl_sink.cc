@@ -244,6 +244,7 @@ void AppendVerdictJson(const v1::Verdict& v, std::string& out) {
   w.String("mode", v.mode());
   w.Uint64("bytes_out", v.bytes_out());
   w.Uint64("bytes_in", v.bytes_in());
+  w.Uint64("bytes_out_before_block", v.bytes_out_before_block());
   w.String("rule_pack_version", v.rule_pack_version());
   if (v.findings_size() > 0) {
     w.Key("findings");

@@ -194,6 +194,12 @@ absl::StatusOr<PolicyPtr> Policy::Create(const PolicyConfig& config) {
     if (!r->methods.empty()) return absl::InvalidArgumentError(fmt::format("--no-decrypt '{}': methods cannot apply to undecrypted traffic", s));
     p->no_decrypt_.push_back(*std::move(r));
   }
+  for (const auto& s : config.raw_relay) {
+    auto r = PolicyRule::Parse(s);
+    if (!r.ok()) return absl::InvalidArgumentError(fmt::format("--raw-relay: {}", std::string(r.status().message())));
+    if (!r->methods.empty()) return absl::InvalidArgumentError(fmt::format("--raw-relay '{}': methods cannot apply to a stream that is not HTTP", s));
+    p->raw_relay_.push_back(*std::move(r));
+  }
   for (const auto& s : config.client_cidrs) {
     auto c = Cidr::Parse(s);
     if (!c.ok()) return absl::InvalidArgumentError(fmt::format("--client-cidr: {}", std::string(c.status().message())));
@@ -215,6 +221,13 @@ PolicyDecision Policy::Decide(std::string_view host, uint16_t port, std::string_
   };
   if (splice(host) || (!sni.empty() && splice(sni))) return {PolicyAction::kSplice, "no_decrypt"};
   return {PolicyAction::kBump, ""};
+}
+
+bool Policy::RawRelayAllowed(std::string_view host, uint16_t port, std::string_view sni) const {
+  auto listed = [&](std::string_view h) {
+    return std::any_of(raw_relay_.begin(), raw_relay_.end(), [&](const PolicyRule& r) { return r.Matches(h, port); });
+  };
+  return listed(host) || (!sni.empty() && listed(sni));
 }
 
 bool Policy::MethodAllowed(std::string_view host, uint16_t port, std::string_view method) const {

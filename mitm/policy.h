@@ -44,6 +44,10 @@ struct PolicyRule {
 struct PolicyConfig {
   std::vector<std::string> allow;       // egress allow-list; empty refuses every destination
   std::vector<std::string> no_decrypt;  // destinations relayed untouched (splice)
+  // Destinations whose decrypted stream may be relayed raw in enforce mode when it is not
+  // a protocol the proxy parses (scanned, nothing undecided forwarded); elsewhere such a
+  // stream is refused as unparsed_protocol.
+  std::vector<std::string> raw_relay;
   std::vector<std::string> client_cidrs = {"127.0.0.0/8", "::1/128"};  // who may connect
 };
 
@@ -66,6 +70,8 @@ class Policy {
   PolicyDecision Decide(std::string_view host, uint16_t port, std::string_view sni = {}) const;
   // Whether `method` may be sent to host:port (after Decide allowed the destination).
   bool MethodAllowed(std::string_view host, uint16_t port, std::string_view method) const;
+  // Whether a decrypted stream to host:port (or the SNI) may be relayed raw (raw_relay).
+  bool RawRelayAllowed(std::string_view host, uint16_t port, std::string_view sni = {}) const;
   bool ClientAllowed(const std::array<uint8_t, 16>& client_ip) const;
   bool ClientAllowed(std::string_view client_ip) const;
 
@@ -73,6 +79,7 @@ class Policy {
   Policy() = default;
   std::vector<PolicyRule> allow_;
   std::vector<PolicyRule> no_decrypt_;
+  std::vector<PolicyRule> raw_relay_;
   std::vector<Cidr> clients_;
 };
 

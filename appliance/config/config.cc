@@ -264,6 +264,8 @@ void ReadProxy(Reader& r, const YAML::Node& node, ProxySection& p) {
          {"allow", [&](const YAML::Node& n, const std::string& path) { r.StringList(n, path, p.allow, CheckPolicyRule); }},
          {"no_decrypt",
           [&](const YAML::Node& n, const std::string& path) { r.StringList(n, path, p.no_decrypt, CheckPolicyRule); }},
+         {"raw_relay",
+          [&](const YAML::Node& n, const std::string& path) { r.StringList(n, path, p.raw_relay, CheckPolicyRule); }},
          {"client_cidrs",
           [&](const YAML::Node& n, const std::string& path) { r.StringList(n, path, p.client_cidrs, CheckCidr); }},
          {"upstream_ca", [&](const YAML::Node& n, const std::string& path) { r.String(n, path, p.upstream_ca); }},
@@ -508,6 +510,7 @@ proxy:
   mode: {mode}                 # monitor | enforce (run: mode of the default pack on first start)
   allow: {allow}                  # egress allow-list, PATTERN[:PORTS][@METHODS]; empty refuses all (SIGHUP reloads)
   no_decrypt: {no_decrypt}                   # destinations relayed without decryption (SIGHUP reloads)
+  raw_relay: {raw_relay}                    # enforce: destinations whose non-HTTP decrypted stream may be relayed raw, scanned (SIGHUP reloads)
   client_cidrs: {client_cidrs}   # who may use the proxy (SIGHUP reloads)
   upstream_ca: {upstream_ca}                 # extra trust anchors for origins (PEM bundle)
   upstream_ca_only: {upstream_ca_only}          # trust only upstream_ca, not the system store
@@ -568,7 +571,7 @@ log:
       fmt::arg("transparent_tproxy", Bool(p.transparent_tproxy)), fmt::arg("sni_port", p.sni_port),
       fmt::arg("sni_upstream_port", p.sni_upstream_port), fmt::arg("auth_users_file", Quote(p.auth_users_file)),
       fmt::arg("auth_realm", Quote(p.auth_realm)), fmt::arg("mode", Quote(p.mode)), fmt::arg("allow", List(p.allow)),
-      fmt::arg("no_decrypt", List(p.no_decrypt)), fmt::arg("client_cidrs", List(p.client_cidrs)),
+      fmt::arg("no_decrypt", List(p.no_decrypt)), fmt::arg("raw_relay", List(p.raw_relay)), fmt::arg("client_cidrs", List(p.client_cidrs)),
       fmt::arg("upstream_ca", Quote(p.upstream_ca)), fmt::arg("upstream_ca_only", Bool(p.upstream_ca_only)),
       fmt::arg("fail_open", Bool(p.fail_open)), fmt::arg("scan_responses", Bool(p.scan_responses)),
       fmt::arg("allow_non_tls", Bool(p.allow_non_tls)), fmt::arg("hold_limit", p.hold_limit),
@@ -594,6 +597,7 @@ mitm::PolicyConfig ToPolicyConfig(const Config& config) {
   mitm::PolicyConfig policy;
   policy.allow = config.proxy.allow;
   policy.no_decrypt = config.proxy.no_decrypt;
+  policy.raw_relay = config.proxy.raw_relay;
   policy.client_cidrs = config.proxy.client_cidrs;
   return policy;
 }

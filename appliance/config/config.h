@@ -44,6 +44,7 @@ struct ProxySection {
   std::string mode = "monitor";  // run: mode of the default pack on first start
   std::vector<std::string> allow;
   std::vector<std::string> no_decrypt;
+  std::vector<std::string> raw_relay;
   std::vector<std::string> client_cidrs = {"127.0.0.0/8", "::1/128"};
   std::string upstream_ca;
   bool upstream_ca_only = false;
