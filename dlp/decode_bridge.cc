@@ -25,6 +25,7 @@ class NormalizerHook final : public DecodeHook, public decode::SegmentSink {
   void OnUndecodable(uint64_t orig_begin, uint64_t orig_end, std::string_view why) override {
     sink_.OnUndecodable(orig_begin, orig_end, why);
   }
+  void OnDocumentEnd(uint32_t layer) override { sink_.OnDocumentEnd(layer); }
 
  private:
   static decode::ContentHintLite Lite(const ContentHint& h) {

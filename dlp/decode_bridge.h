@@ -20,6 +20,8 @@ class DecodedSink {
   virtual void OnDecoded(uint32_t layer, std::string_view bytes, uint64_t orig_begin, uint64_t orig_end,
                          bool linear) = 0;
   virtual void OnUndecodable(uint64_t orig_begin, uint64_t orig_end, std::string_view why) = 0;
+  // A document of decoded layer `layer` ended; the layer's next bytes start an unrelated one.
+  virtual void OnDocumentEnd(uint32_t /*layer*/) {}
 };
 
 class DecodeHook {

@@ -307,6 +307,31 @@ class LayerScan {
     finished_ = true;
   }
 
+  // A document of this decoded layer ended; the next one is unrelated (the decoder puts a
+  // "\n" between them). Everything pending is judged now, as at the end of the message,
+  // and matching starts afresh, so the layer holds nothing back while it waits for a
+  // next document that may never come.
+  void EndDocument() {
+    if (finished_) return;
+    FlushDecoded();
+    if (gate_) {
+      gate_->Finish([this](const GateWindow& w) { QueueWindow(w); }, &gate_keywords_);
+      ScanBatch();
+      gate_->Reset();
+    }
+    if (prefix_) {
+      ScanPrefixes({}, /*final=*/true);
+      prefix_carry_.clear();
+    }
+    if (stream_ != nullptr && !stream_fresh_) {
+      hs_error_t rc = hs_reset_stream(stream_, 0, owner_->scratch(), &LayerScan::OnStreamMatch, this);
+      if (rc != HS_SUCCESS) owner_->OnScanError(fmt::format("hs_reset_stream failed ({})", rc));
+      stream_fresh_ = true;
+    }
+    stream_base_ = history_.end();
+    Drain({}, /*final=*/true);
+  }
+
   // Back to the state of a new LayerScan of the same engine and layer, keeping every
   // buffer and the Hyperscan stream (a MessageScan is pooled by its Scanner).
   void Reset() {
@@ -327,6 +352,7 @@ class LayerScan {
     completed_.clear();
     segments_.clear();
     segments_dropped_ = false;
+    stream_base_ = 0;
     decoded_.clear();
     decoded_segments_ = 0;
     finished_ = false;
@@ -363,7 +389,7 @@ class LayerScan {
   uint64_t UndecidedFrom() const {
     const uint64_t avail = history_.end();
     const uint64_t width = std::min<uint64_t>(engine_.stream_max_width(), kHistoryBytes);
-    uint64_t from = engine_.stream_db() != nullptr ? avail - std::min(avail, width) : avail;
+    uint64_t from = engine_.stream_db() != nullptr ? std::max(stream_base_, avail - std::min(avail, width)) : avail;
     if (gate_) from = std::min(from, gate_->undecided_from(avail));
     if (prefix_) from = std::min(from, PrefixSettled(avail));
     for (uint32_t i = 0; live_ > 0 && i < pending_.size(); ++i) {
@@ -727,6 +753,7 @@ class LayerScan {
   const uint32_t layer_;
   hs_stream_t* stream_ = nullptr;
   bool stream_fresh_ = true;  // nothing scanned since the stream was opened or reset
+  uint64_t stream_base_ = 0;  // layer offset where the stream was last reset (a document end)
   std::unique_ptr<DigitGate> gate_;
   struct GateBatch {
     LayerScan* owner;
@@ -869,6 +896,11 @@ void MessageScanImpl::OnDecoded(uint32_t layer, std::string_view bytes, uint64_t
                                 bool linear) {
   if (layer == 0) return;  // layer 0 is the raw message, scanned already
   if (LayerScan* l = Layer(layer)) l->FeedSegment(bytes, orig_begin, orig_end, linear);
+}
+
+void MessageScanImpl::OnDocumentEnd(uint32_t layer) {
+  if (layer == 0 || layer >= layers_.size() || !((active_layers_ >> layer) & 1u) || !layers_[layer]) return;
+  layers_[layer]->EndDocument();
 }
 
 void MessageScanImpl::OnUndecodable(uint64_t orig_begin, uint64_t orig_end, std::string_view why) {

@@ -55,6 +55,7 @@ class MessageScanImpl final : public MessageScan, public DecodedSink {
   void OnDecoded(uint32_t layer, std::string_view bytes, uint64_t orig_begin, uint64_t orig_end,
                  bool linear) override;
   void OnUndecodable(uint64_t orig_begin, uint64_t orig_end, std::string_view why) override;
+  void OnDocumentEnd(uint32_t layer) override;
 
   // From LayerScan: a pattern match with its bytes and context, offsets already mapped
   // to the original message.

@@ -68,6 +68,7 @@ void Layer::ToSink(const Src& s) {
 void Layer::EndDocument() {
   if (transform_) transform_->End();
   if (base64_) base64_->End();
+  if (doc_emitted_ && id_ != 0 && !id_refused_) ctx_.sink.OnDocumentEnd(id_);
 }
 
 uint64_t Layer::held_from() const {

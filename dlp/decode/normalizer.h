@@ -61,6 +61,9 @@ class SegmentSink {
   virtual ~SegmentSink() = default;
   virtual void OnSegment(const DecodedSegment&) = 0;
   virtual void OnUndecodable(uint64_t orig_begin, uint64_t orig_end, std::string_view why) = 0;
+  // A document of `layer` ended (its next one, if any, is unrelated text): what the sink
+  // still had pending for that layer is final.
+  virtual void OnDocumentEnd(uint32_t /*layer*/) {}
 };
 
 struct NormalizerLimits {

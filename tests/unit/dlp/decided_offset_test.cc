@@ -227,6 +227,34 @@ TEST(DecidedOffsetTest, CleanTextIsDecidedToWithinABoundedTail) {
   }
 }
 
+// An e-mail or JSON attachment: base64 of binary data in 76-character lines (one long
+// base64 run whose decoded bytes are random) is decided as it streams too.
+TEST(DecidedOffsetTest, ABase64AttachmentIsDecidedToWithinABoundedTail) {
+  std::mt19937 rng(11);
+  std::string raw(3 << 20, '\0');
+  for (char& c : raw) c = static_cast<char>(rng());
+  const std::string b64 = Base64(raw);
+  std::string body;
+  for (size_t at = 0; at < b64.size(); at += 76) body.append(b64, at, 76).append("\r\n");
+  Scanner scanner;
+  for (const char* type : {"text/plain", "application/octet-stream", "application/json"}) {
+    ContentHint hint;
+    hint.content_type = type;
+    auto scan = scanner.Open(Engine(), hint);
+    uint64_t worst = 0;
+    size_t at = 0;
+    for (size_t cut : Cuts(rng, body.size())) {
+      scan->Feed(std::string_view(body).substr(at, cut - at));
+      at = cut;
+      const uint64_t d = scan->decided_offset();
+      if (at > (64u << 10)) worst = std::max<uint64_t>(worst, at - d);
+    }
+    EXPECT_LE(worst, 64u << 10) << type << ": held back " << worst << " bytes";
+    RecordProperty(std::string("worst_lag_base64_") + type, std::to_string(worst));
+    scan->Finish();
+  }
+}
+
 // A value counted toward a blocking threshold is reported, so a caller can hold it.
 TEST(DecidedOffsetTest, ThresholdFromNamesTheFirstCountedValue) {
   Scanner scanner;
