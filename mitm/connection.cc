@@ -15,6 +15,7 @@
 #include "mitm/proxy_protocol.h"
 #include "mitm/upstream_verify.h"
 #include "mitm/verdict_id.h"
+#include "mitm/websocket.h"
 
 // GCC 12 misreads the sized operator delete of Asio 1.74's coroutine frame allocator as
 // mismatched with its operator new in coroutine lambdas (a known false positive).
@@ -55,6 +56,19 @@ std::optional<bool> LooksLikeHttp(std::string_view bytes) {
   if (bytes.empty()) return std::nullopt;
   const char c = bytes[0];
   return c == '\r' || c == '\n' || c == ' ' || c == '\t' || http1::IsToken(std::string_view(&c, 1));
+}
+
+bool EqualsLower(std::string_view a, std::string_view lower) {
+  return a.size() == lower.size() &&
+         std::equal(a.begin(), a.end(), lower.begin(), [](char x, char y) { return (x >= 'A' && x <= 'Z' ? x + 32 : x) == y; });
+}
+
+// Upgrade: websocket (RFC 6455 4.2.1: the token, case-insensitive).
+bool IsWebSocketUpgrade(const http1::MessageHead& head) {
+  std::string_view v = head.Get("upgrade").value_or("");
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  return EqualsLower(v, "websocket");
 }
 
 Action Strongest(const std::vector<dlp::MessageResult>& results) {
@@ -198,6 +212,9 @@ struct Connection::Transaction {
   uint64_t bytes_out_before_block = 0;  // a block after part of the request had left
   bool response_started = false;
   bool upgraded = false;
+  bool websocket = false;     // a WebSocket upgrade the proxy inspects (mitm/websocket.h)
+  std::string ws_offered;     // the extensions offered upstream, filtered
+  ws::DeflateParams ws_params;
   std::string condition;  // a refusal that is not a rule: method_not_allowed, ...
 };
 
@@ -902,9 +919,26 @@ asio::awaitable<void> Connection::HttpLoop(http1::Parser* first) {
                                                               "expect"};
     std::string out_head = http1::SerializeRequestHead(head, origin_target, head.expect_continue ? kDropExpect : kDrop);
     bool has_body = head.chunked || head.content_length.value_or(0) > 0;
-    if (head.upgrade && enforce && !shared_.policy->RawRelayAllowed(host_, port_, sni_)) {
-      // After a 101 the stream is a protocol the proxy does not parse yet: not relayed.
-      co_await refuse(403, "Forbidden", "unparsed_protocol: Upgrade");
+    tx.websocket = head.upgrade && head.method == "GET" && IsWebSocketUpgrade(head);
+    if (tx.websocket) {
+      // Only extensions the inspector can read are offered to the origin (RFC 7692
+      // permessage-deflate); the rest are dropped, so nothing is negotiated unread.
+      std::string offered;
+      for (const auto& h : head.headers) {
+        if (!EqualsLower(h.name, "sec-websocket-extensions")) continue;
+        if (!offered.empty()) offered += ", ";
+        offered += h.value;
+      }
+      tx.ws_offered = ws::FilterOfferedExtensions(offered);
+      static const std::vector<std::string_view> kDropWs = {"proxy-connection", "proxy-authorization", "trailer",
+                                                            "sec-websocket-extensions"};
+      out_head = http1::SerializeRequestHead(head, origin_target, kDropWs);
+      if (!tx.ws_offered.empty()) {
+        out_head.insert(out_head.size() - 2, "Sec-WebSocket-Extensions: " + tx.ws_offered + "\r\n");
+      }
+    } else if (head.upgrade && enforce && !shared_.policy->RawRelayAllowed(host_, port_, sni_)) {
+      // After a 101 the stream is a protocol the proxy does not parse: not relayed.
+      co_await refuse(403, "Forbidden", "unparsed_protocol: Upgrade " + std::string(head.Get("upgrade").value_or("")));
       co_return;
     }
     // The proxy answers 100-continue itself: it reads (and in enforce mode holds) the body
@@ -1000,7 +1034,15 @@ asio::awaitable<void> Connection::HttpLoop(http1::Parser* first) {
     int next = co_await RelayResponse(tx, resp) ? 1 : 0;
     if (tx.upgraded) {
       report("");
-      co_await RawRelay(true, 0);
+      if (tx.websocket) {
+        co_await WebSocketRelay(tx.ws_params, tx.path);
+      } else {
+        co_await RawRelay(true, 0);
+      }
+      co_return;
+    }
+    if (!tx.condition.empty()) {  // the origin's answer was refused (RelayResponse said why)
+      report("");
       co_return;
     }
     report(next == 1 || tx.response_started ? "" : "upstream_failed");
@@ -1041,6 +1083,17 @@ asio::awaitable<bool> Connection::RelayResponse(Transaction& tx, http1::Parser& 
     }
     if (r.event == http1::Event::kHeadComplete) {
       status = resp.head().status;
+      if (status == 101 && tx.websocket) {
+        // The origin may only accept what was offered, and only what the inspector reads.
+        auto params = ws::ParseAcceptedExtensions(resp.head().Get("sec-websocket-extensions").value_or(""), tx.ws_offered);
+        if (!params.ok()) {
+          tx.condition = "unparsed_protocol: " + std::string(params.status().message());
+          co_await Respond(502, "Bad Gateway", "the origin's WebSocket handshake cannot be inspected: " +
+                                                   std::string(params.status().message()), false);
+          co_return false;
+        }
+        tx.ws_params = *params;
+      }
       if (cfg.scan_responses && engine_ && status >= 200) {
         dlp::ContentHint hint;
         hint.content_type = std::string(resp.head().Get("content-type").value_or(""));

@@ -25,6 +25,10 @@
 
 namespace egressguard::mitm {
 
+namespace ws {
+struct DeflateParams;
+}
+
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(ProxyShared& shared, dlp::Scanner& scanner, tcp::socket socket,
@@ -70,6 +74,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // `resp`: the connection's response parser, between messages.
   asio::awaitable<bool> RelayResponse(Transaction& tx, http1::Parser& resp);
   asio::awaitable<void> RawRelay(bool scan_client_bytes, uint64_t already_out);
+  // After a WebSocket 101 (websocket_relay.cc): every frame both ways through a
+  // ws::FrameInspector; client messages scanned and held until decided, blocked ones
+  // closed with 1008 before they reach the origin.
+  asio::awaitable<void> WebSocketRelay(const ws::DeflateParams& params, const std::string& path);
   asio::awaitable<void> Pump(Stream& from, Stream& to, std::string initial, dlp::MessageScan* scan, uint64_t& counter);
 
   asio::awaitable<void> WriteClient(const std::string& data);

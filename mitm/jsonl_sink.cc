@@ -242,6 +242,11 @@ void AppendVerdictJson(const v1::Verdict& v, std::string& out) {
   w.String("method", v.method());
   w.String("path", v.path());
   w.String("mode", v.mode());
+  if (!v.protocol().empty()) {
+    w.String("protocol", v.protocol());
+    w.Uint64("messages_out", v.messages_out());
+    w.Uint64("messages_in", v.messages_in());
+  }
   w.Uint64("bytes_out", v.bytes_out());
   w.Uint64("bytes_in", v.bytes_in());
   w.Uint64("bytes_out_before_block", v.bytes_out_before_block());

@@ -71,6 +71,12 @@ struct ProxyMetrics {
   Counter scan_nanoseconds{0};  // time spent in the engine (feed + finish), worker threads summed
   Counter fail_open{0};         // transactions forwarded unscanned because no engine was there
   Counter fail_closed{0};       // transactions refused because no engine was there
+  // WebSocket sessions inspected, their data messages and payload bytes by direction
+  // ([0] client -> upstream, [1] upstream -> client), and messages blocked.
+  Counter ws_sessions{0};
+  std::array<Counter, 2> ws_messages{};
+  std::array<Counter, 2> ws_bytes{};
+  Counter ws_blocked{0};
 
   void CountConnection(ConnectionMode mode, ConnectionOutcome outcome) {
     connections[Index(mode)][Index(outcome)].fetch_add(1, std::memory_order_relaxed);

@@ -16,6 +16,7 @@ PACKAGES=(
   # real peers used by the tests
   curl ca-certificates python3 python3-pytest python3-grpcio python3-protobuf python3-requests python3-yaml
   gzip brotli zstd
+  python3-wsproto python3-websockets python3-selenium chromium chromium-driver libnss3-tools
   iproute2 iptables procps
 )
 

@@ -100,6 +100,26 @@ MetricSource ProxySource(const mitm::ProxyServer& proxy) {
     AddSample(scan_seconds, {}, Load(m.scan_nanoseconds) / 1e9);
     out.push_back(std::move(scan_seconds));
 
+    auto ws_sessions = Family("egressguard_websocket_sessions_total", "WebSocket sessions inspected", MetricType::Counter);
+    AddSample(ws_sessions, {}, Load(m.ws_sessions));
+    out.push_back(std::move(ws_sessions));
+    auto ws_messages = Family("egressguard_websocket_messages_total", "WebSocket data messages, by direction",
+                              MetricType::Counter);
+    auto ws_bytes = Family("egressguard_websocket_bytes_total",
+                           "WebSocket message payload bytes (as sent, before inflating), by direction",
+                           MetricType::Counter);
+    for (size_t i = 0; i < 2; ++i) {
+      const std::string dir = i == 0 ? "out" : "in";
+      AddSample(ws_messages, {{"direction", dir}}, Load(m.ws_messages[i]));
+      AddSample(ws_bytes, {{"direction", dir}}, Load(m.ws_bytes[i]));
+    }
+    out.push_back(std::move(ws_messages));
+    out.push_back(std::move(ws_bytes));
+    auto ws_blocked = Family("egressguard_websocket_blocked_messages_total",
+                             "WebSocket messages blocked (closed 1008) before they reached the origin", MetricType::Counter);
+    AddSample(ws_blocked, {}, Load(m.ws_blocked));
+    out.push_back(std::move(ws_blocked));
+
     auto fail = Family("egressguard_fail_events_total",
                        "Transactions that met a failure policy: open (forwarded unscanned or unreported) or closed "
                        "(refused), by cause",
