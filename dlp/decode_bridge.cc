@@ -17,6 +17,7 @@ class NormalizerHook final : public DecodeHook, public decode::SegmentSink {
   void Finish() override { normalizer_.Finish(); }
   size_t memory_bytes() const override { return normalizer_.memory_bytes(); }
   uint64_t held_from() const override { return normalizer_.held_from(); }
+  bool stopped() const override { return normalizer_.stopped(); }
 
   // decode::SegmentSink
   void OnSegment(const decode::DecodedSegment& s) override {

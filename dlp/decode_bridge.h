@@ -30,6 +30,8 @@ class DecodeHook {
   virtual void Feed(std::string_view raw_chunk) = 0;
   virtual void Finish() = 0;
   virtual size_t memory_bytes() const = 0;
+  // Decoding stopped for good (a limit): no decoded layer gets another byte.
+  virtual bool stopped() const = 0;
   // The smallest original offset of a raw byte that the decode tree has consumed and may
   // still deliver to the sink later (as decoded bytes, or as context around them), or
   // UINT64_MAX when it holds nothing. Valid after Feed; never larger than the truth

@@ -820,6 +820,7 @@ bool MessageScanImpl::Recycle() {
   ClearDistinct(&bulk_seen_);
   bulk_overflow_ = 0;
   bulk_first_ = UINT64_MAX;
+  decode_stopped_ = false;
   csv_.Reset();
   undecodable_count_ = 0;
   undecodable_start_ = undecodable_end_ = 0;
@@ -858,8 +859,17 @@ void MessageScanImpl::Feed(std::string_view chunk) {
   total_bytes_ += chunk.size();
   if (decoder_) {
     decoder_->Feed(chunk);
+    // Once decoding stops for good (a limit), the decoded layers' open documents end
+    // here: nothing more will come to complete what they hold, nor to decide it.
+    const bool stopped = !decode_stopped_ && decoder_->stopped();
+    decode_stopped_ = decode_stopped_ || stopped;
     for (size_t i = 1; i < layers_.size(); ++i) {
-      if ((active_layers_ >> i) & 1u) layers_[i]->FlushDecoded();
+      if (!((active_layers_ >> i) & 1u)) continue;
+      if (stopped) {
+        layers_[i]->EndDocument();
+      } else {
+        layers_[i]->FlushDecoded();
+      }
     }
   }
   UpdateSoFar();

@@ -92,6 +92,7 @@ class MessageScanImpl final : public MessageScan, public DecodedSink {
   std::unordered_set<std::string> bulk_seen_;
   uint64_t bulk_overflow_ = 0;
   uint64_t bulk_first_ = UINT64_MAX;  // original start of the first value counted toward bulk_pii
+  bool decode_stopped_ = false;       // the decoders hit a limit: decoded layers get nothing more
   CsvHeaderDetector csv_;
   uint64_t undecodable_count_ = 0;
   uint64_t undecodable_start_ = 0;

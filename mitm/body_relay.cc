@@ -21,7 +21,7 @@ BodyRelay::BodyRelay(const Options& options, dlp::MessageScan* scan) : options_(
 void BodyRelay::Add(std::string_view payload) {
   if (payload.empty()) return;
   if (scan_ != nullptr) scan_->Feed(payload);
-  held_.append(payload);
+  held_.Append(payload);
   fed_ += payload.size();
 }
 
@@ -47,9 +47,9 @@ void BodyRelay::TakeRest(std::string* out) {
 void BodyRelay::Release(uint64_t n, std::string* out) {
   if (n == 0) return;
   if (options_.chunked) AppendChunkHeader(n, out);
-  out->append(held_, 0, n);
+  out->append(held_.view().substr(0, n));
   if (options_.chunked) out->append("\r\n");
-  held_.erase(0, n);
+  held_.Drop(n);
   released_ += n;
 }
 

@@ -12,11 +12,13 @@
 // The held tail is bounded by what the engine leaves undecided plus the threshold hold
 // (see dlp::HoldFrom), not by the body's size.
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <string_view>
 
 #include "dlp/engine.h"
+#include "mitm/hold_buffer.h"
 
 namespace egressguard::mitm {
 
@@ -44,17 +46,20 @@ class BodyRelay {
   uint64_t released() const { return released_; }
   // Bytes held back now.
   uint64_t held() const { return fed_ - released_; }
-  // Enforce, past the hold limit: the undecided tail outgrew the hold limit too (a scan
-  // that cannot decide, e.g. a decoder pinned to the start of a long document). The
-  // caller fails closed rather than hold without bound or let undecided bytes go.
-  bool overflowed() const { return streaming_ && held() > options_.hold_limit; }
+  // Enforce, past the hold limit: the bytes the scan has not decided outgrew the hold
+  // limit too (a scan that cannot decide, e.g. a decoder pinned to the start of a long
+  // document). The caller fails closed rather than hold without bound or let undecided
+  // bytes go. (Values held for a threshold are bounded by the hold limit on their own.)
+  bool overflowed() const {
+    return streaming_ && scan_ != nullptr && fed_ - std::min(fed_, scan_->decided_offset()) > options_.hold_limit;
+  }
 
  private:
   void Release(uint64_t n, std::string* out);
 
   const Options options_;
   dlp::MessageScan* scan_;
-  std::string held_;  // payload [released_, fed_)
+  HoldBuffer held_;  // payload [released_, fed_)
   uint64_t fed_ = 0;
   uint64_t released_ = 0;
   bool streaming_ = false;  // enforce: past the hold limit

@@ -11,6 +11,7 @@
 
 #include "mitm/body_relay.h"
 #include "mitm/client_hello.h"
+#include "mitm/hold_buffer.h"
 #include "mitm/host_port.h"
 #include "mitm/proxy_protocol.h"
 #include "mitm/upstream_verify.h"
@@ -1148,7 +1149,7 @@ asio::awaitable<void> Connection::Pump(Stream& from, Stream& to, std::string ini
                                        uint64_t& counter) {
   const bool enforce = shared_.mode() == EnforceMode::kEnforce;
   std::string chunk = std::move(initial);  // ReadSome gives its storage back while the direction waits
-  std::string held;  // enforce: scanned bytes the engine has not decided yet
+  HoldBuffer held;  // enforce: scanned bytes the engine has not decided yet
   uint64_t fed = 0;
   size_t release = 0;  // bytes at the front of `held` being written
   // Monitor mode forwards at once; enforce mode only what the scan has decided (the
@@ -1161,15 +1162,15 @@ asio::awaitable<void> Connection::Pump(Stream& from, Stream& to, std::string ini
     fed += data.size();
     if (!enforce) return data;
     if (scan->action_so_far() == rules::v1::BLOCK) return std::nullopt;
-    held.append(data);
-    if (held.size() > shared_.config.hold_limit) {  // the scan cannot decide: fail closed
+    held.Append(data);
+    if (fed - std::min(fed, scan->decided_offset()) > shared_.config.hold_limit) {  // cannot decide: fail closed
       raw_overflow_ = true;
       return std::nullopt;
     }
     const uint64_t sent = fed - held.size();
     const uint64_t until = std::min(dlp::HoldFrom(*scan, fed, shared_.config.hold_limit), fed);
     if (until > sent) release = static_cast<size_t>(until - sent);
-    return std::string_view(held).substr(0, release);
+    return held.view().substr(0, release);
   };
   error_code ec;
   bool first = true;
@@ -1184,10 +1185,10 @@ asio::awaitable<void> Connection::Pump(Stream& from, Stream& to, std::string ini
       // The stream ended: the held tail leaves only if the final verdict lets it.
       if (!held.empty()) {
         if (scan->Finish().action == rules::v1::BLOCK) break;
-        co_await to.Write(asio::buffer(held), ec);
+        co_await to.Write(asio::buffer(held.view().data(), held.size()), ec);
         if (ec) break;
         counter += held.size();
-        held.clear();
+        held.Clear();
       }
       if (read_ec == asio::error::eof && !to.is_tls() && !from.is_tls()) {
         // TCP half-close: pass the FIN on and let the other direction finish.
@@ -1205,7 +1206,7 @@ asio::awaitable<void> Connection::Pump(Stream& from, Stream& to, std::string ini
       counter += out->size();
       Arm(shared_.config.idle_timeout);
     }
-    if (release > 0) held.erase(0, release);
+    if (release > 0) held.Drop(release);
   }
   Abort();
 }

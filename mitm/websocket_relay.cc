@@ -21,6 +21,7 @@
 #include <deque>
 
 #include "mitm/connection.h"
+#include "mitm/hold_buffer.h"
 #include "mitm/websocket.h"
 
 // GCC 12 misreads the sized operator delete of Asio 1.74's coroutine frame allocator as
@@ -160,7 +161,7 @@ asio::awaitable<void> Connection::WebSocketRelay(const ws::DeflateParams& params
   };
   ws::FrameInspector in(ws::Direction::kClientToServer, params);
   std::string buf = std::move(client_buf_);
-  std::string held;         // inspected frames not forwarded yet, in order
+  HoldBuffer held;          // inspected frames not forwarded yet, in order
   std::deque<Mark> frames;  // points where `held` may be cut, in order
   dlp::MessageScanPtr scan, control_scan;
   uint64_t fed = 0;            // payload of the current message fed to `scan`
@@ -198,14 +199,14 @@ asio::awaitable<void> Connection::WebSocketRelay(const ws::DeflateParams& params
       if (!enforce) {
         // Monitor mode relays what it cannot read, recorded as uninspected.
         problem = fmt::format("websocket_protocol_error (client, uninspected): {}", ev.reason);
-        held += buf;
+        held.Append(buf);
         buf.clear();
         frames.clear();
         frames.push_back(Mark{held.size(), 0});
         in_message = false;
         if (size_t n = releasable(); n > 0) {
-          co_await upstream_->Write(asio::buffer(held.data(), n), ec);
-          held.clear();
+          co_await upstream_->Write(asio::buffer(held.view().data(), n), ec);
+          held.Clear();
         }
         while (!finished_ && !ec) {
           buf.clear();
@@ -239,7 +240,7 @@ asio::awaitable<void> Connection::WebSocketRelay(const ws::DeflateParams& params
         fed += ev.data.size();
       }
     }
-    held.append(buf, 0, ev.consumed);
+    held.Append(std::string_view(buf).substr(0, ev.consumed));
     buf.erase(0, ev.consumed);
     // A cut after every event of a data frame (its payload so far is known); a control
     // frame is cut only whole, after its own scan.
@@ -273,16 +274,17 @@ asio::awaitable<void> Connection::WebSocketRelay(const ws::DeflateParams& params
     }
     if (close_code != 0) break;
     if (size_t n = releasable(); n > 0) {
-      co_await upstream_->Write(asio::buffer(held.data(), n), ec);
+      co_await upstream_->Write(asio::buffer(held.view().data(), n), ec);
       if (ec) break;
-      held.erase(0, n);
+      held.Drop(n);
       bytes_out += n;
       message_sent += in_message ? n : 0;
       shared_.metrics.ws_bytes[0].fetch_add(n, std::memory_order_relaxed);
       Arm(cfg.idle_timeout);
     }
-    if (enforce && held.size() > cfg.hold_limit) {
-      // One frame larger than the hold limit, or a scan that cannot decide: fail closed.
+    if (enforce && in_message && scan && fed > cfg.hold_limit &&
+        fed - std::min(fed, scan->decided_offset()) > cfg.hold_limit) {
+      // A scan that cannot decide past the hold limit: fail closed.
       close_code = 1009;
       close_reason = "message too large to inspect";
       problem = "undecided_overflow";

@@ -44,6 +44,8 @@ uint64_t Normalizer::held_from() const {
   return impl_->root.held_from();
 }
 
+bool Normalizer::stopped() const { return impl_->ctx.stopped; }
+
 size_t Normalizer::memory_bytes() const { return impl_->root.memory_bytes() + impl_->ctx.codec_bytes; }
 
 }  // namespace egressguard::dlp::decode

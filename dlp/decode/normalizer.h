@@ -95,6 +95,8 @@ class Normalizer {
   // a compressed stream's input not yet fully turned into output (its output spans
   // start there).
   uint64_t held_from() const;
+  // Decoding stopped for good (the decoded-size limit): no layer gets another byte.
+  bool stopped() const;
 
  private:
   struct Impl;

@@ -253,6 +253,21 @@ TEST(DecidedOffsetTest, ABase64AttachmentIsDecidedToWithinABoundedTail) {
     RecordProperty(std::string("worst_lag_base64_") + type, std::to_string(worst));
     scan->Finish();
   }
+  // Past the decoded-size limit decoding stops (an `undecodable` finding): the decoded
+  // layers' open documents end there and hold nothing back.
+  EngineOptions small;
+  small.max_decoded_bytes = 1 << 20;
+  const EnginePtr limited = CompileOrDie(DefaultPack(), small);
+  auto scan = scanner.Open(limited, ContentHint{});
+  uint64_t worst = 0;
+  size_t at = 0;
+  for (size_t cut : Cuts(rng, body.size())) {
+    scan->Feed(std::string_view(body).substr(at, cut - at));
+    at = cut;
+    if (at > (2u << 20)) worst = std::max<uint64_t>(worst, at - scan->decided_offset());
+  }
+  EXPECT_LE(worst, 64u << 10) << "past the decode limit: held back " << worst << " bytes";
+  EXPECT_NE(testing::FindCategory(scan->Finish(), "undecodable"), nullptr);
 }
 
 // A value counted toward a blocking threshold is reported, so a caller can hold it.
