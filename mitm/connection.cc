@@ -876,7 +876,7 @@ asio::awaitable<void> Connection::HttpLoop(http1::Parser* first) {
       if (head.chunked || head.content_length.value_or(0) > 0) {
         dlp::ContentHint body_hint;
         body_hint.content_type = std::string(head.Get("content-type").value_or(""));
-        body_hint.content_encoding = std::string(head.Get("content-encoding").value_or(""));
+        body_hint.content_encoding = head.GetList("content-encoding");
         body_scan = OpenScan(body_hint);
       }
     }
@@ -1098,7 +1098,7 @@ asio::awaitable<bool> Connection::RelayResponse(Transaction& tx, http1::Parser& 
       if (cfg.scan_responses && engine_ && status >= 200) {
         dlp::ContentHint hint;
         hint.content_type = std::string(resp.head().Get("content-type").value_or(""));
-        hint.content_encoding = std::string(resp.head().Get("content-encoding").value_or(""));
+        hint.content_encoding = resp.head().GetList("content-encoding");
         scan = OpenScan(hint);
       }
     }

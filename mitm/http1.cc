@@ -164,6 +164,16 @@ std::optional<std::string_view> MessageHead::Get(std::string_view name) const {
   return std::nullopt;
 }
 
+std::string MessageHead::GetList(std::string_view name) const {
+  std::string out;
+  for (const auto& h : headers) {
+    if (!EqualsIgnoreCase(h.name, name) || h.value.empty()) continue;
+    if (!out.empty()) out += ", ";
+    out += h.value;
+  }
+  return out;
+}
+
 std::string SerializeRequestHead(const MessageHead& head, std::string_view target,
                                  const std::vector<std::string_view>& drop_headers) {
   size_t size = head.method.size() + target.size() + 13;

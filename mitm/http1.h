@@ -52,6 +52,9 @@ struct MessageHead {
 
   // First value of a header (case-insensitive name), or nullopt.
   std::optional<std::string_view> Get(std::string_view name) const;
+  // Every value of a list header, joined with ", " as RFC 9110 5.3 combines field lines
+  // ("" when absent): what a recipient that merges repeated lines sees.
+  std::string GetList(std::string_view name) const;
 };
 
 // Serializes a head with CRLFs (used to rewrite a forward request to origin-form and to

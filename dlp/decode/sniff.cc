@@ -188,7 +188,12 @@ void TransformSlot::Decide() {
   next.is_url = hint_.is_url;
   if (!hint_.encodings.empty()) {
     const Codec c = hint_.encodings.front();
-    const bool plausible = c == Codec::kGzip ? LooksLikeGzip(b) : c == Codec::kZstd ? LooksLikeZstd(b) : true;
+    // Bytes that are recognizably another codec's are decoded as what they are, below:
+    // the origin gets the bytes, whatever the label says (a gzip body sent as "br" would
+    // otherwise fail to decode and pass as merely undecodable).
+    const bool other = (c != Codec::kGzip && LooksLikeGzip(b)) || (c != Codec::kZstd && LooksLikeZstd(b));
+    const bool plausible =
+        !other && (c == Codec::kGzip ? LooksLikeGzip(b) : c == Codec::kZstd ? LooksLikeZstd(b) : true);
     if (plausible) {
       next.encodings.assign(hint_.encodings.begin() + 1, hint_.encodings.end());
       decoder_ = MakeDecompressor(c, *out_, next);

@@ -199,3 +199,20 @@ TEST(Http1, PercentDecode) {
 
 }  // namespace
 }  // namespace egressguard::mitm::http1
+
+namespace egressguard::mitm::http1 {
+namespace {
+
+// Repeated list headers are read as a recipient that merges them reads them (RFC 9110 5.3).
+TEST(Http1GetList, JoinsEveryLineOfAListHeader) {
+  Parser p(Parser::Kind::kRequest);
+  const std::string req =
+      "POST /x HTTP/1.1\r\nHost: a\r\nContent-Encoding: deflate\r\nContent-Length: 0\r\ncontent-encoding: gzip\r\n\r\n";
+  auto r = p.Parse(req);
+  ASSERT_EQ(r.event, Event::kHeadComplete) << p.error();
+  EXPECT_EQ(p.head().GetList("content-encoding"), "deflate, gzip");
+  EXPECT_EQ(p.head().GetList("x-absent"), "");
+}
+
+}  // namespace
+}  // namespace egressguard::mitm::http1

@@ -35,6 +35,18 @@ TEST(Compress, DeclaredEncodingsDecode) {
   }
 }
 
+// A body whose bytes are another codec's than the label says is decoded as what the bytes
+// are (the origin may decode them so), and the mismatch is still reported.
+TEST(Compress, MislabelledCodecDecodedAsTheBytesSay) {
+  for (const char* label : {"br", "deflate", "zstd"}) {
+    const Recorder r = Normalize(Gzip(kText), H("", label));
+    EXPECT_TRUE(r.Has(kText)) << label;
+    EXPECT_FALSE(r.undecodable.empty()) << label;
+  }
+  const Recorder z = Normalize(Zstd(kText), H("", "br"));
+  EXPECT_TRUE(z.Has(kText));
+}
+
 TEST(Compress, SniffedByMagicWhateverTheLabelSays) {
   for (const std::string& body : {Gzip(kText), Zstd(kText), Deflate(kText, 15)}) {
     const Recorder r = Normalize(body, H("text/plain"));
