@@ -195,7 +195,7 @@ void RegisterProxy(CLI::App& app, Context& ctx) {
   f->Option("--allow", [](C& c) -> auto& { return c.proxy.allow; }, "Egress allow rule PATTERN[:PORTS][@METHODS] (repeatable; none: refuse all)");
   f->Option("--no-decrypt", [](C& c) -> auto& { return c.proxy.no_decrypt; }, "Relay these destinations without decrypting (repeatable)");
   f->Option("--raw-relay", [](C& c) -> auto& { return c.proxy.raw_relay; },
-            "Enforce: relay a decrypted stream that is not HTTP (or an Upgrade) to these destinations raw, scanned (repeatable; else refused)");
+            "Enforce: relay a decrypted stream that is not HTTP, or an Upgrade other than WebSocket, to these destinations raw, scanned (repeatable; else refused)");
   f->Option("--client-cidr", [](C& c) -> auto& { return c.proxy.client_cidrs; }, "Clients allowed to use the proxy (default loopback)");
   f->Option("--audit-log", [](C& c) -> auto& { return c.proxy.audit_log; }, "Append verdicts as JSON lines to FILE");
   f->Option("--hold-limit", [](C& c) -> auto& { return c.proxy.hold_limit; }, "Enforce: hold request bodies up to BYTES until scanned")

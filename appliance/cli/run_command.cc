@@ -214,7 +214,7 @@ void RegisterRun(CLI::App& app, Context& ctx) {
   f->Option("--allow", [](C& c) -> auto& { return c.proxy.allow; }, "Egress allow-list rule, repeatable: PATTERN[:PORTS][@METHODS]")->capture_default_str();
   f->Option("--no-decrypt", [](C& c) -> auto& { return c.proxy.no_decrypt; }, "Destinations relayed untouched (splice), repeatable");
   f->Option("--raw-relay", [](C& c) -> auto& { return c.proxy.raw_relay; },
-            "Enforce: destinations whose non-HTTP decrypted stream (or Upgrade) is relayed raw, scanned, repeatable");
+            "Enforce: destinations whose non-HTTP decrypted stream (or non-WebSocket Upgrade) is relayed raw, scanned, repeatable");
   f->Option("--upstream-ca", [](C& c) -> auto& { return c.proxy.upstream_ca; }, "Extra trust anchors for verifying origins (PEM)");
   f->Option("--workers", [](C& c) -> auto& { return c.proxy.workers; }, "Proxy worker threads (0: one per core)")->capture_default_str();
   f->AddListenerFlags();
