@@ -2,6 +2,7 @@
 every byte it receives per connection (and parses just enough HTTP/1.1 to answer), a raw
 client that sends exact bytes through a CONNECT tunnel with controlled write boundaries,
 generators of realistic upload bodies, and the leak and verdict checks."""
+import concurrent.futures
 import base64
 import hashlib
 import json
@@ -795,3 +796,22 @@ def out_before_block(v):
 
 def dump(obj):
     return json.dumps(obj, indent=1, default=str)[-2500:]
+
+
+def sweep(cases, fn, workers=4):
+    """Runs fn(case) for each case on a few threads; returns {case: problems} of failures."""
+    bad = {}
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        for case, problems in zip(cases, pool.map(fn, cases)):
+            if problems:
+                bad[case] = problems
+    return bad
+
+
+def summary(bad, total):
+    """One assertion message for a sweep: how many cases broke the contract, which leaked."""
+    leaked = [c for c, ps in bad.items() if any(p.startswith("LEAK") for p in ps)]
+    lines = ["%d of %d cases broke the contract; the value leaked in %s" % (len(bad), total, leaked or "none")]
+    for case, problems in list(bad.items())[:10]:
+        lines.append("  %r: %s" % (case, "; ".join(problems)))
+    return "\n".join(lines)

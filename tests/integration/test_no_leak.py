@@ -23,6 +23,7 @@ import threading
 import pytest
 
 import leak_helpers as L
+from leak_helpers import summary, sweep
 from proxy_helpers import Pki, Proxy
 
 KIB = 1 << 10
@@ -210,22 +211,6 @@ def clean_upload(env, proxy, framing, body, split, ctype, gap=0.03, chunk_size=1
     return ans, origin, problems
 
 
-def sweep(cases, fn, workers=4):
-    """Runs fn(case) for each case on a few threads; returns {case: problems} of failures."""
-    bad = {}
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        for case, problems in zip(cases, pool.map(fn, cases)):
-            if problems:
-                bad[case] = problems
-    return bad
-
-
-def summary(bad, total):
-    leaked = [c for c, ps in bad.items() if any(p.startswith("LEAK") for p in ps)]
-    lines = ["%d of %d cases broke the contract; the value leaked in %s" % (len(bad), total, leaked or "none")]
-    for case, problems in list(bad.items())[:8]:
-        lines.append("  %r: %s" % (case, "; ".join(problems)))
-    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------ part 1: every offset

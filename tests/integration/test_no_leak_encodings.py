@@ -33,6 +33,7 @@ import gzip as gziplib
 import pytest
 
 import leak_helpers as L
+from leak_helpers import summary, sweep
 import ws_helpers as W
 from proxy_helpers import Pki, Proxy
 
@@ -314,21 +315,6 @@ def clean(env, body, headers, framing="cl", split=None, decode=None, plain=None)
     return problems
 
 
-def sweep(cases, fn, workers=3):
-    bad = {}
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        for case, problems in zip(cases, pool.map(fn, cases)):
-            if problems:
-                bad[case] = problems
-    return bad
-
-
-def summary(bad, total):
-    leaked = [c for c, ps in bad.items() if any(p.startswith("LEAK") for p in ps)]
-    lines = ["%d of %d cases broke the contract; the value leaked in %s" % (len(bad), total, leaked or "none")]
-    for case, problems in list(bad.items())[:10]:
-        lines.append("  %r: %s" % (case, "; ".join(problems)))
-    return "\n".join(lines)
 
 
 def ce_headers(codec, ctype="application/json"):
