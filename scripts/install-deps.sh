@@ -12,11 +12,14 @@ PACKAGES=(
   libsqlite3-dev sqlite3 libgtest-dev libgmock-dev libbenchmark-dev
   # small well-kept libraries
   libcli11-dev libspdlog-dev libfmt-dev libyaml-cpp-dev zlib1g-dev libbrotli-dev libzstd-dev
+  liblzma-dev libexpat1-dev
   libphonenumber-dev libpsl-dev libre2-dev prometheus-cpp-dev libgoogle-perftools-dev
   # real peers used by the tests
   curl ca-certificates python3 python3-pytest python3-grpcio python3-protobuf python3-requests python3-yaml
   gzip brotli zstd
   python3-wsproto python3-websockets python3-selenium chromium chromium-driver libnss3-tools
+  # documents made by real writers (container tests)
+  python3-openpyxl python3-docx python3-odf python3-reportlab xz-utils
   iproute2 iptables procps
 )
 

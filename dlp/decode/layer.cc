@@ -16,6 +16,49 @@ void Context::Charge(size_t n, OrigSpan where) {
   }
 }
 
+void Context::Undecodable(OrigSpan where, const std::string& why) {
+  const std::string& m = InnermostMember();
+  if (m.empty()) {
+    sink.OnUndecodable(where.begin, where.end, why);
+  } else {
+    sink.OnUndecodable(where.begin, where.end, fmt::format("{} (in {})", why, m));
+  }
+}
+
+void Context::Encrypted(OrigSpan where, const std::string& what) {
+  sink.OnEncrypted(where.begin, where.end, InnermostMember(), what);
+}
+
+namespace {
+constexpr size_t kMaxMemberPath = 512;  // a longer path is cut: it names, it does not prove
+const std::string kNoMember;
+}  // namespace
+
+void Context::EnterMember(uint32_t depth, std::string_view name) {
+  LeaveMember(depth);
+  const std::string& parent = depth > 0 ? MemberAt(depth - 1) : kNoMember;
+  std::string path = parent.empty() ? std::string(name) : fmt::format("{}!{}", parent, name);
+  if (path.size() > kMaxMemberPath) path.resize(kMaxMemberPath);
+  members.emplace_back(depth, std::move(path));
+  ++members_gen;
+}
+
+void Context::LeaveMember(uint32_t depth) {
+  while (!members.empty() && members.back().first >= depth) {
+    members.pop_back();
+    ++members_gen;
+  }
+}
+
+const std::string& Context::MemberAt(uint32_t depth) const {
+  for (auto it = members.rbegin(); it != members.rend(); ++it) {
+    if (it->first <= depth) return it->second;
+  }
+  return kNoMember;
+}
+
+const std::string& Context::InnermostMember() const { return members.empty() ? kNoMember : members.back().second; }
+
 Layer::Layer(Context& ctx, uint32_t depth) : ctx_(ctx), depth_(depth) {
   if (depth_ < ctx_.limits.max_depth) {
     transform_ = std::make_unique<TransformSlot>(ctx_, depth_ + 1);
@@ -54,6 +97,14 @@ void Layer::ToSink(const Src& s) {
     }
   }
   if (id_refused_) return;
+  if (member_gen_ != ctx_.members_gen) {
+    member_gen_ = ctx_.members_gen;
+    const std::string& m = ctx_.MemberAt(depth_);
+    if (m != member_) {
+      member_ = m;
+      ctx_.sink.OnMember(id_, member_);
+    }
+  }
   if (emitted_ && !doc_emitted_) {
     // Documents of one layer are unrelated text: keep matches from spanning two.
     const OrigSpan first = s.SpanOf(0, 1);

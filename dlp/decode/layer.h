@@ -22,6 +22,10 @@ struct DocHint {
   std::string content_type;      // as sent, parameters kept (boundary is case-sensitive)
   std::string transfer_encoding; // multipart part Content-Transfer-Encoding, lower-cased
   std::string unsupported_encoding;  // a declared Content-Encoding no decoder handles
+  // The document's file name, when one is known: a container member's path inside its
+  // archive ("xl/sharedStrings.xml") or a multipart part's filename. Sniffing uses it
+  // next to the bytes; it is never trusted over them.
+  std::string name;
   bool is_url = false;
 };
 
@@ -30,7 +34,21 @@ struct Context {
 
   // Counts decoded bytes; once over the limit reports it and stops all decoding.
   void Charge(size_t n, OrigSpan where);
-  void Undecodable(OrigSpan where, const std::string& why) { sink.OnUndecodable(where.begin, where.end, why); }
+  // Reported once per decoder; inside a container member the reason names the member.
+  void Undecodable(OrigSpan where, const std::string& why);
+  // Content that cannot be read without a key (an encrypted archive member, a
+  // password-protected document): `what` says which kind, the member is named.
+  void Encrypted(OrigSpan where, const std::string& what);
+
+  // Containers. A container decoder whose output layer is at `depth` calls EnterMember
+  // when a member begins and LeaveMember when it ends; the member's path ("a.zip" member
+  // "b/c.csv" inside "x.zip" member "a.zip": "a.zip!b/c.csv") is what findings in that
+  // layer, and in the layers decoded from it, are reported inside.
+  void EnterMember(uint32_t depth, std::string_view name);
+  void LeaveMember(uint32_t depth);
+  // Path of the innermost member at `depth` or above it, "" outside any container.
+  const std::string& MemberAt(uint32_t depth) const;
+  const std::string& InnermostMember() const;
 
   NormalizerLimits limits;
   SegmentSink& sink;
@@ -38,6 +56,9 @@ struct Context {
   uint64_t decoded_bytes = 0;
   bool stopped = false;   // max_decoded_bytes reached
   size_t codec_bytes = 0; // decompressor allocations live now (see compress.cc)
+  // Open members, outermost first, each with the depth of the layer it is decoded into.
+  std::vector<std::pair<uint32_t, std::string>> members;
+  uint64_t members_gen = 0;  // bumped on every change: layers re-check their member then
 };
 
 class Layer;
@@ -87,6 +108,8 @@ class Layer {
   Context& ctx_;
   const uint32_t depth_;
   uint32_t id_ = 0;  // 0 until first emitted (root stays 0)
+  uint64_t member_gen_ = 0;    // ctx_.members_gen when the member was last reported
+  std::string member_;         // member path last reported to the sink for this layer
   bool id_refused_ = false;
   bool emitted_ = false;       // something went to the sink in an earlier document
   bool doc_emitted_ = false;   // ... in this document

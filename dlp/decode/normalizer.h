@@ -64,6 +64,14 @@ class SegmentSink {
   // A document of `layer` ended (its next one, if any, is unrelated text): what the sink
   // still had pending for that layer is final.
   virtual void OnDocumentEnd(uint32_t /*layer*/) {}
+  // The segments of `layer` that follow come from inside this container member path
+  // ("upload.zip" members are named "customers.csv", nested ones "inner.zip!a.csv"), or
+  // from outside any container when `path` is empty. Called only when it changes.
+  virtual void OnMember(uint32_t /*layer*/, std::string_view /*path*/) {}
+  // Content that cannot be read without a key: an encrypted archive member, a
+  // password-protected document. `member` names where ("" outside a container).
+  virtual void OnEncrypted(uint64_t /*orig_begin*/, uint64_t /*orig_end*/, std::string_view /*member*/,
+                           std::string_view /*what*/) {}
 };
 
 struct NormalizerLimits {

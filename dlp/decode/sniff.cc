@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "dlp/decode/decoders.h"
+#include "dlp/decode/documents.h"
 
 namespace egressguard::dlp::decode {
 namespace {
@@ -206,6 +207,7 @@ void TransformSlot::Decide() {
     else if (LooksLikeZstd(b)) decoder_ = MakeDecompressor(Codec::kZstd, *out_, next);
     else if (LooksLikeZlib(b)) decoder_ = MakeDecompressor(Codec::kZlib, *out_, next);
   }
+  if (!decoder_) decoder_ = ChooseDocumentDecoder(hint_, b, *out_);
   if (!decoder_) {
     std::string boundary = BoundaryParam(hint_.content_type);
     if (boundary.empty()) boundary = SniffMultipartBoundary(b);

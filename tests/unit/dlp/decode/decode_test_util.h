@@ -26,6 +26,11 @@ struct Undecodable {
   std::string why;
 };
 
+struct Encrypted {
+  uint64_t begin, end;
+  std::string member, what;
+};
+
 class Recorder : public SegmentSink {
  public:
   void OnSegment(const DecodedSegment& s) override {
@@ -47,6 +52,26 @@ class Recorder : public SegmentSink {
   }
   void OnUndecodable(uint64_t b, uint64_t e, std::string_view why) override {
     undecodable.push_back({b, e, std::string(why)});
+  }
+  void OnMember(uint32_t layer, std::string_view path) override {
+    members.emplace_back(layer, std::string(path));
+    // Where each layer's text stands when the member changes: member_at[layer] maps a
+    // layer offset to the member path that starts there.
+    member_at[layer].emplace_back(layers[layer].size(), std::string(path));
+  }
+  void OnEncrypted(uint64_t b, uint64_t e, std::string_view member, std::string_view what) override {
+    encrypted.push_back({b, e, std::string(member), std::string(what)});
+  }
+  // The member path that layer text offset `at` of `layer` was emitted under.
+  std::string MemberOf(uint32_t layer, size_t at) const {
+    auto it = member_at.find(layer);
+    if (it == member_at.end()) return "";
+    std::string m;
+    for (const auto& [from, path] : it->second) {
+      if (from > at) break;
+      m = path;
+    }
+    return m;
   }
 
   // The original span of the first occurrence of needle in any layer, as the engine
@@ -76,6 +101,9 @@ class Recorder : public SegmentSink {
   std::map<uint32_t, std::string> layers;
   std::map<uint32_t, std::vector<Span>> byte_spans;
   std::vector<Undecodable> undecodable;
+  std::vector<std::pair<uint32_t, std::string>> members;  // OnMember calls, in order
+  std::map<uint32_t, std::vector<std::pair<size_t, std::string>>> member_at;
+  std::vector<Encrypted> encrypted;
   size_t segments = 0;
   bool keep_spans = true;
   size_t recorded = 0;
