@@ -27,6 +27,10 @@ class NormalizerHook final : public DecodeHook, public decode::SegmentSink {
     sink_.OnUndecodable(orig_begin, orig_end, why);
   }
   void OnDocumentEnd(uint32_t layer) override { sink_.OnDocumentEnd(layer); }
+  void OnMember(uint32_t layer, std::string_view path) override { sink_.OnMember(layer, path); }
+  void OnEncrypted(uint64_t orig_begin, uint64_t orig_end, std::string_view member, std::string_view what) override {
+    sink_.OnEncrypted(orig_begin, orig_end, member, what);
+  }
 
  private:
   static decode::ContentHintLite Lite(const ContentHint& h) {

@@ -22,6 +22,11 @@ class DecodedSink {
   virtual void OnUndecodable(uint64_t orig_begin, uint64_t orig_end, std::string_view why) = 0;
   // A document of decoded layer `layer` ended; the layer's next bytes start an unrelated one.
   virtual void OnDocumentEnd(uint32_t /*layer*/) {}
+  // The next bytes of `layer` come from inside this container member path ("" = none).
+  virtual void OnMember(uint32_t /*layer*/, std::string_view /*path*/) {}
+  // Content that needs a key to read (encrypted archive member, protected document).
+  virtual void OnEncrypted(uint64_t /*orig_begin*/, uint64_t /*orig_end*/, std::string_view /*member*/,
+                           std::string_view /*what*/) {}
 };
 
 class DecodeHook {

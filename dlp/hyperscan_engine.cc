@@ -185,6 +185,9 @@ absl::Status HyperscanEngine::CompileRules(const EngineOptions& options) {
 
   bulk_rule_ = MessageRule{"bulk_pii", "bulk_pii", rules::v1::ALERT, rules::v1::HIGH};
   undecodable_rule_ = MessageRule{"undecodable", "undecodable", options.undecodable_action, rules::v1::MEDIUM};
+  // Encrypted content is reported, not blocked, unless the pack says so: a password-
+  // protected document is often legitimate, and officers choose (a common DLP policy).
+  encrypted_rule_ = MessageRule{"encrypted_content", "encrypted_content", rules::v1::ALERT, rules::v1::MEDIUM};
   bool have_bulk_rule = false;
 
   DigitGateConfig gate;
@@ -210,6 +213,10 @@ absl::Status HyperscanEngine::CompileRules(const EngineOptions& options) {
     }
     if (rule.category() == "undecodable") {
       undecodable_rule_ = MessageRule{rule.id(), rule.category(), action, severity};
+      continue;
+    }
+    if (rule.category() == "encrypted_content") {
+      encrypted_rule_ = MessageRule{rule.id(), rule.category(), action, severity};
       continue;
     }
     if (rule.patterns().empty()) {

@@ -129,6 +129,7 @@ class HyperscanEngine final : public Engine {
   uint32_t bulk_threshold() const { return bulk_threshold_; }
   const MessageRule& bulk_rule() const { return bulk_rule_; }
   const MessageRule& undecodable_rule() const { return undecodable_rule_; }
+  const MessageRule& encrypted_rule() const { return encrypted_rule_; }
   // Column-name keywords of CSV headers, in ColumnKeywordTokens() form.
   const std::vector<std::string>& csv_keywords() const { return csv_keywords_; }
   // Process-local key for distinct counting (never leaves the process).
@@ -156,6 +157,7 @@ class HyperscanEngine final : public Engine {
   uint32_t bulk_threshold_ = 25;
   MessageRule bulk_rule_;
   MessageRule undecodable_rule_;
+  MessageRule encrypted_rule_;
   std::vector<std::string> csv_keywords_;
   std::string dedup_key_;
 };

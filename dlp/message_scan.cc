@@ -724,7 +724,7 @@ class LayerScan {
       history_.Copy(m.end, m.end + rule.window_after, chunk, &after_);
     }
     auto [orig_start, orig_end] = ToOriginal(m.start, m.end);
-    owner_->OnCandidate(rule_index, value_, before_, after_, orig_start, orig_end);
+    owner_->OnCandidate(layer_, rule_index, value_, before_, after_, orig_start, orig_end);
   }
 
   std::pair<uint64_t, uint64_t> ToOriginal(uint64_t start, uint64_t end) const {
@@ -816,6 +816,7 @@ bool MessageScanImpl::Recycle() {
     st.first_start = st.first_end = 0;
     st.evidence.clear();
     st.fingerprint.clear();
+    st.member.clear();
   }
   ClearDistinct(&bulk_seen_);
   bulk_overflow_ = 0;
@@ -825,6 +826,15 @@ bool MessageScanImpl::Recycle() {
   undecodable_count_ = 0;
   undecodable_start_ = undecodable_end_ = 0;
   undecodable_why_.clear();
+  encrypted_count_ = 0;
+  encrypted_start_ = encrypted_end_ = 0;
+  encrypted_what_.clear();
+  encrypted_member_.clear();
+  layer_member_.clear();
+  for (MemberCsv& m : member_csv_) m.member.clear();  // detectors kept for reuse
+  member_rows_ = 0;
+  member_rows_columns_.clear();
+  member_rows_member_.clear();
   total_bytes_ = 0;
   so_far_ = rules::v1::ALLOW;
   finished_ = false;
@@ -898,6 +908,10 @@ uint64_t MessageScanImpl::threshold_from() const {
   if (engine_->bulk_rule().action == rules::v1::BLOCK) {
     from = std::min(from, bulk_first_);
     if (csv_.is_pii_csv()) from = 0;  // the header is the message's first line
+    // A member CSV's header lies somewhere before its rows: hold from the start.
+    for (const MemberCsv& m : member_csv_) {
+      if (!m.member.empty() && m.csv->is_pii_csv()) from = 0;
+    }
   }
   return from;
 }
@@ -906,9 +920,59 @@ void MessageScanImpl::OnDecoded(uint32_t layer, std::string_view bytes, uint64_t
                                 bool linear) {
   if (layer == 0) return;  // layer 0 is the raw message, scanned already
   if (LayerScan* l = Layer(layer)) l->FeedSegment(bytes, orig_begin, orig_end, linear);
+  if (layer < layer_member_.size() && !layer_member_[layer].empty()) {
+    if (member_csv_.size() <= layer) member_csv_.resize(layer + 1);
+    MemberCsv& m = member_csv_[layer];
+    if (m.member.empty()) {
+      if (!m.csv) m.csv = std::make_unique<CsvHeaderDetector>(&engine_->csv_keywords());
+      m.csv->Reset();
+      m.member = layer_member_[layer];
+    }
+    m.csv->Feed(bytes);
+  }
+}
+
+void MessageScanImpl::OnMember(uint32_t layer, std::string_view path) {
+  if (layer == 0 || layer >= kMaxLayers) return;
+  CloseMemberCsv(layer);
+  if (layer_member_.size() <= layer) layer_member_.resize(layer + 1);
+  layer_member_[layer] = std::string(path);
+}
+
+void MessageScanImpl::CloseMemberCsv(uint32_t layer) {
+  if (layer >= member_csv_.size() || member_csv_[layer].member.empty()) return;
+  MemberCsv& m = member_csv_[layer];
+  m.csv->Finish();
+  if (m.csv->is_pii_csv() && m.csv->rows() > member_rows_) {
+    member_rows_ = m.csv->rows();
+    member_rows_columns_ = m.csv->pii_columns();
+    member_rows_member_ = m.member;
+  }
+  m.member.clear();
+}
+
+uint64_t MessageScanImpl::MemberRows() const {
+  uint64_t rows = member_rows_;
+  for (const MemberCsv& m : member_csv_) {
+    if (!m.member.empty() && m.csv->is_pii_csv()) rows = std::max(rows, m.csv->rows());
+  }
+  return rows;
+}
+
+void MessageScanImpl::OnEncrypted(uint64_t orig_begin, uint64_t orig_end, std::string_view member,
+                                  std::string_view what) {
+  if (encrypted_count_ == 0) {
+    encrypted_start_ = orig_begin;
+    encrypted_end_ = std::max(orig_begin, orig_end);
+    encrypted_what_ = std::string(what.substr(0, 200));
+    encrypted_member_ = std::string(member.substr(0, 512));
+  }
+  ++encrypted_count_;
+  so_far_ = Stronger(so_far_, engine_->encrypted_rule().action);
 }
 
 void MessageScanImpl::OnDocumentEnd(uint32_t layer) {
+  CloseMemberCsv(layer);
   if (layer == 0 || layer >= layers_.size() || !((active_layers_ >> layer) & 1u) || !layers_[layer]) return;
   layers_[layer]->EndDocument();
 }
@@ -956,7 +1020,7 @@ bool MessageScanImpl::Excluded(const CompiledRule& rule, std::string_view value,
   return false;
 }
 
-void MessageScanImpl::OnCandidate(uint32_t rule_index, std::string_view value, std::string_view before,
+void MessageScanImpl::OnCandidate(uint32_t layer, uint32_t rule_index, std::string_view value, std::string_view before,
                                   std::string_view after, uint64_t orig_start, uint64_t orig_end) {
   const CompiledRule& rule = engine_->rules()[rule_index];
   // Cheapest test first: a keyword search over two short windows costs far less than
@@ -992,6 +1056,7 @@ void MessageScanImpl::OnCandidate(uint32_t rule_index, std::string_view value, s
     st.have_first = true;
     st.first_start = orig_start;
     st.first_end = orig_end;
+    st.member = layer < layer_member_.size() ? layer_member_[layer] : std::string();
     st.evidence = Redact(rule.category, value);
     st.fingerprint = engine_->options().fingerprint_key.empty()
                          ? std::string()
@@ -1011,7 +1076,8 @@ void MessageScanImpl::OnCandidate(uint32_t rule_index, std::string_view value, s
 
 void MessageScanImpl::UpdateSoFar() {
   const uint64_t threshold = engine_->bulk_threshold();
-  if (bulk_seen_.size() + bulk_overflow_ >= threshold || (csv_.is_pii_csv() && csv_.rows() >= threshold)) {
+  if (bulk_seen_.size() + bulk_overflow_ >= threshold || (csv_.is_pii_csv() && csv_.rows() >= threshold) ||
+      MemberRows() >= threshold) {
     so_far_ = Stronger(so_far_, engine_->bulk_rule().action);
   }
 }
@@ -1023,6 +1089,7 @@ MessageResult MessageScanImpl::Finish() {
     if ((active_layers_ >> i) & 1u) layers_[i]->Finish();
   }
   csv_.Finish();
+  for (uint32_t i = 0; i < member_csv_.size(); ++i) CloseMemberCsv(i);
   finished_ = true;
 
   MessageResult r;
@@ -1045,6 +1112,7 @@ MessageResult MessageScanImpl::Finish() {
     }
     f.set_evidence(st.evidence);
     f.set_fingerprint(st.fingerprint);
+    if (!rule.count_matches) f.set_member(st.member);
     f.set_action(rule.action);
     int sev = static_cast<int>(rule.severity) + (st.boosted ? 1 : 0);
     f.set_severity(static_cast<rules::v1::Severity>(std::min(sev, static_cast<int>(rules::v1::CRITICAL))));
@@ -1053,7 +1121,9 @@ MessageResult MessageScanImpl::Finish() {
 
   const uint64_t threshold = engine_->bulk_threshold();
   const uint64_t distinct = bulk_seen_.size() + bulk_overflow_;
-  const uint64_t rows = csv_.is_pii_csv() ? csv_.rows() : 0;
+  const uint64_t raw_rows = csv_.is_pii_csv() ? csv_.rows() : 0;
+  const bool member_decides = member_rows_ > raw_rows;
+  const uint64_t rows = std::max(raw_rows, member_rows_);
   if (distinct >= threshold || rows >= threshold) {
     const MessageRule& br = engine_->bulk_rule();
     v1::Finding f;
@@ -1063,8 +1133,10 @@ MessageResult MessageScanImpl::Finish() {
     f.set_start(0);
     f.set_end(total_bytes_);
     f.set_evidence(rows >= threshold && rows >= distinct
-                       ? fmt::format("CSV with {} rows, PII columns: {}", rows, csv_.pii_columns())
+                       ? fmt::format("CSV with {} rows, PII columns: {}", rows,
+                                     member_decides ? member_rows_columns_ : csv_.pii_columns())
                        : fmt::format("{} distinct PII values", distinct));
+    if (rows >= threshold && rows >= distinct && member_decides) f.set_member(member_rows_member_);
     f.set_action(br.action);
     f.set_severity(br.severity);
     r.findings.push_back(std::move(f));
@@ -1081,6 +1153,21 @@ MessageResult MessageScanImpl::Finish() {
     f.set_evidence(undecodable_why_);
     f.set_action(ur.action);
     f.set_severity(ur.severity);
+    r.findings.push_back(std::move(f));
+  }
+
+  if (encrypted_count_ > 0) {
+    const MessageRule& er = engine_->encrypted_rule();
+    v1::Finding f;
+    f.set_rule_id(er.id);
+    f.set_category(er.category);
+    f.set_count(encrypted_count_);
+    f.set_start(encrypted_start_);
+    f.set_end(encrypted_end_);
+    f.set_evidence(encrypted_what_);
+    f.set_member(encrypted_member_);
+    f.set_action(er.action);
+    f.set_severity(er.severity);
     r.findings.push_back(std::move(f));
   }
 

@@ -56,10 +56,12 @@ class MessageScanImpl final : public MessageScan, public DecodedSink {
                  bool linear) override;
   void OnUndecodable(uint64_t orig_begin, uint64_t orig_end, std::string_view why) override;
   void OnDocumentEnd(uint32_t layer) override;
+  void OnMember(uint32_t layer, std::string_view path) override;
+  void OnEncrypted(uint64_t orig_begin, uint64_t orig_end, std::string_view member, std::string_view what) override;
 
   // From LayerScan: a pattern match with its bytes and context, offsets already mapped
   // to the original message.
-  void OnCandidate(uint32_t rule, std::string_view value, std::string_view before, std::string_view after,
+  void OnCandidate(uint32_t layer, uint32_t rule, std::string_view value, std::string_view before, std::string_view after,
                    uint64_t orig_start, uint64_t orig_end);
   void OnScanError(std::string_view what);
   hs_scratch_t* scratch() const { return *scratch_; }
@@ -75,7 +77,17 @@ class MessageScanImpl final : public MessageScan, public DecodedSink {
     uint64_t first_end = 0;
     std::string evidence;
     std::string fingerprint;
+    std::string member;  // container member of the first match
   };
+
+  // A container member's CSV (or spreadsheet rows) seen through a decoded layer: each
+  // member is judged on its own header, its rows count as records for bulk_pii.
+  struct MemberCsv {
+    std::unique_ptr<CsvHeaderDetector> csv;
+    std::string member;
+  };
+  void CloseMemberCsv(uint32_t layer);
+  uint64_t MemberRows() const;  // most rows of a member CSV with PII columns, so far
 
   LayerScan* Layer(uint32_t layer);
   static void ClearDistinct(std::unordered_set<std::string>* seen);
@@ -98,6 +110,15 @@ class MessageScanImpl final : public MessageScan, public DecodedSink {
   uint64_t undecodable_start_ = 0;
   uint64_t undecodable_end_ = 0;
   std::string undecodable_why_;
+  uint64_t encrypted_count_ = 0;
+  uint64_t encrypted_start_ = 0;
+  uint64_t encrypted_end_ = 0;
+  std::string encrypted_what_;
+  std::string encrypted_member_;
+  std::vector<std::string> layer_member_;  // by layer id: the member its bytes now come from
+  std::vector<MemberCsv> member_csv_;       // by layer id, while that layer is inside a member
+  uint64_t member_rows_ = 0;                // most rows of one member CSV with PII columns
+  std::string member_rows_columns_, member_rows_member_;
   std::string scan_error_;
   uint64_t total_bytes_ = 0;
   rules::v1::Action so_far_ = rules::v1::ALLOW;

@@ -219,6 +219,7 @@ void AppendFinding(JsonWriter& w, const v1::Finding& f) {
   w.Uint64("end", f.end());
   w.String("evidence", f.evidence());
   w.String("fingerprint", f.fingerprint());
+  if (!f.member().empty()) w.String("member", f.member());  // archive member path
   w.Enum("action", f.action(), [](int v) { return rules::v1::Action_Name(v); }, rules::v1::Action_IsValid(f.action()));
   w.Enum("severity", f.severity(), [](int v) { return rules::v1::Severity_Name(v); },
          rules::v1::Severity_IsValid(f.severity()));

@@ -107,9 +107,11 @@ void Print(const ScanOptions& o, const std::string& path, const v1::Finding& f) 
               << ",\"count\":" << f.count() << ",\"action\":" << Json(ActionName(f.action()))
               << ",\"evidence\":" << Json(f.evidence()) << ",\"severity\":" << Json(SeverityName(f.severity()));
     if (!f.fingerprint().empty()) std::cout << ",\"fingerprint\":" << Json(f.fingerprint());
+    if (!f.member().empty()) std::cout << ",\"member\":" << Json(f.member());
     std::cout << "}\n";
   } else {
-    std::cout << path << ":" << f.start() << "-" << f.end() << ": " << f.category() << " " << f.rule_id() << " "
+    // Inside a container the member is named after the file: upload.zip!customers.csv.
+    std::cout << path << (f.member().empty() ? "" : "!") << f.member() << ":" << f.start() << "-" << f.end() << ": " << f.category() << " " << f.rule_id() << " "
               << f.evidence();
     if (f.count() > 1) std::cout << " (x" << f.count() << ")";
     std::cout << "\n";
@@ -205,7 +207,7 @@ void RegisterScan(CLI::App& app, Context& ctx) {
   auto opts = std::make_shared<ScanOptions>();
   auto* cmd = app.add_subcommand("scan", "Scan files or stdin with the DLP engine, like grep");
   cmd->add_option("--rules", opts->rules, "Rule pack file or directory (default: the shipped pack)");
-  cmd->add_option("--format", opts->format, "Output: text (path:start-end: category rule evidence) or jsonl")
+  cmd->add_option("--format", opts->format, "Output: text (path[!member]:start-end: category rule evidence; member = the archive member a finding lies in) or jsonl (adds \"member\")")
       ->check(CLI::IsMember({"text", "jsonl"}));
   cmd->add_option("--content-type", opts->content_type, "Treat the input as this Content-Type (a hint)");
   cmd->add_option("--content-encoding", opts->content_encoding, "Treat the input as this Content-Encoding");
