@@ -97,7 +97,12 @@ std::string PiiColumnsOfHeader(std::string_view line, const std::vector<std::str
 }
 
 void CsvHeaderDetector::DecideHeader() {
-  pii_columns_ = keywords_ ? PiiColumnsOfHeaderTokens(header_, *keywords_) : "";
+  // A header line is text: control bytes (a zip's local header, any binary prefix) mean
+  // this is no CSV, whatever column-like words follow them. Tabs are TSV delimiters.
+  const bool binary = std::any_of(header_.begin(), header_.end(), [](char c) {
+    return (static_cast<unsigned char>(c) < 0x20 && c != '\t' && c != '\r') || c == 0x7f;
+  });
+  pii_columns_ = keywords_ && !binary ? PiiColumnsOfHeaderTokens(header_, *keywords_) : "";
   state_ = pii_columns_.empty() ? State::kNotCsv : State::kRows;
   header_.clear();
   header_.shrink_to_fit();
