@@ -17,6 +17,7 @@
 #include <google/protobuf/reflection.h>
 
 #include "rules/rule_id.h"
+#include "rules/yaml_document.h"
 
 namespace egressguard::rules {
 
@@ -333,8 +334,10 @@ class Walker {
       Error(loc, fmt::format("{}: missing action (allow, alert or block)", label));
     }
     const bool bulk = rule.category() == kBulkPiiCategory;
-    if (rule.patterns().empty() && !bulk) {
-      Error(FieldAt(node, "patterns", loc), fmt::format("{}: empty patterns: a rule needs at least one", label));
+    if (rule.patterns().empty() && !IsMessageLevelCategory(rule.category())) {
+      Error(FieldAt(node, "patterns", loc),
+            fmt::format("{}: empty patterns: a rule needs at least one (only {}, {} and {} rules have none)", label,
+                        kBulkPiiCategory, kUndecodableCategory, kEncryptedContentCategory));
     }
     const YAML::Node patterns = Child(node, "patterns");
     for (int i = 0; i < rule.patterns_size(); ++i) {
@@ -415,22 +418,20 @@ class Walker {
 
 ParsedFile ParseText(std::string_view text, const std::string& filename, const LoadOptions& opts) {
   ParsedFile out;
-  std::vector<YAML::Node> docs;
+  YAML::Node doc;
   try {
-    docs = YAML::LoadAll(std::string(text));
+    // One document: a second (or yaml-cpp's endless empty ones after a stray ',') is
+    // refused where it starts, before anything is walked.
+    doc = LoadOneYamlDocument(text);
   } catch (const YAML::Exception& e) {
     const int line = e.mark.is_null() ? 0 : e.mark.line + 1;
     const int col = e.mark.is_null() ? 0 : e.mark.column + 1;
     out.errors.push_back(fmt::format("{}:{}:{}: YAML syntax error: {}", filename, line, col, e.msg));
     return out;
   }
-  if (docs.size() > 1) {
-    out.errors.push_back(fmt::format("{}:1:1: {} YAML documents; a pack file holds exactly one", filename, docs.size()));
-    return out;
-  }
   Walker walker(filename, opts, &out);
   try {
-    walker.Document(docs.empty() ? YAML::Node() : docs.front());
+    walker.Document(doc);
   } catch (const YAML::Exception& e) {
     // yaml-cpp reports some structural problems (bad alias use) only while walking.
     out.errors.push_back(fmt::format("{}: YAML error: {}", filename, e.msg));

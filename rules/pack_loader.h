@@ -41,6 +41,15 @@ inline constexpr uint32_t kMaxBulkPiiThreshold = 1000000;
 inline constexpr size_t kMaxPatternBytes = 4096;
 // The category whose rule counts other rules' findings instead of matching patterns.
 inline constexpr std::string_view kBulkPiiCategory = "bulk_pii";
+// Content the decoders could not read (corrupt, truncated, a bomb, past a limit).
+inline constexpr std::string_view kUndecodableCategory = "undecodable";
+// An encrypted archive member or a password-protected document.
+inline constexpr std::string_view kEncryptedContentCategory = "encrypted_content";
+// Message-level categories: the engine raises them from the message as a whole, so their
+// rules need no patterns (patterns listed anyway are not scanned).
+inline bool IsMessageLevelCategory(std::string_view category) {
+  return category == kBulkPiiCategory || category == kUndecodableCategory || category == kEncryptedContentCategory;
+}
 inline constexpr uint32_t kDefaultBulkPiiThreshold = 25;
 
 // One pack from YAML text; `filename` only labels the errors.

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "mitm/policy.h"
+#include "rules/yaml_document.h"
 
 namespace egressguard::config {
 namespace {
@@ -448,7 +449,7 @@ ParseResult Parse(std::string_view yaml, const Config& base) {
   Reader reader(result.problems);
   YAML::Node root;
   try {
-    root = YAML::Load(std::string(yaml));
+    root = rules::LoadOneYamlDocument(yaml);  // one document; see rules/yaml_document.h
   } catch (const YAML::Exception& e) {
     reader.Add(e.mark, "not valid YAML: " + e.msg);
     return result;

@@ -22,6 +22,7 @@
 #include "appliance/store/chain.h"
 #include "appliance/store/schema.h"
 #include "appliance/store/sqlite.h"
+#include "rules/pack_loader.h"
 #include "rules/rule_id.h"
 
 namespace egressguard::store {
@@ -326,8 +327,9 @@ std::vector<std::string> CheckPackShape(const rules::v1::RulePack& pack) {
     if (!rules::IsValidRuleId(rule.id())) errors.push_back(fmt::format("rule {}: id must be [a-z0-9_.-], 1..64", name));
     if (!ids.insert(rule.id()).second) errors.push_back(fmt::format("rule {}: duplicate id", name));
     if (rule.category().empty()) errors.push_back(fmt::format("rule {}: category is required", name));
-    // A bulk_pii rule counts the other rules' findings and has no patterns of its own.
-    if (rule.patterns().empty() && rule.category() != "bulk_pii") {
+    // Message-level rules (bulk_pii, undecodable, encrypted_content) have no patterns of
+    // their own: the engine raises them from the message as a whole.
+    if (rule.patterns().empty() && !rules::IsMessageLevelCategory(rule.category())) {
       errors.push_back(fmt::format("rule {}: at least one pattern is required", name));
     }
     for (const auto& p : rule.patterns()) {

@@ -1,6 +1,10 @@
 // Fuzzes the rule-pack loader: any bytes as YAML (and as JSON) must yield a pack or a
 // clean error, never a crash, a hang or an unbounded walk; a pack that loads must
-// survive PackToYaml and load again to the same message.
+// survive PackToYaml and load again to the same message. Runs under libFuzzer's default
+// memory limit: five bytes ("[a]\n,", seed tests/fuzz/corpus/pack_loader) once made
+// yaml-cpp's LoadAll collect empty documents until memory ran out; the loader now stops
+// at the second document (rules/yaml_document.h).
+// Seeds: rules/default/*.yaml and tests/fuzz/corpus/pack_loader.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>

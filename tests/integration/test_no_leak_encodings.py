@@ -11,7 +11,9 @@ base64 Content-Transfer-Encoding part); base64 inside a JSON string; JSON \\u es
 percent-encoded form fields; chunked + gzip with chunk boundaries at random places. The
 origin must get no byte of the value: neither in its raw bytes nor in what it decodes
 (what it got is decompressed / decoded and must be a prefix of the text before the value),
-the client gets 403, and the verdict says BLOCK with enforced true. WebSocket probes: the
+the client gets 403, and the verdict says BLOCK with enforced true. What cannot be read
+does not leave either: a small compressed body carrying no value, its last byte corrupted or
+cut in half, is blocked as `undecodable` (the shipped pack blocks it). WebSocket probes: the
 card in ping, pong and close payloads, a compressed message split over three frames, and
 1 MiB messages (plain and compressed) over the 64 KiB hold limit: close 1008, nothing at
 the origin. Clean controls of each shape get 200 / an echo and arrive intact."""
@@ -256,8 +258,9 @@ def raw_check(body, value_off):
     return check
 
 
-def blocked(env, body, headers, split, framing, checks, rng=None):
-    """One request that must be blocked; returns the list of broken promises."""
+def blocked(env, body, headers, split, framing, checks, rng=None, finding=None):
+    """One request that must be blocked; returns the list of broken promises. finding: a
+    category the verdict must name."""
     origin = env.origin()
     path = "/enc/%d" % next(_ids)
     problems = []
@@ -281,6 +284,8 @@ def blocked(env, body, headers, split, framing, checks, rng=None):
                                                                               v.get("reason")))
             elif sent and L.out_before_block(v) < sent:
                 problems.append("origin got %d body bytes, bytes_out_before_block=%d" % (sent, L.out_before_block(v)))
+            if finding and not any(f.get("category") == finding for f in v.get("findings", [])):
+                problems.append("verdict without a %s finding: %s" % (finding, [f.get("category") for f in v.get("findings", [])]))
         if len(body) <= HOLD and origin.received():
             problems.append("under the hold limit, yet %d bytes reached the origin" % origin.received())
     finally:
@@ -413,6 +418,35 @@ def test_content_encoding_header_variants_blocked(env, name, ce, encode, codecs)
     hdrs = ["Content-Type: application/json", "User-Agent: enc-probe/1"] + ce
     cases = [("cl", 8), ("cl", 40), ("chunked-late", 8)]
     bad = sweep(cases, lambda c: blocked(env, body, hdrs, len(body) - c[1], c[0], checks))
+    assert not bad, summary(bad, len(cases))
+
+
+def damaged(codec, body, how):
+    """body with its last byte flipped (gzip ISIZE, zlib Adler-32, br padding bits, zstd
+    checksum) or cut in half; checked to be unreadable by the reference decoder too."""
+    bad = body[:-1] + bytes([body[-1] ^ 0xFF]) if how == "last-byte" else body[:len(body) // 2]
+    if codec in ("gzip", "deflate"):
+        d = zlib.decompressobj(31 if codec == "gzip" else 15)
+        try:
+            d.decompress(bad)
+            ok = d.eof
+        except zlib.error:
+            ok = False
+    else:
+        tool = ["brotli", "-d", "-c"] if codec == "br" else ["zstd", "-d", "-q", "-c"]
+        ok = subprocess.run(tool, input=bad, capture_output=True, timeout=30).returncode == 0
+    assert not ok, "%s %s: the reference decoder reads it" % (codec, how)
+    return bad
+
+
+@pytest.mark.parametrize("how", ["last-byte", "cut"])
+@pytest.mark.parametrize("codec", CODECS)
+def test_unreadable_compressed_body_blocked(env, codec, how):
+    # Proves what cannot be read does not leave: a small gzip/deflate/br/zstd body with no value in it, its last byte corrupted or cut in half, gets 403, nothing at the origin, a BLOCK verdict naming `undecodable` (the shipped pack blocks it).
+    body = damaged(codec, compress(codec, clean_tail(L.json_records(SMALL_PLAIN))), how)
+    cases = [(f, k) for f in ("cl", "chunked-late") for k in (1, 24, 3000)]
+    bad = sweep(cases, lambda c: blocked(env, body, ce_headers(codec), len(body) - c[1], c[0], [],
+                                         finding="undecodable"))
     assert not bad, summary(bad, len(cases))
 
 

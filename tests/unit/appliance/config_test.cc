@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -22,6 +23,27 @@ Problem OnlyProblem(std::string_view yaml) {
   auto parsed = Parse(yaml, Defaults(Command::kProxy));
   EXPECT_EQ(parsed.problems.size(), 1u) << FormatProblems("t.yaml", parsed.problems);
   return parsed.problems.empty() ? Problem{} : parsed.problems.front();
+}
+
+// A config file is one YAML document. yaml-cpp 0.7 reads a stray ',' after it as endless
+// empty documents (upstream issue 1040); YAML::Load used to drop them, and a second
+// document, silently. Refused at once, where the second document starts.
+TEST(ConfigParse, SecondDocumentOrStrayContentIsRefused) {
+  const auto t0 = std::chrono::steady_clock::now();
+  Problem p = OnlyProblem("[a]\n,");
+  EXPECT_EQ(p.line, 2);
+  EXPECT_EQ(p.column, 1);
+  EXPECT_THAT(p.reason, HasSubstr("a second YAML document starts here"));
+  p = OnlyProblem("proxy: {mode: enforce}\n---\nproxy: {mode: monitor}\n");
+  EXPECT_EQ(p.line, 2);
+  EXPECT_THAT(p.reason, HasSubstr("second YAML document"));
+  for (const char* text : {",", "{log: {level: info}}\n,", "{log: {level: info}}\n,\n,\n,\n", "{}\n,", "[]\n, ,"}) {
+    EXPECT_THAT(OnlyProblem(text).reason, HasSubstr("second YAML document")) << text;
+  }
+  // After a block mapping a stray ',' is a plain syntax error: refused too.
+  EXPECT_THAT(OnlyProblem("log: {level: info}\n,\n").reason, HasSubstr("not valid YAML: end of map not found"));
+  EXPECT_TRUE(Parse("---\nlog: {level: info}\n...\n", Defaults(Command::kProxy)).problems.empty());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
 }
 
 TEST(ConfigParse, GoodFileSetsEveryKindOfValue) {

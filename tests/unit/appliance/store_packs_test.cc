@@ -96,5 +96,21 @@ TEST(StorePacks, PushActivateRollbackDiffAndAudit) {
   EXPECT_EQ(audit->records(4).actor(), officer.actor);
 }
 
+// The shipped pack carries message-level rules without patterns (bulk_pii, undecodable,
+// encrypted_content): the store takes them, and still refuses any other rule without one.
+TEST(StorePacks, MessageLevelRulesNeedNoPatterns) {
+  rules::v1::RulePack p = Pack("1.0", "4[0-9]{15}");
+  for (const char* category : {"bulk_pii", "undecodable", "encrypted_content"}) {
+    auto* r = p.add_rules();
+    r->set_id(std::string("msg.") + category);
+    r->set_category(category);
+    r->set_action(rules::v1::BLOCK);
+  }
+  EXPECT_TRUE(CheckPackShape(p).empty()) << CheckPackShape(p).front();
+  p.mutable_rules(1)->set_category("encrypted");
+  ASSERT_EQ(CheckPackShape(p).size(), 1u);
+  EXPECT_EQ(CheckPackShape(p).front(), "rule msg.bulk_pii: at least one pattern is required");
+}
+
 }  // namespace
 }  // namespace egressguard::store

@@ -433,13 +433,33 @@ TEST_F(DecodedLayersTest, SameValueRawAndDecodedCountsOnce) {
   EXPECT_EQ(f->start(), msg.find(card));
 }
 
-TEST_F(DecodedLayersTest, CorruptGzipIsUndecodable) {
+// What cannot be read does not leave: the shipped pack's `undecodable` rule blocks.
+TEST_F(DecodedLayersTest, CorruptGzipIsUndecodableAndBlocks) {
   const std::string msg = std::string("\x1f\x8b\x08\x00", 4) + std::string(200, '\x55');
   const MessageResult r = testing::ScanWhole(engine(), msg, ContentHint{"application/json", "gzip", false});
   const v1::Finding* f = testing::FindCategory(r, "undecodable");
   ASSERT_NE(f, nullptr) << testing::Describe(r);
-  EXPECT_EQ(f->action(), rules::v1::ALERT);
-  EXPECT_EQ(r.action, rules::v1::ALERT);
+  EXPECT_EQ(f->rule_id(), "content.undecodable");
+  EXPECT_EQ(f->action(), rules::v1::BLOCK);
+  EXPECT_EQ(r.action, rules::v1::BLOCK);
+
+  // A pack without an `undecodable` rule falls back to EngineOptions::undecodable_action
+  // (alert unless set).
+  rules::v1::RulePack without = testing::DefaultPack();
+  for (int i = without.rules_size() - 1; i >= 0; --i) {
+    if (without.rules(i).category() == "undecodable") without.mutable_rules()->DeleteSubrange(i, 1);
+  }
+  ASSERT_EQ(without.rules_size() + 1, testing::DefaultPack().rules_size());
+  const MessageResult fallback =
+      testing::ScanWhole(testing::CompileOrDie(without), msg, ContentHint{"application/json", "gzip", false});
+  const v1::Finding* g = testing::FindCategory(fallback, "undecodable");
+  ASSERT_NE(g, nullptr) << testing::Describe(fallback);
+  EXPECT_EQ(g->action(), rules::v1::ALERT);
+  EngineOptions strict;
+  strict.undecodable_action = rules::v1::BLOCK;
+  const MessageResult set = testing::ScanWhole(testing::CompileOrDie(without, strict), msg,
+                                               ContentHint{"application/json", "gzip", false});
+  EXPECT_EQ(set.action, rules::v1::BLOCK);
 }
 
 }  // namespace

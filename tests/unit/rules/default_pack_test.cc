@@ -166,15 +166,31 @@ TEST(DefaultPack, LoadsAndCoversTheRequiredCategoriesWithTheAgreedActions) {
       EXPECT_EQ(it->second, r.action()) << "rules of " << r.category() << " disagree on the action";
     }
   }
+  // What cannot be read does not leave: `undecodable` blocks like the values it may hide.
   for (const char* c : {"credit_card", "iban", "ahv", "us_ssn", "aws_access_key", "private_key", "jwt", "github_token",
-                        "db_dump", "bulk_pii", "uk_nino", "de_steuer_id"}) {
+                        "db_dump", "bulk_pii", "uk_nino", "de_steuer_id", "undecodable"}) {
     ASSERT_TRUE(action.count(c)) << c;
     EXPECT_EQ(action[c], v1::BLOCK) << c;
   }
-  for (const char* c : {"email", "phone"}) {
+  // Encrypted content is often legitimate: reported, and officers may set block.
+  for (const char* c : {"email", "phone", "encrypted_content"}) {
     ASSERT_TRUE(action.count(c)) << c;
     EXPECT_EQ(action[c], v1::ALERT) << c;
   }
+}
+
+TEST(DefaultPack, MessageLevelRulesHaveNoPatterns) {
+  std::set<std::string> seen;
+  for (const auto& r : DefaultPack().rules()) {
+    if (!IsMessageLevelCategory(r.category())) continue;
+    seen.insert(r.category());
+    // Patterns on them would never be scanned: a reader would think they mean something.
+    EXPECT_TRUE(r.patterns().empty()) << r.id();
+  }
+  EXPECT_EQ(seen, (std::set<std::string>{"bulk_pii", "undecodable", "encrypted_content"}));
+  EXPECT_EQ(RuleById("content.undecodable")->action(), v1::BLOCK);
+  EXPECT_EQ(RuleById("content.encrypted")->action(), v1::ALERT);
+  EXPECT_EQ(RuleById("content.encrypted")->severity(), v1::MEDIUM);
 }
 
 TEST(DefaultPack, EveryPatternSupportsStartOfMatchInStreamingMode) {
@@ -280,9 +296,10 @@ TEST(DefaultPack, EveryRuleFindsItsPositivesAndNoneOfItsHardNegatives) {
       EXPECT_TRUE(found.empty()) << vec.rule << " fired on: " << text << " (" << (found.empty() ? "" : *found.begin()) << ")";
     }
   }
-  // Rules that count instead of matching one value are covered by the corpus test.
+  // Rules that count instead of matching one value are covered by the corpus test; the
+  // other message-level rules (undecodable, encrypted_content) match nothing.
   for (const auto& r : DefaultPack().rules()) {
-    if (r.min_count() > 1 || r.category() == kBulkPiiCategory) continue;
+    if (r.min_count() > 1 || IsMessageLevelCategory(r.category())) continue;
     EXPECT_TRUE(covered.count(r.id())) << r.id() << " has no test vectors";
   }
 }

@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -122,6 +123,34 @@ TEST(PackLoader, BadEnumValueListsTheAllowedOnes) {
               HasSubstr("allowed: REQUIRE, BOOST, SUPPRESS"));
 }
 
+// Message-level rules are raised from the message as a whole: no patterns needed. Any
+// other category still needs at least one.
+TEST(PackLoader, MessageLevelRulesNeedNoPatterns) {
+  const std::string pack = R"(name: p
+version: "1"
+rules:
+  - {id: bulk, category: bulk_pii, action: BLOCK}
+  - {id: unreadable, category: undecodable, action: BLOCK, severity: HIGH}
+  - {id: locked, category: encrypted_content, action: ALERT, severity: MEDIUM}
+)";
+  auto p = LoadPackYaml(pack, "p.yaml", KnownValidators());
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_EQ(p->rules_size(), 3);
+  EXPECT_EQ(p->rules(1).category(), "undecodable");
+  EXPECT_EQ(p->rules(1).action(), v1::BLOCK);
+  EXPECT_EQ(p->rules(2).category(), "encrypted_content");
+  EXPECT_TRUE(p->rules(2).patterns().empty());
+  // Round trip, and the JSON form the API takes.
+  auto again = LoadPackYaml(PackToYaml(*p), "again.yaml", KnownValidators());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->SerializeAsString(), p->SerializeAsString());
+  EXPECT_TRUE(PackFromJson(R"({"name":"p","version":"1","rules":[{"id":"u","category":"encrypted_content","action":"BLOCK"}]})")
+                  .ok());
+  EXPECT_THAT(Errors("name: p\nversion: '1'\nrules:\n  - {id: x, category: encrypted, action: ALERT}\n"),
+              HasSubstr("p.yaml:4:5: rule 'x': empty patterns: a rule needs at least one (only bulk_pii, undecodable and "
+                        "encrypted_content rules have none)"));
+}
+
 TEST(PackLoader, RuleChecks) {
   EXPECT_THAT(Errors(GoodWith("  - id: pii.email", "  - id: pii.card")),
               HasSubstr("p.yaml:25:5: duplicate rule id 'pii.card' (first defined at p.yaml:6:5)"));
@@ -168,8 +197,33 @@ TEST(PackLoader, PatternCheckerErrorsCarryThePatternLine) {
 TEST(PackLoader, YamlSyntaxErrorsAndOddDocuments) {
   EXPECT_THAT(Errors("name: [unclosed\n"), HasSubstr("YAML syntax error"));
   EXPECT_THAT(Errors(""), HasSubstr("empty pack"));
-  EXPECT_THAT(Errors(std::string(kGood) + "---\nname: second\n"), HasSubstr("2 YAML documents"));
+  EXPECT_THAT(Errors(std::string(kGood) + "---\nname: second\n"),
+              HasSubstr("p.yaml:33:1: YAML syntax error: a second YAML document starts here"));
+  // Document markers around the one document are fine.
+  EXPECT_EQ(Errors("---\n" + std::string(kGood) + "...\n"), "");
   EXPECT_THAT(Errors("name: a\nname: b\nversion: '1'\n"), HasSubstr("duplicate field 'name'"));
+}
+
+// yaml-cpp 0.7's LoadAll reads a stray ',' after (or instead of) the first document as an
+// endless run of empty documents (upstream issue 1040) and fills memory with them: five
+// bytes were enough. The loader stops at the second document, at once, and says where.
+TEST(PackLoader, StrayContentAfterTheDocumentIsRefusedAtOnce) {
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_THAT(Errors("[a]\n,"), HasSubstr("p.yaml:2:1: YAML syntax error: a second YAML document starts here"));
+  EXPECT_THAT(Errors(","), HasSubstr("p.yaml:1:1: YAML syntax error: a second YAML document"));
+  // Inside a block map a stray ',' is a plain syntax error.
+  EXPECT_THAT(Errors(std::string(kGood) + ",\n"), HasSubstr("p.yaml:33:1: YAML syntax error: end of map not found"));
+  for (const std::string& text : std::vector<std::string>{"[a],", "[a]\n,\n,\n,\n", "{}\n,", "- a\n---\n,", "'a'\n,", "[a]\n, ,",
+                                 std::string(kGood) + "---\n", "[a]\n,\n" + std::string(kGood)}) {
+    EXPECT_THAT(Errors(text), HasSubstr("second YAML document")) << text;
+  }
+  // The same through the JSON entry point and from a file.
+  EXPECT_THAT(std::string(PackFromJson("[a]\n,").status().message()), HasSubstr("second YAML document"));
+  const std::string path = ::testing::TempDir() + "/stray-comma.yaml";
+  std::ofstream(path) << "[a]\n,";
+  EXPECT_THAT(std::string(LoadPackFile(path, {}).status().message()), HasSubstr(path + ":2:1:"));
+  std::filesystem::remove(path);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
 }
 
 TEST(PackLoader, RefusesStringsThatAreNotUtf8) {

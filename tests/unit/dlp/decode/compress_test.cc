@@ -124,6 +124,106 @@ TEST(Compress, CorruptStreamsAreUndecodable) {
   }
 }
 
+// ~97 KB of text with a card number a third of the way in: large enough that libbrotli
+// keeps all of it in its window (it hands decoded bytes out only when its input runs out
+// or the window wraps) and that zstd cuts it into several blocks.
+std::string LongText(size_t size) {
+  std::string t;
+  for (int i = 0; t.size() < size; ++i) {
+    if (i == 600) t += "the card on file is 4111 1111 1111 1111, expiry 12/29\n";
+    t += "row " + std::to_string(i) + ": customer jane.doe@example.org paid " + std::to_string(i * 7919 % 100000) +
+         " with card\n";
+  }
+  return t;
+}
+const std::string kLongText = LongText(97000);
+
+// What one chunking of a body decoded to: each layer's bytes and the reasons reported.
+struct Decoded {
+  std::string text;
+  std::vector<std::string> reasons;
+};
+Decoded DecodeIn(std::string_view body, const char* encoding, size_t chunk) {
+  const Recorder r = Normalize(body, H("", encoding), chunk);
+  Decoded d;
+  for (const auto& [id, text] : r.layers) d.text += text;
+  for (const auto& u : r.undecodable) d.reasons.push_back(u.why);
+  return d;
+}
+
+// A corrupt stream decodes to the same bytes before the corruption whatever the cuts
+// between reads, and is reported undecodable every time. The chunkings are the whole body,
+// a TLS record's worth, small reads and single bytes.
+void ExpectSameWhateverTheChunking(const std::string& body, const char* encoding, const std::string& label) {
+  const Decoded whole = DecodeIn(body, encoding, 0);
+  ASSERT_EQ(whole.reasons.size(), 1u) << label;
+  EXPECT_NE(whole.reasons[0].find("corrupt"), std::string::npos) << label << ": " << whole.reasons[0];
+  // Only bytes of the original, from its start: nothing invented after the corruption.
+  EXPECT_EQ(kLongText.compare(0, whole.text.size(), whole.text), 0) << label;
+  for (size_t chunk : {size_t{1400}, size_t{64}, size_t{1}, size_t{997}, size_t{4096}}) {
+    const Decoded split = DecodeIn(body, encoding, chunk);
+    EXPECT_EQ(split.text.size(), whole.text.size()) << label << " in " << chunk << "-byte chunks";
+    EXPECT_TRUE(split.text == whole.text) << label << " in " << chunk << "-byte chunks";
+    EXPECT_EQ(split.reasons, whole.reasons) << label << " in " << chunk << "-byte chunks";
+  }
+}
+
+TEST(Compress, CorruptLastByteDecodesTheSameWhateverTheChunking) {
+  std::string br = Brotli(kLongText);
+  br.back() = static_cast<char>(br.back() ^ 0x80);  // the final padding bits
+  ExpectSameWhateverTheChunking(br, "br", "br");
+  // Everything up to a few dozen compressed bytes before the corruption is decoded, the
+  // card included, even when the body arrives in one read.
+  const Decoded d = DecodeIn(br, "br", 0);
+  EXPECT_NE(d.text.find("4111 1111 1111 1111"), std::string::npos);
+  EXPECT_GT(d.text.size(), kLongText.size() / 2);
+
+  // With its checksum the whole (single) block is decoded before the checksum fails it:
+  // all of it comes out, in every chunking.
+  std::string zst = Zstd(kLongText, /*checksum=*/true);
+  zst.back() = static_cast<char>(zst.back() ^ 0x5a);
+  ExpectSameWhateverTheChunking(zst, "zstd", "zstd with checksum");
+  EXPECT_EQ(DecodeIn(zst, "zstd", 0).text, kLongText);
+  // Without it the last byte is the block's own: zstd decodes a block whole or not at
+  // all, and this text is one block, so nothing comes out, in every chunking.
+  zst = Zstd(kLongText, /*checksum=*/false);
+  zst.back() = static_cast<char>(zst.back() ^ 0x5a);
+  ExpectSameWhateverTheChunking(zst, "zstd", "zstd");
+}
+
+TEST(Compress, CorruptionAnywhereDecodesTheSameWhateverTheChunking) {
+  // Several zstd blocks (128 KiB each), so a corruption in a later one leaves the earlier
+  // ones decoded.
+  const std::string text = LongText(300000);
+  struct Case {
+    const char* encoding;
+    std::string body;
+  } cases[] = {{"gzip", Gzip(text)}, {"deflate", Deflate(text, -15)}, {"br", Brotli(text)},
+               {"zstd", Zstd(text, true)}, {"zstd", Zstd(text, false)}};
+  size_t decoded_some = 0;
+  for (const auto& c : cases) {
+    for (size_t at : {c.body.size() / 5, c.body.size() / 2, c.body.size() * 4 / 5, c.body.size() - 2}) {
+      std::string bad = c.body;
+      for (size_t i = at; i < std::min(at + 4, bad.size()); ++i) bad[i] = static_cast<char>(bad[i] ^ 0xa5);
+      const std::string label = std::string(c.encoding) + " corrupt at " + std::to_string(at);
+      const Decoded whole = DecodeIn(bad, c.encoding, 0);
+      // A flip may happen to decode (zlib cannot always tell): then it must do so the same
+      // way in every chunking too.
+      EXPECT_LE(whole.reasons.size(), 1u) << label;
+      decoded_some += whole.reasons.size() == 1 && whole.text.size() > text.size() / 10;
+      for (size_t chunk : {size_t{1400}, size_t{64}, size_t{3}}) {
+        const Decoded split = DecodeIn(bad, c.encoding, chunk);
+        EXPECT_TRUE(split.text == whole.text) << label << " in " << chunk << "-byte chunks: " << split.text.size()
+                                              << " vs " << whole.text.size() << " bytes";
+        EXPECT_EQ(split.reasons, whole.reasons) << label << " in " << chunk << "-byte chunks";
+      }
+    }
+  }
+  // Most corruptions leave a good part decoded before them (the test would say little if
+  // every stream decoded to nothing).
+  EXPECT_GE(decoded_some, 12u);
+}
+
 TEST(Compress, TrailingDataAfterStreamIsUndecodable) {
   const Recorder r = Normalize(Gzip(kText) + "smuggled", H("", "gzip"));
   ASSERT_EQ(r.undecodable.size(), 1u);
