@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <openssl/rand.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -45,6 +46,37 @@ absl::StatusOr<rules::v1::RulePack> LoadPack(const std::string& path) {
     return absl::InvalidArgumentError(fmt::format("rule pack {}: {}", where, std::string(pack.status().message())));
   }
   return pack;
+}
+
+std::string DefaultDbCacheDir() {
+  if (const char* cache = std::getenv("XDG_CACHE_HOME"); cache != nullptr && *cache == '/') {
+    return std::string(cache) + "/egressguard/db";
+  }
+  if (const char* home = std::getenv("HOME"); home != nullptr && *home == '/') {
+    return std::string(home) + "/.cache/egressguard/db";
+  }
+  return "";
+}
+
+absl::StatusOr<dlp::EnginePtr> LoadAndCompile(const std::string& path, const dlp::EngineOptions& options) {
+  const std::string where = path.empty() ? DefaultPackPath() : path;
+  rules::LoadOptions quick = PackLoadOptions();
+  // What the per-pattern check refuses that a whole-pack compile would take: a NUL
+  // (Hyperscan reads patterns as C strings and would stop there).
+  quick.check_pattern = [](std::string_view pattern, bool) {
+    if (pattern.find('\0') != std::string_view::npos) return absl::InvalidArgumentError("pattern contains a NUL byte");
+    return absl::OkStatus();
+  };
+  auto pack = rules::LoadPackAny(where, quick);
+  if (!pack.ok()) {
+    return absl::InvalidArgumentError(fmt::format("rule pack {}: {}", where, std::string(pack.status().message())));
+  }
+  auto engine = dlp::Engine::Compile(*pack, options);
+  if (engine.ok()) return engine;
+  // Refused: the checked load names the file and line of a bad pattern.
+  if (auto checked = LoadPack(path); !checked.ok()) return checked.status();
+  return absl::InvalidArgumentError(
+      fmt::format("cannot compile rule pack {}: {}", where, std::string(engine.status().message())));
 }
 
 absl::StatusOr<std::string> ReadFingerprintKey(const std::string& path) {

@@ -41,6 +41,7 @@ class NormalizerHook final : public DecodeHook, public decode::SegmentSink {
     l.max_depth = o.max_decode_depth;
     l.max_decoded_bytes = o.max_decoded_bytes;
     l.max_expansion_ratio = o.max_expansion_ratio;
+    l.text_runs = o.filter_binary ? o.text_runs : nullptr;
     return l;
   }
 

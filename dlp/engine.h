@@ -21,6 +21,10 @@
 
 namespace egressguard::dlp {
 
+namespace decode {
+struct TextRunConfig;  // dlp/decode/text_runs.h
+}  // namespace decode
+
 struct EngineOptions {
   // Key for the HMAC-SHA256 fingerprints of matched values (per deployment secret).
   std::string fingerprint_key;
@@ -35,6 +39,19 @@ struct EngineOptions {
   // Action of an `undecodable` finding (bomb, corrupt gzip...) when the pack has no rule
   // of category "undecodable" (which would decide it instead).
   rules::v1::Action undecodable_action = rules::v1::ALERT;
+  // Binary documents the decoders find (images, compressed or encrypted bytes inside
+  // base64) are scanned only around the runs of bytes the pack's patterns can match,
+  // which loses no finding (dlp/decode/text_runs.h). false: every decoded byte is scanned.
+  bool filter_binary = true;
+  // Set by Compile from the pack (callers leave it empty): what that filter keeps.
+  std::shared_ptr<const decode::TextRunConfig> text_runs;
+  // Directory of compiled databases to reuse across processes (dlp/db_cache.h);
+  // empty: compile every time. Not part of what is compiled.
+  std::string db_cache_dir;
+  // Load the validators' data when compiling (libphonenumber's metadata: ~15 ms), so
+  // the first message does not wait for it. A one-shot command (`scan`) that may never
+  // validate a phone number can leave it to the first use.
+  bool warm_validators = true;
 };
 
 // What the sender declared; a hint only (decoders also sniff the bytes).

@@ -11,6 +11,8 @@
 #include "absl/status/status.h"
 #include "dlp/cpu_features.h"
 #include "dlp/csv_header.h"
+#include "dlp/db_cache.h"
+#include "dlp/decode/text_runs.h"
 #include "dlp/fingerprint.h"
 #include "dlp/pattern_shape.h"
 #include "dlp/redact.h"
@@ -50,6 +52,18 @@ const std::bitset<256>& GateAllowed() {
     return s;
   }();
   return kAllowed;
+}
+
+// [0-9A-Za-z_]: what \b tells apart from everything else.
+const std::bitset<256>& WordBytes() {
+  static const std::bitset<256> kWord = [] {
+    std::bitset<256> s;
+    for (int c = 0; c < 256; ++c) {
+      s.set(static_cast<size_t>(c), (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_');
+    }
+    return s;
+  }();
+  return kWord;
 }
 
 // Whether a pattern goes behind the prefix test (see hyperscan_engine.h): bounded, not
@@ -105,8 +119,9 @@ struct Expression {
   unsigned id = 0;
 };
 
+// The database of `exprs`, from the cache when it holds one compiled from exactly these.
 absl::StatusOr<HsDatabasePtr> CompileDb(const std::vector<Expression>& exprs, unsigned mode,
-                                        const std::function<std::string(size_t)>& describe) {
+                                        const std::function<std::string(size_t)>& describe, DbCacheSession* cache) {
   std::vector<const char*> texts;
   std::vector<unsigned> flags;
   std::vector<unsigned> ids;
@@ -114,6 +129,11 @@ absl::StatusOr<HsDatabasePtr> CompileDb(const std::vector<Expression>& exprs, un
     texts.push_back(e.text.c_str());
     flags.push_back(e.flags);
     ids.push_back(e.id);
+  }
+  std::string fingerprint;
+  if (cache->enabled()) {
+    fingerprint = DbFingerprint(mode, texts, flags, ids);
+    if (hs_database_t* cached = cache->Take(fingerprint)) return HsDatabasePtr(cached);
   }
   hs_database_t* db = nullptr;
   hs_compile_error_t* err = nullptr;
@@ -125,6 +145,7 @@ absl::StatusOr<HsDatabasePtr> CompileDb(const std::vector<Expression>& exprs, un
     return absl::InvalidArgumentError(
         fmt::format("{}: Hyperscan refused it: {}", where, err ? err->message : "unknown error"));
   }
+  if (cache->enabled()) cache->Record(fingerprint, db);
   return HsDatabasePtr(db);
 }
 
@@ -160,11 +181,13 @@ absl::StatusOr<std::shared_ptr<const HyperscanEngine>> HyperscanEngine::Build(co
   engine->pack_ = pack;
   engine->options_ = options;
   engine->dedup_key_ = RandomKey();
-  if (absl::Status st = engine->CompileRules(options); !st.ok()) return st;
+  DbCacheSession cache(options.db_cache_dir, pack);
+  if (absl::Status st = engine->CompileRules(options, &cache); !st.ok()) return st;
+  cache.Save();
   return std::shared_ptr<const HyperscanEngine>(std::move(engine));
 }
 
-absl::Status HyperscanEngine::CompileRules(const EngineOptions& options) {
+absl::Status HyperscanEngine::CompileRules(const EngineOptions& options, DbCacheSession* cache) {
   std::vector<Expression> stream_exprs;
   // A gated pattern and what its matches need; each becomes a DigitGate class.
   struct Gated {
@@ -181,6 +204,8 @@ absl::Status HyperscanEngine::CompileRules(const EngineOptions& options) {
   prefix.lo0 = prefix.lo1 = 255;
   prefix.hi0 = prefix.hi1 = 0;
   std::vector<std::string> pattern_names;  // "rule X pattern N" per CompiledPattern
+  std::vector<decode::TextRunPattern> run_patterns;
+  bool text_runs_ok = true;
   std::unordered_set<std::string> seen_ids;
 
   bulk_rule_ = MessageRule{"bulk_pii", "bulk_pii", rules::v1::ALERT, rules::v1::HIGH};
@@ -231,7 +256,7 @@ absl::Status HyperscanEngine::CompileRules(const EngineOptions& options) {
         return absl::InvalidArgumentError(fmt::format("rule {}: unknown validator \"{}\"", rule.id(), rule.validator()));
       }
       cr.validator = *v;
-      WarmValidator(rule.validator());
+      if (options.warm_validators) WarmValidator(rule.validator());
     }
     for (const auto& kw : rule.context().keywords()) {
       if (!kw.empty()) cr.keywords.push_back(Lower(kw));
@@ -260,9 +285,9 @@ absl::Status HyperscanEngine::CompileRules(const EngineOptions& options) {
       }
     }
     if (!excl.empty()) {
-      auto db = CompileDb(excl, HS_MODE_BLOCK, [&](size_t i) {
-        return fmt::format("rule {}: exclusion regex {}", rule.id(), i + 1);
-      });
+      auto db = CompileDb(
+          excl, HS_MODE_BLOCK,
+          [&](size_t i) { return fmt::format("rule {}: exclusion regex {}", rule.id(), i + 1); }, cache);
       if (!db.ok()) return db.status();
       cr.exclusion_db = *std::move(db);
     }
@@ -295,6 +320,15 @@ absl::Status HyperscanEngine::CompileRules(const EngineOptions& options) {
       CompiledPattern cp;
       cp.rule = rule_index;
       const auto shape = AnalyzePattern(text, rule.case_insensitive());
+      // What the binary filter keeps for this pattern: runs of its alphabet, its shortest
+      // match long, with its rule's keyword window around them (decode/text_runs.h).
+      if (!shape || shape->anchored) {
+        text_runs_ok = false;
+      } else {
+        const CompiledRule& r = rules_[rule_index];
+        run_patterns.push_back({shape->alphabet, min_width,
+                                r.keywords.empty() ? 0u : std::max(r.window_before, r.window_after)});
+      }
       cp.gated = shape && !shape->anchored && shape->min_digits >= 1 && (shape->alphabet & ~GateAllowed()).none() &&
                  max_width != UINT_MAX && max_width <= kMaxGatedWidth;
       const unsigned id = static_cast<unsigned>(patterns_.size());
@@ -329,7 +363,10 @@ absl::Status HyperscanEngine::CompileRules(const EngineOptions& options) {
         }
         cp.fixed_width = g.fixed_width;
         gated.push_back(std::move(g));
-      } else if (PrefixGateable(shape, max_width)) {
+      } else if (text.rfind("\\b", 0) == 0 && PrefixGateable(shape, max_width)) {
+        // Only patterns that begin with \b: the test then skips starts after a word byte
+        // (see PrefixGateConfig::boundary). The others led by capitals are SQL dump
+        // headers, long literals the stream database finds at almost no cost.
         cp.prefixed = true;
         prefix_exprs.push_back({text, flags | HS_FLAG_SOM_LEFTMOST, id});
         for (size_t i = 0; i < kShapePrefix; ++i) {
@@ -343,6 +380,7 @@ absl::Status HyperscanEngine::CompileRules(const EngineOptions& options) {
           if (shape->prefix[1].test(b)) prefix.lo1 = std::min(prefix.lo1, c), prefix.hi1 = std::max(prefix.hi1, c);
         }
         prefix.max_width = std::max(prefix.max_width, max_width);
+        prefix.boundary = prefix.boundary && text.rfind("\\b", 0) == 0 && (shape->prefix[0] & ~WordBytes()).none();
       } else if (min_width == max_width && max_width != UINT_MAX) {
         cp.fixed_width = max_width;
         stream_exprs.push_back({text, flags, id});
@@ -360,6 +398,7 @@ absl::Status HyperscanEngine::CompileRules(const EngineOptions& options) {
     csv_keywords_ = {"card_number", "credit_card", "iban", "ssn", "ahv", "avs", "email", "e_mail", "phone", "mobile"};
   }
   csv_keywords_ = ColumnKeywordTokens(csv_keywords_);  // the form CsvHeaderDetector compares in
+  if (options.filter_binary && text_runs_ok) options_.text_runs = decode::BuildTextRunConfig(run_patterns);
   bulk_threshold_ = options.bulk_pii_threshold != 0 ? options.bulk_pii_threshold
                     : pack_.bulk_pii_threshold() != 0 ? pack_.bulk_pii_threshold()
                                                       : kDefaultBulkThreshold;
@@ -388,7 +427,7 @@ absl::Status HyperscanEngine::CompileRules(const EngineOptions& options) {
     bool any_som = std::any_of(stream_exprs.begin(), stream_exprs.end(),
                                [](const Expression& e) { return (e.flags & HS_FLAG_SOM_LEFTMOST) != 0; });
     unsigned mode = HS_MODE_STREAM | (any_som ? HS_MODE_SOM_HORIZON_SMALL : 0u);
-    auto db = CompileDb(stream_exprs, mode, describe(stream_exprs));
+    auto db = CompileDb(stream_exprs, mode, describe(stream_exprs), cache);
     if (!db.ok()) return db.status();
     stream_db_ = *std::move(db);
     if (hs_stream_size(stream_db_.get(), &stream_state_bytes_) != HS_SUCCESS) {
@@ -424,12 +463,12 @@ absl::Status HyperscanEngine::CompileRules(const EngineOptions& options) {
     // Otherwise a probe without it marks the windows holding a match, and only those
     // are scanned again with it, which Hyperscan runs several times slower.
     if (!g.fixed) {
-      auto probe = CompileDb(exprs, HS_MODE_BLOCK, describe(exprs));
+      auto probe = CompileDb(exprs, HS_MODE_BLOCK, describe(exprs), cache);
       if (!probe.ok()) return probe.status();
       g.probe = *std::move(probe);
       for (auto& e : exprs) e.flags |= HS_FLAG_SOM_LEFTMOST;
     }
-    auto db = CompileDb(exprs, HS_MODE_BLOCK, describe(exprs));
+    auto db = CompileDb(exprs, HS_MODE_BLOCK, describe(exprs), cache);
     if (!db.ok()) return db.status();
     g.db = *std::move(db);
     gated_dbs_.push_back(std::move(g));
@@ -439,7 +478,7 @@ absl::Status HyperscanEngine::CompileRules(const EngineOptions& options) {
     gate_config_ = gate;
   }
   if (!prefix_exprs.empty()) {
-    auto db = CompileDb(prefix_exprs, HS_MODE_BLOCK, describe(prefix_exprs));
+    auto db = CompileDb(prefix_exprs, HS_MODE_BLOCK, describe(prefix_exprs), cache);
     if (!db.ok()) return db.status();
     prefix_db_ = *std::move(db);
     prefix.simd = UseAvx2();

@@ -93,6 +93,10 @@ struct PrefixGateConfig {
   std::array<std::array<uint8_t, 16>, kShapePrefix> nibble_lo{};
   std::array<std::array<uint8_t, 16>, kShapePrefix> nibble_hi{};
   bool simd = false;
+  // Every pattern behind the test begins with \b before a word byte, so no match starts
+  // right after a word byte: such starts need no window (in base64 text, where pairs of
+  // upper-case letters abound, that rules out all but about one start in 30).
+  bool boundary = true;
 };
 
 // A rule that is not pattern-driven (bulk_pii, undecodable), from the pack or built in.
@@ -102,6 +106,8 @@ struct MessageRule {
   rules::v1::Action action = rules::v1::ALERT;
   rules::v1::Severity severity = rules::v1::HIGH;
 };
+
+class DbCacheSession;  // db_cache.h
 
 class HyperscanEngine final : public Engine {
  public:
@@ -140,7 +146,8 @@ class HyperscanEngine final : public Engine {
 
  private:
   HyperscanEngine() = default;
-  absl::Status CompileRules(const EngineOptions& options);
+  // Databases come from `cache` where it holds them (never null; it may be disabled).
+  absl::Status CompileRules(const EngineOptions& options, DbCacheSession* cache);
 
   rules::v1::RulePack pack_;
   EngineOptions options_;

@@ -434,12 +434,14 @@ class LayerScan {
   static int OnStreamMatch(unsigned id, unsigned long long from, unsigned long long to, unsigned, void* ctx) {
     auto* self = static_cast<LayerScan*>(ctx);
     if (id >= self->engine_.keyword_id_base()) {
-      self->OnKeyword(to);
+      self->OnKeyword(self->stream_base_ + to);
       return 0;
     }
     const CompiledPattern& p = self->engine_.patterns()[id];
     uint64_t start = p.fixed_width > 0 ? (to >= p.fixed_width ? to - p.fixed_width : 0) : from;
-    self->Collect(id, start, to);
+    // Stream offsets restart at 0 where the stream was reset (a document end): the
+    // layer offset is the reset point plus them.
+    self->Collect(id, self->stream_base_ + start, self->stream_base_ + to);
     return 0;
   }
 
@@ -1052,6 +1054,14 @@ void MessageScanImpl::OnCandidate(uint32_t layer, uint32_t rule_index, std::stri
     ++st.count;
   }
   st.boosted = st.boosted || boosted;
+  const std::string* member = layer < layer_member_.size() ? &layer_member_[layer] : nullptr;
+  if (st.have_first && st.member.empty() && member != nullptr && !member->empty() && orig_start < st.first_end &&
+      st.first_start < orig_end) {
+    // The same bytes seen again inside a container member (a stored member is also
+    // raw bytes, a tar's data also the gzip layer's output): the member names where
+    // they lie, which the outer view cannot.
+    st.member = *member;
+  }
   if (!st.have_first || orig_start < st.first_start) {
     st.have_first = true;
     st.first_start = orig_start;

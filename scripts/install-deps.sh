@@ -19,7 +19,7 @@ PACKAGES=(
   gzip brotli zstd
   python3-wsproto python3-websockets python3-selenium chromium chromium-driver libnss3-tools
   # documents made by real writers (container tests)
-  python3-openpyxl python3-docx python3-odf python3-reportlab xz-utils
+  python3-openpyxl python3-docx python3-odf python3-reportlab xz-utils zip
   iproute2 iptables procps
 )
 

@@ -28,6 +28,42 @@ DecoderPtr MakeDecompressor(Codec codec, Layer& out, const DocHint& out_hint);
 // multipart/* split by boundary; each part one document, decoded by its own headers.
 DecoderPtr MakeMultipart(Layer& out, std::string boundary);
 
+// Archives (zip.cc, tar.cc): streamed from their member headers; each member one
+// document of `out` named by its path (DocHint.name) and entered as a container member
+// (Context::EnterMember), so findings name it.
+DecoderPtr MakeZip(Layer& out);
+DecoderPtr MakeTar(Layer& out);
+
+// An .xz stream (xz.cc, liblzma), framed as one document carrying out_hint.
+DecoderPtr MakeXz(Layer& out, const DocHint& out_hint);
+
+// Decompressor state allocations charged to ctx.codec_bytes against
+// limits.max_memory_bytes (xz.cc): nullptr once the budget is spent.
+void* ChargedAlloc(Context* ctx, size_t n);
+void ChargedFree(Context* ctx, void* p);
+
+// Where the depth limit stops decoding, a container or compressed stream inside a
+// document would pass unread: a decoder writing into a layer at limits.max_depth (which
+// has no child slots) shows each document's first bytes to one of these, which reports
+// such a document as undecodable. Holds nothing: it only looks.
+class DepthLimitProbe {
+ public:
+  explicit DepthLimitProbe(Layer& out);
+  void Begin();
+  void Put(const Src& in);
+  void End();
+  size_t memory_bytes() const { return sizeof(*this) + head_.capacity(); }
+
+ private:
+  void Check();
+
+  Context& ctx_;
+  const bool active_;
+  bool checked_ = true;
+  std::string head_;
+  OrigSpan span_;
+};
+
 // Base64 runs (>= 16 characters, standard or URL-safe, padded or not, e-mail style line
 // wrapped) found anywhere in a layer; each run one document of the finder's own layer.
 class Base64Finder {
@@ -79,6 +115,14 @@ std::string_view Trim(std::string_view s);  // drops ' ', '\t' and '\r' at both 
 bool LooksLikeGzip(std::string_view b);
 bool LooksLikeZstd(std::string_view b);
 bool LooksLikeZlib(std::string_view b);  // header check plus a trial inflate
+bool LooksLikeXz(std::string_view b);
+bool LooksLikeZip(std::string_view b);  // a local file header or an empty archive
+bool LooksLikeTar(std::string_view b);  // "ustar" at offset 257
+// The kind of container or compressed stream the first bytes are ("zip", "gzip", ...),
+// or nullptr: what DepthLimitProbe reports. Knows more formats than are decoded.
+const char* ContainerKind(std::string_view b);
+// Bytes needed to tell every kind ContainerKind knows (the tar magic ends at 262).
+inline constexpr size_t kContainerSniff = 263;
 // key=value&... with no spaces: a form body or query string sent under another label.
 bool LooksLikeForm(std::string_view b);
 // "--boundary\r\n" at the start of a body: the boundary, or "".

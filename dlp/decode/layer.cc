@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "dlp/decode/decoders.h"
+#include "dlp/decode/text_runs.h"
 
 namespace egressguard::dlp::decode {
 
@@ -32,58 +33,109 @@ void Context::Encrypted(OrigSpan where, const std::string& what) {
 namespace {
 constexpr size_t kMaxMemberPath = 512;  // a longer path is cut: it names, it does not prove
 const std::string kNoMember;
+
+// Keeps `layer` on Context::active while it runs (see Context::ActiveMember).
+class ActiveScope {
+ public:
+  ActiveScope(Context& ctx, const Layer* layer) : ctx_(ctx) { ctx_.active.push_back(layer); }
+  ~ActiveScope() { ctx_.active.pop_back(); }
+  ActiveScope(const ActiveScope&) = delete;
+  ActiveScope& operator=(const ActiveScope&) = delete;
+
+ private:
+  Context& ctx_;
+};
+
 }  // namespace
 
-void Context::EnterMember(uint32_t depth, std::string_view name) {
-  LeaveMember(depth);
-  const std::string& parent = depth > 0 ? MemberAt(depth - 1) : kNoMember;
+void Context::EnterMember(const Layer& owner, std::string_view name) {
+  LeaveMember(owner);
+  // The container runs inside its parent layer's emission: the member that layer is in
+  // is the parent path.
+  const std::string& parent = ActiveMember();
   std::string path = parent.empty() ? std::string(name) : fmt::format("{}!{}", parent, name);
   if (path.size() > kMaxMemberPath) path.resize(kMaxMemberPath);
-  members.emplace_back(depth, std::move(path));
+  members.push_back(OpenMember{&owner, owner.depth(), std::move(path)});
   ++members_gen;
 }
 
-void Context::LeaveMember(uint32_t depth) {
-  while (!members.empty() && members.back().first >= depth) {
-    members.pop_back();
+void Context::LeaveMember(const Layer& owner) {
+  // Members opened inside this one end with it.
+  for (size_t i = 0; i < members.size(); ++i) {
+    if (members[i].owner != &owner) continue;
+    members.resize(i);
     ++members_gen;
+    return;
   }
 }
 
 const std::string& Context::MemberAt(uint32_t depth) const {
   for (auto it = members.rbegin(); it != members.rend(); ++it) {
-    if (it->first <= depth) return it->second;
+    if (it->depth <= depth) return it->path;
   }
   return kNoMember;
 }
 
-const std::string& Context::InnermostMember() const { return members.empty() ? kNoMember : members.back().second; }
+const std::string& Context::ActiveMember() const {
+  for (auto it = members.rbegin(); it != members.rend(); ++it) {
+    if (std::find(active.begin(), active.end(), it->owner) != active.end()) return it->path;
+  }
+  return kNoMember;
+}
+
+const std::string& Context::InnermostMember() const { return members.empty() ? kNoMember : members.back().path; }
 
 Layer::Layer(Context& ctx, uint32_t depth) : ctx_(ctx), depth_(depth) {
   if (depth_ < ctx_.limits.max_depth) {
     transform_ = std::make_unique<TransformSlot>(ctx_, depth_ + 1);
     base64_ = std::make_unique<Base64Finder>(ctx_, depth_ + 1);
   }
+  if (depth_ > 0 && ctx_.limits.text_runs && !ctx_.limits.text_runs->classes.empty()) {
+    filter_ = std::make_unique<TextRunFilter>(ctx_.limits.text_runs);
+  }
 }
 
 Layer::~Layer() = default;
 
 void Layer::BeginDocument(const DocHint& hint) {
+  ActiveScope scope(ctx_, this);
   doc_emitted_ = false;
+  in_doc_ = true;
+  if (filter_) filter_->Begin();
   if (transform_) transform_->Begin(hint);
   if (base64_) base64_->Begin();
 }
 
 void Layer::Emit(const Src& s, bool to_sink) {
   if (s.empty() || ctx_.stopped) return;
+  ActiveScope scope(ctx_, this);
   if (to_sink && depth_ > 0) {
     ctx_.Charge(s.size(), s.SpanOf(0, s.size()));
     if (ctx_.stopped) return;
-    ToSink(s);
+    Sink(s);
   }
   if (transform_) transform_->Put(s);
   // Bytes withheld from the sink are the parent layer's own bytes: its finder saw them.
   if (base64_ && (to_sink || depth_ == 0)) base64_->Put(s);
+}
+
+void Layer::Sink(const Src& s) {
+  if (filter_ && in_doc_) {
+    filter_->Put(s, [this](const Src& kept) { Kept(kept); });
+  } else {
+    ToSink(s);
+  }
+}
+
+// From the binary filter: a kept stretch, or (empty) bytes left out. Stretches are told
+// apart as documents are, so no match spans what was left out between them.
+void Layer::Kept(const Src& s) {
+  if (!s.empty()) {
+    ToSink(s);
+    return;
+  }
+  if (doc_emitted_ && id_ != 0 && !id_refused_) ctx_.sink.OnDocumentEnd(id_);
+  doc_emitted_ = false;
 }
 
 void Layer::ToSink(const Src& s) {
@@ -99,7 +151,7 @@ void Layer::ToSink(const Src& s) {
   if (id_refused_) return;
   if (member_gen_ != ctx_.members_gen) {
     member_gen_ = ctx_.members_gen;
-    const std::string& m = ctx_.MemberAt(depth_);
+    const std::string& m = ctx_.ActiveMember();
     if (m != member_) {
       member_ = m;
       ctx_.sink.OnMember(id_, member_);
@@ -117,13 +169,22 @@ void Layer::ToSink(const Src& s) {
 }
 
 void Layer::EndDocument() {
+  ActiveScope scope(ctx_, this);
+  if (filter_ && in_doc_) {
+    if (ctx_.stopped) {
+      filter_->Begin();  // nothing goes to the sink any more
+    } else {
+      filter_->End([this](const Src& kept) { Kept(kept); });
+    }
+  }
+  in_doc_ = false;
   if (transform_) transform_->End();
   if (base64_) base64_->End();
   if (doc_emitted_ && id_ != 0 && !id_refused_) ctx_.sink.OnDocumentEnd(id_);
 }
 
 uint64_t Layer::held_from() const {
-  uint64_t h = kNothingHeld;
+  uint64_t h = filter_ ? filter_->held_from() : kNothingHeld;
   if (transform_) h = std::min(h, transform_->held_from());
   if (base64_) h = std::min(h, base64_->held_from());
   return h;
@@ -131,6 +192,7 @@ uint64_t Layer::held_from() const {
 
 size_t Layer::memory_bytes() const {
   size_t n = sizeof(*this);
+  if (filter_) n += filter_->memory_bytes();
   if (transform_) n += transform_->memory_bytes();
   if (base64_) n += base64_->memory_bytes();
   return n;

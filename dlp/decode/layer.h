@@ -29,6 +29,9 @@ struct DocHint {
   bool is_url = false;
 };
 
+struct SharedStrings;  // documents_internal.h
+class Layer;
+
 struct Context {
   Context(const NormalizerLimits& l, SegmentSink& s) : limits(l), sink(s) {}
 
@@ -40,14 +43,19 @@ struct Context {
   // password-protected document): `what` says which kind, the member is named.
   void Encrypted(OrigSpan where, const std::string& what);
 
-  // Containers. A container decoder whose output layer is at `depth` calls EnterMember
-  // when a member begins and LeaveMember when it ends; the member's path ("a.zip" member
-  // "b/c.csv" inside "x.zip" member "a.zip": "a.zip!b/c.csv") is what findings in that
-  // layer, and in the layers decoded from it, are reported inside.
-  void EnterMember(uint32_t depth, std::string_view name);
-  void LeaveMember(uint32_t depth);
-  // Path of the innermost member at `depth` or above it, "" outside any container.
+  // Containers. A container decoder calls EnterMember with its output layer when a
+  // member begins and LeaveMember when it ends; the member's path ("b/c.csv" inside
+  // "x.zip" member "a.zip": "a.zip!b/c.csv") is what findings in that layer, and in the
+  // layers decoded from it, are reported inside. Not in other layers at the same depth
+  // (the parent's base64 runs): a layer takes the innermost member whose owner is on
+  // the chain of layers now emitting, which is always the layer and its ancestors.
+  void EnterMember(const Layer& owner, std::string_view name);
+  void LeaveMember(const Layer& owner);
+  // Path of the innermost open member whose layer is at `depth` or above it, "" outside
+  // any container.
   const std::string& MemberAt(uint32_t depth) const;
+  // The member the layer emitting now (the top of `active`) is inside.
+  const std::string& ActiveMember() const;
   const std::string& InnermostMember() const;
 
   NormalizerLimits limits;
@@ -56,9 +64,19 @@ struct Context {
   uint64_t decoded_bytes = 0;
   bool stopped = false;   // max_decoded_bytes reached
   size_t codec_bytes = 0; // decompressor allocations live now (see compress.cc)
-  // Open members, outermost first, each with the depth of the layer it is decoded into.
-  std::vector<std::pair<uint32_t, std::string>> members;
+  // Open members, outermost first, each with the layer it is decoded into.
+  struct OpenMember {
+    const Layer* owner;
+    uint32_t depth;
+    std::string path;
+  };
+  std::vector<OpenMember> members;
   uint64_t members_gen = 0;  // bumped on every change: layers re-check their member then
+  // The layers whose Emit / BeginDocument / EndDocument are running, outermost first.
+  std::vector<const Layer*> active;
+  // An xlsx's shared-strings table, which its sheets (other members of the same archive,
+  // each read by its own decoder) refer to: by the depth of the layer the members are in.
+  std::vector<std::pair<uint32_t, std::shared_ptr<SharedStrings>>> shared_strings;
 };
 
 class Layer;
@@ -84,6 +102,7 @@ using DecoderPtr = std::unique_ptr<Decoder>;
 // Picks and runs the decoder for each document of its parent layer (see normalizer.cc).
 class TransformSlot;
 class Base64Finder;
+class TextRunFilter;  // text_runs.h
 
 class Layer {
  public:
@@ -103,6 +122,9 @@ class Layer {
   Context& ctx() { return ctx_; }
 
  private:
+  // The layer's own bytes for the sink: through the binary filter when there is one.
+  void Sink(const Src& s);
+  void Kept(const Src& s);
   void ToSink(const Src& s);
 
   Context& ctx_;
@@ -115,6 +137,10 @@ class Layer {
   bool doc_emitted_ = false;   // ... in this document
   std::unique_ptr<TransformSlot> transform_;
   std::unique_ptr<Base64Finder> base64_;
+  std::unique_ptr<TextRunFilter> filter_;  // decoded layers, when limits.text_runs is set
+  // Between BeginDocument and EndDocument. Unframed output (a base64 body, a non-lazy
+  // unescaper) has no end at which the filter could settle, so it bypasses the filter.
+  bool in_doc_ = false;
 };
 
 // Collects small decoded units (escapes, base64 groups) into segments of bounded size;

@@ -14,8 +14,97 @@ constexpr size_t kSlice = 4096;         // input is buffered at most this much a
 constexpr size_t kMaxHeaders = 16 << 10;
 constexpr size_t kMaxBoundaryLine = 1024;
 
+constexpr size_t kMaxFileName = 255;
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// The parameters of a header value ("form-data; name=\"f\"; filename=\"a.zip\""),
+// quoted strings unquoted; f(lower-cased name, value) for each.
+template <typename F>
+void ForEachParam(std::string_view v, F&& f) {
+  size_t i = v.find(';');
+  while (i != std::string_view::npos && i < v.size()) {
+    ++i;  // past ';'
+    const size_t eq = v.find('=', i);
+    if (eq == std::string_view::npos) return;
+    const size_t next = v.find(';', i);
+    if (next < eq) {  // a parameter without a value
+      i = next;
+      continue;
+    }
+    const std::string key = Lower(Trim(v.substr(i, eq - i)));
+    size_t j = eq + 1;
+    while (j < v.size() && (v[j] == ' ' || v[j] == '\t')) ++j;
+    std::string value;
+    if (j < v.size() && v[j] == '"') {
+      for (++j; j < v.size() && v[j] != '"'; ++j) {
+        // Only \" and \\ are taken as escapes: browsers send other backslashes as they are.
+        if (v[j] == '\\' && j + 1 < v.size() && (v[j + 1] == '"' || v[j + 1] == '\\')) ++j;
+        value += v[j];
+      }
+      i = v.find(';', j);
+    } else {
+      const size_t semi = v.find(';', j);
+      value = std::string(Trim(v.substr(j, semi == std::string_view::npos ? std::string_view::npos : semi - j)));
+      i = semi;
+    }
+    f(key, value);
+  }
+}
+
+// RFC 5987 ext-value: charset'language'percent-encoded. The bytes are kept as sent
+// (UTF-8 in practice): the name is for sniffing and for reports.
+std::string ExtValue(std::string_view v) {
+  const size_t q1 = v.find('\'');
+  const size_t q2 = q1 == std::string_view::npos ? q1 : v.find('\'', q1 + 1);
+  if (q2 == std::string_view::npos) return "";
+  std::string out;
+  for (size_t i = q2 + 1; i < v.size(); ++i) {
+    if (v[i] == '%' && i + 2 < v.size() && HexValue(v[i + 1]) >= 0 && HexValue(v[i + 2]) >= 0) {
+      out += static_cast<char>(HexValue(v[i + 1]) * 16 + HexValue(v[i + 2]));
+      i += 2;
+    } else {
+      out += v[i];
+    }
+  }
+  return out;
+}
+
+// Only the last path component: old browsers send "C:\\Users\\me\\customers.zip".
+std::string BaseName(std::string_view name) {
+  const size_t slash = name.find_last_of("/\\");
+  if (slash != std::string_view::npos) name.remove_prefix(slash + 1);
+  std::string out(name.substr(0, kMaxFileName));
+  for (char& c : out) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  }
+  return out;
+}
+
+// A part's file name: Content-Disposition filename* (RFC 6266) over filename, else the
+// Content-Type name parameter mail clients send.
+std::string PartFileName(std::string_view disposition, std::string_view content_type) {
+  std::string plain, extended, type_name;
+  ForEachParam(disposition, [&](const std::string& key, const std::string& value) {
+    if (key == "filename") plain = value;
+    if (key == "filename*") extended = ExtValue(value);
+  });
+  ForEachParam(content_type, [&](const std::string& key, const std::string& value) {
+    if (key == "name") type_name = value;
+  });
+  if (!extended.empty()) return BaseName(extended);
+  if (!plain.empty()) return BaseName(plain);
+  return BaseName(type_name);
+}
+
 DocHint ParsePartHeaders(std::string_view block) {
   DocHint hint;
+  std::string_view disposition;
   while (!block.empty()) {
     const size_t nl = block.find('\n');
     const std::string_view line = block.substr(0, nl);
@@ -26,11 +115,13 @@ DocHint ParsePartHeaders(std::string_view block) {
     const std::string_view value = Trim(line.substr(colon + 1));
     if (name == "content-type") hint.content_type = std::string(value);
     if (name == "content-transfer-encoding") hint.transfer_encoding = Lower(value);
+    if (name == "content-disposition") disposition = value;
     if (name == "content-encoding") {
       std::string unknown;
       hint.encodings = ParseContentEncoding(value, &unknown);
     }
   }
+  hint.name = PartFileName(disposition, hint.content_type);
   return hint;
 }
 
@@ -127,11 +218,14 @@ class Multipart final : public Decoder {
             state_ = State::kEpilogue;
             break;
           }
+          // Judged by where the line ends, not by how much is buffered: the same for
+          // any chunking.
           const size_t nl = b.find('\n');
-          if (nl == std::string_view::npos) {
-            if (b.size() > kMaxBoundaryLine) Fail("multipart boundary line too long");
+          if ((nl == std::string_view::npos ? b.size() : nl) > kMaxBoundaryLine) {
+            Fail("multipart boundary line too long");
             return;
           }
+          if (nl == std::string_view::npos) return;
           buf_.DropFront(nl + 1);
           state_ = State::kHeaders;
           break;
@@ -145,10 +239,11 @@ class Multipart final : public Decoder {
             if (crlf != std::string_view::npos) end = crlf + 3;
             if (lf != std::string_view::npos && (end == std::string_view::npos || lf + 2 < end)) end = lf + 2;
           }
-          if (end == std::string_view::npos) {
-            if (b.size() > kMaxHeaders) Fail("multipart part headers too long");
+          if ((end == std::string_view::npos ? b.size() : end) > kMaxHeaders) {
+            Fail("multipart part headers too long");
             return;
           }
+          if (end == std::string_view::npos) return;
           const DocHint hint = ParsePartHeaders(b.substr(0, end));
           buf_.DropFront(end);
           StartPart(hint);

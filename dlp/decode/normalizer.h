@@ -74,11 +74,16 @@ class SegmentSink {
                            std::string_view /*what*/) {}
 };
 
+struct TextRunConfig;  // text_runs.h
+
 struct NormalizerLimits {
   uint32_t max_depth = 3;
   uint64_t max_decoded_bytes = 64ull << 20;  // all layers together; beyond it decoding stops
   uint32_t max_expansion_ratio = 100;        // per decompressor, once it produced >= 1 MiB
   uint64_t max_memory_bytes = 16ull << 20;   // decompressor state of the whole Normalizer
+  // Binary documents of decoded layers go to the sink reduced to the stretches where the
+  // engine's patterns can match (text_runs.h); null: every decoded byte goes.
+  std::shared_ptr<const TextRunConfig> text_runs;
 };
 
 // Most layer ids a Normalizer hands out (see above).

@@ -14,6 +14,63 @@ namespace egressguard::dlp::decode {
 namespace {
 
 constexpr size_t kSniff = 80;  // "--" + a 70-character boundary + CRLF fits
+// A tar header's "ustar" magic sits at 257..262 (kContainerSniff). Holding every
+// document for 263 bytes would hold short text longer for nothing, so the prefix grows
+// past kSniff only while its bytes could still be a tar header: numeric fields from
+// offset 100 on must be octal, so text is decided at about 100 bytes.
+constexpr size_t kTarSniff = kContainerSniff;
+static_assert(kTarSniff >= 263, "the tar magic ends at offset 262");
+
+// Length of the longest prefix of b (up to kTarSniff) a ustar, GNU or v7 tar header may
+// start with: name and link name anything, numeric fields octal digits, spaces and NULs
+// (or base-256, flagged by the field's first byte), then "ustar" and '\0' or ' '.
+size_t TarConsistentPrefix(std::string_view b) {
+  static constexpr size_t kNumericFields[] = {100, 108, 116, 124, 136, 148, 156};  // field starts, then the type
+  const size_t n = std::min(b.size(), kTarSniff);
+  for (size_t i = 100; i < n; ++i) {
+    const auto c = static_cast<unsigned char>(b[i]);
+    if (i < 156) {
+      size_t field = 100;
+      for (size_t f : kNumericFields) {
+        if (f <= i) field = f;
+      }
+      const bool base256 = field != 148 && (static_cast<unsigned char>(b[field]) & 0x80) != 0;
+      if (!base256 && !(c >= '0' && c <= '7') && c != ' ' && c != 0) return i;
+    } else if (i >= 257 && i < 262) {
+      if (c != static_cast<unsigned char>("ustar"[i - 257])) return i;
+    } else if (i == 262) {
+      if (c != 0 && c != ' ') return i;
+    }
+  }
+  return n;
+}
+
+bool EndsWith(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+// A tar without the ustar magic (v7) is opened only when its name or type says tar and
+// its first 257 bytes fit a header; the tar decoder checks the header checksum.
+bool HintSaysTar(const DocHint& hint) {
+  const std::string name = Lower(hint.name);
+  const std::string type = Lower(hint.content_type);
+  for (std::string_view t : {"application/x-tar", "application/tar", "application/x-gtar", "application/x-ustar"}) {
+    if (type.rfind(t, 0) == 0) return true;
+  }
+  return EndsWith(name, ".tar");
+}
+
+// The name of a compressed file's content: "a.csv.gz" holds "a.csv", "x.tgz" "x.tar".
+std::string DecompressedName(std::string_view name) {
+  const std::string lower = Lower(name);
+  for (std::string_view tarball : {".tgz", ".txz", ".tzst", ".tbz2"}) {
+    if (EndsWith(lower, tarball)) return std::string(name.substr(0, name.size() - tarball.size())) + ".tar";
+  }
+  for (std::string_view suffix : {".gz", ".gzip", ".xz", ".zst", ".zstd", ".br", ".zz"}) {
+    if (EndsWith(lower, suffix)) return std::string(name.substr(0, name.size() - suffix.size()));
+  }
+  return std::string(name);
+}
 
 bool IsBoundaryChar(char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
@@ -66,6 +123,72 @@ bool LooksLikeZlib(std::string_view b) {
   }
   inflateEnd(&z);
   return r == Z_OK || r == Z_STREAM_END || r == Z_BUF_ERROR;
+}
+
+bool LooksLikeXz(std::string_view b) { return b.substr(0, 6) == std::string_view("\xfd" "7zXZ\0", 6); }
+
+bool LooksLikeZip(std::string_view b) {
+  // A local file header; an empty archive (its end record alone); a single-segment
+  // archive written with the spanning marker first.
+  const std::string_view sig = b.substr(0, 4);
+  return sig == "PK\x03\x04" || sig == "PK\x05\x06" ||
+         ((sig == "PK\x07\x08" || sig == "PK00") && b.substr(4, 4) == "PK\x03\x04");
+}
+
+bool LooksLikeTar(std::string_view b) {
+  return b.size() >= 263 && TarConsistentPrefix(b) >= 263;
+}
+
+const char* ContainerKind(std::string_view b) {
+  if (LooksLikeZip(b)) return "zip archive";
+  if (LooksLikeGzip(b)) return "gzip stream";
+  if (LooksLikeZstd(b)) return "zstd stream";
+  if (LooksLikeXz(b)) return "xz stream";
+  if (b.size() >= 10 && b.substr(0, 3) == "BZh" && b[3] >= '1' && b[3] <= '9' &&
+      (b.substr(4, 6) == "\x31\x41\x59\x26\x53\x59" || b.substr(4, 6) == "\x17\x72\x45\x38\x50\x90")) {
+    return "bzip2 stream";
+  }
+  if (b.substr(0, 6) == "7z\xbc\xaf\x27\x1c") return "7z archive";
+  if (b.substr(0, 6) == "Rar!\x1a\x07") return "rar archive";
+  if (b.substr(0, 5) == "%PDF-") return "PDF document";
+  if (LooksLikeTar(b)) return "tar archive";
+  if (LooksLikeZlib(b.substr(0, kSniff))) return "zlib stream";
+  return nullptr;
+}
+
+DepthLimitProbe::DepthLimitProbe(Layer& out)
+    : ctx_(out.ctx()), active_(out.depth() >= out.ctx().limits.max_depth) {}
+
+void DepthLimitProbe::Begin() {
+  checked_ = !active_;
+  head_.clear();
+}
+
+void DepthLimitProbe::Put(const Src& in) {
+  if (checked_ || in.empty()) return;
+  const OrigSpan s = in.SpanOf(0, in.size());
+  if (head_.empty()) span_ = s;
+  span_.begin = std::min(span_.begin, s.begin);
+  span_.end = std::max(span_.end, s.end);
+  head_.append(in.bytes().substr(0, kContainerSniff - head_.size()));
+  if (head_.size() >= kContainerSniff) Check();
+}
+
+void DepthLimitProbe::End() {
+  if (!checked_ && !head_.empty()) Check();
+  checked_ = true;
+  head_.clear();
+  head_.shrink_to_fit();
+}
+
+void DepthLimitProbe::Check() {
+  checked_ = true;
+  if (const char* kind = ContainerKind(head_)) {
+    ctx_.Undecodable(span_, fmt::format("{} nested deeper than the decode depth limit ({})", kind,
+                                        ctx_.limits.max_depth));
+  }
+  head_.clear();
+  head_.shrink_to_fit();
 }
 
 bool LooksLikeForm(std::string_view b) {
@@ -144,9 +267,23 @@ void TransformSlot::Put(const Src& in) {
     if (decoder_) decoder_->Put(in);
     return;
   }
-  const size_t take = std::min(in.size(), kSniff - sniff_.size());
+  size_t take = std::min(in.size(), kSniff - std::min(kSniff, sniff_.size()));
   sniff_.Append(in.Sub(0, take));
   if (sniff_.size() < kSniff) return;
+  if (sniff_.size() < kTarSniff) {
+    // Grows while it could still be a tar header, and stops at the same byte however
+    // the input is cut: the first byte that does not fit is left out.
+    std::string probe(sniff_.bytes());
+    probe.append(in.bytes().substr(take, kTarSniff - sniff_.size()));
+    const size_t fits = TarConsistentPrefix(probe);
+    const size_t target = fits < probe.size() ? std::max(fits, kSniff) : probe.size();
+    if (target > sniff_.size()) {
+      const size_t more = target - sniff_.size();
+      sniff_.Append(in.Sub(take, take + more));
+      take += more;
+    }
+    if (fits == probe.size() && probe.size() < kTarSniff) return;
+  }
   Decide();
   if (decoder_ && take < in.size()) decoder_->Put(in.Sub(take, in.size()));
 }
@@ -179,6 +316,8 @@ uint64_t TransformSlot::held_from() const {
 void TransformSlot::Decide() {
   sniffing_ = false;
   const std::string_view b = sniff_.bytes();
+  // The checks that predate the longer tar prefix see what they always saw.
+  const std::string_view b80 = b.substr(0, kSniff);
   const OrigSpan where = sniff_.src().SpanOf(0, b.size());
   if (!out_) out_ = std::make_unique<Layer>(ctx_, depth_);
   if (!hint_.unsupported_encoding.empty()) {
@@ -187,12 +326,14 @@ void TransformSlot::Decide() {
   DocHint next;
   next.content_type = hint_.content_type;
   next.is_url = hint_.is_url;
+  next.name = DecompressedName(hint_.name);
   if (!hint_.encodings.empty()) {
     const Codec c = hint_.encodings.front();
     // Bytes that are recognizably another codec's are decoded as what they are, below:
     // the origin gets the bytes, whatever the label says (a gzip body sent as "br" would
     // otherwise fail to decode and pass as merely undecodable).
-    const bool other = (c != Codec::kGzip && LooksLikeGzip(b)) || (c != Codec::kZstd && LooksLikeZstd(b));
+    const bool other = (c != Codec::kGzip && LooksLikeGzip(b)) || (c != Codec::kZstd && LooksLikeZstd(b)) ||
+                       LooksLikeXz(b) || LooksLikeZip(b);
     const bool plausible =
         !other && (c == Codec::kGzip ? LooksLikeGzip(b) : c == Codec::kZstd ? LooksLikeZstd(b) : true);
     if (plausible) {
@@ -205,12 +346,17 @@ void TransformSlot::Decide() {
   if (!decoder_) {
     if (LooksLikeGzip(b)) decoder_ = MakeDecompressor(Codec::kGzip, *out_, next);
     else if (LooksLikeZstd(b)) decoder_ = MakeDecompressor(Codec::kZstd, *out_, next);
-    else if (LooksLikeZlib(b)) decoder_ = MakeDecompressor(Codec::kZlib, *out_, next);
+    else if (LooksLikeXz(b)) decoder_ = MakeXz(*out_, next);
+    // Containers before document formats: a docx or xlsx is a zip, whose members (named
+    // "word/document.xml") come back here and go to ChooseDocumentDecoder.
+    else if (LooksLikeZip(b)) decoder_ = MakeZip(*out_);
+    else if (LooksLikeTar(b) || (HintSaysTar(hint_) && TarConsistentPrefix(b) >= 257)) decoder_ = MakeTar(*out_);
+    else if (LooksLikeZlib(b80)) decoder_ = MakeDecompressor(Codec::kZlib, *out_, next);
   }
   if (!decoder_) decoder_ = ChooseDocumentDecoder(hint_, b, *out_);
   if (!decoder_) {
     std::string boundary = BoundaryParam(hint_.content_type);
-    if (boundary.empty()) boundary = SniffMultipartBoundary(b);
+    if (boundary.empty()) boundary = SniffMultipartBoundary(b80);
     if (!boundary.empty()) decoder_ = MakeMultipart(*out_, std::move(boundary));
   }
   if (!decoder_) {
@@ -218,7 +364,7 @@ void TransformSlot::Decide() {
     // forms): a mislabelled body is the exfiltration case. '+' means space only in forms.
     unsigned flags = kPercent | kBackslash;
     if (hint_.is_url || Lower(hint_.content_type).find("x-www-form-urlencoded") != std::string::npos ||
-        LooksLikeForm(b)) {
+        LooksLikeForm(b80)) {
       flags |= kPlus;
     }
     decoder_ = MakeUnescaper(*out_, flags, /*lazy=*/true);

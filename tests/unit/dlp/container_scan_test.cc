@@ -183,5 +183,21 @@ TEST_F(ContainerScanTest, EncryptedMemberIsReportedNotPassedSilently) {
   EXPECT_LT(enc->start(), enc->end());
 }
 
+TEST_F(ContainerScanTest, StreamMatchesAfterAnEarlierMemberKeepTheirOffsets) {
+  // The Hyperscan stream of a decoded layer restarts at every document end; e-mail
+  // addresses (stream patterns) in a later member were once placed at the restarted
+  // stream's offsets, read from the wrong bytes and dropped by the validator.
+  std::string csv = "name,email\n";
+  for (int i = 0; i < 30; ++i) csv += "Customer " + std::to_string(i) + ",user" + std::to_string(i) + "@acme-corp.ch\n";
+  for (const bool deflate : {false, true}) {
+    const std::string zip = Zip({{"readme.txt", "see the attached export\n", deflate}, {"customers.csv", csv, deflate}});
+    const MessageResult r = ScanSplit(engine(), zip, {100, 101, 400});
+    const v1::Finding* mail = FindCategory(r, "email");
+    ASSERT_NE(mail, nullptr) << Describe(r);
+    EXPECT_EQ(mail->count(), 30u) << Describe(r);
+    EXPECT_EQ(mail->member(), "customers.csv");
+  }
+}
+
 }  // namespace
 }  // namespace egressguard::dlp

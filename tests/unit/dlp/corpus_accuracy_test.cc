@@ -63,7 +63,12 @@ TEST(CorpusAccuracy, DefaultPackMeetsPrecisionAndRecallOnEveryCategory) {
   for (const auto& s : result.scores) {
     if (s.true_positives + s.false_negatives > 0) expected_somewhere.insert(s.category);
   }
-  for (const auto& r : pack->rules()) EXPECT_TRUE(expected_somewhere.count(r.category())) << r.category();
+  for (const auto& r : pack->rules()) {
+    // What cannot be read (corrupt, encrypted) is no text sample: the decoder and
+    // container tests exercise those.
+    if (r.category() == rules::kUndecodableCategory || r.category() == rules::kEncryptedContentCategory) continue;
+    EXPECT_TRUE(expected_somewhere.count(r.category())) << r.category();
+  }
 }
 
 }  // namespace
