@@ -53,6 +53,7 @@ std::vector<DocOutcome> Decode(const std::vector<std::pair<std::string, std::str
   Context ctx(limits, sink);
   std::vector<DocOutcome> outs;
   uint64_t base = 0;
+  Layer archive(ctx, 0);  // stands for the archive the documents are members of
   for (const auto& [name, body] : docs) {
     // A layer per document, so each one's text is told apart (the shared strings of an
     // xlsx live on the Context and carry over, as between an archive's members).
@@ -62,7 +63,7 @@ std::vector<DocOutcome> Decode(const std::vector<std::pair<std::string, std::str
     sink.encrypted.clear();
     {
       Layer out(ctx, 1);
-      ctx.EnterMember(0, name);
+      ctx.EnterMember(archive, name);
       DocHint hint;
       hint.name = name;
       DecoderPtr dec = ChooseDocumentDecoder(hint, body.substr(0, 80), out);
@@ -78,7 +79,7 @@ std::vector<DocOutcome> Decode(const std::vector<std::pair<std::string, std::str
         }
         dec->Finish();
       }
-      ctx.LeaveMember(0);
+      ctx.LeaveMember(archive);
     }
     if (sink.layers.size() > 1) std::abort();
     DocOutcome o;
