@@ -630,6 +630,12 @@ class LayerScan {
       if (b > avail && !final) break;
       const size_t at = prefix_batch_.size();
       history_.Append(a, std::min(b, avail), chunk, &prefix_batch_);
+      // Every prefixed pattern needs \b before its first (word) byte
+      // (PrefixGateConfig::boundary): a start right after a word byte holds no match.
+      if (s > 0 && engine_.prefix_config().boundary && IsWordByte(prefix_batch_[at])) {
+        prefix_batch_.resize(at);
+        continue;
+      }
       prefix_windows_.push_back(PrefixWindow{at, prefix_batch_.size() - at, a, static_cast<uint32_t>(s - a)});
       prefix_batch_.push_back('\0');
     }

@@ -30,6 +30,8 @@ struct ScanOptions {
   std::string content_type;
   std::string content_encoding;
   std::string fingerprint_key_file;
+  std::string db_cache_dir;
+  bool no_db_cache = false;
   std::vector<std::string> paths;
 };
 
@@ -172,11 +174,6 @@ int RunScan(const ScanOptions& o) {
     return kExitError;
   }
   const std::string pack_path = o.rules.empty() ? appliance::DefaultPackPath() : o.rules;
-  auto pack = appliance::LoadPack(pack_path);
-  if (!pack.ok()) {
-    std::cerr << "egressguard scan: " << pack.status().message() << "\n";
-    return kExitError;
-  }
   dlp::EngineOptions options;
   if (!o.fingerprint_key_file.empty()) {
     auto key = appliance::ReadFingerprintKey(o.fingerprint_key_file);
@@ -186,10 +183,11 @@ int RunScan(const ScanOptions& o) {
     }
     options.fingerprint_key = *std::move(key);
   }
-  auto engine = dlp::Engine::Compile(*pack, options);
+  if (!o.no_db_cache) options.db_cache_dir = o.db_cache_dir.empty() ? appliance::DefaultDbCacheDir() : o.db_cache_dir;
+  options.warm_validators = false;  // one run: a phone number, if any, pays for its data
+  auto engine = appliance::LoadAndCompile(pack_path, options);
   if (!engine.ok()) {
-    std::cerr << "egressguard scan: cannot compile rule pack " << pack_path << ": " << engine.status().message()
-              << "\n";
+    std::cerr << "egressguard scan: " << engine.status().message() << "\n";
     return kExitError;
   }
   dlp::Scanner scanner;
@@ -213,6 +211,10 @@ void RegisterScan(CLI::App& app, Context& ctx) {
   cmd->add_option("--content-encoding", opts->content_encoding, "Treat the input as this Content-Encoding");
   cmd->add_option("--fingerprint-key-file", opts->fingerprint_key_file,
                   "HMAC key for match fingerprints (without it no fingerprints are printed)");
+  cmd->add_option("--db-cache-dir", opts->db_cache_dir,
+                  "Where compiled rule-pack databases are kept for the next run (default: "
+                  "$XDG_CACHE_HOME/egressguard/db, else ~/.cache/egressguard/db)");
+  cmd->add_flag("--no-db-cache", opts->no_db_cache, "Compile the rule pack afresh and keep nothing");
   cmd->add_option("paths", opts->paths, "Files to scan, or - for stdin")->required();
   cmd->footer("Exit status: 0 nothing found, 1 findings, 2 error.");
   cmd->callback([&ctx, opts] { ctx.exit_code = RunScan(*opts); });

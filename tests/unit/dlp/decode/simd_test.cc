@@ -103,6 +103,50 @@ TEST(Simd, ByteSetTwinsAgree) {
   }
 }
 
+TEST(Simd, ManySetsAndErosionTwinsAgree) {
+  std::mt19937_64 rng(5);
+  for (int i = 0; i < 3000; ++i) {
+    const size_t count = 1 + rng() % 8;
+    simd::ByteSet sets[8];
+    uint32_t need[8] = {};
+    for (size_t k = 0; k < count; ++k) {
+      const int density = static_cast<int>(rng() % 101);
+      for (int b = 0; b < 256; ++b) {
+        if (static_cast<int>(rng() % 100) < density) sets[k].Add(static_cast<uint8_t>(b));
+      }
+      need[k] = 1 + static_cast<uint32_t>(rng() % 64);
+    }
+    std::string block(64, '\0');
+    for (char& c : block) c = static_cast<char>(rng() % 3 == 0 ? rng() : rng() % 8 + 'a');
+    alignas(32) uint64_t portable[8] = {}, avx2[8] = {};
+    simd::ByteSetMasks64(block.data(), sets, count, portable, false);
+    for (size_t k = 0; k < count; ++k) ASSERT_EQ(portable[k], simd::ByteSetMask64(block.data(), sets[k], false));
+    if (CpuHasAvx2()) {
+      simd::ByteSetMasks64(block.data(), sets, count, avx2, true);
+      for (size_t k = 0; k < count; ++k) ASSERT_EQ(avx2[k], portable[k]);
+    }
+    // Erosion: bit j set iff bits j - need + 1 .. j are all set.
+    const simd::ErosionPlan plan(need, count);
+    alignas(32) uint64_t out_p[8] = {}, out_v[8] = {};
+    const uint64_t any_p = simd::Erode64(portable, plan, out_p, false);
+    uint64_t any = 0;
+    for (size_t k = 0; k < count; ++k) {
+      uint64_t want = 0;
+      for (uint32_t j = need[k] - 1; j < 64; ++j) {
+        const uint64_t run = (need[k] == 64 ? ~uint64_t{0} : ((uint64_t{1} << need[k]) - 1)) << (j + 1 - need[k]);
+        if ((portable[k] & run) == run) want |= uint64_t{1} << j;
+      }
+      ASSERT_EQ(out_p[k], want) << "need " << need[k];
+      any |= want;
+    }
+    ASSERT_EQ(any_p, any);
+    if (CpuHasAvx2()) {
+      ASSERT_EQ(simd::Erode64(portable, plan, out_v, true), any);
+      for (size_t k = 0; k < count; ++k) ASSERT_EQ(out_v[k], out_p[k]);
+    }
+  }
+}
+
 // Through the finder, on whichever path this run takes: random payloads in standard and
 // URL-safe base64, padded or not, wrapped at 76 with CRLF or LF, come out byte for byte.
 TEST(Simd, FinderDecodesRandomPayloads) {

@@ -6,6 +6,7 @@
 
 #include <random>
 
+#include "archive_test_util.h"
 #include "decode_test_util.h"
 #include "dlp/decode/text_runs.h"
 #include "text_runs_reference.h"
@@ -206,6 +207,25 @@ TEST(TextRuns, CompressedStreamStillReachesItsDecoder) {
   text += "card 4111 1111 1111 1111\n";
   const Recorder r = Normalize("attachment: " + Base64(Gzip(text)) + "\n", {}, 100, Filtered());
   EXPECT_TRUE(r.Has("card 4111 1111 1111 1111")) << r.Reasons();
+}
+
+// And a zip attachment: its deflated member is binary for the scan of the base64's
+// decoded layer, yet the zip decoder gets every byte and its member text is scanned.
+TEST(TextRuns, ZipInsideBase64StillReachesItsDecoder) {
+  const std::string zip = Python(R"PY(
+b = io.BytesIO()
+with zipfile.ZipFile(b, 'w') as zf:
+    zf.writestr('export/customers.csv', b'id,name,card\n' + b'7,Meier,0000\n' * 300 + b'8,Huber,4111 1111 1111 1111\n',
+                compress_type=zipfile.ZIP_DEFLATED)
+out(b.getvalue())
+)PY");
+  ASSERT_TRUE(LooksBinary(zip.substr(0, kBinarySniff)));
+  const std::string body = "From: anna@corp-mail.ch\r\nSubject: export\r\n\r\n" + Wrap(Base64(zip));
+  for (size_t chunk : {0, 100}) {
+    const Recorder r = Normalize(body, {}, chunk, Filtered());
+    EXPECT_TRUE(r.Has("8,Huber,4111 1111 1111 1111")) << chunk << " " << r.Reasons();
+    EXPECT_EQ(r.MemberOf(r.members.empty() ? 0 : r.members.front().first, 0), "export/customers.csv");
+  }
 }
 
 TEST(TextRuns, NormalizerOutputDoesNotDependOnChunking) {
