@@ -274,6 +274,39 @@ def test_bulk_csv_at_end_is_held_back(env):
     assert not bad, summary(bad, len(cases))
 
 
+def _zip_with_card_at_end():
+    """A zip streamed past the hold limit: a stored member of clean log lines first, then a
+    deflated member whose text carries a card, so the card exists only after inflating.
+    Returns the archive and the span of the deflated member's compressed bytes."""
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr(zipfile.ZipInfo("logs/app.log"), L.log_lines(SWEEP_BODY), compress_type=zipfile.ZIP_STORED)
+        z.writestr("export/payment.txt", b"customer 1182 paid with " + L.CARD_SPACED + b" on 2026-11-26\n",
+                   compress_type=zipfile.ZIP_DEFLATED)
+    data = buf.getvalue()
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        info = z.getinfo("export/payment.txt")
+    # Local header: 30 fixed bytes, the name, the extra field; then the compressed data.
+    name_len = int.from_bytes(data[info.header_offset + 26:info.header_offset + 28], "little")
+    extra_len = int.from_bytes(data[info.header_offset + 28:info.header_offset + 30], "little")
+    begin = info.header_offset + 30 + name_len + extra_len
+    return data, begin, begin + info.compress_size
+
+
+@pytest.mark.parametrize("framing", ["cl", "chunked-late"])
+def test_card_in_deflated_zip_member_never_reaches_origin(env, framing):
+    # Proves: past the hold limit, no byte of a deflated zip member carrying a card leaves, whichever write
+    # boundary the client picks around and inside it (the card is only visible once the member is inflated).
+    body, begin, end = _zip_with_card_at_end()
+    value = body[begin:end]
+    splits = sorted({begin - 31, begin - 1, begin, begin + 1, (begin + end) // 2, end - 1, end, len(body)})
+    bad = sweep(splits, lambda k: blocked_upload(env, env.small, SMALL_HOLD, framing, body, value, begin, k,
+                                                 "application/zip"))
+    assert not bad, summary(bad, len(splits))
+
+
 # ---------------------------------------------------------------- part 1: 20 MiB, 64 MiB
 BIG = [
     # (name, size, value, body kind, framing, offset of the split inside the value)
