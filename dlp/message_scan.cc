@@ -831,13 +831,8 @@ bool MessageScanImpl::Recycle() {
   bulk_first_ = UINT64_MAX;
   decode_stopped_ = false;
   csv_.Reset();
-  undecodable_count_ = 0;
-  undecodable_start_ = undecodable_end_ = 0;
-  undecodable_why_.clear();
-  encrypted_count_ = 0;
-  encrypted_start_ = encrypted_end_ = 0;
-  encrypted_what_.clear();
-  encrypted_member_.clear();
+  undecodable_.Clear();
+  encrypted_.Clear();
   layer_member_.clear();
   for (MemberCsv& m : member_csv_) m.member.clear();  // detectors kept for reuse
   member_rows_ = 0;
@@ -969,13 +964,7 @@ uint64_t MessageScanImpl::MemberRows() const {
 
 void MessageScanImpl::OnEncrypted(uint64_t orig_begin, uint64_t orig_end, std::string_view member,
                                   std::string_view what) {
-  if (encrypted_count_ == 0) {
-    encrypted_start_ = orig_begin;
-    encrypted_end_ = std::max(orig_begin, orig_end);
-    encrypted_what_ = std::string(what.substr(0, 200));
-    encrypted_member_ = std::string(member.substr(0, 512));
-  }
-  ++encrypted_count_;
+  encrypted_.Note(orig_begin, orig_end, what, member);
   so_far_ = Stronger(so_far_, engine_->encrypted_rule().action);
 }
 
@@ -986,13 +975,32 @@ void MessageScanImpl::OnDocumentEnd(uint32_t layer) {
 }
 
 void MessageScanImpl::OnUndecodable(uint64_t orig_begin, uint64_t orig_end, std::string_view why) {
-  if (undecodable_count_ == 0) {
-    undecodable_start_ = orig_begin;
-    undecodable_end_ = std::max(orig_begin, orig_end);
-    undecodable_why_ = std::string(why.substr(0, 200));
-  }
-  ++undecodable_count_;
+  undecodable_.Note(orig_begin, orig_end, why, {});
   so_far_ = Stronger(so_far_, engine_->undecodable_rule().action);
+}
+
+void MessageScanImpl::Reported::Note(uint64_t orig_begin, uint64_t orig_end, std::string_view reason,
+                                     std::string_view in_member) {
+  if (count++ > 0) return;
+  start = orig_begin;
+  end = std::max(orig_begin, orig_end);
+  why = std::string(reason.substr(0, 200));
+  member = std::string(in_member.substr(0, 512));
+}
+
+void MessageScanImpl::Reported::AddFinding(const MessageRule& rule, MessageResult* r) const {
+  if (count == 0) return;
+  v1::Finding f;
+  f.set_rule_id(rule.id);
+  f.set_category(rule.category);
+  f.set_count(count);
+  f.set_start(start);
+  f.set_end(end);
+  f.set_evidence(why);
+  f.set_member(member);
+  f.set_action(rule.action);
+  f.set_severity(rule.severity);
+  r->findings.push_back(std::move(f));
 }
 
 void MessageScanImpl::OnScanError(std::string_view what) {
@@ -1158,34 +1166,8 @@ MessageResult MessageScanImpl::Finish() {
     r.findings.push_back(std::move(f));
   }
 
-  if (undecodable_count_ > 0) {
-    const MessageRule& ur = engine_->undecodable_rule();
-    v1::Finding f;
-    f.set_rule_id(ur.id);
-    f.set_category(ur.category);
-    f.set_count(undecodable_count_);
-    f.set_start(undecodable_start_);
-    f.set_end(undecodable_end_);
-    f.set_evidence(undecodable_why_);
-    f.set_action(ur.action);
-    f.set_severity(ur.severity);
-    r.findings.push_back(std::move(f));
-  }
-
-  if (encrypted_count_ > 0) {
-    const MessageRule& er = engine_->encrypted_rule();
-    v1::Finding f;
-    f.set_rule_id(er.id);
-    f.set_category(er.category);
-    f.set_count(encrypted_count_);
-    f.set_start(encrypted_start_);
-    f.set_end(encrypted_end_);
-    f.set_evidence(encrypted_what_);
-    f.set_member(encrypted_member_);
-    f.set_action(er.action);
-    f.set_severity(er.severity);
-    r.findings.push_back(std::move(f));
-  }
+  undecodable_.AddFinding(engine_->undecodable_rule(), &r);
+  encrypted_.AddFinding(engine_->encrypted_rule(), &r);
 
   std::stable_sort(r.findings.begin(), r.findings.end(), [](const v1::Finding& a, const v1::Finding& b) {
     return a.start() != b.start() ? a.start() < b.start() : a.rule_id() < b.rule_id();

@@ -106,15 +106,18 @@ class MessageScanImpl final : public MessageScan, public DecodedSink {
   uint64_t bulk_first_ = UINT64_MAX;  // original start of the first value counted toward bulk_pii
   bool decode_stopped_ = false;       // the decoders hit a limit: decoded layers get nothing more
   CsvHeaderDetector csv_;
-  uint64_t undecodable_count_ = 0;
-  uint64_t undecodable_start_ = 0;
-  uint64_t undecodable_end_ = 0;
-  std::string undecodable_why_;
-  uint64_t encrypted_count_ = 0;
-  uint64_t encrypted_start_ = 0;
-  uint64_t encrypted_end_ = 0;
-  std::string encrypted_what_;
-  std::string encrypted_member_;
+  // What the decoders report rather than match (undecodable, encrypted content): counted,
+  // the first one kept as the finding's span, reason and member.
+  struct Reported {
+    uint64_t count = 0;
+    uint64_t start = 0, end = 0;
+    std::string why, member;
+    void Note(uint64_t orig_begin, uint64_t orig_end, std::string_view reason, std::string_view in_member);
+    void Clear() { *this = Reported{}; }
+    void AddFinding(const MessageRule& rule, MessageResult* r) const;
+  };
+  Reported undecodable_;
+  Reported encrypted_;
   std::vector<std::string> layer_member_;  // by layer id: the member its bytes now come from
   std::vector<MemberCsv> member_csv_;       // by layer id, while that layer is inside a member
   uint64_t member_rows_ = 0;                // most rows of one member CSV with PII columns

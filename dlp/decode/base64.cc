@@ -17,22 +17,8 @@ namespace egressguard::dlp::decode {
 namespace {
 
 constexpr size_t kMinRun = 16;
-constexpr uint8_t kNot = 0xFF;
-
-// Standard and URL-safe alphabets in one table: a run may use either.
-constexpr std::array<uint8_t, 256> MakeTable() {
-  std::array<uint8_t, 256> t{};
-  for (auto& v : t) v = kNot;
-  for (int i = 0; i < 26; ++i) {
-    t['A' + i] = static_cast<uint8_t>(i);
-    t['a' + i] = static_cast<uint8_t>(26 + i);
-  }
-  for (int i = 0; i < 10; ++i) t['0' + i] = static_cast<uint8_t>(52 + i);
-  t['+'] = t['-'] = 62;
-  t['/'] = t['_'] = 63;
-  return t;
-}
-constexpr std::array<uint8_t, 256> kTable = MakeTable();
+constexpr uint8_t kNot = simd::kNotBase64;
+constexpr const std::array<uint8_t, 256>& kTable = simd::kBase64Values;
 
 inline bool IsB64(char c) { return kTable[static_cast<uint8_t>(c)] != kNot; }
 

@@ -36,25 +36,6 @@ constexpr int kZstdWindowLogMax = 23;         // 8 MiB, what RFC 8878 asks decod
 // cost stays small.
 constexpr size_t kSlice = 64;
 
-// malloc with a 16-byte header holding the size, charged against the Context's budget.
-void* CountedAlloc(Context* ctx, size_t n) {
-  if (n > ctx->limits.max_memory_bytes || ctx->codec_bytes + n > ctx->limits.max_memory_bytes) return nullptr;
-  void* p = std::malloc(n + 16);
-  if (p == nullptr) return nullptr;
-  std::memcpy(p, &n, sizeof n);
-  ctx->codec_bytes += n;
-  return static_cast<char*>(p) + 16;
-}
-
-void CountedFree(Context* ctx, void* q) {
-  if (q == nullptr) return;
-  char* p = static_cast<char*>(q) - 16;
-  size_t n;
-  std::memcpy(&n, p, sizeof n);
-  ctx->codec_bytes -= n;
-  std::free(p);
-}
-
 class Decompressor final : public Decoder {
  public:
   Decompressor(Codec codec, Layer& out, const DocHint& out_hint)
@@ -170,9 +151,9 @@ class Decompressor final : public Decoder {
         if (codec_ == Codec::kDeflate && !LooksLikeZlib(first)) bits = -15;
         z_ = {};
         z_.zalloc = [](voidpf o, uInt items, uInt size) -> voidpf {
-          return CountedAlloc(static_cast<Context*>(o), static_cast<size_t>(items) * size);
+          return ChargedAlloc(static_cast<Context*>(o), static_cast<size_t>(items) * size);
         };
-        z_.zfree = [](voidpf o, voidpf p) { CountedFree(static_cast<Context*>(o), p); };
+        z_.zfree = [](voidpf, voidpf p) { ChargedFree(p); };
         z_.opaque = ctx_ptr_;
         if (inflateInit2(&z_, bits) != Z_OK) return InitFailed();
         z_live_ = true;
@@ -180,12 +161,12 @@ class Decompressor final : public Decoder {
       }
       case Codec::kBrotli:
         br_ = BrotliDecoderCreateInstance(
-            [](void* o, size_t n) { return CountedAlloc(static_cast<Context*>(o), n); },
-            [](void* o, void* p) { CountedFree(static_cast<Context*>(o), p); }, ctx_ptr_);
+            [](void* o, size_t n) { return ChargedAlloc(static_cast<Context*>(o), n); },
+            [](void*, void* p) { ChargedFree(p); }, ctx_ptr_);
         return br_ != nullptr || InitFailed();
       case Codec::kZstd: {
-        ZSTD_customMem mem{[](void* o, size_t n) { return CountedAlloc(static_cast<Context*>(o), n); },
-                           [](void* o, void* p) { CountedFree(static_cast<Context*>(o), p); }, ctx_ptr_};
+        ZSTD_customMem mem{[](void* o, size_t n) { return ChargedAlloc(static_cast<Context*>(o), n); },
+                           [](void*, void* p) { ChargedFree(p); }, ctx_ptr_};
         zstd_ = ZSTD_createDCtx_advanced(mem);
         if (zstd_ == nullptr) return InitFailed();
         ZSTD_DCtx_setParameter(zstd_, ZSTD_d_windowLogMax, kZstdWindowLogMax);

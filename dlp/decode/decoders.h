@@ -37,11 +37,6 @@ DecoderPtr MakeTar(Layer& out);
 // An .xz stream (xz.cc, liblzma), framed as one document carrying out_hint.
 DecoderPtr MakeXz(Layer& out, const DocHint& out_hint);
 
-// Decompressor state allocations charged to ctx.codec_bytes against
-// limits.max_memory_bytes (xz.cc): nullptr once the budget is spent.
-void* ChargedAlloc(Context* ctx, size_t n);
-void ChargedFree(Context* ctx, void* p);
-
 // Where the depth limit stops decoding, a container or compressed stream inside a
 // document would pass unread: a decoder writing into a layer at limits.max_depth (which
 // has no child slots) shows each document's first bytes to one of these, which reports

@@ -30,44 +30,6 @@ DecoderPtr MakeXmlText(Layer& out, XmlKind kind);
 // Text shown by a PDF's content streams (see pdf.cc).
 DecoderPtr MakePdfText(Layer& out);
 
-// ---------------------------------------------------------------- memory
-
-// malloc with a 16-byte header (size, Context), charged to Context::codec_bytes against
-// limits.max_memory_bytes: a library that asks for more gets nullptr and fails cleanly.
-inline void* DocAlloc(Context* ctx, size_t n) {
-  if (ctx == nullptr || n > ctx->limits.max_memory_bytes || ctx->codec_bytes + n > ctx->limits.max_memory_bytes) {
-    return nullptr;
-  }
-  void* p = std::malloc(n + 16);
-  if (p == nullptr) return nullptr;
-  std::memcpy(p, &n, sizeof n);
-  std::memcpy(static_cast<char*>(p) + 8, &ctx, sizeof ctx);
-  ctx->codec_bytes += n;
-  return static_cast<char*>(p) + 16;
-}
-
-inline void DocFree(void* q) {
-  if (q == nullptr) return;
-  char* p = static_cast<char*>(q) - 16;
-  size_t n;
-  Context* ctx;
-  std::memcpy(&n, p, sizeof n);
-  std::memcpy(&ctx, p + 8, sizeof ctx);
-  ctx->codec_bytes -= n;
-  std::free(p);
-}
-
-inline void* DocRealloc(Context* ctx, void* q, size_t n) {
-  if (q == nullptr) return DocAlloc(ctx, n);
-  size_t old;
-  std::memcpy(&old, static_cast<char*>(q) - 16, sizeof old);
-  void* r = DocAlloc(ctx, n);
-  if (r == nullptr) return nullptr;  // the old block stays valid, as realloc promises
-  std::memcpy(r, q, old < n ? old : n);
-  DocFree(q);
-  return r;
-}
-
 // ---------------------------------------------------------------- spans
 
 // Where the bytes of a stream fed in pieces came from: stream offset -> original span,

@@ -1,6 +1,8 @@
 #include "dlp/decode/layer.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <fmt/format.h>
 
 #include "dlp/decode/decoders.h"
@@ -15,6 +17,40 @@ void Context::Charge(size_t n, OrigSpan where) {
     stopped = true;
     Undecodable(where, fmt::format("decoded size limit of {} bytes exceeded", limits.max_decoded_bytes));
   }
+}
+
+void* ChargedAlloc(Context* ctx, size_t n) {
+  if (ctx == nullptr || n > ctx->limits.max_memory_bytes || ctx->codec_bytes + n > ctx->limits.max_memory_bytes) {
+    return nullptr;
+  }
+  void* p = std::malloc(n + 16);  // 16 bytes keep the block 16-byte aligned
+  if (p == nullptr) return nullptr;
+  std::memcpy(p, &n, sizeof n);
+  std::memcpy(static_cast<char*>(p) + 8, &ctx, sizeof ctx);
+  ctx->codec_bytes += n;
+  return static_cast<char*>(p) + 16;
+}
+
+void ChargedFree(void* q) {
+  if (q == nullptr) return;
+  char* p = static_cast<char*>(q) - 16;
+  size_t n;
+  Context* ctx;
+  std::memcpy(&n, p, sizeof n);
+  std::memcpy(&ctx, p + 8, sizeof ctx);
+  ctx->codec_bytes -= n;
+  std::free(p);
+}
+
+void* ChargedRealloc(Context* ctx, void* q, size_t n) {
+  if (q == nullptr) return ChargedAlloc(ctx, n);
+  size_t old;
+  std::memcpy(&old, static_cast<char*>(q) - 16, sizeof old);
+  void* r = ChargedAlloc(ctx, n);
+  if (r == nullptr) return nullptr;
+  std::memcpy(r, q, std::min(old, n));
+  ChargedFree(q);
+  return r;
 }
 
 void Context::Undecodable(OrigSpan where, const std::string& why) {

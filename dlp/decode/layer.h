@@ -79,6 +79,14 @@ struct Context {
   std::vector<std::pair<uint32_t, std::shared_ptr<SharedStrings>>> shared_strings;
 };
 
+// Library allocations (zlib, brotli, zstd, liblzma, expat) charged to ctx->codec_bytes
+// against limits.max_memory_bytes: nullptr once the budget is spent, so a hostile window
+// size fails that decoder as undecodable instead of growing memory. A block remembers its
+// size and Context (a 16-byte header), so freeing needs only the pointer.
+void* ChargedAlloc(Context* ctx, size_t n);
+void* ChargedRealloc(Context* ctx, void* p, size_t n);  // nullptr: p stays valid, as realloc
+void ChargedFree(void* p);
+
 class Layer;
 
 // Holds. Every part of the tree answers held_from(): the smallest original offset of

@@ -762,9 +762,9 @@ class PdfText final : public Decoder {
   void StartInflate() {
     z_ = {};
     z_.zalloc = [](voidpf o, uInt items, uInt size) -> voidpf {
-      return DocAlloc(static_cast<Context*>(o), static_cast<size_t>(items) * size);
+      return ChargedAlloc(static_cast<Context*>(o), static_cast<size_t>(items) * size);
     };
-    z_.zfree = [](voidpf, voidpf p) { DocFree(p); };
+    z_.zfree = [](voidpf, voidpf p) { ChargedFree(p); };
     z_.opaque = &ctx_;
     if (inflateInit(&z_) != Z_OK) {
       StreamFailed("PDF stream: memory limit");

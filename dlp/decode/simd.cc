@@ -12,22 +12,8 @@
 namespace egressguard::dlp::decode::simd {
 namespace {
 
-constexpr uint8_t kNot = 0xFF;
-
-// Standard and URL-safe alphabets in one table: a run may use either.
-constexpr std::array<uint8_t, 256> MakeTable() {
-  std::array<uint8_t, 256> t{};
-  for (auto& v : t) v = kNot;
-  for (int i = 0; i < 26; ++i) {
-    t['A' + i] = static_cast<uint8_t>(i);
-    t['a' + i] = static_cast<uint8_t>(26 + i);
-  }
-  for (int i = 0; i < 10; ++i) t['0' + i] = static_cast<uint8_t>(52 + i);
-  t['+'] = t['-'] = 62;
-  t['/'] = t['_'] = 63;
-  return t;
-}
-constexpr std::array<uint8_t, 256> kTable = MakeTable();
+constexpr uint8_t kNot = kNotBase64;
+constexpr const std::array<uint8_t, 256>& kTable = kBase64Values;
 
 uint64_t Base64MaskPortable(const char* p) {
 #if defined(__SSE2__)

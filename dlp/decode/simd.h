@@ -2,8 +2,8 @@
 // The decoder library's SIMD kernels. Each has an AVX2 path and a portable twin (SSE2
 // on x86-64, plain C++ elsewhere) that give identical results; the choice is made at
 // run time, once per process, from the CPU and the EGRESSGUARD_NO_AVX2 switch that the
-// engine's own kernels obey (dlp/cpu_features.h). Kept apart from that file so this
-// library needs nothing of the engine's (it builds without Hyperscan).
+// engine's own kernels obey (dlp/cpu_features.h, which asks UseAvx2 here: this library
+// needs nothing of the engine's, it builds without Hyperscan).
 
 #include <array>
 #include <cstddef>
@@ -11,7 +11,23 @@
 
 namespace egressguard::dlp::decode::simd {
 
-// The CPU has AVX2 and EGRESSGUARD_NO_AVX2 is not set.
+// Value of each base64 character, standard and URL-safe alphabets in one table (a run
+// may use either); kNotBase64 for every other byte.
+inline constexpr uint8_t kNotBase64 = 0xFF;
+inline constexpr std::array<uint8_t, 256> kBase64Values = [] {
+  std::array<uint8_t, 256> t{};
+  for (auto& v : t) v = kNotBase64;
+  for (int i = 0; i < 26; ++i) {
+    t['A' + i] = static_cast<uint8_t>(i);
+    t['a' + i] = static_cast<uint8_t>(26 + i);
+  }
+  for (int i = 0; i < 10; ++i) t['0' + i] = static_cast<uint8_t>(52 + i);
+  t['+'] = t['-'] = 62;
+  t['/'] = t['_'] = 63;
+  return t;
+}();
+
+// The CPU has AVX2 and EGRESSGUARD_NO_AVX2 is not set (dlp::UseAvx2 asks this one).
 bool UseAvx2();
 
 // Bit i set when p[i] is a base64 character (standard or URL-safe alphabet), i < 64.

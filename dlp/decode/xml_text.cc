@@ -53,9 +53,9 @@ struct AllocScope {
 };
 
 const XML_Memory_Handling_Suite kMemory = {
-    [](size_t n) { return DocAlloc(t_alloc_ctx, n); },
-    [](void* p, size_t n) { return DocRealloc(t_alloc_ctx, p, n); },
-    [](void* p) { DocFree(p); },
+    [](size_t n) { return ChargedAlloc(t_alloc_ctx, n); },
+    [](void* p, size_t n) { return ChargedRealloc(t_alloc_ctx, p, n); },
+    [](void* p) { ChargedFree(p); },
 };
 
 enum class Ns : uint8_t { kGeneric, kWord, kDrawing, kSheet, kOdfText, kOdfTable, kOdfOffice, kOdfOther, kOfficeOther, kManifest };

@@ -17,25 +17,6 @@
 
 namespace egressguard::dlp::decode {
 
-void* ChargedAlloc(Context* ctx, size_t n) {
-  if (n > ctx->limits.max_memory_bytes || ctx->codec_bytes + n > ctx->limits.max_memory_bytes) return nullptr;
-  // 16 bytes in front remember the size (and keep the block 16-byte aligned).
-  void* p = std::malloc(n + 16);
-  if (p == nullptr) return nullptr;
-  std::memcpy(p, &n, sizeof n);
-  ctx->codec_bytes += n;
-  return static_cast<char*>(p) + 16;
-}
-
-void ChargedFree(Context* ctx, void* q) {
-  if (q == nullptr) return;
-  char* p = static_cast<char*>(q) - 16;
-  size_t n;
-  std::memcpy(&n, p, sizeof n);
-  ctx->codec_bytes -= n;
-  std::free(p);
-}
-
 namespace {
 
 constexpr size_t kOutChunk = 16 << 10;
@@ -126,7 +107,7 @@ class XzDecoder final : public Decoder {
       if (size != 0 && nmemb > SIZE_MAX / size) return nullptr;
       return ChargedAlloc(static_cast<Context*>(o), nmemb * size);
     };
-    allocator_.free = [](void* o, void* p) { ChargedFree(static_cast<Context*>(o), p); };
+    allocator_.free = [](void*, void* p) { ChargedFree(p); };
     allocator_.opaque = &ctx_;
     z_ = LZMA_STREAM_INIT;
     z_.allocator = &allocator_;

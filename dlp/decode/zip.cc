@@ -605,7 +605,7 @@ class Zip final : public Decoder {
       z_.zalloc = [](voidpf o, uInt items, uInt size) -> voidpf {
         return ChargedAlloc(static_cast<Context*>(o), static_cast<size_t>(items) * size);
       };
-      z_.zfree = [](voidpf o, voidpf p) { ChargedFree(static_cast<Context*>(o), p); };
+      z_.zfree = [](voidpf, voidpf p) { ChargedFree(p); };
       z_.opaque = &ctx_;
       if (inflateInit2(&z_, -15) != Z_OK) {
         Fail("zip member: inflate memory limit");
