@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <array>
 
+#include "mitm/alpn.h"
 #include "mitm/body_relay.h"
 #include "mitm/client_hello.h"
 #include "mitm/hold_buffer.h"
@@ -16,6 +17,7 @@
 #include "mitm/proxy_protocol.h"
 #include "mitm/upstream_verify.h"
 #include "mitm/verdict_id.h"
+#include "mitm/verdict_text.h"
 #include "mitm/websocket.h"
 
 // GCC 12 misreads the sized operator delete of Asio 1.74's coroutine frame allocator as
@@ -26,28 +28,6 @@ namespace egressguard::mitm {
 namespace {
 
 using Action = rules::v1::Action;
-
-// "/p?card=4111...&x=1" -> "/p?card=&x=": a verdict names where data went, never the data.
-std::string StripQueryValues(std::string_view target) {
-  auto q = target.find('?');
-  if (q == std::string_view::npos) return std::string(target);
-  std::string out(target.substr(0, q + 1));
-  std::string_view query = target.substr(q + 1);
-  size_t start = 0;
-  bool first = true;
-  while (start <= query.size()) {
-    size_t amp = query.find('&', start);
-    std::string_view pair = query.substr(start, amp == std::string_view::npos ? std::string_view::npos : amp - start);
-    std::string_view key = pair.substr(0, pair.find('='));
-    if (!first) out += '&';
-    out += key;
-    if (pair.find('=') != std::string_view::npos) out += '=';
-    first = false;
-    if (amp == std::string_view::npos) break;
-    start = amp + 1;
-  }
-  return out;
-}
 
 // Whether a decrypted stream is meant as HTTP/1: its first byte is one a request head
 // may start with, or the whitespace a malformed one does (an empty line, which RFC 9112
@@ -70,38 +50,6 @@ bool IsWebSocketUpgrade(const http1::MessageHead& head) {
   while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
   while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
   return EqualsLower(v, "websocket");
-}
-
-Action Strongest(const std::vector<dlp::MessageResult>& results) {
-  Action a = rules::v1::ALLOW;
-  for (const auto& r : results) a = std::max(a, r.action);
-  return a;
-}
-
-// The deciding reasons (rule ids or conditions) of the results that reached `action`.
-std::string ReasonFor(const std::vector<dlp::MessageResult>& results, Action action) {
-  std::string out;
-  for (const auto& r : results) {
-    if (r.action != action || r.reason.empty() || action == rules::v1::ALLOW) continue;
-    if (!out.empty()) out += ',';
-    out += r.reason;
-  }
-  return out;
-}
-
-std::string JsonEscape(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += ' ';
-    } else {
-      out += c;
-    }
-  }
-  return out;
 }
 
 std::string HtmlEscape(std::string_view s) {
@@ -400,7 +348,7 @@ asio::awaitable<void> Connection::WriteClient(const std::string& data) {
 
 asio::awaitable<void> Connection::Respond(int status, const std::string& phrase, const std::string& why, bool json,
                                          const std::string& extra_headers) {
-  std::string body = json ? fmt::format("{{\"error\":\"{}\",\"reason\":\"{}\"}}\n", JsonEscape(phrase), JsonEscape(why))
+  std::string body = json ? RefusalJson(phrase, why)
                           : fmt::format("<!doctype html><html><head><title>{0} {1}</title></head><body><h1>{0} {1}</h1>"
                                         "<p>egressguard: {2}</p></body></html>\n",
                                         status, HtmlEscape(phrase), HtmlEscape(why));
@@ -577,6 +525,7 @@ asio::awaitable<void> Connection::DispatchTls(std::string peeked) {
     co_return;
   }
   sni_ = hello.info.sni;
+  client_alpn_ = hello.info.alpn;
   if (auto refusal = TakeRedirectedDestination(); !refusal.empty()) {
     ReportRefusal(refusal);
     co_return;
@@ -608,6 +557,10 @@ asio::awaitable<void> Connection::Bump(const std::string& peeked) {
     co_return;
   }
   if (!is_ip) SSL_set_tlsext_host_name(ussl, verify_name.c_str());
+  // The origin is offered what the client offered (of h2 and http/1.1): see mitm/alpn.h.
+  if (std::string offer = AlpnOfferFor(client_alpn_); !offer.empty()) {
+    SSL_set_alpn_protos(ussl, reinterpret_cast<const unsigned char*>(offer.data()), static_cast<unsigned int>(offer.size()));
+  }
   // The chain is verified against the trust store by OpenSSL during the handshake, and
   // the name here is part of that verification; the result is checked below, never skipped.
   X509_VERIFY_PARAM* param = SSL_get0_param(ussl);
@@ -680,6 +633,8 @@ asio::awaitable<void> Connection::Bump(const std::string& peeked) {
     fail("mint_failed: leaf not usable");
     co_return;
   }
+  // The client gets the origin's protocol; a refused origin's 502 page is HTTP/1.1.
+  SetOriginProtocol(cssl, bad_cert.empty() ? NegotiatedProtocol(ussl) : AppProtocol::kHttp11);
   if (leaf_->chain != nullptr) {
     for (int i = 0; i < sk_X509_num(leaf_->chain); ++i) SSL_add1_chain_cert(cssl, sk_X509_value(leaf_->chain, i));
   }
@@ -695,6 +650,10 @@ asio::awaitable<void> Connection::Bump(const std::string& peeked) {
   }
   if (!bad_cert.empty()) {
     co_await AnswerBadUpstream(bad_cert);
+    co_return;
+  }
+  if (NegotiatedProtocol(cssl) == AppProtocol::kH2) {
+    co_await Http2Relay();
     co_return;
   }
   co_await HttpLoop(nullptr);
@@ -902,9 +861,7 @@ asio::awaitable<void> Connection::HttpLoop(http1::Parser* first) {
       Report(std::move(v));
     };
     auto block = [&]() -> asio::awaitable<void> {
-      Action action = Strongest(tx.results);
-      std::string why = tx.condition.empty() ? "blocked by data-loss-prevention rules: " + ReasonFor(tx.results, action)
-                                             : "blocked: " + tx.condition;
+      std::string why = BlockedWhy(tx.results, tx.condition);
       report("");
       co_await Respond(403, "Forbidden", why, true);
     };

@@ -16,6 +16,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "ca/leaf_minter.h"
 #include "dlp/engine.h"
@@ -41,6 +42,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
  private:
   struct Transaction;
+  class H2Host;  // h2_driver.cc: what an HTTP/2 relay asks of this connection
 
   asio::awaitable<void> Run();
   // With config.proxy_protocol: reads the PROXY v2 header; its source becomes the client.
@@ -78,6 +80,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // ws::FrameInspector; client messages scanned and held until decided, blocked ones
   // closed with 1008 before they reach the origin.
   asio::awaitable<void> WebSocketRelay(const ws::DeflateParams& params, const std::string& path);
+  // After ALPN chose h2 on both legs (h2_driver.cc): an H2Relay between the two TLS
+  // streams, each leg read and written by its own coroutine.
+  asio::awaitable<void> Http2Relay();
   asio::awaitable<void> Pump(Stream& from, Stream& to, std::string initial, dlp::MessageScan* scan, uint64_t& counter);
 
   asio::awaitable<void> WriteClient(const std::string& data);
@@ -116,6 +121,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string host_;
   uint16_t port_ = 0;
   std::string sni_;
+  std::vector<std::string> client_alpn_;  // the ClientHello's ALPN list
   std::string mode_ = "plain";
   bool fixed_upstream_ = true;     // CONNECT tunnel (origin-form targets) vs plain forward
   std::string upstream_authority_;  // for plain forward: the origin currently connected

@@ -245,6 +245,7 @@ void AppendVerdictJson(const v1::Verdict& v, std::string& out) {
   w.String("mode", v.mode());
   if (!v.protocol().empty()) {
     w.String("protocol", v.protocol());
+    if (v.stream_id() != 0) w.Uint32("stream_id", v.stream_id());
     w.Uint64("messages_out", v.messages_out());
     w.Uint64("messages_in", v.messages_in());
   }

@@ -19,6 +19,17 @@ enum class EnforceMode { kMonitor, kEnforce };
 // (transparent), or from the ClientHello's SNI and a fixed port (sni).
 enum class ListenerKind { kExplicit, kTransparent, kSni };
 
+// HTTP/2 on the client leg: limits against the known attacks (rapid reset, CONTINUATION
+// flood, HPACK bombs, stream and control-frame floods). Past one, the connection gets
+// GOAWAY(ENHANCE_YOUR_CALM) and a verdict; other connections are not affected.
+struct H2Limits {
+  uint32_t max_concurrent_streams = 100;        // SETTINGS_MAX_CONCURRENT_STREAMS; opening more is abuse
+  size_t max_header_list_bytes = 64 * 1024;      // decoded header block (RFC 9113 6.5.2 sizing)
+  uint32_t max_continuation_frames = 32;         // CONTINUATION frames after one HEADERS
+  uint32_t max_resets_per_second = 100;          // client RST_STREAMs (token bucket, burst 2x)
+  uint32_t max_control_frames_per_second = 1000; // PING, SETTINGS, WINDOW_UPDATE, PRIORITY, empty DATA
+};
+
 struct ProxyConfig {
   std::string listen_address = "127.0.0.1";
   uint16_t listen_port = 3128;  // 0: pick a free port (tests)
@@ -48,6 +59,7 @@ struct ProxyConfig {
   size_t max_head_bytes = 64 * 1024;
   size_t max_header_count = 100;
   size_t relay_buffer_bytes = 64 * 1024;  // per direction; reads pause until it drains
+  H2Limits h2;
 
   // Timeouts.
   std::chrono::milliseconds header_timeout{10000};     // whole request head, incl. CONNECT

@@ -55,6 +55,26 @@ inline constexpr std::array<std::string_view, static_cast<size_t>(HandshakeFailu
 inline constexpr std::array<std::string_view, static_cast<size_t>(HandshakeFailure::kCount)> kHandshakeReasonNames = {
     "timeout", "error", "timeout", "error"};
 
+// HTTP/2 streams (and gRPC calls over them) by how they ended: allowed (forwarded and
+// answered), blocked (enforced), reset (by the client or the origin), error (the origin
+// failed, a malformed stream).
+enum class StreamProtocol : size_t { kH2, kGrpc, kCount };
+inline constexpr std::array<std::string_view, static_cast<size_t>(StreamProtocol::kCount)> kStreamProtocolNames = {
+    "h2", "grpc"};
+enum class StreamOutcome : size_t { kAllowed, kBlocked, kReset, kError, kCount };
+inline constexpr std::array<std::string_view, static_cast<size_t>(StreamOutcome::kCount)> kStreamOutcomeNames = {
+    "allowed", "blocked", "reset", "error"};
+
+// Why the proxy sent an HTTP/2 client GOAWAY: abuse limits (ENHANCE_YOUR_CALM), or a
+// connection error the client made (PROTOCOL_ERROR and the like: kProtocolError).
+enum class GoawayReason : size_t {
+  kRapidReset, kContinuationFlood, kHeaderListTooLarge, kTooManyStreams, kControlFlood, kWindowUpdateFlood,
+  kProtocolError, kCount
+};
+inline constexpr std::array<std::string_view, static_cast<size_t>(GoawayReason::kCount)> kGoawayReasonNames = {
+    "rapid_reset", "continuation_flood", "header_list_too_large", "too_many_streams", "control_frame_flood",
+    "window_update_flood", "protocol_error"};
+
 template <typename E>
 constexpr size_t Index(E e) {
   return static_cast<size_t>(e);
@@ -77,6 +97,8 @@ struct ProxyMetrics {
   std::array<Counter, 2> ws_messages{};
   std::array<Counter, 2> ws_bytes{};
   Counter ws_blocked{0};
+  std::array<std::array<Counter, Index(StreamOutcome::kCount)>, Index(StreamProtocol::kCount)> streams{};
+  std::array<Counter, Index(GoawayReason::kCount)> h2_goaways{};
 
   void CountConnection(ConnectionMode mode, ConnectionOutcome outcome) {
     connections[Index(mode)][Index(outcome)].fetch_add(1, std::memory_order_relaxed);

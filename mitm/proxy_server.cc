@@ -7,6 +7,7 @@
 
 #include <thread>
 
+#include "mitm/alpn.h"
 #include "mitm/connection.h"
 #include "mitm/original_dst.h"
 #include "mitm/proxy_shared.h"
@@ -16,24 +17,6 @@ namespace egressguard::mitm {
 namespace {
 
 using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
-
-// Offers the client only HTTP/1.1 (HTTP/2 comes later); no ALPN when it did not ask.
-int SelectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned int inlen,
-               void*) {
-  static const unsigned char kHttp11[] = {'h', 't', 't', 'p', '/', '1', '.', '1'};
-  unsigned int i = 0;
-  while (i < inlen) {
-    unsigned int len = in[i];
-    if (i + 1 + len > inlen) break;
-    if (len == sizeof(kHttp11) && std::equal(in + i + 1, in + i + 1 + len, kHttp11)) {
-      *out = in + i + 1;
-      *outlen = static_cast<unsigned char>(len);
-      return SSL_TLSEXT_ERR_OK;
-    }
-    i += 1 + len;
-  }
-  return SSL_TLSEXT_ERR_NOACK;
-}
 
 std::string OpenSslError() {
   unsigned long e = ERR_get_error();
@@ -235,7 +218,7 @@ absl::StatusOr<std::unique_ptr<ProxyServer>> ProxyServer::Create(ProxyConfig con
   // Client side: the leaf is set per connection; tickets stay on (OpenSSL's default).
   SSL_CTX* down = s.client_tls.native_handle();
   SSL_CTX_set_min_proto_version(down, TLS1_2_VERSION);
-  SSL_CTX_set_alpn_select_cb(down, SelectAlpn, nullptr);
+  SSL_CTX_set_alpn_select_cb(down, SelectClientAlpn, nullptr);
   static const unsigned char kSessionContext[] = "egressguard";
   SSL_CTX_set_session_id_context(down, kSessionContext, sizeof(kSessionContext) - 1);
   SSL_CTX_clear_options(down, SSL_OP_NO_TICKET);

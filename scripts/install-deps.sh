@@ -12,7 +12,7 @@ PACKAGES=(
   libsqlite3-dev sqlite3 libgtest-dev libgmock-dev libbenchmark-dev
   # small well-kept libraries
   libcli11-dev libspdlog-dev libfmt-dev libyaml-cpp-dev zlib1g-dev libbrotli-dev libzstd-dev
-  liblzma-dev libexpat1-dev
+  liblzma-dev libexpat1-dev libnghttp2-dev
   libphonenumber-dev libpsl-dev libre2-dev prometheus-cpp-dev libgoogle-perftools-dev
   # real peers used by the tests
   curl ca-certificates python3 python3-pytest python3-grpcio python3-protobuf python3-requests python3-yaml
@@ -20,6 +20,8 @@ PACKAGES=(
   python3-wsproto python3-websockets python3-selenium chromium chromium-driver libnss3-tools
   # documents made by real writers (container tests)
   python3-openpyxl python3-docx python3-odf python3-reportlab xz-utils zip
+  # HTTP/2 peers: nghttp/h2load/nghttpd, a raw-frame client for the attack tests
+  nghttp2-client nghttp2-server python3-h2 python3-hyperframe python3-hpack
   iproute2 iptables procps
 )
 

@@ -120,6 +120,23 @@ MetricSource ProxySource(const mitm::ProxyServer& proxy) {
     AddSample(ws_blocked, {}, Load(m.ws_blocked));
     out.push_back(std::move(ws_blocked));
 
+    auto streams = Family("egressguard_streams_total",
+                          "HTTP/2 streams (gRPC calls counted as grpc), by protocol and how they ended", MetricType::Counter);
+    for (size_t p = 0; p < mitm::kStreamProtocolNames.size(); ++p) {
+      for (size_t o = 0; o < mitm::kStreamOutcomeNames.size(); ++o) {
+        AddSample(streams, {{"protocol", std::string(mitm::kStreamProtocolNames[p])},
+                            {"outcome", std::string(mitm::kStreamOutcomeNames[o])}},
+                  Load(m.streams[p][o]));
+      }
+    }
+    out.push_back(std::move(streams));
+    auto goaways = Family("egressguard_h2_goaways_total", "HTTP/2 connections the proxy sent GOAWAY for abuse or errors, by reason",
+                          MetricType::Counter);
+    for (size_t i = 0; i < mitm::kGoawayReasonNames.size(); ++i) {
+      AddSample(goaways, {{"reason", std::string(mitm::kGoawayReasonNames[i])}}, Load(m.h2_goaways[i]));
+    }
+    out.push_back(std::move(goaways));
+
     auto fail = Family("egressguard_fail_events_total",
                        "Transactions that met a failure policy: open (forwarded unscanned or unreported) or closed "
                        "(refused), by cause",

@@ -284,6 +284,15 @@ void ReadProxy(Reader& r, const YAML::Node& node, ProxySection& p) {
                    {"max_header_count", size(p.max_header_count, 10'000)},
                    {"relay_buffer_bytes", size(p.relay_buffer_bytes, 64ull << 20)}});
           }},
+         {"h2",
+          [&](const YAML::Node& n, const std::string& path) {
+            r.Map(n, path,
+                  {{"max_concurrent_streams", size(p.h2_max_concurrent_streams, 10'000)},
+                   {"max_header_list_bytes", size(p.h2_max_header_list_bytes, 16ull << 20)},
+                   {"max_continuation_frames", size(p.h2_max_continuation_frames, 10'000)},
+                   {"max_resets_per_second", size(p.h2_max_resets_per_second, 1'000'000)},
+                   {"max_control_frames_per_second", size(p.h2_max_control_frames_per_second, 1'000'000)}});
+          }},
          {"timeouts",
           [&](const YAML::Node& n, const std::string& path) {
             r.Map(n, path,
@@ -525,6 +534,12 @@ proxy:
     max_head_bytes: {max_head_bytes}
     max_header_count: {max_header_count}
     relay_buffer_bytes: {relay_buffer_bytes}
+  h2:                              # HTTP/2 client leg: past a limit, GOAWAY(ENHANCE_YOUR_CALM) and a verdict
+    max_concurrent_streams: {h2_streams}       # SETTINGS_MAX_CONCURRENT_STREAMS; opening more is abuse
+    max_header_list_bytes: {h2_header_list}     # decoded header block (HPACK bombs stop here)
+    max_continuation_frames: {h2_continuations}       # after one HEADERS (CONTINUATION flood)
+    max_resets_per_second: {h2_resets}        # client RST_STREAMs of unanswered streams (rapid reset), burst 2x
+    max_control_frames_per_second: {h2_control}  # PING, SETTINGS, PRIORITY, empty DATA, burst 2x
   timeouts:
     header_ms: {header_ms}
     handshake_ms: {handshake_ms}
@@ -578,7 +593,9 @@ log:
       fmt::arg("allow_non_tls", Bool(p.allow_non_tls)), fmt::arg("hold_limit", p.hold_limit),
       fmt::arg("audit_log", Quote(p.audit_log)), fmt::arg("max_connections", p.max_connections),
       fmt::arg("max_head_bytes", p.max_head_bytes), fmt::arg("max_header_count", p.max_header_count),
-      fmt::arg("relay_buffer_bytes", p.relay_buffer_bytes), fmt::arg("header_ms", p.header_timeout_ms),
+      fmt::arg("relay_buffer_bytes", p.relay_buffer_bytes), fmt::arg("h2_streams", p.h2_max_concurrent_streams),
+      fmt::arg("h2_header_list", p.h2_max_header_list_bytes), fmt::arg("h2_continuations", p.h2_max_continuation_frames),
+      fmt::arg("h2_resets", p.h2_max_resets_per_second), fmt::arg("h2_control", p.h2_max_control_frames_per_second), fmt::arg("header_ms", p.header_timeout_ms),
       fmt::arg("handshake_ms", p.handshake_timeout_ms), fmt::arg("idle_ms", p.idle_timeout_ms),
       fmt::arg("drain_ms", p.drain_timeout_ms), fmt::arg("proxy_protocol", Bool(p.proxy_protocol)),
       fmt::arg("proxy_protocol_peers", List(p.proxy_protocol_peers)),
@@ -630,6 +647,11 @@ absl::StatusOr<mitm::ProxyConfig> ToProxyConfig(const Config& config) {
   out.max_head_bytes = p.max_head_bytes;
   out.max_header_count = p.max_header_count;
   out.relay_buffer_bytes = p.relay_buffer_bytes;
+  out.h2.max_concurrent_streams = static_cast<uint32_t>(p.h2_max_concurrent_streams);
+  out.h2.max_header_list_bytes = p.h2_max_header_list_bytes;
+  out.h2.max_continuation_frames = static_cast<uint32_t>(p.h2_max_continuation_frames);
+  out.h2.max_resets_per_second = static_cast<uint32_t>(p.h2_max_resets_per_second);
+  out.h2.max_control_frames_per_second = static_cast<uint32_t>(p.h2_max_control_frames_per_second);
   out.header_timeout = std::chrono::milliseconds(p.header_timeout_ms);
   out.handshake_timeout = std::chrono::milliseconds(p.handshake_timeout_ms);
   out.idle_timeout = std::chrono::milliseconds(p.idle_timeout_ms);

@@ -58,6 +58,12 @@ struct ProxySection {
   uint64_t max_head_bytes = 64 * 1024;
   uint64_t max_header_count = 100;
   uint64_t relay_buffer_bytes = 64 * 1024;
+  // HTTP/2 client-leg limits (mitm::H2Limits)
+  uint64_t h2_max_concurrent_streams = 100;
+  uint64_t h2_max_header_list_bytes = 64 * 1024;
+  uint64_t h2_max_continuation_frames = 32;
+  uint64_t h2_max_resets_per_second = 100;
+  uint64_t h2_max_control_frames_per_second = 1000;
   // timeouts (milliseconds)
   int64_t header_timeout_ms = 10000;
   int64_t handshake_timeout_ms = 10000;
