@@ -267,6 +267,7 @@ void Connection::Start() {
 
 void Connection::CloseIfIdle() {
   if (idle_) Abort();
+  if (on_drain_) on_drain_();
 }
 
 void Connection::Arm(std::chrono::milliseconds timeout) {

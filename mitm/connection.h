@@ -13,6 +13,7 @@
 
 #include <array>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -37,7 +38,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   ~Connection();
 
   void Start();
-  // Drain: closes the connection now if it is waiting between requests.
+  // Drain: closes the connection now if it is waiting between requests; an HTTP/2
+  // connection is sent GOAWAY and closes once its streams are done.
   void CloseIfIdle();
 
  private:
@@ -116,6 +118,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool finished_ = false;
   bool idle_ = false;
   bool raw_overflow_ = false;  // a raw relay's undecided tail outgrew the hold limit
+  std::function<void()> on_drain_;  // set while an HTTP/2 relay runs
 
   // Destination (CONNECT authority, or the forward request's host).
   std::string host_;

@@ -182,6 +182,11 @@ asio::awaitable<void> Connection::Http2Relay() {
         },
         asio::detached);
   };
+  on_drain_ = [&] {
+    relay.Drain();
+    wake();
+  };
+  if (shared_.draining.load()) on_drain_();
   Arm(cfg.idle_timeout);
   spawn([&] { return reader(false); });
   spawn([&] { return writer(true); });
@@ -195,6 +200,7 @@ asio::awaitable<void> Connection::Http2Relay() {
     co_await all_done.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (finished_) finish();
   }
+  on_drain_ = nullptr;
   relay.Close(relay.abuse().empty() ? "connection_closed" : "h2_abuse");
   finish();
 }

@@ -272,11 +272,14 @@ void H2Relay::UpstreamGone() {
     }
   }
   upstream_ids_.clear();
-  if (!goaway_sent_) {
-    goaway_sent_ = true;
-    nghttp2_submit_goaway(client_leg_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(client_leg_),
-                          NGHTTP2_NO_ERROR, nullptr, 0);
-  }
+  Drain();
+}
+
+void H2Relay::Drain() {
+  if (goaway_sent_) return;
+  goaway_sent_ = true;
+  nghttp2_submit_goaway(client_leg_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(client_leg_),
+                        NGHTTP2_NO_ERROR, nullptr, 0);
 }
 
 void H2Relay::Close(std::string_view reason) {
@@ -410,11 +413,7 @@ int H2Relay::OnFrameRecv(nghttp2_session* s, const nghttp2_frame* frame, void* s
   }
   if (frame->hd.type == NGHTTP2_GOAWAY) {
     // The origin will take no new streams: neither will we, once the current ones are done.
-    if (!r->goaway_sent_) {
-      r->goaway_sent_ = true;
-      nghttp2_submit_goaway(r->client_leg_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(r->client_leg_),
-                            NGHTTP2_NO_ERROR, nullptr, 0);
-    }
+    r->Drain();
     return 0;
   }
   Exchange* x = r->ByUpstreamId(frame->hd.stream_id);

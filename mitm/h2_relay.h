@@ -80,6 +80,9 @@ class H2Relay {
   // The origin's socket ended: streams waiting for it are answered 502 (or reset when
   // their response had begun), and the client is told to go (GOAWAY) once they are done.
   void UpstreamGone();
+  // The proxy is shutting down: the client is told (GOAWAY, NO_ERROR) to open no new
+  // streams; the session ends once the current ones are done.
+  void Drain();
   // Appends the frames to send on a leg (about `max` bytes at most; more may follow).
   void PullClient(std::string* out, size_t max);
   void PullUpstream(std::string* out, size_t max);

@@ -285,6 +285,40 @@ TEST(H2Relay, HundredStreamsOneBlocked) {
   EXPECT_TRUE(f.host.goaways.empty());
 }
 
+TEST(H2Relay, ResponsesAreScannedWhenAskedAndNeverBlocked) {
+  H2Relay::Options o;
+  o.enforce = true;
+  o.scan_responses = true;
+  Host host;
+  H2Relay relay(host, o);
+  ASSERT_TRUE(relay.Start());
+  Peer client(false), origin(true);
+  origin.answer_body = std::string("your card ") + kCard;
+  int32_t id = client.Request(Get("/account"), "");
+  Pump(relay, client, origin);
+  EXPECT_EQ(client.streams[id].Get(":status"), "200");
+  EXPECT_EQ(client.streams[id].body, origin.answer_body);
+  const v1::Verdict* v = host.ForStream(id);
+  ASSERT_NE(v, nullptr);
+  EXPECT_EQ(v->action(), rules::v1::ALERT);
+  ASSERT_GT(v->findings_size(), 0);
+}
+
+TEST(H2Relay, DrainLetsStreamsInFlightFinishThenEnds) {
+  Fixture f;
+  int32_t id = f.client.Request(Post("/slow"), Filler(1000), /*end_stream=*/false);
+  Pump(*f.relay, f.client, f.origin);
+  f.relay->Drain();
+  Pump(*f.relay, f.client, f.origin);
+  EXPECT_EQ(f.client.goaway, static_cast<uint32_t>(NGHTTP2_NO_ERROR));
+  EXPECT_FALSE(f.relay->client_done());  // the stream in flight goes on
+  f.client.Send(id, Filler(10), true);
+  Pump(*f.relay, f.client, f.origin);
+  EXPECT_EQ(f.client.streams[id].Get(":status"), "200");
+  EXPECT_EQ(f.origin.streams.begin()->second.body, Filler(1000) + Filler(10));
+  EXPECT_TRUE(f.relay->client_done());
+}
+
 // The client's connection preface, SETTINGS and its ack: what a raw attacker sends first.
 std::string Preface() {
   return std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") + Frame(NGHTTP2_SETTINGS, 0, 0, "");

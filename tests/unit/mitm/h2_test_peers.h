@@ -140,6 +140,7 @@ class Peer {
   // Origin: how it answers a request once its body ended (default: 200 "ok"; gRPC: an
   // empty message and grpc-status 0).
   bool answer_early = false;  // answer at the request head (bidi), not at its end
+  std::string answer_body = "ok";
 
  private:
   struct Outgoing {
@@ -212,7 +213,7 @@ class Peer {
     std::vector<nghttp2_nv> head = {Nv(kStatus, k200), Nv(kType, grpc ? kGrpc : kText)};
     auto out = std::make_unique<Outgoing>();
     // A server answering at the head (bidi) keeps its answer open: the call is not over.
-    out->data = answer_early ? "" : grpc ? GrpcMessage("") : "ok";
+    out->data = answer_early ? "" : grpc ? GrpcMessage("") : answer_body;
     out->end = !grpc && !answer_early;
     nghttp2_data_provider prd{};
     prd.source.ptr = out.get();
