@@ -17,10 +17,11 @@ using Fields = std::vector<std::pair<std::string, std::string>>;
 // A verdict carries at most this many findings; a long gRPC stream of messages with
 // findings (monitor mode) would otherwise grow one without bound.
 constexpr size_t kMaxFindings = 1000;
-// Window slack past the hold limit: the relay starts streaming a body once more than the
-// hold limit arrived, so the client must be allowed to send a little more than it.
-constexpr uint64_t kWindowSlack = 1 << 20;
-constexpr int32_t kMaxWindow = (1u << 31) - 1;
+// The client's windows: what it may send beyond what the proxy has taken in. Held bytes
+// are taken in (their window given back) up to the hold limit per stream, so the windows
+// need not cover the hold; they only bound what waits unread.
+constexpr uint32_t kStreamWindow = 1 << 20;
+constexpr int32_t kConnectionWindow = 16 << 20;
 
 // RFC 9113 6.5.2's size of a field: name, value and 32 bytes of overhead.
 size_t FieldSize(size_t name, size_t value) { return name + value + 32; }
@@ -104,10 +105,12 @@ struct H2Relay::Exchange {
   grpc::MessageReader grpc_reader;
   std::string grpc_prefix;  // the held message's prefix, sent before its first bytes
   bool request_ended = false;
+  std::string frame_data;    // the DATA frame being received, fed whole when it ends
   HoldBuffer to_upstream;    // released, not yet taken by the origin leg
   bool upstream_eof = false; // the request's end is queued behind to_upstream
   bool up_deferred = false;
   uint64_t window_owed = 0;  // client DATA bytes not yet given back as window
+  uint64_t granted = 0;      // bytes buffered whose window was given back (counted in held_total_)
   uint64_t messages_out = 0;
   // Response.
   Fields response_fields;
@@ -172,10 +175,9 @@ bool H2Relay::Start() {
   nghttp2_session_callbacks_del(cbs);
   if (rv != 0) return false;
 
-  const uint64_t window = std::min<uint64_t>(options_.hold_limit + kWindowSlack, kMaxWindow);
   const nghttp2_settings_entry client_settings[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, lim.max_concurrent_streams},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(window)},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindow},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, static_cast<uint32_t>(lim.max_header_list_bytes)},
       // SETTINGS_ENABLE_CONNECT_PROTOCOL is never sent: no WebSocket over h2 (RFC 8441) to miss.
   };
@@ -189,9 +191,7 @@ bool H2Relay::Start() {
       nghttp2_submit_settings(origin_leg_, NGHTTP2_FLAG_NONE, origin_settings, std::size(origin_settings)) != 0) {
     return false;
   }
-  // The connection windows: two held streams' worth from the client, a few MiB from the origin.
-  nghttp2_session_set_local_window_size(client_leg_, NGHTTP2_FLAG_NONE, 0,
-                                        static_cast<int32_t>(std::min<uint64_t>(2 * window, kMaxWindow)));
+  nghttp2_session_set_local_window_size(client_leg_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
   nghttp2_session_set_local_window_size(origin_leg_, NGHTTP2_FLAG_NONE, 0, 4 << 20);
   return true;
 }
@@ -396,6 +396,11 @@ int H2Relay::OnFrameRecv(nghttp2_session* s, const nghttp2_frame* frame, void* s
   if (s == r->client_leg_) {
     Exchange* x = r->ByClientId(frame->hd.stream_id);
     if (x == nullptr) return 0;
+    if (frame->hd.type == NGHTTP2_DATA && !x->frame_data.empty()) {
+      r->OnRequestData(*x, x->frame_data);
+      x->frame_data.clear();  // its storage serves the next frame
+      r->Rebalance(*x);
+    }
     if (frame->hd.type == NGHTTP2_HEADERS) {
       x->header_bytes = 0;
       if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
@@ -448,8 +453,10 @@ int H2Relay::OnDataChunk(nghttp2_session* s, uint8_t, int32_t stream_id, const u
       nghttp2_session_consume(s, stream_id, len);
       return 0;
     }
+    // Fed per frame, not per piece: a frame straddles TLS records, and a scan fed in
+    // halves costs more than one fed whole.
     x->window_owed += len;
-    r->OnRequestData(*x, bytes);
+    x->frame_data.append(bytes);
     return 0;
   }
   Exchange* x = r->ByUpstreamId(stream_id);
@@ -485,6 +492,7 @@ int H2Relay::OnStreamClose(nghttp2_session* s, int32_t stream_id, uint32_t error
     }
     if (x.up_id != 0) r->upstream_ids_.erase(x.up_id);
     r->Report(x, error_code == NGHTTP2_NO_ERROR && x.response_ended ? "" : "client_reset");
+    r->held_total_ -= x.granted;
     r->streams_.erase(it);
     return 0;
   }
@@ -584,8 +592,7 @@ void H2Relay::OnRequestHead(Exchange& x) {
 
 void H2Relay::OnRequestData(Exchange& x, std::string_view data) {
   if (x.local || (x.body == nullptr && !x.grpc)) {
-    GiveBackWindow(x, data.size());  // answered already: read and dropped
-    return;
+    return;  // answered already: read and dropped (Rebalance gives the window back)
   }
   if (x.grpc) {
     FeedGrpc(x, data);
@@ -762,7 +769,7 @@ ssize_t H2Relay::ReadToUpstream(nghttp2_session*, int32_t stream_id, uint8_t* bu
   std::memcpy(buf, x->to_upstream.view().data(), n);
   x->to_upstream.Drop(n);
   x->bytes_out += n;
-  r->GiveBackWindow(*x, n);
+  r->Rebalance(*x);
   if (x->to_upstream.empty()) {
     if (x->upstream_eof) {
       *data_flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -774,11 +781,35 @@ ssize_t H2Relay::ReadToUpstream(nghttp2_session*, int32_t stream_id, uint8_t* bu
   return static_cast<ssize_t>(n);
 }
 
-void H2Relay::GiveBackWindow(Exchange& x, size_t n) {
-  n = std::min<uint64_t>(n, x.window_owed);
-  if (n == 0) return;
-  x.window_owed -= n;
-  nghttp2_session_consume(client_leg_, x.id, n);
+uint64_t H2Relay::Buffered(const Exchange& x) const {
+  return x.frame_data.size() + x.to_upstream.size() + x.grpc_prefix.size() + (x.body ? x.body->held() : 0);
+}
+
+void H2Relay::Rebalance(Exchange& x) {
+  const uint64_t buffered = Buffered(x);
+  const uint64_t others = held_total_ - x.granted;
+  auto give = [&](uint64_t n) {
+    if (n == 0) return;
+    x.window_owed -= n;
+    nghttp2_session_consume(client_leg_, x.id, n);
+  };
+  // Bytes that left (sent on, or dropped) are owed no longer.
+  if (x.window_owed > buffered) give(x.window_owed - buffered);
+  // Held bytes are taken in up to the stream's hold limit and the connection's budget, so
+  // a body can be held whole until decided whatever the window; past that, the client
+  // waits for bytes to leave (backpressure).
+  const uint64_t budget = options_.limits.max_held_bytes;
+  const uint64_t cap = std::min<uint64_t>(options_.hold_limit, budget - std::min(budget, others));
+  const uint64_t granted = buffered - x.window_owed;
+  if (granted < cap) give(std::min(x.window_owed, cap - granted));
+  x.granted = buffered - x.window_owed;
+  held_total_ = others + x.granted;
+  // The connection's budget, not the stream's own hold, stops a stream that must be held
+  // further: rather than wait on streams that may wait on it, it fails closed.
+  if (x.window_owed >= kStreamWindow && x.granted < options_.hold_limit && x.body != nullptr &&
+      x.enforce && !x.local) {
+    Block(x, "h2_hold_budget_exceeded");
+  }
 }
 
 void H2Relay::FinishBodyScans(Exchange& x) {
@@ -804,7 +835,7 @@ void H2Relay::Block(Exchange& x, std::string condition) {
   x.to_upstream.Clear();
   x.body.reset();
   x.grpc_prefix.clear();
-  GiveBackWindow(x, x.window_owed);
+  Rebalance(x);
   std::string why = BlockedWhy(x.results, x.condition);
   if (x.grpc) {
     AnswerGrpc(x, why);

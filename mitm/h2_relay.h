@@ -9,10 +9,12 @@
 // (PullClient/PullUpstream). The connection (mitm/h2_driver.cc) owns the sockets and
 // drives it from its worker's io_context; the fuzz target drives it from memory.
 //
-// Flow control is the backpressure: the proxy reads DATA only as far as the window it
-// granted, and grants more (WINDOW_UPDATE) only when bytes have left toward the other
-// leg. A stream's window is the hold limit (plus slack), so an enforce-mode body can be
-// held whole until decided; what is held never exceeds what the client was allowed to send.
+// Flow control is the backpressure: the proxy gives window back (WINDOW_UPDATE) for bytes
+// that left toward the origin, and for bytes it holds until decided up to the hold limit
+// per stream and proxy.h2.max_held_bytes per connection; past those the client waits. So
+// per connection the proxy buffers at most the budget plus the windows it advertised (1
+// MiB per stream, 16 MiB in all). A stream the budget (not its own hold) stops is failed
+// closed (h2_hold_budget_exceeded) rather than left waiting on streams that may wait on it.
 //
 // gRPC (content-type application/grpc*): each length-prefixed message is a scan of its
 // own (decompressed per grpc-encoding), held until decided and then forwarded, so client
@@ -147,7 +149,10 @@ class H2Relay {
   void FinishBodyScans(Exchange& x);
   void ReleaseGrpc(Exchange& x, bool whole);
   void SubmitToClient(Exchange& x, const std::vector<std::pair<std::string, std::string>>& fields, bool end_stream);
-  void GiveBackWindow(Exchange& x, size_t n);
+  // After the stream's buffered bytes or its unreturned window changed: gives window back
+  // for what left, and for held bytes within the hold limit and the connection budget.
+  void Rebalance(Exchange& x);
+  uint64_t Buffered(const Exchange& x) const;
   Exchange* ByClientId(int32_t id);
   Exchange* ByUpstreamId(int32_t id);
 
@@ -164,6 +169,7 @@ class H2Relay {
   TokenBucket resets_;
   TokenBucket control_;
   std::string abuse_;
+  uint64_t held_total_ = 0;  // bytes buffered across streams whose window was given back
   bool upstream_gone_ = false;
   bool goaway_sent_ = false;
 };

@@ -28,6 +28,7 @@ struct H2Limits {
   uint32_t max_continuation_frames = 32;         // CONTINUATION frames after one HEADERS
   uint32_t max_resets_per_second = 100;          // client RST_STREAMs (token bucket, burst 2x)
   uint32_t max_control_frames_per_second = 1000; // PING, SETTINGS, WINDOW_UPDATE, PRIORITY, empty DATA
+  uint64_t max_held_bytes = 64ull << 20;         // request bytes held (or queued) per connection
 };
 
 struct ProxyConfig {

@@ -291,7 +291,8 @@ void ReadProxy(Reader& r, const YAML::Node& node, ProxySection& p) {
                    {"max_header_list_bytes", size(p.h2_max_header_list_bytes, 16ull << 20)},
                    {"max_continuation_frames", size(p.h2_max_continuation_frames, 10'000)},
                    {"max_resets_per_second", size(p.h2_max_resets_per_second, 1'000'000)},
-                   {"max_control_frames_per_second", size(p.h2_max_control_frames_per_second, 1'000'000)}});
+                   {"max_control_frames_per_second", size(p.h2_max_control_frames_per_second, 1'000'000)},
+                   {"max_held_bytes", size(p.h2_max_held_bytes, 1ull << 40)}});
           }},
          {"timeouts",
           [&](const YAML::Node& n, const std::string& path) {
@@ -540,6 +541,7 @@ proxy:
     max_continuation_frames: {h2_continuations}       # after one HEADERS (CONTINUATION flood)
     max_resets_per_second: {h2_resets}        # client RST_STREAMs of unanswered streams (rapid reset), burst 2x
     max_control_frames_per_second: {h2_control}  # PING, SETTINGS, PRIORITY, empty DATA, burst 2x
+    max_held_bytes: {h2_held}         # request bytes held until decided (or queued) per connection
   timeouts:
     header_ms: {header_ms}
     handshake_ms: {handshake_ms}
@@ -595,7 +597,8 @@ log:
       fmt::arg("max_head_bytes", p.max_head_bytes), fmt::arg("max_header_count", p.max_header_count),
       fmt::arg("relay_buffer_bytes", p.relay_buffer_bytes), fmt::arg("h2_streams", p.h2_max_concurrent_streams),
       fmt::arg("h2_header_list", p.h2_max_header_list_bytes), fmt::arg("h2_continuations", p.h2_max_continuation_frames),
-      fmt::arg("h2_resets", p.h2_max_resets_per_second), fmt::arg("h2_control", p.h2_max_control_frames_per_second), fmt::arg("header_ms", p.header_timeout_ms),
+      fmt::arg("h2_resets", p.h2_max_resets_per_second), fmt::arg("h2_control", p.h2_max_control_frames_per_second),
+      fmt::arg("h2_held", p.h2_max_held_bytes), fmt::arg("header_ms", p.header_timeout_ms),
       fmt::arg("handshake_ms", p.handshake_timeout_ms), fmt::arg("idle_ms", p.idle_timeout_ms),
       fmt::arg("drain_ms", p.drain_timeout_ms), fmt::arg("proxy_protocol", Bool(p.proxy_protocol)),
       fmt::arg("proxy_protocol_peers", List(p.proxy_protocol_peers)),
@@ -652,6 +655,7 @@ absl::StatusOr<mitm::ProxyConfig> ToProxyConfig(const Config& config) {
   out.h2.max_continuation_frames = static_cast<uint32_t>(p.h2_max_continuation_frames);
   out.h2.max_resets_per_second = static_cast<uint32_t>(p.h2_max_resets_per_second);
   out.h2.max_control_frames_per_second = static_cast<uint32_t>(p.h2_max_control_frames_per_second);
+  out.h2.max_held_bytes = p.h2_max_held_bytes;
   out.header_timeout = std::chrono::milliseconds(p.header_timeout_ms);
   out.handshake_timeout = std::chrono::milliseconds(p.handshake_timeout_ms);
   out.idle_timeout = std::chrono::milliseconds(p.idle_timeout_ms);

@@ -64,6 +64,7 @@ struct ProxySection {
   uint64_t h2_max_continuation_frames = 32;
   uint64_t h2_max_resets_per_second = 100;
   uint64_t h2_max_control_frames_per_second = 1000;
+  uint64_t h2_max_held_bytes = 64ull << 20;
   // timeouts (milliseconds)
   int64_t header_timeout_ms = 10000;
   int64_t handshake_timeout_ms = 10000;

@@ -196,6 +196,34 @@ TEST(H2Relay, BodyLargerThanTheHoldLimitStreamsByteExactWithinTheWindow) {
   EXPECT_EQ(f.origin.streams.begin()->second.body, body);
 }
 
+TEST(H2Relay, UploadsPastTheHoldLimitAreNotCappedByTheWindow) {
+  // Held bytes are taken in up to the hold limit, whatever the 1 MiB stream window.
+  Fixture f(/*enforce=*/true, /*hold_limit=*/4 << 20);
+  const std::string body = Filler(10 << 20);
+  int32_t id = f.client.Request(Post("/big"), body);
+  Pump(*f.relay, f.client, f.origin);
+  EXPECT_EQ(f.client.streams[id].Get(":status"), "200");
+  EXPECT_EQ(f.origin.streams.begin()->second.body, body);
+}
+
+TEST(H2Relay, AStreamTheConnectionBudgetStopsFailsClosed) {
+  H2Limits limits;
+  limits.max_held_bytes = 3 << 20;
+  Fixture f(/*enforce=*/true, /*hold_limit=*/2 << 20, limits);
+  // Two bodies held whole (not ended, under the hold limit): the first takes 2 MiB of the
+  // budget, the second cannot be held past the rest plus its window.
+  int32_t a = f.client.Request(Post("/a"), Filler(2 << 20), /*end_stream=*/false);
+  Pump(*f.relay, f.client, f.origin);
+  int32_t b = f.client.Request(Post("/b"), Filler(2 << 20), /*end_stream=*/false);
+  Pump(*f.relay, f.client, f.origin);
+  EXPECT_EQ(f.client.streams[b].Get(":status"), "403");
+  EXPECT_EQ(f.host.ForStream(b)->reason(), "h2_hold_budget_exceeded");
+  f.client.Send(a, "", true);
+  Pump(*f.relay, f.client, f.origin);
+  EXPECT_EQ(f.client.streams[a].Get(":status"), "200");
+  EXPECT_EQ(f.origin.streams.begin()->second.body, Filler(2 << 20));
+}
+
 TEST(H2Relay, CardPastTheHoldLimitResetsTheOriginStream) {
   Fixture f(/*enforce=*/true, /*hold_limit=*/64 * 1024);
   // The first MiB arrives (and, decided clean, starts leaving) before the card does.
