@@ -61,11 +61,22 @@ struct ContentHint {
   bool is_url = false;           // the request target: percent-decode
 };
 
+// Where in the message a value was found, with its redacted form: what a record that
+// shows the message itself (a URL path, a host name) puts in the value's place.
+struct MatchedSpan {
+  uint64_t start = 0;  // original offsets, as Finding.start/end
+  uint64_t end = 0;
+  std::string evidence;  // dlp/redact.h
+};
+
 struct MessageResult {
   rules::v1::Action action = rules::v1::ALLOW;  // strongest action of any finding
   std::vector<v1::Finding> findings;            // redacted; never raw values
   std::string reason;                           // deciding rule ids, comma-separated, or a condition
   uint64_t bytes_scanned = 0;
+  // Every accepted match (every rule, every action), the first kMaxMatchedSpans of them.
+  static constexpr size_t kMaxMatchedSpans = 256;
+  std::vector<MatchedSpan> spans;
 };
 
 class Engine;

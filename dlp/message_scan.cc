@@ -1059,6 +1059,7 @@ void MessageScanImpl::OnCandidate(uint32_t layer, uint32_t rule_index, std::stri
   if (rule.validator != nullptr && !rule.validator(value)) return;
   const std::string normalized = NormalizeValue(rule.category, value);
   if (Excluded(rule, value, normalized)) return;
+  if (spans_.size() < MessageResult::kMaxMatchedSpans) spans_.push_back({orig_start, orig_end, Redact(rule.category, value)});
   RuleState& st = states_[rule_index];
   const Digest digest = HmacSha256(engine_->dedup_key(), normalized);
   const std::string key(reinterpret_cast<const char*>(digest.data()), 16);
@@ -1118,6 +1119,7 @@ MessageResult MessageScanImpl::Finish() {
 
   MessageResult r;
   r.bytes_scanned = total_bytes_;
+  r.spans = std::move(spans_);
   const auto& rules = engine_->rules();
   for (size_t i = 0; i < rules.size(); ++i) {
     const RuleState& st = states_[i];

@@ -123,6 +123,7 @@ class MessageScanImpl final : public MessageScan, public DecodedSink {
   uint64_t member_rows_ = 0;                // most rows of one member CSV with PII columns
   std::string member_rows_columns_, member_rows_member_;
   std::string scan_error_;
+  std::vector<MatchedSpan> spans_;  // accepted matches, for MessageResult::spans
   uint64_t total_bytes_ = 0;
   rules::v1::Action so_far_ = rules::v1::ALLOW;
   bool finished_ = false;

@@ -154,7 +154,8 @@ struct Connection::Transaction {
   // transaction ends, so it stays valid (and is not copied per request).
   explicit Transaction(const http1::MessageHead& request_head) : head(request_head) {}
   const http1::MessageHead& head;
-  std::string path;
+  std::string target;  // in origin-form, once known
+  std::string path;    // as recorded (RecordedPath), once the URL is scanned
   std::vector<dlp::MessageResult> results;
   uint64_t bytes_out = 0;  // sent to the origin: head and body as framed
   uint64_t bytes_in = 0;
@@ -190,8 +191,10 @@ Connection::Connection(ProxyShared& shared, dlp::Scanner& scanner, tcp::socket s
 Connection::~Connection() {
   ConnectionMode mode = ModeOf(last_mode_.empty() ? mode_ : last_mode_);
   shared_.metrics.CountConnection(mode, outcome_);
-  spdlog::debug("conn={} client={} workload={} host={} mode={} outcome={}", conn_id_, client_address_, workload_,
-                sni_.empty() ? host_ : sni_, kConnectionModeNames[Index(mode)], kConnectionOutcomeNames[Index(outcome_)]);
+  if (spdlog::should_log(spdlog::level::debug)) {
+    spdlog::debug("conn={} client={} workload={} host={} mode={} outcome={}", conn_id_, client_address_, workload_,
+                  RecordedHost(), kConnectionModeNames[Index(mode)], kConnectionOutcomeNames[Index(outcome_)]);
+  }
   shared_.counters.active.fetch_sub(1);
 }
 
@@ -312,7 +315,7 @@ v1::Verdict Connection::NewVerdict(const std::string& mode) const {
   v.set_connection_id(conn_id_);
   v.set_client_address(client_address_);
   v.set_workload(workload_);
-  v.set_host(sni_.empty() ? host_ : sni_);
+  v.set_host(RecordedHost());
   v.set_port(port_);
   v.set_mode(mode);
   if (engine_) v.set_rule_pack_version(engine_->pack_version());
@@ -328,7 +331,32 @@ void Connection::ReportRefusal(std::string reason) {
   Report(std::move(v));
 }
 
+std::string Connection::RedactForRecord(std::string_view text, bool url) const {
+  dlp::EnginePtr engine = engine_ ? engine_ : (shared_.engines ? shared_.engines->Current() : nullptr);
+  if (!engine || text.empty()) return url ? StripQueryValues(text) : std::string(text);
+  dlp::ContentHint hint;
+  hint.is_url = url;
+  auto scan = scanner_.Open(engine, hint);
+  scan->Feed(url ? http1::PercentDecode(text) : std::string(text));
+  auto result = scan->Finish();
+  return url ? RecordedPath(text, &result) : RedactSpans(text, result.spans);
+}
+
+const std::string& Connection::RecordedHost() const {
+  const std::string& name = sni_.empty() ? host_ : sni_;
+  if (name != recorded_host_key_ || recorded_host_.empty()) {
+    recorded_host_key_ = name;
+    recorded_host_ = RedactForRecord(name, false);
+  }
+  return recorded_host_;
+}
+
 void Connection::Report(v1::Verdict verdict) {
+  // A method is any token, digits included: one that is not a standard method is
+  // recorded the way any other value is, redacted where the engine matches.
+  if (!verdict.method().empty() && !IsStandardMethod(verdict.method())) {
+    verdict.set_method(RedactForRecord(verdict.method(), false));
+  }
   ConnectionOutcome outcome = OutcomeOf(verdict);
   // A connection is as bad as its worst transaction: a later ok one does not hide a refusal.
   if (outcome != ConnectionOutcome::kOk || outcome_ == ConnectionOutcome::kNoRequest) outcome_ = outcome;
@@ -451,13 +479,14 @@ asio::awaitable<bool> Connection::ConnectUpstream(const std::string& host, uint1
   error_code ec;
   auto results = co_await resolver_.async_resolve(host, std::to_string(port), asio::redirect_error(asio::use_awaitable, ec));
   if (ec || finished_) {
-    error = fmt::format("cannot resolve {}: {}", host, ec.message());
+    // The host is in the verdict (redacted); a reason never repeats it raw.
+    error = fmt::format("cannot resolve the destination: {}", ec.message());
     co_return false;
   }
   tcp::socket socket(timer_.get_executor());
   co_await asio::async_connect(socket, results, asio::redirect_error(asio::use_awaitable, ec));
   if (ec || finished_) {
-    error = fmt::format("cannot connect to {}:{}: {}", host, port, ec ? ec.message() : "timed out");
+    error = fmt::format("cannot connect to the destination (port {}): {}", port, ec ? ec.message() : "timed out");
     co_return false;
   }
   socket.set_option(tcp::no_delay(true), ec);
@@ -672,7 +701,7 @@ asio::awaitable<void> Connection::AnswerBadUpstream(const std::string& detail) {
   auto v = NewVerdict("bump");
   if (co_await ReadRequestHead(parser, error)) {
     v.set_method(parser.head().method);
-    v.set_path(StripQueryValues(parser.head().target));
+    v.set_path(RedactForRecord(parser.head().target, true));
   }
   v.set_action(rules::v1::BLOCK);
   v.set_reason("upstream_cert_invalid: " + detail);
@@ -748,7 +777,8 @@ asio::awaitable<void> Connection::HttpLoop(http1::Parser* first) {
     auto refuse = [&](int status, const char* phrase, const std::string& condition) -> asio::awaitable<void> {
       auto v = NewVerdict(mode_);
       v.set_method(head.method);
-      v.set_path(tx.path);
+      // Refused before the URL scan: the path is scanned for the record alone.
+      v.set_path(tx.path.empty() ? RedactForRecord(tx.target, true) : tx.path);
       v.set_action(rules::v1::BLOCK);
       v.set_reason(condition);
       v.set_enforced(true);
@@ -765,7 +795,7 @@ asio::awaitable<void> Connection::HttpLoop(http1::Parser* first) {
       origin_target = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
       if (!origin_target.empty() && origin_target[0] == '?') origin_target = "/" + origin_target;
       auto hp = ParseHostPort(authority, 80);
-      tx.path = StripQueryValues(origin_target);
+      tx.target = origin_target;
       if (!hp.ok()) {
         co_await refuse(400, "Bad Request", "bad authority in request target");
         co_return;
@@ -784,7 +814,7 @@ asio::awaitable<void> Connection::HttpLoop(http1::Parser* first) {
         if (!co_await ConnectUpstream(host_, port_, error)) {
           auto v = NewVerdict(mode_);
           v.set_method(head.method);
-          v.set_path(tx.path);
+          v.set_path(RedactForRecord(tx.target, true));
           v.set_action(rules::v1::BLOCK);
           v.set_reason("upstream_unreachable: " + error);
           Report(std::move(v));
@@ -794,11 +824,11 @@ asio::awaitable<void> Connection::HttpLoop(http1::Parser* first) {
         upstream_authority_ = key;
       }
     } else if (head.target.empty() || head.target[0] != '/') {
-      tx.path = StripQueryValues(head.target);
+      tx.target = head.target;
       co_await refuse(400, "Bad Request", "expected an origin-form request target");
       co_return;
     }
-    tx.path = StripQueryValues(origin_target);
+    tx.target = origin_target;
     if (head.method == "CONNECT") {
       co_await refuse(405, "Method Not Allowed", "CONNECT inside a tunnel");
       co_return;
@@ -823,6 +853,7 @@ asio::awaitable<void> Connection::HttpLoop(http1::Parser* first) {
       auto url_scan = OpenScan(url_hint);
       url_scan->Feed(http1::PercentDecode(origin_target));
       tx.results.push_back(url_scan->Finish());
+      tx.path = RecordedPath(origin_target, &tx.results.back());
       // The header block goes to the engine in one piece: the same stream of bytes as a
       // feed per part, without the per-feed cost four times per header.
       std::string& block = header_block_;
@@ -840,6 +871,7 @@ asio::awaitable<void> Connection::HttpLoop(http1::Parser* first) {
         body_scan = OpenScan(body_hint);
       }
     }
+    if (tx.path.empty()) tx.path = StripQueryValues(origin_target);  // no engine: nothing to redact with
     auto report = [&](const std::string& extra_reason) {
       auto v = NewVerdict(mode_);
       v.set_method(head.method);

@@ -96,6 +96,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // A refused connection's verdict: mode "refuse", BLOCK, enforced, with `reason`.
   void ReportRefusal(std::string reason);
   v1::Verdict NewVerdict(const std::string& mode) const;
+  // `text` as a record may show it: scanned with the current engine and every match
+  // redacted; `url`: a request target (decoded for the scan, query values dropped).
+  std::string RedactForRecord(std::string_view text, bool url) const;
+  // The destination as verdicts and log lines name it (a value can be a subdomain label).
+  const std::string& RecordedHost() const;
 
   ProxyShared& shared_;
   dlp::Scanner& scanner_;
@@ -124,6 +129,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string host_;
   uint16_t port_ = 0;
   std::string sni_;
+  mutable std::string recorded_host_, recorded_host_key_;  // RecordedHost's cache
   std::vector<std::string> client_alpn_;  // the ClientHello's ALPN list
   std::string mode_ = "plain";
   bool fixed_upstream_ = true;     // CONNECT tunnel (origin-form targets) vs plain forward

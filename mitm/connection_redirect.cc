@@ -71,7 +71,7 @@ asio::awaitable<bool> Connection::ConnectRedirected(bool splice) {
         for (const auto& r : results) matches = matches || r.endpoint().address() == original_dst_->address();
       }
       if (!matches) {
-        ReportRefusal(fmt::format("sni_mismatch: {} does not resolve to {}", sni_, address));
+        ReportRefusal(fmt::format("sni_mismatch: {} does not resolve to {}", RecordedHost(), address));
         co_return false;
       }
     }

@@ -94,6 +94,7 @@ struct H2Relay::Exchange {
   size_t response_header_bytes = 0;  // of the origin's
   std::string method, scheme, authority, path, content_type, content_encoding, grpc_encoding;
   Fields headers;  // regular fields, forwarded
+  std::string record_path;  // :path as the verdict records it (RecordedPath)
   bool grpc = false;
   bool scanning = false;   // an engine scans this stream
   bool fail_open = false;  // no engine, forwarded unscanned (options.fail_open)
@@ -523,6 +524,19 @@ void H2Relay::OnRequestHead(Exchange& x) {
     x.headers.emplace_back(std::move(name), std::move(value));
   }
   x.grpc = StartsWith(x.content_type, "application/grpc");
+  x.scanning = host_.EngineReady();
+  x.fail_open = !x.scanning;
+  if (x.scanning) {
+    // The decoded path is scanned first: even a refusal's record shows it redacted.
+    dlp::ContentHint url_hint;
+    url_hint.is_url = true;
+    auto url_scan = host_.OpenScan(url_hint);
+    url_scan->Feed(http1::PercentDecode(x.path));
+    x.results.push_back(url_scan->Finish());
+    x.record_path = RecordedPath(x.path, &x.results.back());
+  } else {
+    x.record_path = StripQueryValues(x.path);
+  }
   if (x.method == "CONNECT") {
     // Extended CONNECT is never offered; a plain one would tunnel what the proxy cannot read.
     x.condition = "CONNECT inside a tunnel";
@@ -542,8 +556,6 @@ void H2Relay::OnRequestHead(Exchange& x) {
     Block(x, x.condition);
     return;
   }
-  x.scanning = host_.EngineReady();
-  x.fail_open = !x.scanning;
   if (!x.scanning && !options_.fail_open) {
     x.condition = "engine_unavailable";
     Block(x, x.condition);
@@ -551,12 +563,7 @@ void H2Relay::OnRequestHead(Exchange& x) {
   }
   x.enforce = options_.enforce && x.scanning;
   if (x.scanning) {
-    // The decoded path and the header block are scanned before anything is sent on.
-    dlp::ContentHint url_hint;
-    url_hint.is_url = true;
-    auto url_scan = host_.OpenScan(url_hint);
-    url_scan->Feed(http1::PercentDecode(x.path));
-    x.results.push_back(url_scan->Finish());
+    // The header block, like the path, is scanned before anything is sent on.
     std::string block;
     block.append(":authority: ").append(x.authority).append("\r\n");
     for (const auto& [n, v] : x.headers) block.append(n).append(": ").append(v).append("\r\n");
@@ -989,7 +996,7 @@ void H2Relay::Report(Exchange& x, std::string_view extra) {
   v.set_protocol("h2");
   v.set_stream_id(static_cast<uint32_t>(x.id));
   v.set_method(x.method);
-  v.set_path(StripQueryValues(x.path));
+  v.set_path(x.record_path);
   v.set_bytes_out(x.bytes_out);
   v.set_bytes_in(x.bytes_in);
   v.set_bytes_out_before_block(x.bytes_out_before_block);

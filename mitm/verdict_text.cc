@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "mitm/http1.h"
+
 namespace egressguard::mitm {
 
 std::string StripQueryValues(std::string_view target) {
@@ -56,6 +58,37 @@ std::string JsonEscape(std::string_view s) {
     }
   }
   return out;
+}
+
+std::string RedactSpans(std::string_view text, const std::vector<dlp::MatchedSpan>& spans) {
+  if (spans.empty()) return std::string(text);
+  std::vector<const dlp::MatchedSpan*> sorted;
+  sorted.reserve(spans.size());
+  for (const auto& s : spans) sorted.push_back(&s);
+  std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->start < b->start; });
+  std::string out;
+  uint64_t pos = 0;
+  for (const auto* s : sorted) {
+    const uint64_t start = std::min<uint64_t>(s->start, text.size());
+    const uint64_t end = std::min<uint64_t>(s->end, text.size());
+    if (end <= pos) continue;  // inside a span already replaced
+    if (start > pos) out.append(text.substr(pos, start - pos));
+    out.append(s->evidence.empty() ? std::string_view("[redacted]") : std::string_view(s->evidence));
+    pos = end;
+  }
+  if (pos < text.size()) out.append(text.substr(pos));
+  return out;
+}
+
+std::string RecordedPath(std::string_view target, const dlp::MessageResult* url_scan) {
+  if (url_scan == nullptr || url_scan->spans.empty()) return StripQueryValues(target);
+  return StripQueryValues(RedactSpans(http1::PercentDecode(target), url_scan->spans));
+}
+
+bool IsStandardMethod(std::string_view m) {
+  static constexpr std::string_view kMethods[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE",
+                                                  "PATCH"};
+  return std::find(std::begin(kMethods), std::end(kMethods), m) != std::end(kMethods);
 }
 
 std::string RefusalJson(std::string_view phrase, std::string_view why) {
