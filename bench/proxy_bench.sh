@@ -96,65 +96,18 @@ if [[ ${#need[@]} -gt 0 ]]; then
 fi
 
 # --- work dir and cleanup ---------------------------------------------------------------
-WORK="$(mktemp -d /tmp/egressguard-bench.XXXXXX)"
-SHM="$(mktemp -d /dev/shm/egressguard-bench-up.XXXXXX)"  # uploads land in memory, not on disk
-chmod 755 "$WORK" "$SHM"
-PIDS=()
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  # Newest first; a gentle signal, then a hard one for whoever ignores it.
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill -TERM "${PIDS[i]}" 2>/dev/null || true; done
-  for _ in $(seq 30); do
-    local alive=0
-    for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-    [[ $alive == 0 ]] && break
-    sleep 0.2
-  done
-  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$SHM"
-  if [[ "${EGB_KEEP:-0}" == 1 ]]; then echo "proxy_bench: work directory kept: $WORK" >&2; else rm -rf "$WORK"; fi
-  exit $rc
-}
-trap cleanup EXIT
-trap 'echo "proxy_bench: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
-trap 'exit 130' INT TERM
-
-ulimit -n "$(ulimit -Hn)"  # 1,000 idle connections need ~4 fds each across client, proxy, origin
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
-
-free_port() { /usr/bin/python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-wait_port() {  # PORT PID NAME
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    kill -0 "$2" 2>/dev/null || die "$3 exited at start; see its log in $WORK (EGB_KEEP=1 keeps it)"
-    sleep 0.1
-  done
-  die "$3 is not listening on $1"
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_workdir bench
 
 # --- PKI: origin root + origin leaf, and the interception CA all three proxies use -----
 log "PKI, data and load client in $WORK"
 cd "$WORK"
-ossl() { openssl "$@" 2>/dev/null; }
-ca() {
-  ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1.key" -out "$1.pem" -subj "/CN=$1" \
-    -days 30 -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
-  chmod 600 "$1.key"
-}
-ca origin-root
-ca bench-ca
-ossl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout origin.key -out origin.csr -subj /CN=localhost
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n' > origin.ext
-ossl x509 -req -in origin.csr -CA origin-root.pem -CAkey origin-root.key -CAcreateserial -days 30 -extfile origin.ext -out origin.pem
-chmod 600 origin.key
-chmod 644 origin-root.pem bench-ca.pem origin.pem
+make_bench_pki
 
 # --- data: text without PII (base64 of random bytes), so the DLP engine scans but never blocks
 mkdir -p www
 head -c 1024 /dev/zero | tr '\0' 'a' > www/1k
-(set +o pipefail; head -c $((SIZE_MIB * 1024 * 1024 * 3 / 4)) /dev/urandom | base64 -w 76 | head -c $((SIZE_MIB * 1024 * 1024)) > www/blob)
+make_base64_text www/blob $((SIZE_MIB * 1024 * 1024))
 SIZE_BYTES=$(stat -c %s www/blob)
 chmod -R a+rX www
 

@@ -351,6 +351,14 @@ const std::string& Connection::RecordedHost() const {
   return recorded_host_;
 }
 
+bool Connection::Recordable(bool enforce) {
+  if (!shared_.sink || shared_.sink->CanAccept()) return true;
+  (enforce ? shared_.metrics.unrecordable_closed : shared_.metrics.unrecordable_open).fetch_add(1, std::memory_order_relaxed);
+  spdlog::warn("conn={} client={} the verdict spool is full: {}", conn_id_, client_address_,
+               enforce ? "transaction refused (503)" : "forwarded unrecorded (monitor mode)");
+  return !enforce;
+}
+
 void Connection::Report(v1::Verdict verdict) {
   // A method is any token, digits included: one that is not a standard method is
   // recorded the way any other value is, redacted where the engine matches.
@@ -366,7 +374,9 @@ void Connection::Report(v1::Verdict verdict) {
                  verdict.port(), verdict.mode(), rules::v1::Action_Name(verdict.action()), verdict.reason());
   }
   if (verdict.action() == rules::v1::BLOCK && verdict.enforced()) shared_.counters.blocked.fetch_add(1);
-  if (shared_.sink) shared_.sink->Submit(std::move(verdict));
+  if (shared_.sink && !shared_.sink->Submit(std::move(verdict))) {
+    spdlog::warn("conn={} client={} a verdict was not recorded: the spool refused it", conn_id_, client_address_);
+  }
 }
 
 asio::awaitable<void> Connection::WriteClient(const std::string& data) {
@@ -900,6 +910,12 @@ asio::awaitable<void> Connection::HttpLoop(http1::Parser* first) {
     };
     if (enforce && Strongest(tx.results) == rules::v1::BLOCK) {
       co_await block();
+      co_return;
+    }
+    // Nothing leaves without its record: in enforce mode a transaction whose verdict the
+    // spool cannot take is refused before its first byte goes upstream.
+    if (!Recordable(enforce)) {
+      co_await refuse(503, "Service Unavailable", "verdict_unrecordable: the verdict spool is full");
       co_return;
     }
 

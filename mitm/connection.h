@@ -93,6 +93,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   asio::awaitable<void> Respond(int status, const std::string& reason_phrase, const std::string& why, bool json,
                                 const std::string& extra_headers = "");
   void Report(v1::Verdict verdict);
+  // Whether this transaction's verdict can be recorded (the sink has room). False only in
+  // enforce mode (refuse it); monitor mode forwards it, counted as unrecorded.
+  bool Recordable(bool enforce);
   // A refused connection's verdict: mode "refuse", BLOCK, enforced, with `reason`.
   void ReportRefusal(std::string reason);
   v1::Verdict NewVerdict(const std::string& mode) const;

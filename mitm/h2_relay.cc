@@ -575,6 +575,22 @@ void H2Relay::OnRequestHead(Exchange& x) {
       Block(x, "");
       return;
     }
+  }
+  if (!host_.Recordable(options_.enforce)) {
+    // Nothing leaves without its record (the verdict spool is full).
+    x.condition = "verdict_unrecordable";
+    x.local = true;
+    if (x.grpc) {
+      x.response_ended = true;
+      SubmitToClient(x, {{":status", "200"}, {"content-type", "application/grpc"}, {"grpc-status", "14"},
+                         {"grpc-message", "egressguard: the verdict spool is full"}}, true);
+    } else {
+      Answer(x, 503, "Service Unavailable", "verdict_unrecordable: the verdict spool is full");
+    }
+    Report(x);
+    return;
+  }
+  if (x.scanning) {
     if (!x.grpc && !x.request_ended) {
       dlp::ContentHint body_hint;
       body_hint.content_type = x.content_type;
@@ -610,13 +626,11 @@ void H2Relay::OnRequestData(Exchange& x, std::string_view data) {
     Block(x, "");
     return;
   }
-  std::string ready;
-  x.body->TakeReady(&ready);
+  x.body->TakeReady(x.to_upstream.tail());  // released bytes queue for the origin, copied once
   if (x.body->overflowed()) {
     Block(x, "undecided_overflow");
     return;
   }
-  x.to_upstream.Append(ready);
   Forward(x);
 }
 
@@ -712,9 +726,7 @@ void H2Relay::OnRequestEnd(Exchange& x) {
         return;
       }
     }
-    std::string rest;
-    x.body->TakeRest(&rest);
-    x.to_upstream.Append(rest);
+    x.body->TakeRest(x.to_upstream.tail());
   }
   x.upstream_eof = true;
   Forward(x);

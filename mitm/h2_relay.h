@@ -56,6 +56,8 @@ class H2Relay {
     virtual void Report(v1::Verdict verdict) = 0;
     virtual void CountStream(StreamProtocol protocol, StreamOutcome outcome) = 0;
     virtual void CountGoaway(GoawayReason reason) = 0;
+    // Whether the stream's verdict can be recorded; false: refuse it (enforce mode).
+    virtual bool Recordable(bool enforce) = 0;
   };
 
   struct Options {

@@ -15,6 +15,8 @@ namespace egressguard::mitm {
 class HoldBuffer {
  public:
   void Append(std::string_view bytes) { data_.append(bytes); }
+  // The storage behind the held bytes, for appending in place (what is appended is held).
+  std::string* tail() { return &data_; }
   std::string_view view() const { return std::string_view(data_).substr(front_); }
   size_t size() const { return data_.size() - front_; }
   bool empty() const { return size() == 0; }

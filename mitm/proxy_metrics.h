@@ -91,6 +91,8 @@ struct ProxyMetrics {
   Counter scan_nanoseconds{0};  // time spent in the engine (feed + finish), worker threads summed
   Counter fail_open{0};         // transactions forwarded unscanned because no engine was there
   Counter fail_closed{0};       // transactions refused because no engine was there
+  Counter unrecordable_open{0};    // monitor: forwarded although the verdict could not be recorded (spool full)
+  Counter unrecordable_closed{0};  // enforce: refused (503) because the verdict could not be recorded
   // WebSocket sessions inspected, their data messages and payload bytes by direction
   // ([0] client -> upstream, [1] upstream -> client), and messages blocked.
   Counter ws_sessions{0};

@@ -15,6 +15,9 @@ class VerdictSink {
   // Returns false when the sink refused the verdict (spool full in fail-closed mode):
   // the proxy then treats the transaction as not allowed to proceed.
   virtual bool Submit(v1::Verdict verdict) = 0;
+  // Whether a verdict submitted now would be recorded (the spool has room). Asked before
+  // a transaction is forwarded: in enforce mode one that cannot be recorded is refused.
+  virtual bool CanAccept() const { return true; }
 };
 using VerdictSinkPtr = std::shared_ptr<VerdictSink>;
 

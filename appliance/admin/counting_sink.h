@@ -32,6 +32,7 @@ class CountingSink final : public mitm::VerdictSink {
   CountingSink(mitm::VerdictSinkPtr next, prometheus::Registry& registry, CountingSinkLimits limits = {});
 
   bool Submit(v1::Verdict verdict) override;
+  bool CanAccept() const override { return next_ == nullptr || next_->CanAccept(); }
 
  private:
   // The counters one (workload, destination) pair moves.

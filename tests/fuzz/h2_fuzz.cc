@@ -47,6 +47,7 @@ class Host : public mitm::H2Relay::Host {
   }
   void CountStream(mitm::StreamProtocol, mitm::StreamOutcome) override {}
   void CountGoaway(mitm::GoawayReason) override {}
+  bool Recordable(bool) override { return true; }
 
  private:
   dlp::Scanner scanner_;

@@ -39,6 +39,8 @@ class Host : public H2Relay::Host {
   void Report(v1::Verdict verdict) override { verdicts.push_back(std::move(verdict)); }
   void CountStream(StreamProtocol, StreamOutcome outcome) override { ++outcomes[Index(outcome)]; }
   void CountGoaway(GoawayReason reason) override { goaways.push_back(reason); }
+  bool Recordable(bool enforce) override { return recordable || !enforce; }
+  bool recordable = true;  // the verdict spool has room
 
   const v1::Verdict* ForStream(int32_t id) const {
     for (const auto& v : verdicts) {
@@ -159,6 +161,18 @@ TEST(H2Relay, CardInPathOrHeaderIsBlockedBeforeAnythingIsSent) {
   EXPECT_EQ(f.client.streams[b].Get(":status"), "403");
   EXPECT_TRUE(f.origin.streams.empty());
   EXPECT_EQ(f.host.ForStream(a)->path(), "/q?c=");  // never the value
+}
+
+TEST(H2Relay, AStreamWhoseVerdictCannotBeRecordedIsRefusedInEnforceMode) {
+  Fixture f;
+  f.host.recordable = false;
+  int32_t id = f.client.Request(Post("/p"), Filler(100));
+  int32_t call = f.client.Request(Grpc(), GrpcMessage("hello"));
+  Pump(*f.relay, f.client, f.origin);
+  EXPECT_EQ(f.client.streams[id].Get(":status"), "503");
+  EXPECT_EQ(f.client.streams[call].Get("grpc-status"), "14");
+  EXPECT_TRUE(f.origin.streams.empty());
+  EXPECT_EQ(f.host.ForStream(id)->reason(), "verdict_unrecordable");
 }
 
 TEST(H2Relay, MonitorModeForwardsAndReports) {
