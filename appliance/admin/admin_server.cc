@@ -73,7 +73,12 @@ struct AdminServer::Impl {
         if (!why.empty()) problems += fmt::format("{}: {}\n", check.name, why);
       }
       if (!problems.empty()) return reply(http::status::service_unavailable, problems);
-      return reply(http::status::ok, "ready\n");
+      std::string body = "ready\n";
+      for (const auto& check : handlers.ready) {
+        std::string note = check.note ? check.note() : std::string();
+        if (!note.empty()) body += fmt::format("{}: {}\n", check.name, note);
+      }
+      return reply(http::status::ok, body);
     }
     return reply(http::status::ok, handlers.metrics(), "text/plain; version=0.0.4; charset=utf-8");
   }

@@ -14,14 +14,39 @@ std::vector<ReadyCheck> ReadinessChecks(const ApplianceParts& parts) {
   std::vector<ReadyCheck> checks;
   if (parts.proxy != nullptr) {
     checks.push_back({"ca", [m = parts.minter] { return m != nullptr ? "" : "no cluster CA loaded"; }});
-    checks.push_back({"rules", [e = parts.engines] {
+    checks.push_back({"rules",
+                      [e = parts.engines] {
                         return e && e->Current() ? "" : "no compiled rule pack (the proxy fails closed)";
+                      },
+                      // Ready on the cached pack: a store outage must not take every replica
+                      // out of rotation, but the operator is told what decides.
+                      [w = parts.watcher]() -> std::string {
+                        if (w == nullptr) return "";
+                        const auto s = w->status();
+                        if (!s.from_cache) return "";
+                        return fmt::format("serving the cached rule pack {} while the store {}", s.version,
+                                           s.connected ? "has not sent its active pack yet" : "is unreachable");
                       }});
     if (parts.reporter != nullptr) {
-      checks.push_back({"verdicts", [r = parts.reporter, max = parts.spool_max_rows]() -> std::string {
-                          auto s = r->stats();
-                          if (s.connected || max == 0 || s.spool_depth < max) return "";
-                          return fmt::format("store unreachable and the spool is full ({} verdicts)", s.spool_depth);
+      checks.push_back({"verdicts", [r = parts.reporter, high = parts.spool_high_water]() -> std::string {
+                          const auto s = r->stats();
+                          const auto& limits = r->spool_options();
+                          const double fill = r->SpoolFill();
+                          const std::string where =
+                              fmt::format("{} of {} verdicts, {:.1f} of {:.1f} MiB", s.spool_depth, limits.max_rows,
+                                          static_cast<double>(s.spool_bytes) / (1 << 20),
+                                          static_cast<double>(limits.max_bytes) / (1 << 20));
+                          if (!r->CanAccept()) {
+                            return fmt::format("the spool is full ({}): verdicts are refused{}", where,
+                                               s.connected ? "" : " and the store is unreachable");
+                          }
+                          if (!s.connected && fill >= high) {
+                            return fmt::format(
+                                "store unreachable and the spool is {:.0f}% full ({}), past its high-water mark of "
+                                "{:.0f}%: verdicts are refused when it is full",
+                                100 * fill, where, 100 * high);
+                          }
+                          return "";
                         }});
     }
   }

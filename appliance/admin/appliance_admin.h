@@ -33,14 +33,18 @@ struct ApplianceParts {
   const ca::OpenSslLeafMinter* minter = nullptr;     // the loaded cluster CA
   std::shared_ptr<dlp::EngineHolder> engines;        // the compiled rule pack
   const reporter::Reporter* reporter = nullptr;
-  uint64_t spool_max_rows = 0;                       // "healthy spool": below this
+  // Not ready when the spool is full, or this full (of its verdicts or bytes bound)
+  // while the store is unreachable: traffic moves elsewhere before verdicts are refused.
+  double spool_high_water = 0.9;
   const reporter::RuleWatcher* watcher = nullptr;
   // Store side; null when the command runs no store.
   store::Store* store = nullptr;
 };
 
-// Ready when: (proxy) a CA is loaded, a compiled rule pack is in the holder, and the store
-// is reachable or the spool still has room; (store) the database reads and writes.
+// Ready when: (proxy) a CA is loaded, a compiled rule pack is in the holder (from the
+// store, or the cached pack while the store is unreachable), and the spool is not full
+// and, while the store is unreachable, below its high-water mark; (store) the database
+// reads and writes.
 std::vector<ReadyCheck> ReadinessChecks(const ApplianceParts& parts);
 
 // Registers the parts' scrape-time sources on `metrics`, then starts the listener.

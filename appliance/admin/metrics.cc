@@ -143,6 +143,8 @@ MetricSource ProxySource(const mitm::ProxyServer& proxy) {
                        MetricType::Counter);
     AddSample(fail, {{"policy", "open"}, {"cause", "engine_unavailable"}}, Load(m.fail_open));
     AddSample(fail, {{"policy", "closed"}, {"cause", "engine_unavailable"}}, Load(m.fail_closed));
+    AddSample(fail, {{"policy", "open"}, {"cause", "verdict_unrecordable"}}, Load(m.unrecordable_open));
+    AddSample(fail, {{"policy", "closed"}, {"cause", "verdict_unrecordable"}}, Load(m.unrecordable_closed));
     out.push_back(std::move(fail));
 
     auto stats = proxy.stats();
@@ -178,6 +180,20 @@ MetricSource ReporterSource(const reporter::Reporter& reporter) {
                         MetricType::Gauge);
     AddSample(depth, {}, static_cast<double>(s.spool_depth));
     out.push_back(std::move(depth));
+    auto bytes = Family("egressguard_spool_bytes", "Serialized bytes of the verdicts in the local spool",
+                        MetricType::Gauge);
+    AddSample(bytes, {}, static_cast<double>(s.spool_bytes));
+    out.push_back(std::move(bytes));
+    const auto& limits = reporter.spool_options();
+    auto limit_verdicts = Family("egressguard_spool_limit_verdicts",
+                                 "Verdicts the spool holds at most (reporter.spool_max_rows)", MetricType::Gauge);
+    AddSample(limit_verdicts, {}, static_cast<double>(limits.max_rows));
+    out.push_back(std::move(limit_verdicts));
+    auto limit_bytes = Family("egressguard_spool_limit_bytes",
+                              "Serialized verdict bytes the spool holds at most (reporter.spool_max_bytes)",
+                              MetricType::Gauge);
+    AddSample(limit_bytes, {}, static_cast<double>(limits.max_bytes));
+    out.push_back(std::move(limit_bytes));
     auto age = Family("egressguard_spool_oldest_age_seconds",
                       "Age of the oldest verdict waiting in the spool (0 when empty)", MetricType::Gauge);
     double age_s = 0;
@@ -199,6 +215,13 @@ MetricSource ReporterSource(const reporter::Reporter& reporter) {
     AddSample(fail, {{"policy", "open"}}, static_cast<double>(s.dropped));
     AddSample(fail, {{"policy", "closed"}}, static_cast<double>(s.refused));
     out.push_back(std::move(fail));
+    auto unrecorded = Family("egressguard_verdicts_unrecorded_total",
+                             "Verdicts the spool could not take (full or failing), so the store will never see them, by "
+                             "the mode of the transaction",
+                             MetricType::Counter);
+    AddSample(unrecorded, {{"mode", "enforce"}}, static_cast<double>(s.unrecorded_enforce));
+    AddSample(unrecorded, {{"mode", "monitor"}}, static_cast<double>(s.unrecorded_monitor));
+    out.push_back(std::move(unrecorded));
     auto connected = Family("egressguard_store_connected", "1 while a verdict stream to the store is up",
                             MetricType::Gauge);
     AddSample(connected, {}, s.connected ? 1 : 0);
@@ -221,6 +244,12 @@ MetricSource RulePackSource(std::shared_ptr<dlp::EngineHolder> engines, const re
                            MetricType::Counter);
     AddSample(failures, {}, static_cast<double>(s.failures));
     out.push_back(std::move(failures));
+    auto cached = Family("egressguard_rule_pack_cached",
+                         "1 (labelled with its version) while the engine runs the pack cached beside the spool because "
+                         "the store has not sent its active pack since start",
+                         MetricType::Gauge);
+    if (s.from_cache) AddSample(cached, {{"version", s.version}}, 1);
+    out.push_back(std::move(cached));
   };
 }
 

@@ -18,8 +18,10 @@
 #include "appliance/cli/stop_signals.h"
 #include "appliance/engine_setup.h"
 #include "appliance/logging.h"
+#include "appliance/reporter/pack_cache.h"
 #include "appliance/reporter/reporter.h"
 #include "appliance/reporter/rule_watcher.h"
+#include "appliance/reporter/tee_sink.h"
 #include "appliance/admin/appliance_admin.h"
 #include "appliance/admin/counting_sink.h"
 #include "ca/certificate_authority.h"
@@ -73,8 +75,8 @@ int RunProxy(const ConfigFlags& flags) {
   if (!minter.ok()) return Fail(minter.status().message());
 
   const std::string& store_address = o.reporter.store;
-  if (!store_address.empty() && (!o.rules.pack.empty() || o.rules.disabled || !o.proxy.audit_log.empty())) {
-    return Fail("with --store the rules, mode and verdicts go through the store; drop --rules/--no-rules/--audit-log");
+  if (!store_address.empty() && (!o.rules.pack.empty() || o.rules.disabled)) {
+    return Fail("with --store the rules and mode come from the store; drop --rules/--no-rules");
   }
   auto engine_options = EngineOptionsFor(o.rules.fingerprint_key);
   if (!engine_options.ok()) return Fail(engine_options.status().message());
@@ -82,30 +84,38 @@ int RunProxy(const ConfigFlags& flags) {
   mitm::VerdictSinkPtr sink;
   reporter::ReporterPtr verdict_reporter;
   reporter::RuleWatcherPtr watcher;
-  uint64_t spool_max_rows = 0;
   if (!store_address.empty()) {
     // Appliance mode: verdicts spool locally then stream to the store; the active pack
-    // and its mode come from the store (WatchActive) and swap in without a restart.
+    // and its mode come from the store (WatchActive) and swap in without a restart. The
+    // last one is kept beside the spool: a restart while the store is unreachable
+    // starts from it.
     store::ApiTls tls{o.reporter.tls.cert, o.reporter.tls.key, o.reporter.tls.ca};
+    const std::chrono::milliseconds backoff(o.reporter.reconnect_backoff_max_ms);
     reporter::ReporterOptions ro;
     ro.spool.path = o.reporter.spool;
+    ro.spool.max_rows = o.reporter.spool_max_rows;
+    ro.spool.max_bytes = o.reporter.spool_max_bytes;
     ro.store_address = store_address;
     ro.tls = tls;
+    ro.max_backoff = backoff;
     auto rep = reporter::Reporter::Start(ro);
     if (!rep.ok()) return Fail(rep.status().message());
     verdict_reporter = *rep;
-    spool_max_rows = ro.spool.max_rows;
     sink = verdict_reporter;
     reporter::RuleWatcherOptions wo;
     wo.store_address = store_address;
     wo.tls = tls;
     wo.appliance = config.appliance_name;
     wo.compile = reporter::EngineCompiler(*engine_options);
+    wo.max_backoff = backoff;
+    wo.cache_path = reporter::PackCachePath(o.reporter.spool);
     auto w = reporter::RuleWatcher::Start(wo, *engines);
     if (!w.ok()) return Fail(w.status().message());
     watcher = *std::move(w);
-    spdlog::info("reporting to store {} through spool {}; rules follow the store's active pack", store_address,
-                 o.reporter.spool);
+    spdlog::info("reporting to store {} through spool {} (at most {} verdicts, {} bytes; reconnect within {} ms); "
+                 "rules follow the store's active pack (kept in {})",
+                 store_address, o.reporter.spool, ro.spool.max_rows, ro.spool.max_bytes, backoff.count(),
+                 wo.cache_path);
   } else if (!o.rules.disabled) {
     auto pack = appliance::LoadPack(o.rules.pack);
     if (!pack.ok()) return Fail(pack.status().message());
@@ -121,7 +131,14 @@ int RunProxy(const ConfigFlags& flags) {
   if (!o.proxy.audit_log.empty()) {
     auto jsonl = mitm::JsonlSink::Open(o.proxy.audit_log);
     if (!jsonl.ok()) return Fail(jsonl.status().message());
-    sink = *jsonl;
+    if (verdict_reporter) {
+      // Both: the store's record decides (a verdict the spool refuses stops its
+      // transaction), the local JSONL trail gets every verdict.
+      sink = std::make_shared<reporter::TeeSink>(verdict_reporter, *jsonl);
+      spdlog::info("verdicts also go to the audit log {}", o.proxy.audit_log);
+    } else {
+      sink = *jsonl;
+    }
   }
   if (config.policy.allow.empty()) spdlog::warn("no --allow rules: every destination is refused");
 
@@ -147,7 +164,6 @@ int RunProxy(const ConfigFlags& flags) {
                                 .minter = leaf_minter,
                                 .engines = engines,
                                 .reporter = verdict_reporter.get(),
-                                .spool_max_rows = spool_max_rows,
                                 .watcher = watcher.get(),
                                 .store = nullptr};
     auto started = admin::StartApplianceAdmin(o.admin.listen, metrics, parts);
@@ -197,7 +213,8 @@ void RegisterProxy(CLI::App& app, Context& ctx) {
   f->Option("--raw-relay", [](C& c) -> auto& { return c.proxy.raw_relay; },
             "Enforce: relay a decrypted stream that is not HTTP, or an Upgrade other than WebSocket, to these destinations raw, scanned (repeatable; else refused)");
   f->Option("--client-cidr", [](C& c) -> auto& { return c.proxy.client_cidrs; }, "Clients allowed to use the proxy (default loopback)");
-  f->Option("--audit-log", [](C& c) -> auto& { return c.proxy.audit_log; }, "Append verdicts as JSON lines to FILE");
+  f->Option("--audit-log", [](C& c) -> auto& { return c.proxy.audit_log; },
+            "Append verdicts as JSON lines to FILE (with --store: as well as the store)");
   f->Option("--hold-limit", [](C& c) -> auto& { return c.proxy.hold_limit; }, "Enforce: hold request bodies up to BYTES until scanned")
       ->capture_default_str();
   f->Flag("--scan-responses", [](C& c) -> auto& { return c.proxy.scan_responses; }, "Scan response bodies too (reported, never blocked)");
@@ -212,6 +229,18 @@ void RegisterProxy(CLI::App& app, Context& ctx) {
   f->Option("--fingerprint-key-file", [](C& c) -> auto& { return c.rules.fingerprint_key; }, "HMAC key for match fingerprints");
   f->Option("--store", [](C& c) -> auto& { return c.reporter.store; }, "Compliance store ADDR:PORT: report verdicts there and follow its active rule pack");
   f->Option("--spool", [](C& c) -> auto& { return c.reporter.spool; }, "Durable verdict spool (sqlite) used with --store")->capture_default_str();
+  f->Option("--spool-max-rows", [](C& c) -> auto& { return c.reporter.spool_max_rows; },
+            "Verdicts the spool holds at most (then verdicts are refused)")
+      ->check(CLI::Range(uint64_t{1}, config::kMaxSpoolRows))
+      ->capture_default_str();
+  f->Option("--spool-max-bytes", [](C& c) -> auto& { return c.reporter.spool_max_bytes; },
+            "Serialized verdict bytes the spool holds at most")
+      ->check(CLI::Range(uint64_t{1}, config::kMaxSpoolBytes))
+      ->capture_default_str();
+  f->Option("--reconnect-backoff-max-ms", [](C& c) -> auto& { return c.reporter.reconnect_backoff_max_ms; },
+            "Longest wait between attempts to reach the store")
+      ->check(CLI::Range(config::kMinReconnectBackoffMs, config::kMaxReconnectBackoffMs))
+      ->capture_default_str();
   f->Option("--store-cert", [](C& c) -> auto& { return c.reporter.tls.cert; }, "Client certificate for the store (role appliance; needed off loopback)");
   f->Option("--store-key", [](C& c) -> auto& { return c.reporter.tls.key; }, "Its private key");
   f->Option("--store-ca", [](C& c) -> auto& { return c.reporter.tls.ca; }, "CA that signs the store's server certificate");

@@ -122,7 +122,10 @@ int Run(const ConfigFlags& flags) {
   // Appliance side: spool + reporter, rule watcher.
   reporter::ReporterOptions reporter_options;
   reporter_options.spool.path = home + "/spool.db";
+  reporter_options.spool.max_rows = o.reporter.spool_max_rows;
+  reporter_options.spool.max_bytes = o.reporter.spool_max_bytes;
   reporter_options.store_address = store_address;
+  reporter_options.max_backoff = std::chrono::milliseconds(o.reporter.reconnect_backoff_max_ms);
   auto verdict_reporter = reporter::Reporter::Start(reporter_options);
   if (!verdict_reporter.ok()) return Fail(std::string(verdict_reporter.status().message()));
 
@@ -133,6 +136,7 @@ int Run(const ConfigFlags& flags) {
   watch.store_address = store_address;
   watch.appliance = proxy.appliance_name;
   watch.compile = reporter::EngineCompiler(engine_options);
+  watch.max_backoff = reporter_options.max_backoff;
   auto watcher = reporter::RuleWatcher::Start(watch, *engines);
   if (!watcher.ok()) return Fail(std::string(watcher.status().message()));
   auto active = (*store_server)->store().Active();
@@ -161,7 +165,6 @@ int Run(const ConfigFlags& flags) {
                                 .minter = leaf_minter,
                                 .engines = engines,
                                 .reporter = verdict_reporter->get(),
-                                .spool_max_rows = reporter_options.spool.max_rows,
                                 .watcher = watcher->get(),
                                 .store = &(*store_server)->store()};
     auto started = admin::StartApplianceAdmin(o.admin.listen, metrics, parts);

@@ -333,6 +333,19 @@ void ReadConfig(Reader& r, const YAML::Node& root, Config& c) {
                       r.Checked(v, p, c.reporter.store, CheckOptionalHostPort);
                     }},
                    {"spool", str(c.reporter.spool)},
+                   {"spool_max_rows",
+                    [&](const YAML::Node& v, const std::string& p) {
+                      r.Integer<uint64_t>(v, p, c.reporter.spool_max_rows, 1, kMaxSpoolRows);
+                    }},
+                   {"spool_max_bytes",
+                    [&](const YAML::Node& v, const std::string& p) {
+                      r.Integer<uint64_t>(v, p, c.reporter.spool_max_bytes, 1, kMaxSpoolBytes);
+                    }},
+                   {"reconnect_backoff_max_ms",
+                    [&](const YAML::Node& v, const std::string& p) {
+                      r.Integer<int64_t>(v, p, c.reporter.reconnect_backoff_max_ms, kMinReconnectBackoffMs,
+                                         kMaxReconnectBackoffMs);
+                    }},
                    {"tls", [&](const YAML::Node& v, const std::string& p) { ReadTls(r, v, p, c.reporter.tls, "ca"); }}});
           }},
          {"store",
@@ -529,7 +542,7 @@ proxy:
   scan_responses: {scan_responses}            # scan response bodies too (reported, never blocked)
   allow_non_tls: {allow_non_tls}             # relay non-TLS bytes after CONNECT instead of refusing
   hold_limit: {hold_limit}            # enforce: bytes of a request body held until scanned
-  audit_log: {audit_log}                   # append verdicts as JSON lines here (proxy without reporter.store)
+  audit_log: {audit_log}                   # append verdicts as JSON lines here (proxy; with reporter.store too)
   limits:
     max_connections: {max_connections}
     max_head_bytes: {max_head_bytes}
@@ -562,7 +575,10 @@ rules:                             # proxy without reporter.store
 
 reporter:                          # proxy: report to a compliance store and follow its active pack
   store: {reporter_store}                        # HOST:PORT ("": no store)
-  spool: {spool}
+  spool: {spool}          # durable verdict spool (sqlite); the last active pack is kept beside it
+  spool_max_rows: {spool_max_rows}                # verdicts the spool holds at most; /readyz is not ready at 90% while the store is unreachable
+  spool_max_bytes: {spool_max_bytes}            # serialized verdict bytes it holds at most (same)
+  reconnect_backoff_max_ms: {reconnect_backoff_max_ms}        # longest wait between attempts to reach the store (100..120000)
   tls:
     cert: {reporter_cert}
     key: {reporter_key}
@@ -605,7 +621,9 @@ log:
       fmt::arg("workloads", workloads), fmt::arg("ca_cert", Quote(c.ca.cert)), fmt::arg("ca_key", Quote(c.ca.key)),
       fmt::arg("pack", Quote(c.rules.pack)), fmt::arg("disabled", Bool(c.rules.disabled)),
       fmt::arg("fingerprint_key", Quote(c.rules.fingerprint_key)), fmt::arg("reporter_store", Quote(c.reporter.store)),
-      fmt::arg("spool", Quote(c.reporter.spool)), fmt::arg("reporter_cert", Quote(c.reporter.tls.cert)),
+      fmt::arg("spool", Quote(c.reporter.spool)), fmt::arg("spool_max_rows", c.reporter.spool_max_rows),
+      fmt::arg("spool_max_bytes", c.reporter.spool_max_bytes),
+      fmt::arg("reconnect_backoff_max_ms", c.reporter.reconnect_backoff_max_ms), fmt::arg("reporter_cert", Quote(c.reporter.tls.cert)),
       fmt::arg("reporter_key", Quote(c.reporter.tls.key)), fmt::arg("reporter_ca", Quote(c.reporter.tls.ca)),
       fmt::arg("store_listen", Quote(c.store.listen)), fmt::arg("db", Quote(c.store.db)),
       fmt::arg("store_cert", Quote(c.store.tls.cert)), fmt::arg("store_key", Quote(c.store.tls.key)),

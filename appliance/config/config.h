@@ -89,9 +89,22 @@ struct RulesSection {
   bool operator==(const RulesSection&) const = default;
 };
 
+// Bounds of the reporter keys (the config file and the flags check the same ranges).
+inline constexpr uint64_t kMaxSpoolRows = 1'000'000'000;
+inline constexpr uint64_t kMaxSpoolBytes = 1ull << 40;
+inline constexpr int64_t kMinReconnectBackoffMs = 100;
+inline constexpr int64_t kMaxReconnectBackoffMs = 120'000;
+
 struct ReporterSection {
-  std::string store;  // empty: no store (local rules, --audit-log)
+  std::string store;  // empty: no store (local rules)
   std::string spool = "egressguard-spool.db";
+  // The spool's bounds: verdicts, and their serialized bytes. Submit refuses beyond
+  // either; /readyz goes not ready at 90% of either while the store is unreachable.
+  uint64_t spool_max_rows = 1'000'000;
+  uint64_t spool_max_bytes = 1ull << 30;
+  // Longest wait between two attempts to reach the store (gRPC reconnect backoff and
+  // the reporter's and rule watcher's retry loops).
+  int64_t reconnect_backoff_max_ms = 2000;
   TlsFiles tls;
   bool operator==(const ReporterSection&) const = default;
 };

@@ -18,6 +18,7 @@ struct Reporter::Impl {
   std::shared_ptr<grpc::Channel> channel;
 
   std::atomic<uint64_t> spooled{0}, refused{0}, dropped{0}, acked{0}, rejected{0};
+  std::atomic<uint64_t> unrecorded_enforce{0}, unrecorded_monitor{0};
   std::atomic<bool> connected{false};
   std::atomic<int64_t> last_alarm_s{0};
 
@@ -35,8 +36,8 @@ struct Reporter::Impl {
                             .count();
     int64_t last = last_alarm_s.load();
     if (now - last >= 10 && last_alarm_s.compare_exchange_strong(last, now)) {
-      spdlog::error("verdict reporter: {} (spool {} verdicts, dropped {}, refused {}, store {})", what, spool->size(),
-                    dropped.load(), refused.load(), options.store_address);
+      spdlog::error("verdict reporter: {} (spool {} verdicts, {} bytes; dropped {}, refused {}, store {})", what,
+                    spool->size(), spool->bytes(), dropped.load(), refused.load(), options.store_address);
     }
   }
 
@@ -115,8 +116,8 @@ struct Reporter::Impl {
       const uint64_t before = acked.load();
       RunStream(*stub);
       if (acked.load() != before) backoff = std::chrono::milliseconds(100);
-      std::unique_lock lock(mu);
-      if (cv.wait_for(lock, backoff, [&] { return stopping; })) break;
+      // Over early when the channel reconnects: the spool drains as soon as the store is back.
+      PauseBeforeRetry(*channel, backoff, [this] { return Stopping(); });
       backoff = std::min(backoff * 2, options.max_backoff);
     }
   }
@@ -133,7 +134,7 @@ absl::StatusOr<std::shared_ptr<Reporter>> Reporter::Start(const ReporterOptions&
   auto spool = Spool::Open(options.spool);
   if (!spool.ok()) return spool.status();
   impl->spool = std::move(*spool);
-  auto channel = store::MakeChannel(options.store_address, options.tls);
+  auto channel = MakeStoreChannel(options.store_address, options.tls, options.max_backoff);
   if (!channel.ok()) return channel.status();
   impl->channel = std::move(*channel);
   Impl* raw = impl.get();
@@ -148,6 +149,7 @@ bool Reporter::Submit(v1::Verdict verdict) {
     impl_->cv.notify_one();
     return true;
   }
+  ++(verdict.enforced() ? impl_->unrecorded_enforce : impl_->unrecorded_monitor);
   if (impl_->options.fail_mode == FailMode::kBlock) {
     ++impl_->refused;
     impl_->Alarm(fmt::format("refusing traffic: cannot spool verdict: {}", std::string(s.message())));
@@ -157,6 +159,12 @@ bool Reporter::Submit(v1::Verdict verdict) {
   impl_->Alarm(fmt::format("DROPPING verdicts: cannot spool: {}", std::string(s.message())));
   return true;
 }
+
+bool Reporter::CanAccept() const { return impl_->spool->HasRoom(); }
+
+const SpoolOptions& Reporter::spool_options() const { return impl_->spool->options(); }
+
+double Reporter::SpoolFill() const { return impl_->spool->Fill(); }
 
 std::optional<int64_t> Reporter::OldestSpooledUnix() const {
   auto oldest = impl_->spool->Peek(0, 1);
@@ -171,7 +179,10 @@ ReporterStats Reporter::stats() const {
   st.dropped = impl_->dropped;
   st.acked = impl_->acked;
   st.rejected = impl_->rejected;
+  st.unrecorded_enforce = impl_->unrecorded_enforce;
+  st.unrecorded_monitor = impl_->unrecorded_monitor;
   st.spool_depth = impl_->spool->size();
+  st.spool_bytes = impl_->spool->bytes();
   st.connected = impl_->connected;
   return st;
 }

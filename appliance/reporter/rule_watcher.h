@@ -3,6 +3,11 @@
 // compiled on the watcher's own thread, never a proxy worker, then swapped into the
 // EngineHolder; messages already scanning keep the engine they started with. A pack
 // that fails to compile is reported (log + status) and the old engine stays.
+//
+// With a cache file (pack_cache.h) the watcher keeps the last active pack it received
+// there, and Start compiles and swaps in that cached pack (with its mode) before it
+// returns, so a proxy restarted while the store is unreachable serves at once with
+// the pack it had; the store's active pack replaces it as soon as the store answers.
 
 #include <chrono>
 #include <functional>
@@ -10,6 +15,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "appliance/reporter/store_channel.h"
 #include "appliance/store/api_tls.h"
 #include "dlp/engine.h"
 #include "dlp/engine_holder.h"
@@ -27,7 +33,11 @@ struct RuleWatcherOptions {
   store::ApiTls tls;
   std::string appliance;          // sent to the store for its logs
   PackCompiler compile;           // usually EngineCompiler(...)
-  std::chrono::milliseconds max_backoff{2000};
+  // The longest wait between two attempts to reach the store (gRPC's reconnect backoff
+  // and the watcher's retry loop).
+  std::chrono::milliseconds max_backoff = kDefaultReconnectBackoff;
+  // Where the last active pack is kept (PackCachePath(spool)); "": no cache.
+  std::string cache_path;
 };
 
 struct RuleWatcherStatus {
@@ -38,6 +48,9 @@ struct RuleWatcherStatus {
   uint64_t failures = 0;          // packs that did not compile
   std::string last_error;
   bool connected = false;
+  // The engine runs the cached pack: the store has not sent its active pack since start.
+  bool from_cache = false;
+  std::string cache_error;        // why the cache was refused or could not be written
 };
 
 class RuleWatcher {

@@ -88,14 +88,15 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(c
   return grpc::SslServerCredentials(opts);
 }
 
-absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& address, const ApiTls& tls) {
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& address, const ApiTls& tls,
+                                                           const grpc::ChannelArguments& args) {
   if (address.empty()) return absl::InvalidArgumentError("no store address given (--store HOST:PORT)");
   if (!tls.enabled()) {
     if (!IsLoopbackAddress(address)) {
       return absl::InvalidArgumentError(fmt::format(
           "refusing to talk plaintext to {}: it is not a loopback address; pass --cert, --key and --ca", address));
     }
-    return grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+    return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
   }
   auto cert = ReadPem(tls.cert_file, "a certificate");
   if (!cert.ok()) return cert.status();
@@ -107,7 +108,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& ad
   opts.pem_root_certs = *ca;
   opts.pem_private_key = *key;
   opts.pem_cert_chain = *cert;
-  return grpc::CreateChannel(address, grpc::SslCredentials(opts));
+  return grpc::CreateCustomChannel(address, grpc::SslCredentials(opts), args);
 }
 
 Caller IdentifyCaller(const grpc::ServerContext& context) {

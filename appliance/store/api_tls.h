@@ -31,7 +31,8 @@ bool IsLoopbackAddress(const std::string& address);
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(const std::string& listen,
                                                                                const ApiTls& tls);
-absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& address, const ApiTls& tls);
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& address, const ApiTls& tls,
+                                                           const grpc::ChannelArguments& args = {});
 
 // Who is calling: from the client certificate, or the loopback development identity.
 struct Caller {

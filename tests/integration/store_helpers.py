@@ -167,3 +167,154 @@ def read_run_banner(proc, timeout=120, want_admin=False):
         if m:
             admin = m.group(1)
     return port, admin, seen
+
+
+# ---------------------------------------------------------------- a proxy with a store
+def store_cli(binary, store_address, *args, timeout=120):
+    """An officer command against a plaintext loopback store; returns stdout (asserts success)."""
+    r = subprocess.run([binary, *args, "--store", store_address], capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def pack_copy(source_dir, workdir, version):
+    """A copy of the shipped pack under workdir whose pack.yaml says `version`."""
+    import shutil
+    dest = os.path.join(workdir, f"pack-{version}")
+    shutil.copytree(os.path.join(source_dir, "rules", "default"), dest)
+    manifest = os.path.join(dest, "pack.yaml")
+    with open(manifest) as f:
+        text = f.read()
+    text, n = re.subn(r'(?m)^version:.*$', f'version: "{version}"', text, count=1)
+    assert n == 1
+    with open(manifest, "w") as f:
+        f.write(text)
+    return dest
+
+
+def push_and_activate(binary, store_address, pack_dir, mode):
+    """Pushes the pack at pack_dir and activates it in `mode`; returns its version."""
+    store_cli(binary, store_address, "rules", "push", pack_dir, "--reason", "it")
+    out = store_cli(binary, store_address, "rules", "list")
+    # Newest first would be a guess: take the version from the pack file instead.
+    with open(os.path.join(pack_dir, "pack.yaml")) as f:
+        version = re.search(r'(?m)^version:\s*"?([^"\n]+)"?', f.read()).group(1)
+    assert version in out, out
+    store_cli(binary, store_address, "rules", "activate", version, "--mode", mode, "--reason", "it")
+    return version
+
+
+class StoreProxy:
+    """`egressguard proxy --store ...` with an admin listener; keeps its stderr lines.
+    `port` and `admin` ("127.0.0.1:N") once started."""
+
+    def __init__(self, binary, pki, store_address, spool, *extra, admin_port=None):
+        self.admin = f"127.0.0.1:{admin_port or free_port()}"
+        self.args = [binary, "proxy", "--listen", "127.0.0.1:0", "--ca-cert", pki.path("cluster-ca.pem"),
+                     "--ca-key", pki.path("cluster-ca.key"), "--upstream-ca", pki.path("origin-root.pem"),
+                     "--upstream-ca-only", "--workers", "2", "--allow", "localhost", "--store", store_address,
+                     "--spool", spool, "--admin-listen", self.admin, *extra]
+        self.stderr = []
+        self.proc = None
+        self.port = None
+
+    def start(self):
+        import threading
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        threading.Thread(target=lambda: [self.stderr.append(l) for l in self.proc.stderr], daemon=True).start()
+        line = ""
+        for _ in range(50):
+            line = self.proc.stdout.readline()
+            if "listening on" in line or not line:
+                break
+        if "listening on" not in line:
+            self.kill()
+            raise AssertionError("proxy did not start: " + line + "".join(self.stderr))
+        self.port = int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[1])
+        threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
+        return self
+
+    def log(self):
+        return "".join(self.stderr)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def curl(self, pki, origin_port, path, body=None):
+        """The origin through the proxy; returns the HTTP status (0: no answer)."""
+        args = ["curl", "-sS", "--max-time", "30", "--proxy", f"http://127.0.0.1:{self.port}", "--cacert",
+                pki.path("cluster-ca.pem"), "-o", "/dev/null", "-w", "%{http_code}"]
+        if body is not None:
+            args += ["--data-binary", body, "-H", "Content-Type: text/plain"]
+        r = subprocess.run(args + [f"https://localhost:{origin_port}{path}"], capture_output=True, text=True,
+                           timeout=60)
+        return int(r.stdout or 0)
+
+    def http(self, path):
+        """(status, body) of an admin GET."""
+        import urllib.error
+        import urllib.request
+        try:
+            with urllib.request.urlopen(f"http://{self.admin}{path}", timeout=10) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def metrics(self):
+        """{(name, frozenset(labels)): value} from /metrics."""
+        status, text = self.http("/metrics")
+        assert status == 200, status
+        out = {}
+        for line in text.splitlines():
+            if not line or line.startswith("#"):
+                continue
+            m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$', line)
+            assert m, line
+            labels = frozenset(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+            out[(m.group(1), labels)] = float(m.group(3))
+        return out
+
+    def metric(self, name, **labels):
+        return self.metrics().get((name, frozenset(labels.items())), 0.0)
+
+    def wait_metric(self, pred, timeout=30, what="metric condition"):
+        deadline = time.time() + timeout
+        while True:
+            m = self.metrics()
+            if pred(m):
+                return m
+            if time.time() > deadline:
+                raise AssertionError(f"{what} not met in {timeout} s; log: {self.log()[-3000:]}")
+            time.sleep(0.05)
+
+
+def metric_value(metrics, name, **labels):
+    return metrics.get((name, frozenset(labels.items())), 0.0)
+
+
+def store_verdicts(pb, store_address, paths, timeout=30):
+    """{path: verdict} for the given paths once all are in the store (or what is there at timeout)."""
+    import grpc
+    stub = pb.store_grpc.VerdictQueryStub(grpc.insecure_channel(store_address))
+    deadline = time.time() + timeout
+    while True:
+        found, token = {}, ""
+        while True:
+            page = stub.Query(pb.store.QueryRequest(page_size=1000, page_token=token), timeout=30)
+            found.update({v.path: v for v in page.verdicts if v.path in paths})
+            token = page.next_page_token
+            if not token:
+                break
+        if len(found) == len(paths) or time.time() > deadline:
+            return found
+        time.sleep(0.2)
