@@ -104,6 +104,17 @@ asio::awaitable<void> Connection::Http2Relay() {
     Abort();  // both sockets closed: pending reads and writes end
   };
 
+  // A leg's socket failed or ended: without the client the connection is over; without the
+  // origin, the relay answers what waited for it and tells the client to go.
+  auto leg_gone = [&](bool client_leg) {
+    if (client_leg) {
+      relay.ClientGone();
+      finish();
+    } else {
+      relay.UpstreamGone();
+      wake();
+    }
+  };
   // One leg's reader: bytes into the relay until EOF, an error or the relay refuses them.
   auto reader = [&](bool client_leg) -> asio::awaitable<void> {
     Stream& from = client_leg ? client_ : *upstream_;
@@ -114,13 +125,7 @@ asio::awaitable<void> Connection::Http2Relay() {
       co_await from.ReadSome(buf, ec);
       if (done) break;
       if (ec) {
-        if (client_leg) {
-          relay.ClientGone();
-          finish();
-        } else {
-          relay.UpstreamGone();
-          wake();
-        }
+        leg_gone(client_leg);
         break;
       }
       Arm(cfg.idle_timeout);
@@ -152,13 +157,7 @@ asio::awaitable<void> Connection::Http2Relay() {
         if (!to.WriteNow(rest, ec) && !ec) co_await to.Write(rest, ec);
         if (done) break;
         if (ec) {
-          if (client_leg) {
-            relay.ClientGone();
-            finish();
-          } else {
-            relay.UpstreamGone();
-            wake();
-          }
+          leg_gone(client_leg);
           break;
         }
         wake();  // taking bytes gave window back to the other leg
