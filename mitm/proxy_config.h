@@ -27,7 +27,8 @@ struct H2Limits {
   size_t max_header_list_bytes = 64 * 1024;      // decoded header block (RFC 9113 6.5.2 sizing)
   uint32_t max_continuation_frames = 32;         // CONTINUATION frames after one HEADERS
   uint32_t max_resets_per_second = 100;          // client RST_STREAMs (token bucket, burst 2x)
-  uint32_t max_control_frames_per_second = 1000; // PING, SETTINGS, WINDOW_UPDATE, PRIORITY, empty DATA
+  uint32_t max_control_frames_per_second = 1000; // PING, SETTINGS, PRIORITY, empty DATA (burst 2x);
+                                                 // WINDOW_UPDATEs: 10 per DATA frame sent, plus 2x this
   uint64_t max_held_bytes = 64ull << 20;         // request bytes held (or queued) per connection
 };
 
