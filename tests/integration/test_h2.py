@@ -806,3 +806,32 @@ def test_control_frame_flood(env, kind):
     raw.close()
     abuse.check(f"{kind} flood")
     still_serving(env)
+
+
+def test_h2_limits_come_from_the_config_file(env, egressguard_bin):
+    # Proves the proxy.h2.* keys are read from a config file and applied: the proxy advertises the configured
+    # SETTINGS_MAX_CONCURRENT_STREAMS and sends GOAWAY(ENHANCE_YOUR_CALM) to a client that opens more.
+    cfg = os.path.join(env.dir, "h2-limits.yaml")
+    with open(cfg, "w") as f:
+        f.write("proxy:\n  h2:\n    max_concurrent_streams: 7\n    max_header_list_bytes: 8192\n")
+    check = subprocess.run([egressguard_bin, "config", "check", cfg], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    proxy = env._proxy(egressguard_bin, "--config", cfg, "--mode", "enforce", "--allow", "localhost")
+    raw = env.raw(proxy)
+    raw.wait(lambda r: any(isinstance(f, H.SettingsFrame) and "ACK" in f.flags for f in r.frames), 3)
+    limit = [f.settings.get(H.SettingsFrame.MAX_CONCURRENT_STREAMS) for f in raw.frames
+             if isinstance(f, H.SettingsFrame) and "ACK" not in f.flags]
+    assert 7 in limit, limit
+    t = tag("cfg")
+    raw.flood(lambda i: H.HeadersFrame(2 * i + 1, data=H.hpack_request(f"/cfg/{t}/{i}", raw.authority, method="POST"),
+                                       flags=["END_HEADERS"]), 20, batch=20, stop=lambda r: False)
+    raw.wait(lambda r: r.goaway() is not None, 5)
+    g = raw.goaway()
+    assert g is not None and g.error_code == H.ENHANCE_YOUR_CALM, g
+    raw.close()
+    assert len(env.h2.state.for_prefix(f"/cfg/{t}/")) <= 7
+    bad = os.path.join(env.dir, "h2-bad.yaml")
+    with open(bad, "w") as f:
+        f.write("proxy:\n  h2:\n    max_concurrent_streams: 0\n")
+    check = subprocess.run([egressguard_bin, "config", "check", bad], capture_output=True, text=True)
+    assert check.returncode != 0 and "max_concurrent_streams" in check.stdout + check.stderr, check.stdout
