@@ -835,3 +835,69 @@ def test_h2_limits_come_from_the_config_file(env, egressguard_bin):
         f.write("proxy:\n  h2:\n    max_concurrent_streams: 0\n")
     check = subprocess.run([egressguard_bin, "config", "check", bad], capture_output=True, text=True)
     assert check.returncode != 0 and "max_concurrent_streams" in check.stdout + check.stderr, check.stdout
+
+
+# --- the attacker's view: no byte of a planted value reaches the origin -----------------------------
+
+LEAK_HOLD = 64 * 1024   # the leak proxy's --hold-limit: bodies below stream past it
+LEAK_BODY = 256 * 1024
+LEAK_VALUES = {
+    "json": ("json", b"4539 1488 0343 6467"),
+    "log": ("log", b"CH08 0483 5098 7654 3210 0"),
+    "attachment": ("attachment", b"-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA0Z3VS5JJcds3xfn/ygWyF8PbnGy0AHB7MhgHcTz6sE2I2yPB\n"),
+}
+# Where the client cuts its DATA frames: the relay must not depend on them.
+SPLITS = {
+    "max-frames": lambda body, off, n: list(range(0, len(body), 16384)),
+    "odd-frames": lambda body, off, n: list(range(0, len(body), 997)),
+    "value-halved": lambda body, off, n: sorted(set(list(range(0, len(body), 16384)) + [off + n // 2])),
+    "value-bytewise": lambda body, off, n: sorted(set(list(range(0, off, 16384)) + list(range(off - 8, off + n + 8)))),
+}
+
+
+@pytest.fixture(scope="module")
+def leak_proxy(env, egressguard_bin):
+    return env._proxy(egressguard_bin, "--mode", "enforce", "--hold-limit", str(LEAK_HOLD), "--allow", "localhost")
+
+
+@pytest.mark.parametrize("split", list(SPLITS))
+@pytest.mark.parametrize("kind", list(LEAK_VALUES))
+def test_no_byte_of_a_planted_value_reaches_the_origin(env, leak_proxy, kind, split):
+    # Proves, with an origin that records every byte it receives and a client that cuts its own DATA frames
+    # (anywhere, including inside the value), that a value planted past the hold limit is blocked and no
+    # prefix of it (not even its first half) reaches the origin in enforce mode.
+    import leak_helpers as L
+    shape, value = LEAK_VALUES[kind]
+    body, off, ctype = L.body_with_value(shape, LEAK_BODY, value)
+    assert len(body) < H.KEEP_BODY  # the origin keeps every byte of it
+    cuts = sorted({c for c in SPLITS[split](body, off, len(value)) if 0 <= c < len(body)}) + [len(body)]
+    path = f"/leak/{kind}/{split}/{tag()}"
+    c = env.client(leak_proxy)
+    sid = c.request("POST", path, body=None, headers=[("content-type", ctype)], end_stream=False)
+    for a, b in zip(cuts, cuts[1:]):
+        piece = body[a:b]
+        deadline = time.monotonic() + 20
+        while c.conn.local_flow_control_window(sid) < len(piece) or c.conn.max_outbound_frame_size < len(piece):
+            if c.responses[sid].done or time.monotonic() > deadline:
+                break
+            c._read(0.05)
+        if c.responses[sid].done:
+            break  # answered (blocked) before the client finished: the rest never leaves the client
+        try:
+            c.send_data(sid, piece, end_stream=b == len(body))
+        except H.h2.exceptions.StreamClosedError:
+            break  # the proxy answered and closed its side while the client was still sending
+    r = c.wait([sid])[0]
+    assert r.status == 403 or r.reset is not None, (r.status, r.reset)
+    v = leak_proxy.wait_verdict(lambda v: v.get("path") == path and v.get("stream_id") == sid, timeout=10)
+    assert v["action"] == "BLOCK" and v["enforced"], v
+    got = b"".join(bytes(rec.body_head) for rec in env.h2.state.for_path(path))
+    for needle in (value, value[:8], value[: len(value) // 2]):
+        assert needle not in got, f"{needle[:20]!r} reached the origin ({len(got)} bytes received)"
+    if split == "odd-frames":
+        # Small frames with a round trip each: the decided part streamed out past the hold limit
+        # before the value came (seen: 78-258 KiB of 256), so the streaming path was the one tested.
+        assert len(got) > 0, "nothing streamed past the hold limit"
+    # What did leave is an exact prefix of the body, all of it before the value.
+    assert body.startswith(got) and len(got) <= off, (len(got), off)
+    assert int(v.get("bytes_out_before_block", 0)) >= len(got)
