@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <array>
 
 #include "mitm/alpn.h"
@@ -354,8 +355,17 @@ const std::string& Connection::RecordedHost() const {
 bool Connection::Recordable(bool enforce) {
   if (!shared_.sink || shared_.sink->CanAccept()) return true;
   (enforce ? shared_.metrics.unrecordable_closed : shared_.metrics.unrecordable_open).fetch_add(1, std::memory_order_relaxed);
-  spdlog::warn("conn={} client={} the verdict spool is full: {}", conn_id_, client_address_,
-               enforce ? "transaction refused (503)" : "forwarded unrecorded (monitor mode)");
+  // Every request meets a full spool while it lasts: one line per 10 s for the whole proxy
+  // (the metric counts each), as the reporter's own alarm does.
+  static std::atomic<int64_t> last_log_s{INT64_MIN / 2};
+  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::steady_clock::now().time_since_epoch()).count();
+  int64_t last = last_log_s.load(std::memory_order_relaxed);
+  if (now - last >= 10 && last_log_s.compare_exchange_strong(last, now)) {
+    spdlog::warn("conn={} client={} the verdict spool is full: {} (logged once per 10 s; "
+                 "egressguard_fail_events_total{{cause=\"verdict_unrecordable\"}} counts each)",
+                 conn_id_, client_address_, enforce ? "transactions refused (503)" : "forwarded unrecorded (monitor mode)");
+  }
   return !enforce;
 }
 
@@ -374,9 +384,8 @@ void Connection::Report(v1::Verdict verdict) {
                  verdict.port(), verdict.mode(), rules::v1::Action_Name(verdict.action()), verdict.reason());
   }
   if (verdict.action() == rules::v1::BLOCK && verdict.enforced()) shared_.counters.blocked.fetch_add(1);
-  if (shared_.sink && !shared_.sink->Submit(std::move(verdict))) {
-    spdlog::warn("conn={} client={} a verdict was not recorded: the spool refused it", conn_id_, client_address_);
-  }
+  // A refusal is the sink's to report (the reporter's alarm, rate-limited, and its metric).
+  if (shared_.sink) shared_.sink->Submit(std::move(verdict));
 }
 
 asio::awaitable<void> Connection::WriteClient(const std::string& data) {

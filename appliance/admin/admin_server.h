@@ -28,7 +28,7 @@ struct ReadyCheck {
   std::string name;
   std::function<std::string()> problem;  // "" when fine, else why not ready
   // Ready, but worth saying (e.g. serving a cached rule pack): "" when nothing to say.
-  std::function<std::string()> note;
+  std::function<std::string()> note = {};
 };
 
 struct AdminHandlers {
