@@ -167,6 +167,7 @@ struct Connection::Transaction {
   std::string ws_offered;     // the extensions offered upstream, filtered
   ws::DeflateParams ws_params;
   std::string condition;  // a refusal that is not a rule: method_not_allowed, ...
+  uint32_t response_status = 0;  // the origin's final status, once relayed
 };
 
 Connection::Connection(ProxyShared& shared, dlp::Scanner& scanner, tcp::socket socket, ListenerKind listener)
@@ -190,6 +191,11 @@ Connection::Connection(ProxyShared& shared, dlp::Scanner& scanner, tcp::socket s
 }
 
 Connection::~Connection() {
+  // A transaction whose record was written ahead and never completed (a timeout, the
+  // watchdog, a reset): closed now rather than left open until the next start.
+  if (auto v = record_.Abandon("interrupted: the connection ended before the transaction completed")) {
+    if (shared_.sink) shared_.sink->Submit(std::move(*v));
+  }
   ConnectionMode mode = ModeOf(last_mode_.empty() ? mode_ : last_mode_);
   shared_.metrics.CountConnection(mode, outcome_);
   if (spdlog::should_log(spdlog::level::debug)) {
@@ -366,6 +372,22 @@ bool Connection::Recordable(bool enforce) {
                  "egressguard_fail_events_total{{cause=\"verdict_unrecordable\"}} counts each)",
                  conn_id_, client_address_, enforce ? "transactions refused (503)" : "forwarded unrecorded (monitor mode)");
   }
+  return !enforce;
+}
+
+bool Connection::WriteAheadRecord(v1::Verdict verdict, bool enforce) {
+  return WriteAheadInto(record_, std::move(verdict), enforce);
+}
+
+bool Connection::WriteAheadInto(WriteAhead& record, v1::Verdict verdict, bool enforce) {
+  if (!shared_.sink || !shared_.sink->KeepsWriteAhead()) return true;
+  if (!verdict.method().empty() && !IsStandardMethod(verdict.method())) {
+    verdict.set_method(RedactForRecord(verdict.method(), false));
+  }
+  record.Open(verdict);
+  if (shared_.sink->Submit(std::move(verdict))) return true;
+  record.Abandon("");  // not recorded: there is nothing to complete
+  (enforce ? shared_.metrics.unrecordable_closed : shared_.metrics.unrecordable_open).fetch_add(1, std::memory_order_relaxed);
   return !enforce;
 }
 
@@ -795,6 +817,7 @@ asio::awaitable<void> Connection::HttpLoop(http1::Parser* first) {
     tx.results.reserve(3);  // URL, header block, body
     auto refuse = [&](int status, const char* phrase, const std::string& condition) -> asio::awaitable<void> {
       auto v = NewVerdict(mode_);
+      record_.Complete(v);  // refused after its write-ahead record (an Upgrade): that record's end
       v.set_method(head.method);
       // Refused before the URL scan: the path is scanned for the record alone.
       v.set_path(tx.path.empty() ? RedactForRecord(tx.target, true) : tx.path);
@@ -891,7 +914,7 @@ asio::awaitable<void> Connection::HttpLoop(http1::Parser* first) {
       }
     }
     if (tx.path.empty()) tx.path = StripQueryValues(origin_target);  // no engine: nothing to redact with
-    auto report = [&](const std::string& extra_reason) {
+    auto verdict = [&](const std::string& extra_reason) {
       auto v = NewVerdict(mode_);
       v.set_method(head.method);
       v.set_path(tx.path);
@@ -910,6 +933,12 @@ asio::awaitable<void> Connection::HttpLoop(http1::Parser* first) {
       }
       v.set_action(action);
       v.set_reason(reason);
+      v.set_response_status(tx.response_status);
+      return v;
+    };
+    auto report = [&](const std::string& extra_reason) {
+      auto v = verdict(extra_reason);
+      record_.Complete(v);
       Report(std::move(v));
     };
     auto block = [&]() -> asio::awaitable<void> {
@@ -924,6 +953,12 @@ asio::awaitable<void> Connection::HttpLoop(http1::Parser* first) {
     // Nothing leaves without its record: in enforce mode a transaction whose verdict the
     // spool cannot take is refused before its first byte goes upstream.
     if (!Recordable(enforce)) {
+      co_await refuse(503, "Service Unavailable", "verdict_unrecordable: the verdict spool is full");
+      co_return;
+    }
+    // Its record is written before anything can go upstream (the head leaves with the first
+    // released body bytes, or at once in monitor mode).
+    if (!WriteAheadRecord(verdict(""), enforce)) {
       co_await refuse(503, "Service Unavailable", "verdict_unrecordable: the verdict spool is full");
       co_return;
     }
@@ -995,6 +1030,7 @@ asio::awaitable<void> Connection::HttpLoop(http1::Parser* first) {
       if (r.event == http1::Event::kError) {
         if (upstream_) upstream_->Close();
         auto v = NewVerdict(mode_);
+        record_.Complete(v);
         v.set_method(head.method);
         v.set_path(tx.path);
         v.set_action(rules::v1::BLOCK);
@@ -1099,6 +1135,7 @@ asio::awaitable<bool> Connection::RelayResponse(Transaction& tx, http1::Parser& 
     }
     if (r.event == http1::Event::kHeadComplete) {
       status = resp.head().status;
+      if (status >= 200 || status == 101) tx.response_status = static_cast<uint32_t>(status);
       if (status == 101 && tx.websocket) {
         // The origin may only accept what was offered, and only what the inspector reads.
         auto params = ws::ParseAcceptedExtensions(resp.head().Get("sec-websocket-extensions").value_or(""), tx.ws_offered);
@@ -1244,6 +1281,17 @@ asio::awaitable<void> Connection::RawRelay(bool scan_client_bytes, uint64_t alre
   done.expires_at(std::chrono::steady_clock::time_point::max());
   std::string up_initial = std::move(upstream_buf_);
   std::string client_initial = std::move(client_buf_);
+  {
+    // The stream's record before its first byte goes on (what is known: who, where).
+    auto v = NewVerdict(mode_);
+    v.set_bytes_out(already_out);
+    v.set_action(rules::v1::ALLOW);
+    if (!WriteAheadRecord(std::move(v), shared_.mode() == EnforceMode::kEnforce && scan_client_bytes)) {
+      ReportRefusal("verdict_unrecordable");
+      Abort();
+      co_return;
+    }
+  }
   Arm(shared_.config.idle_timeout);
   asio::co_spawn(
       timer_.get_executor(),
@@ -1259,6 +1307,7 @@ asio::awaitable<void> Connection::RawRelay(bool scan_client_bytes, uint64_t alre
     co_await done.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
   auto v = NewVerdict(mode_);
+  record_.Complete(v);
   v.set_bytes_out(out);
   v.set_bytes_in(in);
   if (scan) {

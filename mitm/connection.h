@@ -24,6 +24,7 @@
 #include "mitm/http1.h"
 #include "mitm/proxy_shared.h"
 #include "mitm/stream.h"
+#include "mitm/write_ahead.h"
 
 namespace egressguard::mitm {
 
@@ -96,6 +97,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Whether this transaction's verdict can be recorded (the sink has room). False only in
   // enforce mode (refuse it); monitor mode forwards it, counted as unrecorded.
   bool Recordable(bool enforce);
+  // Submits `verdict` as this transaction's write-ahead record (WriteAhead) when the sink
+  // keeps them; the verdict that ends the transaction completes it (record_.Complete).
+  // False when the sink refused it in enforce mode: the transaction must not go on.
+  bool WriteAheadRecord(v1::Verdict verdict, bool enforce);
+  bool WriteAheadInto(WriteAhead& record, v1::Verdict verdict, bool enforce);  // an h2 stream's
   // A refused connection's verdict: mode "refuse", BLOCK, enforced, with `reason`.
   void ReportRefusal(std::string reason);
   v1::Verdict NewVerdict(const std::string& mode) const;
@@ -116,6 +122,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string workload_;
   // For the metrics: what the last verdict said, counted once when the connection ends.
   std::string last_mode_;
+  WriteAhead record_;  // the open transaction's write-ahead record (one at a time)
   ConnectionOutcome outcome_ = ConnectionOutcome::kNoRequest;
   bool timed_out_ = false;
   Stream client_;

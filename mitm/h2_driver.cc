@@ -57,6 +57,9 @@ class Connection::H2Host : public H2Relay::Host {
     c_.shared_.metrics.streams[Index(protocol)][Index(outcome)].fetch_add(1, std::memory_order_relaxed);
   }
   bool Recordable(bool enforce) override { return c_.Recordable(enforce); }
+  bool OpenRecord(WriteAhead& record, v1::Verdict verdict, bool enforce) override {
+    return c_.WriteAheadInto(record, std::move(verdict), enforce);
+  }
   void CountGoaway(GoawayReason reason) override {
     c_.shared_.metrics.h2_goaways[Index(reason)].fetch_add(1, std::memory_order_relaxed);
     spdlog::warn("conn={} client={} host={}:{} h2 GOAWAY: {}", c_.conn_id_, c_.client_address_, c_.host_, c_.port_,

@@ -1,6 +1,7 @@
 #include "mitm/h2_relay.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include "mitm/body_relay.h"
@@ -127,6 +128,8 @@ struct H2Relay::Exchange {
   bool reported = false;
   std::string condition;  // a refusal by the proxy itself (not a rule)
   uint64_t bytes_out = 0, bytes_in = 0, bytes_out_before_block = 0;
+  WriteAhead record;  // written before the origin sees the stream, completed by Report
+  uint32_t response_status = 0;  // the origin's final :status, once relayed
 };
 
 bool H2Relay::TokenBucket::Take() {
@@ -576,8 +579,9 @@ void H2Relay::OnRequestHead(Exchange& x) {
       return;
     }
   }
-  if (!host_.Recordable(options_.enforce)) {
-    // Nothing leaves without its record (the verdict spool is full).
+  // Nothing leaves without its record: the spool must have room, and takes the stream's
+  // write-ahead record before the origin sees any of it.
+  if (!host_.Recordable(options_.enforce) || !host_.OpenRecord(x.record, BuildVerdict(x, ""), options_.enforce)) {
     x.condition = "verdict_unrecordable";
     x.local = true;
     if (x.grpc) {
@@ -941,6 +945,7 @@ void H2Relay::OnResponseHeaders(Exchange& x, bool end_stream) {
     return;
   }
   if (!status->empty() && (*status)[0] == '1') return;  // interim; the proxy made its own 100
+  x.response_status = static_cast<uint32_t>(std::strtoul(status->c_str(), nullptr, 10));
   for (const auto& [n, v] : x.response_fields) x.bytes_in += n.size() + v.size() + 4;
   if (options_.scan_responses && x.scanning) {
     dlp::ContentHint hint;
@@ -1001,9 +1006,7 @@ void H2Relay::OnUpstreamClosed(Exchange& x, uint32_t error_code) {
   Report(x, "upstream_failed");
 }
 
-void H2Relay::Report(Exchange& x, std::string_view extra) {
-  if (x.reported) return;
-  x.reported = true;
+v1::Verdict H2Relay::BuildVerdict(Exchange& x, std::string_view extra) {
   auto v = host_.NewVerdict();
   v.set_protocol("h2");
   v.set_stream_id(static_cast<uint32_t>(x.id));
@@ -1033,6 +1036,15 @@ void H2Relay::Report(Exchange& x, std::string_view extra) {
   if (x.blocked) v.set_enforced(true);
   v.set_action(action);
   v.set_reason(reason);
+  v.set_response_status(x.response_status);
+  return v;
+}
+
+void H2Relay::Report(Exchange& x, std::string_view extra) {
+  if (x.reported) return;
+  x.reported = true;
+  auto v = BuildVerdict(x, extra);
+  x.record.Complete(v);
   StreamOutcome outcome = StreamOutcome::kAllowed;
   if (x.blocked || (!x.condition.empty() && x.local)) {
     outcome = StreamOutcome::kBlocked;

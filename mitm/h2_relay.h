@@ -36,6 +36,7 @@
 #include "egressguard/v1/verdict.pb.h"
 #include "mitm/proxy_config.h"
 #include "mitm/proxy_metrics.h"
+#include "mitm/write_ahead.h"
 
 namespace egressguard::mitm {
 
@@ -58,6 +59,12 @@ class H2Relay {
     virtual void CountGoaway(GoawayReason reason) = 0;
     // Whether the stream's verdict can be recorded; false: refuse it (enforce mode).
     virtual bool Recordable(bool enforce) = 0;
+    // Submits `verdict` as the stream's write-ahead record (mitm/write_ahead.h), kept in
+    // `record` to be completed by the stream's verdict. False: refused in enforce mode.
+    virtual bool OpenRecord(WriteAhead& record, v1::Verdict verdict, bool enforce) {
+      (void)record, (void)verdict, (void)enforce;
+      return true;  // a host without a write-ahead sink
+    }
   };
 
   struct Options {
@@ -148,6 +155,7 @@ class H2Relay {
   void OnUpstreamClosed(Exchange& x, uint32_t error_code);
   // `extra`: why the stream ended short (client_reset, upstream_failed, ...), when it did.
   void Report(Exchange& x, std::string_view extra = {});
+  v1::Verdict BuildVerdict(Exchange& x, std::string_view extra);
   void FinishBodyScans(Exchange& x);
   void ReleaseGrpc(Exchange& x, bool whole);
   void SubmitToClient(Exchange& x, const std::vector<std::pair<std::string, std::string>>& fields, bool end_stream);

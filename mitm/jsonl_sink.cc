@@ -252,6 +252,11 @@ void AppendVerdictJson(const v1::Verdict& v, std::string& out) {
   w.Uint64("bytes_out", v.bytes_out());
   w.Uint64("bytes_in", v.bytes_in());
   w.Uint64("bytes_out_before_block", v.bytes_out_before_block());
+  if (v.response_status() != 0) w.Uint32("response_status", v.response_status());
+  if (v.duration_us() != 0) w.Uint64("duration_us", v.duration_us());
+  if (v.phase() != v1::Verdict::COMPLETE) {
+    w.Enum("phase", v.phase(), [](int x) { return v1::Verdict::Phase_Name(x); }, v1::Verdict::Phase_IsValid(v.phase()));
+  }
   w.String("rule_pack_version", v.rule_pack_version());
   if (v.findings_size() > 0) {
     w.Key("findings");
@@ -296,6 +301,7 @@ JsonlSink::~JsonlSink() {
 }
 
 bool JsonlSink::Submit(v1::Verdict verdict) {
+  if (verdict.phase() == v1::Verdict::OPEN) return true;  // KeepsWriteAhead() is false: completions only
   // Evidence is redacted by the engine; fingerprints are keyed HMACs. Nothing else in a
   // verdict is matched content, so each record is written as is.
   thread_local std::string line;

@@ -18,6 +18,10 @@ class VerdictSink {
   // Whether a verdict submitted now would be recorded (the spool has room). Asked before
   // a transaction is forwarded: in enforce mode one that cannot be recorded is refused.
   virtual bool CanAccept() const { return true; }
+  // Whether the sink keeps write-ahead records: a verdict with phase OPEN submitted before
+  // a transaction's first byte goes upstream, completed by a later verdict with the same
+  // id (the reporter's spool). A sink that does not (a JSONL file) gets completions only.
+  virtual bool KeepsWriteAhead() const { return false; }
 };
 using VerdictSinkPtr = std::shared_ptr<VerdictSink>;
 

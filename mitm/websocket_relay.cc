@@ -98,6 +98,20 @@ asio::awaitable<void> Connection::WebSocketRelay(const ws::DeflateParams& params
   bool other_done = false;
   asio::steady_timer done(timer_.get_executor());
   done.expires_at(std::chrono::steady_clock::time_point::max());
+  {
+    // The session's record before its first message can leave (its messages are each
+    // held until decided; the session verdict completes this record when it closes).
+    auto v = NewVerdict(mode_);
+    v.set_protocol("websocket");
+    v.set_method("GET");
+    v.set_path(path);
+    v.set_action(rules::v1::ALLOW);
+    if (!WriteAheadRecord(std::move(v), enforce)) {
+      ReportRefusal("verdict_unrecordable");
+      Abort();
+      co_return;
+    }
+  }
   Arm(cfg.idle_timeout);
 
   // Origin -> client.
@@ -340,6 +354,7 @@ asio::awaitable<void> Connection::WebSocketRelay(const ws::DeflateParams& params
 
   // The session's verdict: every message's findings, merged.
   auto v = NewVerdict(mode_);
+  record_.Complete(v);
   v.set_protocol("websocket");
   v.set_method("GET");
   v.set_path(path);

@@ -67,6 +67,8 @@ CountingSink::PairCounters CountingSink::MakePairCounters(const std::string& raw
 }
 
 bool CountingSink::Submit(v1::Verdict verdict) {
+  // A write-ahead record is counted once, when it completes.
+  if (verdict.phase() == v1::Verdict::OPEN) return next_ ? next_->Submit(std::move(verdict)) : true;
   const std::string action = ActionLabel(verdict.action());
   const std::string mode = ModeLabel(verdict.mode());
   verdict_counters_.Get(mode + '\n' + action, [&] {

@@ -32,6 +32,7 @@ class CountingSink final : public mitm::VerdictSink {
   CountingSink(mitm::VerdictSinkPtr next, prometheus::Registry& registry, CountingSinkLimits limits = {});
 
   bool Submit(v1::Verdict verdict) override;
+  bool KeepsWriteAhead() const override { return next_ && next_->KeepsWriteAhead(); }
   bool CanAccept() const override { return next_ == nullptr || next_->CanAccept(); }
 
  private:

@@ -65,7 +65,7 @@ struct Reporter::Impl {
       if (batch->empty()) {
         drained.notify_all();
         std::unique_lock lock(mu);
-        cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return stopping || spool->size() > 0; });
+        cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return stopping || spool->HasSendable(); });
         if (stopping) break;
         continue;
       }
@@ -134,6 +134,10 @@ absl::StatusOr<std::shared_ptr<Reporter>> Reporter::Start(const ReporterOptions&
   auto spool = Spool::Open(options.spool);
   if (!spool.ok()) return spool.status();
   impl->spool = std::move(*spool);
+  if (const uint64_t n = impl->spool->interrupted_at_open(); n > 0) {
+    spdlog::warn("verdict spool {}: closed {} verdict(s) of transactions the last run forwarded but did not finish, "
+                 "as interrupted", options.spool.path, n);
+  }
   auto channel = MakeStoreChannel(options.store_address, options.tls, options.max_backoff);
   if (!channel.ok()) return channel.status();
   impl->channel = std::move(*channel);
@@ -146,7 +150,8 @@ bool Reporter::Submit(v1::Verdict verdict) {
   auto s = impl_->spool->Append(verdict);
   if (s.ok()) {
     ++impl_->spooled;
-    impl_->cv.notify_one();
+    // A write-ahead record waits for its completion: nothing to send yet.
+    if (verdict.phase() != v1::Verdict::OPEN) impl_->cv.notify_one();
     return true;
   }
   ++(verdict.enforced() ? impl_->unrecorded_enforce : impl_->unrecorded_monitor);

@@ -61,6 +61,7 @@ class Reporter final : public mitm::VerdictSink {
 
   // mitm::VerdictSink
   bool Submit(v1::Verdict verdict) override;
+  bool KeepsWriteAhead() const override { return true; }
 
   // Cheap and thread-safe (two atomic loads): the spool is below both of its bounds,
   // so a verdict submitted now will very likely be spooled. The proxy asks before it

@@ -3,6 +3,19 @@
 // spooled before it is sent anywhere and leaves only when the store has acked it,
 // so a crash or SIGKILL of the appliance loses nothing that was spooled.
 //
+// Append does not touch sqlite: it writes one record to an append-only intake file
+// beside it (`<path>.intake`, one write(2), in the kernel before Append returns, so
+// a SIGKILL cannot lose it) and the sender's Peek moves the intake into the table in
+// one transaction per batch. That keeps the write-ahead record of a transaction (an
+// OPEN verdict, written before its first byte goes upstream) cheap on the proxy's
+// workers: an OPEN verdict and its completion that meet in one batch become one row.
+//
+// OPEN verdicts wait in the spool until their completion (same id) replaces them;
+// Peek never hands them out, so the store sees one verdict per id. Open takes an
+// exclusive lock on the spool (one process at a time), so every OPEN verdict it
+// finds belongs to a process that stopped before completing it: Open closes them as
+// INTERRUPTED, and they are sent.
+//
 // Two bounds keep a long store outage from filling the disk: a number of verdicts
 // (max_rows) and the serialized bytes of those verdicts (max_bytes; the sqlite file
 // itself is somewhat larger: page overhead, the WAL). Append refuses a verdict that
@@ -13,6 +26,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -41,10 +55,14 @@ class Spool {
  public:
   static absl::StatusOr<std::unique_ptr<Spool>> Open(const SpoolOptions& options);
 
+  ~Spool();
+
   // Thread-safe. RESOURCE_EXHAUSTED when the spool holds max_rows verdicts, or when
-  // this verdict would take it past max_bytes.
+  // this verdict would take it past max_bytes. A verdict whose phase is OPEN is kept
+  // until one with the same id (its completion) is appended.
   absl::Status Append(const v1::Verdict& verdict);
-  // Up to `limit` oldest verdicts with seq > after_seq (rows that no longer parse are dropped).
+  // Moves the intake into the table, then gives up to `limit` oldest sendable (not
+  // OPEN) verdicts with seq > after_seq (rows that no longer parse are dropped).
   absl::StatusOr<std::vector<SpooledVerdict>> Peek(int64_t after_seq, size_t limit);
   // Drops the given rows (acked by the store).
   absl::Status Remove(const std::vector<int64_t>& seqs);
@@ -52,6 +70,12 @@ class Spool {
   // Lock-free reads (never wait on an Append or a Remove in progress).
   uint64_t size() const { return rows_.load(std::memory_order_relaxed); }
   uint64_t bytes() const { return bytes_.load(std::memory_order_relaxed); }
+  // Whether Peek would give something: completed verdicts in the table or the intake.
+  bool HasSendable() const {
+    return sendable_.load(std::memory_order_relaxed) + intake_sendable_.load(std::memory_order_relaxed) > 0;
+  }
+  // OPEN verdicts of an earlier process that Open closed as INTERRUPTED.
+  uint64_t interrupted_at_open() const { return interrupted_at_open_; }
   // Below both bounds. A verdict may still be refused when it alone would pass
   // max_bytes, or when other threads fill the last room first.
   bool HasRoom() const { return size() < options_.max_rows && bytes() < options_.max_bytes; }
@@ -62,14 +86,30 @@ class Spool {
   uint64_t corrupt_dropped() const;
 
  private:
-  explicit Spool(SpoolOptions options, store::DatabasePtr db, uint64_t rows, uint64_t bytes);
+  explicit Spool(SpoolOptions options, store::DatabasePtr db, int intake_fd);
+  absl::Status Recount();
+  // Moves every intake record into the table (caller holds mu_).
+  absl::Status DrainIntake();
+  absl::Status ApplyIntake(std::string_view records, size_t* used);
+  absl::Status CloseInterrupted();
+
   SpoolOptions options_;
   mutable std::mutex mu_;  // the connection and its cached statements
   store::DatabasePtr db_;
-  // Written under mu_, read anywhere.
-  std::atomic<uint64_t> rows_;
-  std::atomic<uint64_t> bytes_;
+  std::mutex intake_mu_;   // appends to the intake file, intake_size_
+  int intake_fd_ = -1;
+  uint64_t intake_size_ = 0;     // bytes in the intake file
+  uint64_t intake_applied_ = 0;  // of which moved into the table (under mu_ and intake_mu_)
+  // The serialized size of each OPEN verdict appended by this process and not completed
+  // (under intake_mu_): a completion replaces its record in the counts.
+  std::unordered_map<std::string, uint64_t> open_bytes_;
+  // Read anywhere; changed with fetch_add/fetch_sub under either mutex.
+  std::atomic<uint64_t> rows_{0};             // verdicts held: table rows and intake records
+  std::atomic<uint64_t> bytes_{0};            // their serialized bytes
+  std::atomic<uint64_t> sendable_{0};         // table rows not OPEN
+  std::atomic<uint64_t> intake_sendable_{0};  // intake records not OPEN
   uint64_t corrupt_dropped_ = 0;
+  uint64_t interrupted_at_open_ = 0;
 };
 using SpoolPtr = std::unique_ptr<Spool>;
 

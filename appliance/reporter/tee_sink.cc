@@ -10,6 +10,7 @@ TeeSink::TeeSink(mitm::VerdictSinkPtr primary, mitm::VerdictSinkPtr secondary)
 bool TeeSink::Submit(v1::Verdict verdict) {
   // The primary first, on a copy: the secondary may take the original (a move is cheaper).
   const bool recorded = primary_->Submit(verdict);
+  if (verdict.phase() == v1::Verdict::OPEN) return recorded;  // the secondary records completions
   if (!secondary_->Submit(std::move(verdict))) {
     // Counted, logged once per 1,000: the primary's record is what the proxy acts on.
     if (secondary_failures_.fetch_add(1, std::memory_order_relaxed) % 1000 == 0) {

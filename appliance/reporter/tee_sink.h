@@ -18,6 +18,8 @@ class TeeSink final : public mitm::VerdictSink {
   TeeSink(mitm::VerdictSinkPtr primary, mitm::VerdictSinkPtr secondary);
 
   bool Submit(v1::Verdict verdict) override;
+  bool KeepsWriteAhead() const override { return primary_->KeepsWriteAhead(); }
+  bool CanAccept() const override { return primary_->CanAccept(); }
   // Verdicts the secondary sink refused (e.g. the audit log's disk failed).
   uint64_t secondary_failures() const { return secondary_failures_.load(std::memory_order_relaxed); }
 

@@ -619,6 +619,12 @@ struct Store::Impl {
         reject("id must be 1..128 bytes");
         continue;
       }
+      if (v.phase() == v1::Verdict::OPEN) {
+        // One verdict per id: a write-ahead record stays in its appliance's spool until it is
+        // completed (or closed as interrupted), so an OPEN one here would shadow its completion.
+        reject("an open (write-ahead) verdict is not stored; send it completed or interrupted");
+        continue;
+      }
       if (!batch_ids.insert(v.id()).second) {
         result.acked.push_back(v.id());  // the same verdict twice in one batch
         continue;

@@ -35,7 +35,17 @@ class Host : public H2Relay::Host {
   dlp::MessageScanPtr OpenScan(const dlp::ContentHint& hint) override { return scanner_.Open(Engine(), hint); }
   bool MethodAllowed(std::string_view method) override { return method != "DELETE"; }
   bool SameOrigin(std::string_view authority) override { return authority == "origin.test"; }
-  v1::Verdict NewVerdict() override { return v1::Verdict(); }
+  v1::Verdict NewVerdict() override {
+    v1::Verdict v;
+    v.set_id("v" + std::to_string(++ids_));
+    return v;
+  }
+  bool OpenRecord(WriteAhead& record, v1::Verdict verdict, bool enforce) override {
+    if (!recordable && enforce) return false;
+    record.Open(verdict);
+    opened.push_back(std::move(verdict));
+    return true;
+  }
   void Report(v1::Verdict verdict) override { verdicts.push_back(std::move(verdict)); }
   void CountStream(StreamProtocol, StreamOutcome outcome) override { ++outcomes[Index(outcome)]; }
   void CountGoaway(GoawayReason reason) override { goaways.push_back(reason); }
@@ -50,11 +60,13 @@ class Host : public H2Relay::Host {
   }
 
   std::vector<v1::Verdict> verdicts;
+  std::vector<v1::Verdict> opened;  // write-ahead records, in the order written
   std::array<int, Index(StreamOutcome::kCount)> outcomes{};
   std::vector<GoawayReason> goaways;
 
  private:
   dlp::Scanner scanner_;
+  int ids_ = 0;
 };
 
 Fields Post(std::string path, std::string content_type = "application/octet-stream") {
@@ -173,6 +185,38 @@ TEST(H2Relay, AStreamWhoseVerdictCannotBeRecordedIsRefusedInEnforceMode) {
   EXPECT_EQ(f.client.streams[call].Get("grpc-status"), "14");
   EXPECT_TRUE(f.origin.streams.empty());
   EXPECT_EQ(f.host.ForStream(id)->reason(), "verdict_unrecordable");
+}
+
+// Every stream the origin sees had its write-ahead record first, and its verdict completes
+// that record (same id); a stream refused on its head never had one.
+TEST(H2Relay, EveryForwardedStreamIsRecordedAheadAndCompletedUnderTheSameId) {
+  Fixture f;
+  int32_t get = f.client.Request(Get("/a"), "");
+  int32_t post = f.client.Request(Post("/upload"), Filler(5000));
+  int32_t card = f.client.Request(Post("/p", "application/x-www-form-urlencoded"), std::string("card=") + kCard);
+  int32_t refused = f.client.Request(Get(std::string("/c/") + kCard), "");
+  Pump(*f.relay, f.client, f.origin);
+  ASSERT_EQ(f.host.opened.size(), 3u);  // get, post, card (its head was clean)
+  for (int32_t id : {get, post, card}) {
+    const v1::Verdict* v = f.host.ForStream(id);
+    ASSERT_NE(v, nullptr);
+    EXPECT_EQ(v->phase(), v1::Verdict::COMPLETE);
+    bool found = false;
+    for (const auto& o : f.host.opened) {
+      if (o.stream_id() == static_cast<uint32_t>(id)) {
+        EXPECT_EQ(o.phase(), v1::Verdict::OPEN);
+        EXPECT_EQ(o.id(), v->id());
+        found = true;
+      }
+    }
+    EXPECT_TRUE(found) << id;
+  }
+  EXPECT_EQ(f.host.ForStream(get)->response_status(), 200u);
+  EXPECT_EQ(f.host.ForStream(card)->action(), rules::v1::BLOCK);
+  const v1::Verdict* r = f.host.ForStream(refused);
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(r->action(), rules::v1::BLOCK);
+  for (const auto& o : f.host.opened) EXPECT_NE(o.id(), r->id());
 }
 
 TEST(H2Relay, MonitorModeForwardsAndReports) {
