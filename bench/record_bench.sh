@@ -51,6 +51,21 @@ run() {  # binary label -> prints keep-alive CPU us/req
   awk '/^keep-alive CPU us\/req/ {print $4}' "$out"
 }
 
+# A proxy started without a pack refuses until the store's arrives; proxy_bench checks at
+# once, so each binary first fetches the pack into the cache beside its spool.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=seed \
+  -keyout "$WORK/seed.key" -out "$WORK/seed.pem" 2> /dev/null
+chmod 600 "$WORK/seed.key"
+seed() {  # binary label
+  "$1" proxy --listen 127.0.0.1:0 --ca-cert "$WORK/seed.pem" --ca-key "$WORK/seed.key" --store "$STORE" \
+    --spool "$WORK/spool-$2.db" > "$WORK/seed-$2.out" 2>&1 &
+  local pid=$!
+  for _ in $(seq 300); do [[ -s "$WORK/spool-$2.pack-cache" ]] && break; sleep 0.1; done
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  [[ -s "$WORK/spool-$2.pack-cache" ]] || { echo "$2: no pack from the store: $(tail -3 "$WORK/seed-$2.out")" >&2; exit 1; }
+}
+seed "$OLD" old
+seed "$NEW" new
 run "$OLD" old warmup > /dev/null
 run "$NEW" new warmup > /dev/null
 old_all="" new_all=""
