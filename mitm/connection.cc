@@ -609,6 +609,14 @@ asio::awaitable<void> Connection::DispatchTls(std::string peeked) {
   if (!upstream_ && !co_await ConnectRedirected(decision.action == PolicyAction::kSplice)) co_return;
   if (decision.action == PolicyAction::kSplice) {
     mode_ = "splice";
+    // The record before the ClientHello goes on; RawRelay's verdict completes it.
+    auto v = NewVerdict(mode_);
+    v.set_action(rules::v1::ALLOW);
+    v.set_reason("no_decrypt");
+    if (!WriteAheadRecord(std::move(v), shared_.mode() == EnforceMode::kEnforce)) {
+      ReportRefusal("verdict_unrecordable");
+      co_return;
+    }
     error_code ec;
     co_await upstream_->Write(asio::buffer(peeked), ec);
     if (ec) co_return;
@@ -1281,12 +1289,12 @@ asio::awaitable<void> Connection::RawRelay(bool scan_client_bytes, uint64_t alre
   done.expires_at(std::chrono::steady_clock::time_point::max());
   std::string up_initial = std::move(upstream_buf_);
   std::string client_initial = std::move(client_buf_);
-  {
+  if (!record_.open()) {
     // The stream's record before its first byte goes on (what is known: who, where).
     auto v = NewVerdict(mode_);
     v.set_bytes_out(already_out);
     v.set_action(rules::v1::ALLOW);
-    if (!WriteAheadRecord(std::move(v), shared_.mode() == EnforceMode::kEnforce && scan_client_bytes)) {
+    if (!WriteAheadRecord(std::move(v), shared_.mode() == EnforceMode::kEnforce)) {
       ReportRefusal("verdict_unrecordable");
       Abort();
       co_return;

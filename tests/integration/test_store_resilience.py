@@ -1,7 +1,7 @@
 """The compliance record through store outages (issue 20), with the real binary, a real
 store process, a real origin and curl: the spool's bounds turn /readyz not ready at the
-high-water mark while the store is down and count what they refuse; after a 20 s outage
-(gRPC's default backoff would be past 10 s between attempts by then) the proxy is back
+high-water mark while the store is down and count what they refuse; after a 90 s outage
+(gRPC's default backoff would wait up to ~40 s between attempts by then) the proxy is back
 and has drained its spool within the configured reconnect backoff; a proxy restarted
 while the store is down serves at once from the pack cached beside its spool, then
 follows the store; a tampered cache is refused; and --audit-log works with --store."""
@@ -76,14 +76,15 @@ def test_spool_high_water_and_reconnect_within_the_backoff(pb, egressguard_bin, 
         assert proxy.metric("egressguard_verdicts_unrecorded_total", mode="monitor") == 0
         assert "refusing traffic: cannot spool verdict: verdict spool full (10 verdicts)" in proxy.log()
 
-        # Down 20 s in all: gRPC's default backoff would now wait ~10 s between attempts.
-        time.sleep(max(0.0, 20.0 - (time.time() - down)))
+        # Down 90 s in all (the outage the issue measured): gRPC's default backoff would now wait
+        # up to ~40 s between attempts.
+        time.sleep(max(0.0, 90.0 - (time.time() - down)))
         store.start()
         back = time.time()
         proxy.wait_metric(lambda m: metric_value(m, "egressguard_spool_depth") == 0, timeout=60,
                           what="the spool drained")
         took = time.time() - back
-        print(f"\nreconnect: spool drained {took:.2f} s after the store returned from a 20 s outage "
+        print(f"\nreconnect: spool drained {took:.2f} s after the store returned from a 90 s outage "
               f"(reconnect_backoff_max_ms {int(DEFAULT_BACKOFF_S * 1000)})")
         assert took <= DEFAULT_BACKOFF_S * 1.2 + 3.0, f"drained {took:.1f} s after the store returned"
         assert proxy.http("/readyz") == (200, "ready\n")
