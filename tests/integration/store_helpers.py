@@ -192,6 +192,11 @@ def pack_copy(source_dir, workdir, version):
     return dest
 
 
+def default_pack():
+    """The shipped pack's directory."""
+    return os.path.join(os.environ["EGRESSGUARD_SOURCE_DIR"], "rules", "default")
+
+
 def push_and_activate(binary, store_address, pack_dir, mode):
     """Pushes the pack at pack_dir and activates it in `mode`; returns its version."""
     store_cli(binary, store_address, "rules", "push", pack_dir, "--reason", "it")
@@ -286,6 +291,11 @@ class StoreProxy:
 
     def metric(self, name, **labels):
         return self.metrics().get((name, frozenset(labels.items())), 0.0)
+
+    def wait_pack(self, version):
+        """Waits until the store's pack `version` is active here."""
+        return self.wait_metric(lambda m: metric_value(m, "egressguard_rule_pack_active", version=version) == 1,
+                                what=f"the store's pack {version}")
 
     def wait_metric(self, pred, timeout=30, what="metric condition"):
         deadline = time.time() + timeout

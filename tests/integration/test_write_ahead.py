@@ -13,14 +13,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from proxy_helpers import Pki
-from store_helpers import (StoreProcess, StoreProxy, free_port, metric_value, pb,  # noqa: F401
+from store_helpers import (StoreProcess, StoreProxy, default_pack, free_port, metric_value, pb,  # noqa: F401
                            push_and_activate)
 
 IN_FLIGHT = 11
-
-
-def default_pack():
-    return os.path.join(os.environ["EGRESSGUARD_SOURCE_DIR"], "rules", "default")
 
 
 class SlowOrigin:
@@ -110,9 +106,7 @@ def test_sigkill_in_flight_leaves_a_record_for_every_forwarded_request(pb, egres
     clients = []
     try:
         version = push_and_activate(egressguard_bin, store.address, default_pack(), "enforce")
-        proxy.start()
-        proxy.wait_metric(lambda m: metric_value(m, "egressguard_rule_pack_active", version=version) == 1,
-                          what="the store's pack")
+        proxy.start().wait_pack(version)
         # Completed transactions: their record is completed in place, with status and duration.
         for i in range(3):
             c = curl_post(proxy, pki, origin.port, f"/fast/{i}")
@@ -174,12 +168,9 @@ def test_a_completion_takes_its_records_place_while_the_store_is_down(pb, egress
     store = StoreProcess(egressguard_bin, os.path.join(workdir, "store.db"), free_port()).start()
     spool = os.path.join(workdir, "spool.db")
     proxy = StoreProxy(egressguard_bin, pki, store.address, spool, "--spool-max-rows", "4")
-    slow = None
     try:
         version = push_and_activate(egressguard_bin, store.address, default_pack(), "enforce")
-        proxy.start()
-        proxy.wait_metric(lambda m: metric_value(m, "egressguard_rule_pack_active", version=version) == 1,
-                          what="the store's pack")
+        proxy.start().wait_pack(version)
         store.kill()
         # Four completed transactions fill a four-verdict spool exactly: each completion
         # replaced its write-ahead record (eight appends, four verdicts).
@@ -204,8 +195,6 @@ def test_a_completion_takes_its_records_place_while_the_store_is_down(pb, egress
         assert fast == [f"/fast/{i}" for i in range(4)]
         assert all(v.phase == pb.verdict.Verdict.COMPLETE for v in verdicts)
     finally:
-        if slow and slow.poll() is None:
-            slow.kill()
         proxy.stop()
         store.stop()
         origin.close()
