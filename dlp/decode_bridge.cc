@@ -40,6 +40,7 @@ class NormalizerHook final : public DecodeHook, public decode::SegmentSink {
     decode::NormalizerLimits l;
     l.max_depth = o.max_decode_depth;
     l.max_decoded_bytes = o.max_decoded_bytes;
+    l.decoded_bytes_per_input_byte = o.decoded_bytes_per_input_byte;
     l.max_expansion_ratio = o.max_expansion_ratio;
     l.text_runs = o.filter_binary ? o.text_runs : nullptr;
     return l;

@@ -35,6 +35,9 @@ struct EngineOptions {
   bool decode = true;  // false: scan the raw bytes only (benchmarks, raw-stream callers)
   uint32_t max_decode_depth = 3;
   uint64_t max_decoded_bytes = 64ull << 20;  // per message, beyond it: `undecodable`
+  // ... plus this many per byte of the message: a 256 MiB base64 attachment (0.75 decoded
+  // bytes per byte, 1.5 through a stored zip inside it) is read to its end, a bomb is not.
+  uint32_t decoded_bytes_per_input_byte = 8;
   uint32_t max_expansion_ratio = 100;        // decompression bomb guard
   // Action of an `undecodable` finding (bomb, corrupt gzip...) when the pack has no rule
   // of category "undecodable" (which would decide it instead).

@@ -13,9 +13,14 @@ namespace egressguard::dlp::decode {
 void Context::Charge(size_t n, OrigSpan where) {
   if (stopped) return;
   decoded_bytes += n;
-  if (decoded_bytes > limits.max_decoded_bytes) {
+  const uint64_t limit = limits.max_decoded_bytes + limits.decoded_bytes_per_input_byte * input_bytes;
+  if (decoded_bytes > limit) {
     stopped = true;
-    Undecodable(where, fmt::format("decoded size limit of {} bytes exceeded", limits.max_decoded_bytes));
+    Undecodable(where, limits.decoded_bytes_per_input_byte == 0
+                           ? fmt::format("decoded size limit of {} bytes exceeded", limit)
+                           : fmt::format("decoded size limit of {} bytes exceeded ({} + {} per byte of the {} read)",
+                                         limit, limits.max_decoded_bytes, limits.decoded_bytes_per_input_byte,
+                                         input_bytes));
   }
 }
 

@@ -62,6 +62,7 @@ struct Context {
   SegmentSink& sink;
   uint32_t next_layer_id = 1;
   uint64_t decoded_bytes = 0;
+  uint64_t input_bytes = 0;  // raw bytes fed to the Normalizer
   bool stopped = false;   // max_decoded_bytes reached
   size_t codec_bytes = 0; // decompressor allocations live now (see compress.cc)
   // Open members, outermost first, each with the layer it is decoded into.

@@ -28,6 +28,7 @@ void Normalizer::Feed(std::string_view raw_chunk) {
   if (impl_->finished || raw_chunk.empty()) return;
   const uint64_t at = impl_->offset;
   impl_->offset += raw_chunk.size();
+  impl_->ctx.input_bytes += raw_chunk.size();
   SinglePiece piece(raw_chunk, {at, at + raw_chunk.size()}, true);
   impl_->root.Emit(piece.src(), /*to_sink=*/false);
 }

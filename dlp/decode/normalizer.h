@@ -79,6 +79,10 @@ struct TextRunConfig;  // text_runs.h
 struct NormalizerLimits {
   uint32_t max_depth = 3;
   uint64_t max_decoded_bytes = 64ull << 20;  // all layers together; beyond it decoding stops
+  // The limit grows by this many decoded bytes per raw byte fed (0: a fixed limit). Work
+  // that is linear in the input (base64, escapes, multipart, stored members) then never
+  // reaches it however large the upload, while a bomb, which is not, still does.
+  uint32_t decoded_bytes_per_input_byte = 0;
   uint32_t max_expansion_ratio = 100;        // per decompressor, once it produced >= 1 MiB
   uint64_t max_memory_bytes = 16ull << 20;   // decompressor state of the whole Normalizer
   // Binary documents of decoded layers go to the sink reduced to the stretches where the

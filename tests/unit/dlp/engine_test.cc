@@ -462,6 +462,44 @@ TEST_F(DecodedLayersTest, CorruptGzipIsUndecodableAndBlocks) {
   EXPECT_EQ(set.action, rules::v1::BLOCK);
 }
 
+// The decoded-size limit grows with the message: a large base64 attachment is read to its
+// end (a value at its end found), while a bomb's expansion still stops it as undecodable.
+TEST(DecodedSizeLimit, GrowsWithTheInputSoTranscodingIsReadToTheEnd) {
+  EngineOptions o;
+  o.max_decoded_bytes = 1 << 20;  // small, so that a few MiB pass it
+  const EnginePtr engine = CompileOrDie(DefaultPack(), o);
+  std::mt19937 rng(7);
+  std::string payload(3 << 20, '\0');
+  for (auto& c : payload) c = static_cast<char>('a' + rng() % 26);
+  payload += " card 4539 1488 0343 6467 at the end";
+  const std::string body = Base64(payload);
+  const MessageResult read = ScanWhole(engine, body);
+  EXPECT_EQ(FindCategory(read, "undecodable"), nullptr) << Describe(read);
+  EXPECT_NE(FindCategory(read, "credit_card"), nullptr) << Describe(read);
+
+  o.decoded_bytes_per_input_byte = 0;  // the fixed limit of before
+  const MessageResult fixed = ScanWhole(CompileOrDie(DefaultPack(), o), body);
+  EXPECT_NE(FindCategory(fixed, "undecodable"), nullptr) << Describe(fixed);
+
+  // 64 MiB of zeros gzipped is ~64 KiB: far past 1 MiB + 8 bytes per input byte.
+  std::string zeros(64 << 20, '\0');
+  z_stream z{};
+  deflateInit2(&z, 9, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY);
+  std::string gz(deflateBound(&z, zeros.size()), '\0');
+  z.next_in = reinterpret_cast<Bytef*>(zeros.data());
+  z.avail_in = static_cast<uInt>(zeros.size());
+  z.next_out = reinterpret_cast<Bytef*>(gz.data());
+  z.avail_out = static_cast<uInt>(gz.size());
+  ASSERT_EQ(deflate(&z, Z_FINISH), Z_STREAM_END);
+  gz.resize(z.total_out);
+  deflateEnd(&z);
+  o.decoded_bytes_per_input_byte = 8;
+  o.max_expansion_ratio = 1u << 30;  // leave the bomb to the size limit alone
+  const MessageResult bomb = ScanWhole(CompileOrDie(DefaultPack(), o), gz, ContentHint{"text/plain", "gzip", false});
+  const v1::Finding* u = FindCategory(bomb, "undecodable");
+  ASSERT_NE(u, nullptr) << Describe(bomb);
+}
+
 }  // namespace
 }  // namespace egressguard::dlp
 
