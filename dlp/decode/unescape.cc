@@ -226,6 +226,7 @@ class Unescaper final : public Decoder {
       const Esc e = ParseEscape(d + pos, n - pos, final);
       if (e.kind == EscKind::kNeedMore) {
         *incomplete = true;
+        FlushLiterals(s);
         SettleTail(s);
         return pos;
       }
@@ -237,21 +238,41 @@ class Unescaper final : public Decoder {
       Escape(s, std::string_view(e.out, e.len), s.SpanOf(pos, pos + e.consumed));
       pos += e.consumed;
     }
+    FlushLiterals(s);
     SettleTail(s);
     return pos;
   }
 
+  // Literals that go out (non-lazy, or inside a window) are contiguous bytes of `s` until
+  // an escape or the window's end: they leave as one linear piece [lit_a_, lit_b_), not
+  // one per trigger byte that was no escape, and so cost the layer below one Emit.
+  void AddLiterals(size_t a, size_t b) {
+    if (a == b) return;
+    if (!lit_) {
+      lit_ = true;
+      lit_a_ = a;
+    }
+    lit_b_ = b;
+  }
+
+  void FlushLiterals(const Src& s) {
+    if (!lit_) return;
+    lit_ = false;
+    coal_.AddLinear(s.Sub(lit_a_, lit_b_));
+  }
+
   void Literal(const Src& s, size_t a, size_t b) {
     if (!lazy_) {
-      coal_.AddLinear(s.Sub(a, b));
+      AddLiterals(a, b);
       return;
     }
     if (active_) {
       const size_t emit = std::min(b - a, kContext - quiet_);
-      coal_.AddLinear(s.Sub(a, a + emit));
+      AddLiterals(a, a + emit);
       quiet_ += emit;
       a += emit;
       if (a == b) return;
+      FlushLiterals(s);
       coal_.Flush();
       out_.EndDocument();
       active_ = false;
@@ -283,6 +304,7 @@ class Unescaper final : public Decoder {
   }
 
   void Escape(const Src& s, std::string_view bytes, OrigSpan span) {
+    FlushLiterals(s);
     if (lazy_ && !active_) {
       SettleTail(s);
       out_.BeginDocument(DocHint{});
@@ -306,6 +328,9 @@ class Unescaper final : public Decoder {
   // lazy, outside a window: literals of the Src being processed not yet in tail_
   bool pend_ = false;
   size_t pend_a_ = 0, pend_b_ = 0;
+  // literals of the Src being processed that go out, not yet handed to coal_
+  bool lit_ = false;
+  size_t lit_a_ = 0, lit_b_ = 0;
 };
 
 }  // namespace
