@@ -243,9 +243,11 @@ class Unescaper final : public Decoder {
     return pos;
   }
 
-  // Literals that go out (non-lazy, or inside a window) are contiguous bytes of `s` until
-  // an escape or the window's end: they leave as one linear piece [lit_a_, lit_b_), not
-  // one per trigger byte that was no escape, and so cost the layer below one Emit.
+  // Literals that go out inside a lazy window are contiguous bytes of `s` until an escape
+  // or the window's end (at most kContext of them): they leave as one linear piece
+  // [lit_a_, lit_b_), not one per trigger byte that was no escape, and so cost the layer
+  // below one Emit. (A non-lazy unescaper emits each piece as it comes: its pieces can be
+  // as long as the input, and the decoded-size limit drops the piece that crosses it.)
   void AddLiterals(size_t a, size_t b) {
     if (a == b) return;
     if (!lit_) {
@@ -263,7 +265,7 @@ class Unescaper final : public Decoder {
 
   void Literal(const Src& s, size_t a, size_t b) {
     if (!lazy_) {
-      AddLiterals(a, b);
+      coal_.AddLinear(s.Sub(a, b));
       return;
     }
     if (active_) {
@@ -328,7 +330,7 @@ class Unescaper final : public Decoder {
   // lazy, outside a window: literals of the Src being processed not yet in tail_
   bool pend_ = false;
   size_t pend_a_ = 0, pend_b_ = 0;
-  // literals of the Src being processed that go out, not yet handed to coal_
+  // lazy, inside a window: literals of the Src being processed not yet handed to coal_
   bool lit_ = false;
   size_t lit_a_ = 0, lit_b_ = 0;
 };
