@@ -7,12 +7,16 @@
 // alone (the shape of a large binary upload) with the engine, decoders on and off, and
 // the plain Hyperscan database.
 //
-//   dlp_bench [--mib N] [--pack DIR] [--chunk BYTES] [--only engine,decode,raw,b64,re2,std,small] [--repeat N]
+//   dlp_bench [--mib N] [--pack DIR] [--chunk BYTES] [--only engine,decode,raw,floor,b64,re2,std,small] [--repeat N]
 //             [--small N] [--attachments 0|1] [--b64-mib N]
 //
 // --only runs a subset (e.g. one scanner under callgrind); ratios need "raw" in the set.
 // "b64" is the base64-of-random-bytes table (--b64-mib, default 64, in 8 MiB messages).
 // --attachments 0 generates the corpus without attachments (the corpus of issue 16).
+// "floor" is what any correct scanner of the mixed corpus must do at least: inflate the
+// zips' CSV members and scan the messages and the inflated text (engine without
+// decoders; plain database), the base64 decoding and zip parsing left out. Not in the
+// default set.
 // "small" is the per-message fixed cost: N (default 100000) URL + header-block pairs
 // opened, fed and finished on one Scanner (callgrind: --toggle-collect='*ScanSmall*').
 // --repeat scans the corpus N times in the engine rows, so a sampling profiler sees the
@@ -303,6 +307,7 @@ std::string Base64Wrapped(std::string_view in) {
 // payloads are drawn per attachment.
 struct Payloads {
   std::vector<std::string> zips, pdfs;
+  std::vector<std::string> zip_members;  // per zip: its deflated CSV member (the floor row)
 };
 
 Payloads BuildPayloads() {
@@ -315,6 +320,7 @@ Payloads BuildPayloads() {
     csv.insert(csv.size() / 2, "4111 1111 1111 1111,2026-11-30,19.90,CHF\n");
     std::string readme = "Export of " + Words(r, 6) + "\n" + Words(r, 200) + "\n";
     p.zips.push_back(Zip({{"export/orders.csv", csv}, {"README.txt", readme}}, {true, false}));
+    p.zip_members.push_back(RawDeflate(csv));
     p.pdfs.push_back(PdfLike(r, kib * 1024));
   }
   return p;
@@ -322,11 +328,12 @@ Payloads BuildPayloads() {
 
 // An e-mail with one attachment (an .eml upload, a webmail send): the finder, not a
 // multipart parser, meets the base64 (the body does not start with a boundary).
-std::string AttachmentBody(Rng& r, const Payloads& p) {
+std::string AttachmentBody(Rng& r, const Payloads& p, int* zip) {
   std::string payload, type, name;
   switch (r.Below(3)) {
     case 0:
-      payload = p.zips[r.Below(p.zips.size())];
+      *zip = static_cast<int>(r.Below(p.zips.size()));
+      payload = p.zips[static_cast<size_t>(*zip)];
       type = "application/zip", name = "export.zip";
       break;
     case 1:
@@ -353,19 +360,24 @@ std::string AttachmentBody(Rng& r, const Payloads& p) {
   return s;
 }
 
-std::vector<std::string> Corpus(size_t target_bytes, bool attachments, size_t* total) {
+// zip_of: per message, the index in `payloads->zips` of its zip attachment, or -1.
+std::vector<std::string> Corpus(size_t target_bytes, bool attachments, size_t* total, Payloads* payloads,
+                                std::vector<int>* zip_of) {
   Rng r;
-  const Payloads payloads = attachments ? BuildPayloads() : Payloads{};
+  *payloads = attachments ? BuildPayloads() : Payloads{};
   std::vector<std::string> msgs;
   *total = 0;
   while (*total < target_bytes) {
     std::string m;
     if (attachments && r.OneIn(6)) {
-      m = AttachmentBody(r, payloads);
+      int zip = -1;
+      m = AttachmentBody(r, *payloads, &zip);
       *total += m.size();
       msgs.push_back(std::move(m));
+      zip_of->push_back(zip);
       continue;
     }
+    zip_of->push_back(-1);
     switch (r.Below(5)) {
       case 0: m = JsonBody(r); break;
       case 1: m = FormBody(r); break;
@@ -481,7 +493,9 @@ int main(int argc, char** argv) {
 
   size_t total = 0;
   auto t0 = Clock::now();
-  std::vector<std::string> corpus = Corpus(mib << 20, attachments, &total);
+  Payloads payloads;
+  std::vector<int> zip_of;
+  std::vector<std::string> corpus = Corpus(mib << 20, attachments, &total, &payloads, &zip_of);
   std::printf("corpus: %zu messages, %.1f MiB, generated in %.1f s; feed chunk %zu bytes\n", corpus.size(),
               total / 1048576.0, Seconds(t0, Clock::now()), chunk);
   if (attachments) {
@@ -563,7 +577,7 @@ int main(int argc, char** argv) {
   // first attempt looks like (a stream opened per message, no SOM, no prefilter).
   hs_database_t* raw_db = nullptr;
   hs_scratch_t* raw_scratch = nullptr;
-  if (want("raw") || want("b64")) {
+  if (want("raw") || want("b64") || want("floor")) {
     std::vector<const char*> cpats;
     std::vector<unsigned> ids;
     for (size_t i = 0; i < patterns.size(); ++i) {
@@ -604,6 +618,80 @@ int main(int argc, char** argv) {
     Row raw = run_raw(corpus, &raw_matches);
     base = raw.bytes / raw.secs / 1e9;
     rows.push_back(raw);
+  }
+
+  // The floor on the mixed corpus: what any scanner that finds the CSV rows inside the
+  // zips must do at least, leaving out the base64 decoding and the zip parsing: inflate
+  // each message's zip member (zlib), and scan the message's own bytes and the inflated
+  // text, with the engine without decoders (its cheapest correct scan) or with the plain
+  // streaming database. Throughput is over the corpus's bytes, like the other rows.
+  uint64_t floor_findings = 0, floor_matches = 0, inflated_total = 0;
+  if (want("floor") && attachments) {
+    std::string inflated;
+    auto inflate_member = [&](int zip) {
+      const std::string& in = payloads.zip_members[static_cast<size_t>(zip)];
+      z_stream z{};
+      inflateInit2(&z, -15);
+      inflated.resize(std::max<size_t>(inflated.size(), 64 << 10));
+      size_t out = 0;
+      z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+      z.avail_in = static_cast<uInt>(in.size());
+      int rc = Z_OK;
+      while (rc == Z_OK) {
+        if (out == inflated.size()) inflated.resize(2 * inflated.size());
+        z.next_out = reinterpret_cast<Bytef*>(inflated.data() + out);
+        z.avail_out = static_cast<uInt>(inflated.size() - out);
+        rc = inflate(&z, Z_NO_FLUSH);
+        out = inflated.size() - z.avail_out;
+      }
+      inflateEnd(&z);
+      return std::string_view(inflated.data(), out);
+    };
+    // Inflating alone.
+    {
+      auto f0 = Clock::now();
+      for (int zip : zip_of) {
+        if (zip >= 0) inflated_total += inflate_member(zip).size();
+      }
+      rows.push_back(Row{"floor: inflate the zip members only (zlib)", total, Seconds(f0, Clock::now())});
+    }
+    // Inflating plus the engine without decoders over message and inflated text.
+    {
+      Scanner scanner;
+      auto f0 = Clock::now();
+      for (size_t i = 0; i < corpus.size(); ++i) {
+        for (std::string_view text : {std::string_view(corpus[i]),
+                                      zip_of[i] >= 0 ? inflate_member(zip_of[i]) : std::string_view()}) {
+          if (text.empty()) continue;
+          auto scan = scanner.Open(engine, {});
+          for (size_t at = 0; at < text.size(); at += chunk) scan->Feed(text.substr(at, chunk));
+          floor_findings += scan->Finish().findings.size();
+        }
+      }
+      rows.push_back(Row{"floor: inflate + engine (no decoders) on both texts", total, Seconds(f0, Clock::now())});
+    }
+    // Inflating plus the plain streaming database over message and inflated text.
+    if (raw_db != nullptr) {
+      auto count = [](unsigned, unsigned long long, unsigned long long, unsigned, void* ctx) -> int {
+        ++*static_cast<uint64_t*>(ctx);
+        return 0;
+      };
+      auto f0 = Clock::now();
+      for (size_t i = 0; i < corpus.size(); ++i) {
+        for (std::string_view text : {std::string_view(corpus[i]),
+                                      zip_of[i] >= 0 ? inflate_member(zip_of[i]) : std::string_view()}) {
+          if (text.empty()) continue;
+          hs_stream_t* st = nullptr;
+          hs_open_stream(raw_db, 0, &st);
+          for (size_t at = 0; at < text.size(); at += chunk) {
+            const size_t n = std::min(chunk, text.size() - at);
+            hs_scan_stream(st, text.data() + at, static_cast<unsigned>(n), 0, raw_scratch, count, &floor_matches);
+          }
+          hs_close_stream(st, raw_scratch, count, &floor_matches);
+        }
+      }
+      rows.push_back(Row{"floor: inflate + plain Hyperscan db on both texts", total, Seconds(f0, Clock::now())});
+    }
   }
 
   // Slices for the slow peers.
@@ -716,6 +804,11 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>(findings), static_cast<unsigned long long>(dec_findings),
               static_cast<unsigned long long>(raw_matches), static_cast<unsigned long long>(re2_hits),
               static_cast<unsigned long long>(std_hits));
+  if (want("floor") && attachments) {
+    std::printf("floor: %.1f MiB inflated from the zips; findings engine %llu, raw hs matches %llu\n",
+                inflated_total / 1048576.0, static_cast<unsigned long long>(floor_findings),
+                static_cast<unsigned long long>(floor_matches));
+  }
   if (want("b64")) {
     std::printf("base64 table: findings engine+decoders %llu, engine %llu; raw hs matches %llu\n",
                 static_cast<unsigned long long>(b64_dec_findings), static_cast<unsigned long long>(b64_findings),

@@ -336,7 +336,9 @@ m_download() {
   else err download "$1" "http=$code bytes=$size $(head -c 200 curl.err)"; fi
 }
 m_upload() {
-  local out code size speed name="u-$1-$RANDOM"
+  local out code size speed name="u-$1-$RANDOM" pid cpu0=""
+  pid=$(target_pid "$1")
+  [[ -n "$pid" ]] && cpu0=$(tree_cpu "$pid")
   out=$(curl -sS -o /dev/null -H 'Expect:' -H 'Content-Type: text/plain' -w '%{http_code} %{size_upload} %{speed_upload}' \
     $(curl_args "$1") -T www/blob "https://$HOSTPORT/up/$name" 2>curl.err || true)
   read -r code size speed <<<"$out"
@@ -344,6 +346,9 @@ m_upload() {
   rm -f "$SHM/up/$name"
   if [[ ("$code" == 201 || "$code" == 204) && "$size" == "$SIZE_BYTES" && "$stored" == "$SIZE_BYTES" ]]; then
     add upload "$1" "$(awk -v s="$speed" 'BEGIN{printf "%.1f", s/1e6}')"
+    # The target's CPU seconds per GB uploaded (user + system of its process tree).
+    [[ -n "$cpu0" ]] && add upload_cpu "$1" "$(awk -v a="$(tree_cpu "$pid")" -v b="$cpu0" -v n="$SIZE_BYTES" \
+      'BEGIN{printf "%.2f", (a-b)*1e9/n}')"
   else err upload "$1" "http=$code sent=$size stored=$stored $(head -c 200 curl.err)"; fi
 }
 m_idle() {
@@ -415,6 +420,7 @@ ratio() { [[ -n "${1:-}" && -n "${2:-}" ]] && awk -v a="$1" -v b="$2" 'BEGIN{if(
   row keepalive_cpu "keep-alive CPU us/req" ""
   row download "download MB/s" "eg/ssl >= 1.3"
   row upload "upload MB/s (scanned)" "eg/ssl >= 1.0"
+  row upload_cpu "upload CPU s/GB" "eg/ssl <= 1.5"
   row lat_new_p50 "new-conn latency p50 ms" ""
   row lat_new_p99 "new-conn latency p99 ms" ""
   row lat_ka_p50 "keep-alive lat. p50 ms" ""

@@ -12,7 +12,7 @@ size_t Src::RunIndex(size_t abs_pos) const {
   return it == runs_.begin() ? 0 : static_cast<size_t>(it - runs_.begin()) - 1;
 }
 
-OrigSpan Src::SpanOf(size_t i, size_t j) const {
+OrigSpan Src::SpanOfRuns(size_t i, size_t j) const {
   const size_t a = begin_ + i, b = begin_ + j - 1;  // first and last byte, absolute
   const Run& first = runs_[RunIndex(a)];
   const Run& last = runs_[RunIndex(b)];

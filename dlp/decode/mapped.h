@@ -40,13 +40,23 @@ class Src {
   bool empty() const { return begin_ == end_; }
   Src Sub(size_t i, size_t j) const { return Src(buf_, begin_ + i, begin_ + j, runs_); }
   // Original span of view bytes [i, j), i < j.
-  OrigSpan SpanOf(size_t i, size_t j) const;
+  OrigSpan SpanOf(size_t i, size_t j) const {
+    // One run (a raw chunk, most decoder outputs): what SpanOfRuns gives for it, inline,
+    // since the base64 decoder asks this for every segment it cuts.
+    if (runs_.size() == 1) {
+      const Run& r = runs_[0];
+      if (!r.linear) return {r.ob, r.oe};
+      return {r.ob + (begin_ + i - r.pos), r.ob + (begin_ + j - 1 - r.pos) + 1};
+    }
+    return SpanOfRuns(i, j);
+  }
   // Calls f(string_view bytes, OrigSpan span, bool linear) for each run piece in order.
   template <typename F>
   void ForEachRun(F&& f) const;
 
  private:
   size_t RunIndex(size_t abs_pos) const;
+  OrigSpan SpanOfRuns(size_t i, size_t j) const;
 
   const char* buf_ = nullptr;
   size_t begin_ = 0, end_ = 0;

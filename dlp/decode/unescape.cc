@@ -226,6 +226,8 @@ class Unescaper final : public Decoder {
       const Esc e = ParseEscape(d + pos, n - pos, final);
       if (e.kind == EscKind::kNeedMore) {
         *incomplete = true;
+        FlushLiterals(s);
+        SettleTail(s);
         return pos;
       }
       if (e.kind == EscKind::kLiteral) {
@@ -233,10 +235,32 @@ class Unescaper final : public Decoder {
         pos += 1;
         continue;
       }
-      Escape(std::string_view(e.out, e.len), s.SpanOf(pos, pos + e.consumed));
+      Escape(s, std::string_view(e.out, e.len), s.SpanOf(pos, pos + e.consumed));
       pos += e.consumed;
     }
+    FlushLiterals(s);
+    SettleTail(s);
     return pos;
+  }
+
+  // Literals that go out inside a lazy window are contiguous bytes of `s` until an escape
+  // or the window's end (at most kContext of them): they leave as one linear piece
+  // [lit_a_, lit_b_), not one per trigger byte that was no escape, and so cost the layer
+  // below one Emit. (A non-lazy unescaper emits each piece as it comes: its pieces can be
+  // as long as the input, and the decoded-size limit drops the piece that crosses it.)
+  void AddLiterals(size_t a, size_t b) {
+    if (a == b) return;
+    if (!lit_) {
+      lit_ = true;
+      lit_a_ = a;
+    }
+    lit_b_ = b;
+  }
+
+  void FlushLiterals(const Src& s) {
+    if (!lit_) return;
+    lit_ = false;
+    coal_.AddLinear(s.Sub(lit_a_, lit_b_));
   }
 
   void Literal(const Src& s, size_t a, size_t b) {
@@ -246,25 +270,45 @@ class Unescaper final : public Decoder {
     }
     if (active_) {
       const size_t emit = std::min(b - a, kContext - quiet_);
-      coal_.AddLinear(s.Sub(a, a + emit));
+      AddLiterals(a, a + emit);
       quiet_ += emit;
       a += emit;
       if (a == b) return;
+      FlushLiterals(s);
       coal_.Flush();
       out_.EndDocument();
       active_ = false;
     }
-    if (b - a >= kContext) {
+    // Outside a window, literals only join the tail. They are contiguous bytes of `s`
+    // (an escape would have opened a window), so the tail's newest part is kept as the
+    // range [pend_a_, pend_b_) of `s` and copied into tail_ only when an escape needs it
+    // or `s` ends (SettleTail): on text or binary bytes without escapes this is O(1) per
+    // literal instead of a copy of every byte.
+    if (!pend_) {
+      pend_ = true;
+      pend_a_ = a;
+    }
+    pend_b_ = b;
+  }
+
+  // The pending literal range joins tail_: tail_ becomes the last kContext bytes of what
+  // it held and the range, exactly as appending the literals one by one made it.
+  void SettleTail(const Src& s) {
+    if (!pend_) return;
+    pend_ = false;
+    if (pend_b_ - pend_a_ >= kContext) {
       tail_.Clear();
-      tail_.Append(s.Sub(b - kContext, b));
+      tail_.Append(s.Sub(pend_b_ - kContext, pend_b_));
     } else {
-      tail_.Append(s.Sub(a, b));
+      tail_.Append(s.Sub(pend_a_, pend_b_));
       if (tail_.size() > kContext) tail_.DropFront(tail_.size() - kContext);
     }
   }
 
-  void Escape(std::string_view bytes, OrigSpan span) {
+  void Escape(const Src& s, std::string_view bytes, OrigSpan span) {
+    FlushLiterals(s);
     if (lazy_ && !active_) {
+      SettleTail(s);
       out_.BeginDocument(DocHint{});
       active_ = true;
       coal_.AddLinear(tail_.src());
@@ -283,6 +327,12 @@ class Unescaper final : public Decoder {
   MappedBuffer tail_;     // lazy: the last kContext literal bytes, not emitted yet
   bool active_ = false;   // lazy: inside an emitted window
   size_t quiet_ = 0;      // lazy: literal bytes emitted since the last escape
+  // lazy, outside a window: literals of the Src being processed not yet in tail_
+  bool pend_ = false;
+  size_t pend_a_ = 0, pend_b_ = 0;
+  // lazy, inside a window: literals of the Src being processed not yet handed to coal_
+  bool lit_ = false;
+  size_t lit_a_ = 0, lit_b_ = 0;
 };
 
 }  // namespace
