@@ -31,6 +31,7 @@ constexpr uint64_t kPendingSlack = 512;
 constexpr size_t kMaxDistinct = 1 << 16;
 // How far back a PII value's record start is looked for (LayerScan::RecordStart).
 constexpr uint64_t kRecordLookback = 2048;
+constexpr uint64_t kRecordShortLookback = 256;
 // Accepted matches kept per layer before they are counted, for overlap resolution
 // (MessageScanImpl::Accepted): each layer evaluates its matches in offset order per
 // Drain, and a match is reported at most a digit run (DigitGate's max_run, 4 KiB) plus
@@ -771,49 +772,76 @@ class LayerScan {
   // kRecordLookback bytes: the look-back's start, rounded so neighbours share it.
   // `chunk`: the bytes fed after the history, as in Evaluate.
   uint64_t RecordStart(uint64_t at, std::string_view chunk) const {
-    const uint64_t from = at - std::min<uint64_t>(at, kRecordLookback);
+    // Most records are short lines: 256 bytes back decide; all of kRecordLookback only
+    // when they do not (a cost paid per accepted PII value).
+    uint64_t found = UINT64_MAX;
+    if (at > kRecordShortLookback && RecordStartIn(at, kRecordShortLookback, chunk, /*last=*/false, &found)) return found;
+    RecordStartIn(at, kRecordLookback, chunk, /*last=*/true, &found);
+    return found;
+  }
+
+ private:
+  // RecordStart over `lookback` bytes before `at`: false when they do not decide (not
+  // `last`, and the answer may lie further back).
+  bool RecordStartIn(uint64_t at, uint64_t lookback, std::string_view chunk, bool last, uint64_t* out) const {
+    const uint64_t from = at - std::min<uint64_t>(at, lookback);
     history_.Copy(from, at, chunk, &record_buf_);
     const std::string& b = record_buf_;
     const uint64_t base = at - b.size();  // the history may hold fewer bytes
+    bool undecided = false;  // a look back reached the buffer's start
     auto prev_non_blank = [&](size_t i) -> int {  // index of the last non-blank byte before i, or -1
       while (i > 0) {
         const char c = b[i - 1];
         if (c != ' ' && c != '\t' && c != '\r' && c != '\n') return static_cast<int>(i - 1);
         --i;
       }
+      if (base != 0) undecided = true;
       return -1;
+    };
+    auto done = [&](uint64_t v) {
+      if (undecided && !last) return false;
+      *out = v;
+      return true;
     };
     uint64_t newline = UINT64_MAX;
     for (size_t i = b.size(); i > 0; --i) {
       const char c = b[i - 1];
       if (c == '\n') {
-        if (newline == UINT64_MAX) newline = base + i;
+        if (newline != UINT64_MAX) continue;
+        newline = base + i;
+        // When the line before the value's line does not end inside a structure (',',
+        // '{', '[', '(' before the newline, as pretty-printed JSON and multi-line
+        // statements do), the value's line is the record (a CSV row, a log line): no
+        // need to read further back.
+        const int p = prev_non_blank(i - 1);
+        if (p < 0 || (b[p] != ',' && b[p] != '{' && b[p] != '[' && b[p] != '(')) return done(newline);
         continue;
       }
       if (c != '{' && c != '(') continue;
       const int p = prev_non_blank(i - 1);
       if (p < 0) {
-        if (base == 0) return base + i - 1;  // the layer's first object or tuple
+        if (base == 0) return done(base + i - 1);  // the layer's first object or tuple
         continue;
       }
       if (c == '{') {
-        if (b[p] == '[' || b[p] == '}') return base + i - 1;
+        if (b[p] == '[' || b[p] == '}') return done(base + i - 1);
         if (b[p] == ',') {
           const int q = prev_non_blank(static_cast<size_t>(p));
-          if (q >= 0 && b[q] == '}') return base + i - 1;
+          if (q >= 0 && b[q] == '}') return done(base + i - 1);
         }
       } else {
         if (b[p] == ',') {
           const int q = prev_non_blank(static_cast<size_t>(p));
-          if (q >= 0 && b[q] == ')') return base + i - 1;
+          if (q >= 0 && b[q] == ')') return done(base + i - 1);
         } else if (p >= 5 && (b[p] == 's' || b[p] == 'S')) {
           std::string_view w(b.data() + p - 5, 6);
-          if (w == "VALUES" || w == "values") return base + i - 1;
+          if (w == "VALUES" || w == "values") return done(base + i - 1);
         }
       }
     }
-    if (newline != UINT64_MAX) return newline;
-    return base == 0 ? 0 : at - at % kRecordLookback;
+    if (!last && base != 0) return false;
+    *out = newline != UINT64_MAX ? newline : base == 0 ? 0 : at - at % kRecordLookback;
+    return true;
   }
 
  private:
@@ -1175,7 +1203,7 @@ void MessageScanImpl::OnCandidate(uint32_t layer, uint32_t rule_index, std::stri
   a.orig_start = orig_start;
   a.orig_end = orig_end;
   a.normalized = std::move(normalized);
-  a.evidence = Redact(rule.category, value);
+  a.value.assign(value);  // redacted at Commit, where it is needed (most values are not)
   if (layer < layer_member_.size()) a.member = layer_member_[layer];
   if (rule.count_matches) {  // a dump is the whole message: every match counts, none overlaps
     Commit(layer, std::move(a));
@@ -1225,7 +1253,9 @@ void MessageScanImpl::CommitRecent(uint32_t layer, size_t keep) {
 
 void MessageScanImpl::Commit(uint32_t layer, Accepted&& a) {
   const CompiledRule& rule = engine_->rules()[a.rule];
-  if (spans_.size() < MessageResult::kMaxMatchedSpans) spans_.push_back({a.orig_start, a.orig_end, a.evidence});
+  if (spans_.size() < MessageResult::kMaxMatchedSpans) {
+    spans_.push_back({a.orig_start, a.orig_end, Redact(rule.category, a.value)});
+  }
   RuleState& st = states_[a.rule];
   const Digest digest = HmacSha256(engine_->dedup_key(), a.normalized);
   const std::string key(reinterpret_cast<const char*>(digest.data()), 16);
@@ -1247,7 +1277,7 @@ void MessageScanImpl::Commit(uint32_t layer, Accepted&& a) {
     st.first_start = a.orig_start;
     st.first_end = a.orig_end;
     st.member = std::move(a.member);
-    st.evidence = std::move(a.evidence);
+    st.evidence = Redact(rule.category, a.value);
     st.fingerprint = engine_->options().fingerprint_key.empty()
                          ? std::string()
                          : HexDigest(HmacSha256(engine_->options().fingerprint_key, a.normalized));

@@ -109,7 +109,9 @@ class MessageScanImpl final : public MessageScan, public DecodedSink {
     uint64_t layer_start = 0, layer_end = 0;
     uint64_t orig_start = 0, orig_end = 0;
     uint64_t record = 0;  // layer offset of the record holding it (pii rules)
-    std::string normalized, evidence, member;
+    // The matched bytes stay in memory (as in the History ring) only until Commit,
+    // which redacts them for the spans and the first evidence; never logged or stored.
+    std::string value, normalized, member;
   };
   // Whether `a` keeps a span it shares with `b`: the more specific rule (checksums over
   // shapes), then the longer match (a number over its tail), then the earlier one.
