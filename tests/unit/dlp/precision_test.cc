@@ -260,6 +260,13 @@ TEST_F(PrecisionTest, PercentEncodedAddressesCountOnce) {
   EXPECT_EQ(CountOf(ScanWhole(engine(), "jane+news@acme-corp.ch jane@acme-corp.ch"), "email"), 2u);
 }
 
+TEST(Email, AUuidBeforeTheAtIsAMessageIdNoMailbox) {
+  EXPECT_FALSE(EmailValid("b45b1ff6-f7af-4790-8635-cada4d872db5@mail.hospital-zh.ch"));
+  EXPECT_FALSE(EmailValid("B45B1FF6-F7AF-4790-8635-CADA4D872DB5@mail.example-bank.ch"));
+  EXPECT_TRUE(EmailValid("b45b1ff6-f7af-4790@mail.hospital-zh.ch"));  // not a UUID
+  EXPECT_TRUE(EmailValid("anna.meier@hospital-zh.ch"));
+}
+
 // ---------------------------------------------------------------- 3: Maestro
 
 TEST(Maestro, TwelveToNineteenDigitsInMaestroRangesOnly) {
