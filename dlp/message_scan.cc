@@ -946,9 +946,10 @@ bool MessageScanImpl::Recycle() {
   ClearDistinct(&bulk_seen_);
   bulk_overflow_ = 0;
   for (auto& r : recent_) r.clear();
+  // As ClearDistinct: clear() wipes the bucket array even when empty (most messages).
   if (counted_records_.bucket_count() > 1024) {
     std::unordered_set<uint64_t>().swap(counted_records_);
-  } else {
+  } else if (!counted_records_.empty()) {
     counted_records_.clear();
   }
   records_ = 0;
