@@ -639,26 +639,49 @@ def sqlite_dump():
 add("dumps/sqlite_patients.sql", sqlite_dump(), "db_dump", "email", "ahv")
 
 # ---------------------------------------------------------------- issue 21: precision cases
-# Appended last so every sample above keeps its bytes (one random stream).
+# Appended last so every sample above keeps its bytes (one random stream). Sidecars of
+# these give counts ("email 3"): distinct values, records for bulk_pii.
+
+def norm_phone(p):
+    return "+" + "".join(c for c in p if c.isdigit())
+
+
+def n(cat, values):
+    return f"{cat} {len(set(values))}"
+
+
+def records(rows):
+    """Records that bring a value no earlier record held (the engine's bulk_pii count)."""
+    seen, count = set(), 0
+    for values in rows:
+        fresh = [v for v in values if v not in seen]
+        seen.update(values)
+        count += 1 if fresh else 0
+    return count
+
 
 # Bulk is about people: 300 and 120 people are bulk; 20 customers with 4 values each, a
 # cron log repeating one address, an ORM log about 3 people are not.
-add("csv/customers_300.csv", csv_people(300, ["id", "first_name", "last_name", "email", "iban"]), "email", "iban",
-    "bulk_pii")
+text = csv_people(300, ["id", "first_name", "last_name", "email", "iban"])
+rows = [line.split(",") for line in text.splitlines()[1:]]
+add("csv/customers_300.csv", text, n("email", [r[3] for r in rows]), n("iban", [r[4] for r in rows]),
+    f"bulk_pii {len(rows)}")
 people = [person() for _ in range(120)]
+custs = [{"id": k + 1, "name": f"{f} {l}", "email": email(f, l), "phone": any_phone()} for k, (f, l) in enumerate(people)]
 add("json/customers_export_120_pretty.json",
-    json.dumps({"customers": [{"id": k + 1, "name": f"{f} {l}", "email": email(f, l), "phone": any_phone()}
-                              for k, (f, l) in enumerate(people)]}, indent=2, ensure_ascii=False) + "\n",
-    "email", "phone", "bulk_pii")
+    json.dumps({"customers": custs}, indent=2, ensure_ascii=False) + "\n",
+    n("email", [c["email"] for c in custs]), n("phone", [norm_phone(c["phone"]) for c in custs]),
+    f"bulk_pii {records([('e' + c['email'], 'p' + norm_phone(c['phone'])) for c in custs])}")
 people = [person() for _ in range(20)]
-add("json/api_customers_page_20.json",
-    js({"page": 3, "per_page": 20, "customers": [
-        {"id": 400 + k, "name": f"{f} {l}", "email": email(f, l), "phone": any_phone(), "iban": any_iban(),
-         "card": any_card()} for k, (f, l) in enumerate(people)]}), "email", "phone", "iban", "credit_card")
+custs = [{"id": 400 + k, "name": f"{f} {l}", "email": email(f, l), "phone": any_phone(), "iban": any_iban(),
+          "card": any_card()} for k, (f, l) in enumerate(people)]
+add("json/api_customers_page_20.json", js({"page": 3, "per_page": 20, "customers": custs}),
+    n("email", [c["email"] for c in custs]), n("phone", [norm_phone(c["phone"]) for c in custs]),
+    n("iban", [c["iban"] for c in custs]), n("credit_card", [c["card"] for c in custs]))
 oncall = email()
 add("logs/cron_mail_240.log", "".join(
     f"Nov 26 {k // 60:02d}:{k % 60:02d}:01 backup CRON[{4000 + k}]: (root) MAIL (mailed {rng.randint(200, 4000)} bytes "
-    f"of output but got status 0x004b from MTA to {oncall})\n" for k in range(240)), "email")
+    f"of output but got status 0x004b from MTA to {oncall})\n" for k in range(240)), "email 1")
 trio = [(email(), any_phone(), any_iban()) for _ in range(3)]
 orm = ("2026-11-26 10:00:00,001 INFO [sqlalchemy.engine.Engine] SELECT users.id, users.email, users.phone, "
        "users.iban FROM users WHERE users.id = ?\n")
@@ -666,7 +689,8 @@ for k in range(68):
     e, ph, ib = trio[k % 3]
     orm += (f"2026-11-26 10:00:{k % 60:02d},{rng.randint(100, 999)} INFO [sqlalchemy.engine.Engine] [cached since "
             f"{rng.random():.3f}s ago] ({k % 3 + 1},) row=({k % 3 + 1}, '{e}', '{ph}', '{ib}')\n")
-add("logs/orm_3_people.log", orm, "email", "phone", "iban")
+add("logs/orm_3_people.log", orm, n("email", [t[0] for t in trio]), n("phone", [norm_phone(t[1]) for t in trio]),
+    n("iban", [t[2] for t in trio]))
 
 # A card read out of a longer identifier: IBANs of every SEPA country whose groups hold
 # Luhn-valid card windows, grouped and compact; '+' phone numbers of every country the
@@ -679,39 +703,44 @@ SEPA = {"AD": 24, "AT": 20, "BE": 16, "BG": 22, "CH": 21, "CY": 28, "CZ": 24, "D
 
 
 def sepa_iban_with_card_window(cc):
-    n = SEPA[cc] - 4
-    bban = card(rng.choice(["4", "51", "3000", "6011", "3530"]), 16) if n >= 16 else ""
-    return iban(cc, bban + digits(n - len(bban)))
+    n_ = SEPA[cc] - 4
+    bban = card(rng.choice(["4", "51", "3000", "6011", "3530"]), 16) if n_ >= 16 else ""
+    return iban(cc, bban + digits(n_ - len(bban)))
 
 
 codes = sorted(SEPA)
 for part in range(4):
-    lines = []
+    lines, ibans = [], []
     for cc in codes[part::4]:
         i = sepa_iban_with_card_window(cc)
+        ibans.append(i)
         lines.append(f"{cc};{iban_grouped(i)}")
         lines.append(f"{cc};{i}")
-    add(f"csv/sepa_ibans_{part + 1}.txt", "country;iban\n" + "\n".join(lines) + "\n", "iban")
+    add(f"csv/sepa_ibans_{part + 1}.txt", "country;iban\n" + "\n".join(lines) + "\n", n("iban", ibans))
 i1, i2 = sepa_iban_with_card_window("SE"), sepa_iban_with_card_window("FR")
-add("email/iban_and_card.eml", mail(email(), email(), "Zahlungsangaben",
+frm, to = email(), email()
+add("email/iban_and_card.eml", mail(frm, to, "Zahlungsangaben",
                                      f"IBAN {iban_grouped(i1)}\r\nIBAN {iban_grouped(i2)}\r\n"
-                                     f"Kreditkarte {grouped(card('4', 16))}\r\n"), "email", "iban", "credit_card")
+                                     f"Kreditkarte {grouped(card('4', 16))}\r\n"),
+    n("email", [frm, to]), "iban 2", "credit_card 1")
 PHONES = ["+41 44 668 18 00", "+41 79 412 34 56", "+423 660 234 567", "+423 234 56 78", "+49 160 26889900",
           "+49 1512 3456789", "+49 30 12345678", "+43 664 123456", "+43 1 234567890", "+33 6 12 34 56 78",
           "+33 1 23 45 67 89", "+39 312 345 6789", "+39 02 1234 5678", "+44 7400 123456", "+44 20 7946 0958",
           "+1 650 253 0000", "+1 201 555 0123"]
 add("json/phone_book.json", js({"contacts": [{"name": " ".join(person()), "tel": p, "mobile": p.replace(" ", "")}
-                                             for p in PHONES]}), "phone")
+                                             for p in PHONES]}), n("phone", [norm_phone(p) for p in PHONES]))
 add("logs/us_contacts.log", "".join(log_line("INFO", f"callback requested phone {p}")
-                                     for p in ["+1 650-253-0000", "+1 212.555.0142", "+1 415-555-0199"]), "phone")
+                                     for p in ["+1 650-253-0000", "+1 212.555.0142", "+1 415-555-0199"]), "phone 3")
 
 # One value, one category: SSNs in phone-shaped contexts.
-add("email/ssn_contact.eml", mail(email(), email(), "new hire", "".join(
-    f"contact phone / SSN: {s}\r\n" for s in ["012-34-5678", "041-23-4567", "536-90-4399"])), "email", "us_ssn")
+frm, to = email(), email()
+add("email/ssn_contact.eml", mail(frm, to, "new hire", "".join(
+    f"contact phone / SSN: {s}\r\n" for s in ["012-34-5678", "041-23-4567", "536-90-4399"])),
+    n("email", [frm, to]), "us_ssn 3")
 
 # Maestro: 12 digits in Maestro ranges are cards; other 12-digit numbers are not.
 add("json/maestro_12.json", js({"payment": {"method": "maestro", "pan": card("6759", 12), "amount": 19.9}}),
-    "credit_card")
+    "credit_card 1")
 add("negatives/twelve_digit_ids_negative.txt", "".join(
     f"ref {card(p, 12)} qty {rng.randint(1, 9)}\n" for p in ["4111", "5105", "3782", "6011", "3530", "6212", "4006",
                                                               "5019", "6760", "9780"]))
@@ -729,7 +758,7 @@ def main():
             fh.write(content)
         with open(full + ".expect", "w") as fh:
             fh.write("\n".join(sorted(set(cats))) + "\n")
-    counts = Counter(c for _, _, cats in SAMPLES for c in cats)
+    counts = Counter(c.split()[0] for _, _, cats in SAMPLES for c in cats)
     print(f"{len(SAMPLES)} samples:", dict(sorted(counts.items())))
 
 
