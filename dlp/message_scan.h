@@ -6,8 +6,10 @@
 //
 // Memory per open message and layer: Hyperscan stream state (Engine::stream_state_bytes),
 // a 16 KiB history ring (allocated on first use), the open digit run (<= 4 KiB) and the
-// matches waiting for their after-context; per message: distinct-value digests (16 bytes
-// each, at most 65536 per rule and for bulk_pii). A finished scan keeps its layers'
+// matches waiting for their after-context, and up to 256 accepted matches (value,
+// normalized value, member) waiting in the window of recent spans; per message:
+// distinct-value digests (16 bytes each, at most 65536 per rule and for bulk_pii) and
+// the counted records (8 bytes each, at most 65536). A finished scan keeps its layers'
 // buffers and streams for reuse by its Scanner (Recycle / Reopen); sets that grew past
 // 1024 buckets are freed rather than kept.
 
