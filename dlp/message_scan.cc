@@ -953,6 +953,8 @@ bool MessageScanImpl::Recycle() {
     counted_records_.clear();
   }
   records_ = 0;
+  layer_records_.clear();
+  ClearDistinct(&record_values_);
   record_categories_.clear();
   bulk_first_ = UINT64_MAX;
   decode_stopped_ = false;
@@ -1285,13 +1287,18 @@ void MessageScanImpl::Commit(uint32_t layer, Accepted&& a) {
   }
   if (rule.pii) {
     bulk_first_ = std::min(bulk_first_, a.orig_start);
+    // Fresh per layer: each layer shows its own records (a spreadsheet's XML is one long
+    // line, its text layer one row per line), and the one with the most decides.
     bool fresh = true;
+    const Digest bd = HmacSha256(engine_->dedup_key(), rule.category + '\0' + a.normalized);
+    std::string key(reinterpret_cast<const char*>(bd.data()), 16);
     if (bulk_seen_.size() >= kMaxDistinct) {
       ++bulk_overflow_;
     } else {
-      const Digest bd = HmacSha256(engine_->dedup_key(), rule.category + '\0' + a.normalized);
-      fresh = bulk_seen_.insert(std::string(reinterpret_cast<const char*>(bd.data()), 16)).second;
+      bulk_seen_.insert(key);
     }
+    key[0] = static_cast<char>(key[0] ^ static_cast<char>(layer));
+    if (record_values_.size() < kMaxDistinct) fresh = record_values_.insert(std::move(key)).second;
     NoteRecord(layer, a.record, rule.category, fresh);
   }
   if (st.count >= rule.min_count) so_far_ = Stronger(so_far_, rule.action);
@@ -1308,7 +1315,8 @@ void MessageScanImpl::NoteRecord(uint32_t layer, uint64_t record, const std::str
   // Record starts are layer offsets; kMaxLayers (16) fits in the low bits.
   const uint64_t id = record * kMaxLayers + layer;
   if (counted_records_.size() < kMaxDistinct && !counted_records_.insert(id).second) return;
-  ++records_;
+  if (layer_records_.size() <= layer) layer_records_.resize(layer + 1);
+  records_ = std::max(records_, ++layer_records_[layer]);
 }
 
 void MessageScanImpl::UpdateSoFar() {

@@ -141,6 +141,11 @@ class MessageScanImpl final : public MessageScan, public DecodedSink {
   // Records counted (start * kMaxLayers + layer): values of one record may commit far
   // apart (one rule's values of a whole chunk before another's).
   std::unordered_set<uint64_t> counted_records_;
+  // Values that made a record fresh, per layer (the bulk digest with the layer mixed in):
+  // a value seen raw and decoded makes a record in each layer, and records_ is the most
+  // of one layer (layer_records_), so the same people are not counted twice.
+  std::unordered_set<std::string> record_values_;
+  std::vector<uint64_t> layer_records_;
   uint64_t records_ = 0;
   std::vector<std::string> record_categories_;  // of the counted records' new values
   uint64_t bulk_overflow_ = 0;
