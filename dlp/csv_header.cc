@@ -73,6 +73,25 @@ std::string PiiColumnsOfHeaderTokens(std::string_view line, const std::vector<st
     }
   }
   if (delim == 0) return "";
+  // Every field of a header is a column name: a few words at most, none of a log's or a
+  // statement's punctuation. A log line that lists columns ("... [sqlalchemy.engine]
+  // SELECT users.id, users.email, users.phone FROM users") is no header, and its lines no
+  // rows of people.
+  {
+    size_t words = 0;
+    bool in_word = false;
+    for (char c : line) {
+      if (c == delim) {
+        words = 0;
+        in_word = false;
+        continue;
+      }
+      if (c == '=' || c == '[' || c == ']' || c == '{' || c == '}' || c == '<' || c == '>') return "";
+      const bool space = c == ' ' || c == '\t';
+      if (!space && !in_word && ++words > 4) return "";
+      in_word = !space;
+    }
+  }
   std::string found;
   std::string tokens;
   size_t start = 0;

@@ -29,8 +29,13 @@ struct EngineOptions {
   // Key for the HMAC-SHA256 fingerprints of matched values (per deployment secret).
   std::string fingerprint_key;
   // Distinct validated PII values in one message that make a bulk_pii finding;
-  // 0 takes the pack's bulk_pii_threshold, or 25 when the pack has none.
+  // 0 takes the pack's bulk_pii_threshold; when neither sets one, values alone never
+  // make bulk_pii (records do, below).
   uint32_t bulk_pii_threshold = 0;
+  // Records of people holding a new PII value (CSV/spreadsheet rows, JSON objects of an
+  // array, SQL rows, log lines) that make a bulk_pii finding; 0 takes the pack's
+  // min_records, or 50 when the pack has none.
+  uint32_t bulk_min_records = 0;
   // Decoders (percent, JSON escapes, base64, multipart, gzip/deflate/br/zstd).
   bool decode = true;  // false: scan the raw bytes only (benchmarks, raw-stream callers)
   uint32_t max_decode_depth = 3;

@@ -25,13 +25,13 @@ using rules::v1::Rule;
 
 constexpr uint32_t kMaxContextWindow = 2048;  // bytes either side; the history holds them
 constexpr uint32_t kMaxGatedWidth = 256;      // longer digit patterns stay in the stream db
-constexpr uint32_t kDefaultBulkThreshold = 25;
+constexpr uint32_t kDefaultMinRecords = 50;  // bulk_pii: records of people
 
 // Categories that are secrets or structure rather than personal data: they do not
 // count toward bulk_pii.
 bool IsPiiCategory(std::string_view category) {
   static constexpr std::string_view kNotPii[] = {"aws_access_key", "private_key", "jwt",       "github_token",
-                                                 "db_dump",        "bulk_pii",    "undecodable", "api_key",
+                                                 "db_dump",        "db_schema",   "bulk_pii",    "undecodable", "api_key",
                                                  "secret",         "password",    "token"};
   return std::find(std::begin(kNotPii), std::end(kNotPii), category) == std::end(kNotPii);
 }
@@ -268,7 +268,11 @@ absl::Status HyperscanEngine::CompileRules(const EngineOptions& options, DbCache
       cr.effect = rules::v1::Context::BOOST;
     }
     max_window_ = std::max({max_window_, cr.window_before, cr.window_after});
-    cr.count_matches = rule.category() == "db_dump";
+    cr.count_matches = rule.category() == "db_dump" || rule.category() == "db_schema";
+    if (rule.validator() == "credit_card") cr.neighbor_bytes = kCardNeighborBytes;
+    // Checksums and structure (Luhn, mod-97, EAN-13, MOD 11,10, CRC32, NINO letters)
+    // make a match far more specific than a number plan or an address shape.
+    cr.specificity = rule.validator().empty() || rule.validator() == "phone" || rule.validator() == "email" ? 1 : 2;
     cr.pii = IsPiiCategory(rule.category());
     cr.min_count = std::max<uint32_t>(1, rule.min_count());
     cr.action = action;
@@ -399,9 +403,12 @@ absl::Status HyperscanEngine::CompileRules(const EngineOptions& options, DbCache
   }
   csv_keywords_ = ColumnKeywordTokens(csv_keywords_);  // the form CsvHeaderDetector compares in
   if (options.filter_binary && text_runs_ok) options_.text_runs = decode::BuildTextRunConfig(run_patterns);
-  bulk_threshold_ = options.bulk_pii_threshold != 0 ? options.bulk_pii_threshold
-                    : pack_.bulk_pii_threshold() != 0 ? pack_.bulk_pii_threshold()
-                                                      : kDefaultBulkThreshold;
+  // bulk_pii counts people (records); a distinct-value count decides too only where the
+  // options or the pack ask for one.
+  bulk_threshold_ = options.bulk_pii_threshold != 0 ? options.bulk_pii_threshold : pack_.bulk_pii_threshold();
+  bulk_min_records_ = options.bulk_min_records != 0 ? options.bulk_min_records
+                      : pack_.min_records() != 0    ? pack_.min_records()
+                                                    : kDefaultMinRecords;
 
   // Keywords of keyed rules, as caseless literals in the stream database: their hits
   // tell the layer where keyed gated patterns are worth scanning.

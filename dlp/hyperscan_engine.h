@@ -52,6 +52,13 @@ struct CompiledRule {
   HsDatabasePtr exclusion_db;                          // block mode, anchored regexes
   bool count_matches = false;  // db_dump: min_count counts matches, not distinct values
   bool pii = false;            // counts toward bulk_pii
+  // The credit_card validator's context check (CardWindowInLongerId) reads this many
+  // bytes on each side of the match; 0: none.
+  uint32_t neighbor_bytes = 0;
+  // Which rule keeps a span two rules' matches share (MessageScanImpl's overlap
+  // resolution): a checksum- or structure-validated identifier (2) over a shape that
+  // only a plausibility check backs (phone numbers, e-mail addresses, no validator: 1).
+  uint8_t specificity = 1;
   uint32_t min_count = 1;
   rules::v1::Action action = rules::v1::ALERT;
   rules::v1::Severity severity = rules::v1::MEDIUM;
@@ -132,7 +139,8 @@ class HyperscanEngine final : public Engine {
   uint32_t stream_max_width() const { return stream_max_width_; }
   // Stream-db match ids at or above this are keyword hits of keyed rules, not patterns.
   unsigned keyword_id_base() const { return static_cast<unsigned>(patterns_.size()); }
-  uint32_t bulk_threshold() const { return bulk_threshold_; }
+  uint32_t bulk_threshold() const { return bulk_threshold_; }  // 0: off
+  uint32_t bulk_min_records() const { return bulk_min_records_; }
   const MessageRule& bulk_rule() const { return bulk_rule_; }
   const MessageRule& undecodable_rule() const { return undecodable_rule_; }
   const MessageRule& encrypted_rule() const { return encrypted_rule_; }
@@ -161,7 +169,8 @@ class HyperscanEngine final : public Engine {
   size_t stream_state_bytes_ = 0;
   uint32_t max_window_ = 0;
   uint32_t stream_max_width_ = 0;
-  uint32_t bulk_threshold_ = 25;
+  uint32_t bulk_threshold_ = 0;
+  uint32_t bulk_min_records_ = 50;
   MessageRule bulk_rule_;
   MessageRule undecodable_rule_;
   MessageRule encrypted_rule_;

@@ -14,6 +14,7 @@
 
 #include "dlp/fingerprint.h"
 #include "dlp/redact.h"
+#include "dlp/validators.h"
 
 namespace egressguard::dlp {
 
@@ -28,6 +29,16 @@ constexpr uint64_t kMaxValueBytes = 8 << 10;
 // across it; none of the shipped patterns has such gaps.
 constexpr uint64_t kPendingSlack = 512;
 constexpr size_t kMaxDistinct = 1 << 16;
+// How far back a PII value's record start is looked for (LayerScan::RecordStart).
+constexpr uint64_t kRecordLookback = 2048;
+constexpr uint64_t kRecordShortLookback = 256;
+// Accepted matches kept per layer before they are counted, for overlap resolution
+// (MessageScanImpl::Accepted): each layer evaluates its matches in offset order per
+// Drain, and a match is reported at most a digit run (DigitGate's max_run, 4 KiB) plus
+// kPendingSlack after the matches of other rules over the same bytes, so a window
+// reaching kRecentBytes back from the newest start (at most kRecentSpans) sees every pair.
+constexpr size_t kRecentSpans = 256;
+constexpr uint64_t kRecentBytes = 8 << 10;
 constexpr size_t kMaxSegments = 4096;
 constexpr uint32_t kMaxLayers = 16;
 static_assert(kMaxLayers <= 32, "MessageScanImpl::active_layers_ is a 32-bit mask");
@@ -688,7 +699,8 @@ class LayerScan {
   }
 
   uint32_t WindowAfter(uint32_t pattern) const {
-    return engine_.rules()[engine_.patterns()[pattern].rule].window_after;
+    const CompiledRule& r = engine_.rules()[engine_.patterns()[pattern].rule];
+    return std::max(r.window_after, r.neighbor_bytes);
   }
 
   void Drain(std::string_view chunk, bool final) {
@@ -710,21 +722,37 @@ class LayerScan {
       }
     }
     size_t keep = 0;
+    ready_.clear();
     for (size_t i = 0; i < completed_.size(); ++i) {
       const RawMatch m = completed_[i];
       if (final || m.end + WindowAfter(m.pattern) <= avail) {
-        Evaluate(m, chunk);
+        ready_.push_back(m);
       } else {
         completed_[keep++] = m;
       }
     }
     completed_.resize(keep);
+    // In the order they lie in: the stream database, the prefix test and the digit gate
+    // each report a whole chunk's matches in turn, and the owner's overlap resolution and
+    // record counting look at a window of recent spans.
+    if (ready_.size() > 1) {
+      std::sort(ready_.begin(), ready_.end(),
+                [](const RawMatch& a, const RawMatch& b) { return a.start != b.start ? a.start < b.start : a.end < b.end; });
+    }
+    for (const RawMatch& m : ready_) Evaluate(m, chunk);
   }
 
   void Evaluate(const RawMatch& m, std::string_view chunk) {
     const uint32_t rule_index = engine_.patterns()[m.pattern].rule;
     const CompiledRule& rule = engine_.rules()[rule_index];
     history_.Copy(m.start, std::min(m.end, m.start + kMaxValueBytes), chunk, &value_);
+    if (rule.neighbor_bytes > 0) {
+      // A card window read out of a longer identifier (an IBAN, a '+' phone number, a
+      // longer group sequence) is no card, whatever its Luhn says.
+      history_.Copy(m.start - std::min<uint64_t>(m.start, rule.neighbor_bytes), m.start, chunk, &before_);
+      history_.Copy(m.end, m.end + rule.neighbor_bytes, chunk, &after_);
+      if (CardWindowInLongerId(before_, value_, after_)) return;
+    }
     before_.clear();
     after_.clear();
     if (!rule.keywords.empty()) {
@@ -732,8 +760,91 @@ class LayerScan {
       history_.Copy(m.end, m.end + rule.window_after, chunk, &after_);
     }
     auto [orig_start, orig_end] = ToOriginal(m.start, m.end);
-    owner_->OnCandidate(layer_, rule_index, value_, before_, after_, orig_start, orig_end);
+    owner_->OnCandidate(layer_, rule_index, value_, before_, after_, orig_start, orig_end,
+                        CandidatePlace{m.start, m.end, this, chunk});
   }
+
+ public:
+  // The layer offset where the record holding the byte at `at` starts: the element of a
+  // JSON array (after "[", "},", "}" + blank), the tuple of an SQL row (after "VALUES" or
+  // "),"), else the line. A pretty-printed object spans lines, so an array element found
+  // within the look-back wins over a nearer newline. Without either within
+  // kRecordLookback bytes: the look-back's start, rounded so neighbours share it.
+  // `chunk`: the bytes fed after the history, as in Evaluate.
+  uint64_t RecordStart(uint64_t at, std::string_view chunk) const {
+    // Most records are short lines: 256 bytes back decide; all of kRecordLookback only
+    // when they do not (a cost paid per accepted PII value).
+    uint64_t found = UINT64_MAX;
+    if (at > kRecordShortLookback && RecordStartIn(at, kRecordShortLookback, chunk, /*last=*/false, &found)) return found;
+    RecordStartIn(at, kRecordLookback, chunk, /*last=*/true, &found);
+    return found;
+  }
+
+ private:
+  // RecordStart over `lookback` bytes before `at`: false when they do not decide (not
+  // `last`, and the answer may lie further back).
+  bool RecordStartIn(uint64_t at, uint64_t lookback, std::string_view chunk, bool last, uint64_t* out) const {
+    const uint64_t from = at - std::min<uint64_t>(at, lookback);
+    history_.Copy(from, at, chunk, &record_buf_);
+    const std::string& b = record_buf_;
+    const uint64_t base = at - b.size();  // the history may hold fewer bytes
+    bool undecided = false;  // a look back reached the buffer's start
+    auto prev_non_blank = [&](size_t i) -> int {  // index of the last non-blank byte before i, or -1
+      while (i > 0) {
+        const char c = b[i - 1];
+        if (c != ' ' && c != '\t' && c != '\r' && c != '\n') return static_cast<int>(i - 1);
+        --i;
+      }
+      if (base != 0) undecided = true;
+      return -1;
+    };
+    auto done = [&](uint64_t v) {
+      if (undecided && !last) return false;
+      *out = v;
+      return true;
+    };
+    uint64_t newline = UINT64_MAX;
+    for (size_t i = b.size(); i > 0; --i) {
+      const char c = b[i - 1];
+      if (c == '\n') {
+        if (newline != UINT64_MAX) continue;
+        newline = base + i;
+        // When the line before the value's line does not end inside a structure (',',
+        // '{', '[', '(' before the newline, as pretty-printed JSON and multi-line
+        // statements do), the value's line is the record (a CSV row, a log line): no
+        // need to read further back.
+        const int p = prev_non_blank(i - 1);
+        if (p < 0 || (b[p] != ',' && b[p] != '{' && b[p] != '[' && b[p] != '(')) return done(newline);
+        continue;
+      }
+      if (c != '{' && c != '(') continue;
+      const int p = prev_non_blank(i - 1);
+      if (p < 0) {
+        if (base == 0) return done(base + i - 1);  // the layer's first object or tuple
+        continue;
+      }
+      if (c == '{') {
+        if (b[p] == '[' || b[p] == '}') return done(base + i - 1);
+        if (b[p] == ',') {
+          const int q = prev_non_blank(static_cast<size_t>(p));
+          if (q >= 0 && b[q] == '}') return done(base + i - 1);
+        }
+      } else {
+        if (b[p] == ',') {
+          const int q = prev_non_blank(static_cast<size_t>(p));
+          if (q >= 0 && b[q] == ')') return done(base + i - 1);
+        } else if (p >= 5 && (b[p] == 's' || b[p] == 'S')) {
+          std::string_view w(b.data() + p - 5, 6);
+          if (w == "VALUES" || w == "values") return done(base + i - 1);
+        }
+      }
+    }
+    if (!last && base != 0) return false;
+    *out = newline != UINT64_MAX ? newline : base == 0 ? 0 : at - at % kRecordLookback;
+    return true;
+  }
+
+ private:
 
   std::pair<uint64_t, uint64_t> ToOriginal(uint64_t start, uint64_t end) const {
     if (layer_ == 0 || segments_.empty()) return {start, end};
@@ -790,13 +901,19 @@ class LayerScan {
   size_t live_ = 0;  // entries of pending_ with live set
   std::vector<uint64_t> taken_end_;
   std::vector<RawMatch> completed_;
+  std::vector<RawMatch> ready_;  // Drain's matches to evaluate now
   std::deque<Segment> segments_;
   bool segments_dropped_ = false;  // segments_ lost its oldest entries (kMaxSegments)
   std::string decoded_;  // decoded bytes not scanned yet (see FeedSegment)
   size_t decoded_segments_ = 0;
   bool finished_ = false;
   std::string value_, before_, after_;
+  mutable std::string record_buf_;
 };
+
+uint64_t RecordStartOf(const CandidatePlace& place) {
+  return place.scan != nullptr ? place.scan->RecordStart(place.layer_start, place.chunk) : place.layer_start;
+}
 
 MessageScanImpl::MessageScanImpl(std::shared_ptr<const HyperscanEngine> engine, hs_scratch_t* const* scratch,
                                  const ContentHint& hint)
@@ -828,6 +945,17 @@ bool MessageScanImpl::Recycle() {
   }
   ClearDistinct(&bulk_seen_);
   bulk_overflow_ = 0;
+  for (auto& r : recent_) r.clear();
+  // As ClearDistinct: clear() wipes the bucket array even when empty (most messages).
+  if (counted_records_.bucket_count() > 1024) {
+    std::unordered_set<uint64_t>().swap(counted_records_);
+  } else if (!counted_records_.empty()) {
+    counted_records_.clear();
+  }
+  records_ = 0;
+  layer_records_.clear();
+  ClearDistinct(&record_values_);
+  record_categories_.clear();
   bulk_first_ = UINT64_MAX;
   decode_stopped_ = false;
   csv_.Reset();
@@ -906,6 +1034,15 @@ uint64_t MessageScanImpl::threshold_from() const {
     const RuleState& st = states_[i];
     if (rules[i].action == rules::v1::BLOCK && st.count > 0 && st.count < rules[i].min_count) {
       from = std::min(from, st.first_start);
+    }
+  }
+  // Matches still in the window of recent spans count toward their rule and bulk_pii.
+  for (const auto& recent : recent_) {
+    for (const Accepted& a : recent) {
+      const CompiledRule& r = rules[a.rule];
+      if ((r.action == rules::v1::BLOCK && r.min_count > 1) || (r.pii && engine_->bulk_rule().action == rules::v1::BLOCK)) {
+        from = std::min(from, a.orig_start);
+      }
     }
   }
   if (engine_->bulk_rule().action == rules::v1::BLOCK) {
@@ -1037,7 +1174,8 @@ bool MessageScanImpl::Excluded(const CompiledRule& rule, std::string_view value,
 }
 
 void MessageScanImpl::OnCandidate(uint32_t layer, uint32_t rule_index, std::string_view value, std::string_view before,
-                                  std::string_view after, uint64_t orig_start, uint64_t orig_end) {
+                                  std::string_view after, uint64_t orig_start, uint64_t orig_end,
+                                  const CandidatePlace& place) {
   const CompiledRule& rule = engine_->rules()[rule_index];
   // Cheapest test first: a keyword search over two short windows costs far less than
   // some validators (libphonenumber parses with ICU regexes).
@@ -1057,52 +1195,135 @@ void MessageScanImpl::OnCandidate(uint32_t layer, uint32_t rule_index, std::stri
     }
   }
   if (rule.validator != nullptr && !rule.validator(value)) return;
-  const std::string normalized = NormalizeValue(rule.category, value);
+  std::string normalized = NormalizeValue(rule.category, value);
   if (Excluded(rule, value, normalized)) return;
-  if (spans_.size() < MessageResult::kMaxMatchedSpans) spans_.push_back({orig_start, orig_end, Redact(rule.category, value)});
-  RuleState& st = states_[rule_index];
-  const Digest digest = HmacSha256(engine_->dedup_key(), normalized);
+
+  Accepted a;
+  a.rule = rule_index;
+  a.boosted = boosted;
+  a.layer_start = place.layer_start;
+  a.layer_end = place.layer_end;
+  a.orig_start = orig_start;
+  a.orig_end = orig_end;
+  a.normalized = std::move(normalized);
+  a.value.assign(value);  // redacted at Commit, where it is needed (most values are not)
+  if (layer < layer_member_.size()) a.member = layer_member_[layer];
+  if (rule.count_matches) {  // a dump is the whole message: every match counts, none overlaps
+    Commit(layer, std::move(a));
+    return;
+  }
+  if (rule.pii) a.record = RecordStartOf(place);
+  // Each span of a layer belongs to one finding: the match that beats every match it
+  // overlaps takes the span from them; one that loses to any is dropped. (A match taken
+  // over by a winner that a later, better match replaces is not brought back; such
+  // three-way overlaps do not occur with the shipped patterns.)
+  if (recent_.size() <= layer) recent_.resize(layer + 1);
+  std::vector<Accepted>& recent = recent_[layer];
+  for (const Accepted& r : recent) {
+    if (r.layer_start < a.layer_end && a.layer_start < r.layer_end && Beats(r, a)) return;
+  }
+  std::erase_if(recent, [&](const Accepted& r) { return r.layer_start < a.layer_end && a.layer_start < r.layer_end; });
+  // The action is raised now, not when the match is counted: the bytes it decides may
+  // leave meanwhile. (A span taken over later leaves it raised: only a more specific
+  // rule's match takes a span, and the shipped ones block at least as strongly.)
+  if (rule.min_count <= 1) so_far_ = Stronger(so_far_, rule.action);
+  const uint64_t newest = a.layer_start;
+  recent.push_back(std::move(a));
+  // What no later match can overlap any more is counted now.
+  size_t old = 0;
+  while (old < recent.size() && recent[old].layer_end + kRecentBytes < newest) ++old;
+  CommitRecent(layer, std::min(recent.size() - old, kRecentSpans));
+}
+
+bool MessageScanImpl::Beats(const Accepted& a, const Accepted& b) const {
+  const CompiledRule& ra = engine_->rules()[a.rule];
+  const CompiledRule& rb = engine_->rules()[b.rule];
+  if (ra.specificity != rb.specificity) return ra.specificity > rb.specificity;
+  const uint64_t la = a.layer_end - a.layer_start, lb = b.layer_end - b.layer_start;
+  if (la != lb) return la > lb;
+  if (a.layer_start != b.layer_start) return a.layer_start < b.layer_start;
+  return a.rule < b.rule;
+}
+
+void MessageScanImpl::CommitRecent(uint32_t layer, size_t keep) {
+  if (layer >= recent_.size()) return;
+  std::vector<Accepted>& recent = recent_[layer];
+  if (recent.size() <= keep) return;
+  const size_t n = recent.size() - keep;
+  for (size_t i = 0; i < n; ++i) Commit(layer, std::move(recent[i]));
+  recent.erase(recent.begin(), recent.begin() + static_cast<std::ptrdiff_t>(n));
+}
+
+void MessageScanImpl::Commit(uint32_t layer, Accepted&& a) {
+  const CompiledRule& rule = engine_->rules()[a.rule];
+  if (spans_.size() < MessageResult::kMaxMatchedSpans) {
+    spans_.push_back({a.orig_start, a.orig_end, Redact(rule.category, a.value)});
+  }
+  RuleState& st = states_[a.rule];
+  const Digest digest = HmacSha256(engine_->dedup_key(), a.normalized);
   const std::string key(reinterpret_cast<const char*>(digest.data()), 16);
   if (rule.count_matches || st.seen.size() >= kMaxDistinct) {
     ++st.count;
   } else if (st.seen.insert(key).second) {
     ++st.count;
   }
-  st.boosted = st.boosted || boosted;
-  const std::string* member = layer < layer_member_.size() ? &layer_member_[layer] : nullptr;
-  if (st.have_first && st.member.empty() && member != nullptr && !member->empty() && orig_start < st.first_end &&
-      st.first_start < orig_end) {
+  st.boosted = st.boosted || a.boosted;
+  if (st.have_first && st.member.empty() && !a.member.empty() && a.orig_start < st.first_end &&
+      st.first_start < a.orig_end) {
     // The same bytes seen again inside a container member (a stored member is also
     // raw bytes, a tar's data also the gzip layer's output): the member names where
     // they lie, which the outer view cannot.
-    st.member = *member;
+    st.member = a.member;
   }
-  if (!st.have_first || orig_start < st.first_start) {
+  if (!st.have_first || a.orig_start < st.first_start) {
     st.have_first = true;
-    st.first_start = orig_start;
-    st.first_end = orig_end;
-    st.member = layer < layer_member_.size() ? layer_member_[layer] : std::string();
-    st.evidence = Redact(rule.category, value);
+    st.first_start = a.orig_start;
+    st.first_end = a.orig_end;
+    st.member = std::move(a.member);
+    st.evidence = Redact(rule.category, a.value);
     st.fingerprint = engine_->options().fingerprint_key.empty()
                          ? std::string()
-                         : HexDigest(HmacSha256(engine_->options().fingerprint_key, normalized));
+                         : HexDigest(HmacSha256(engine_->options().fingerprint_key, a.normalized));
   }
   if (rule.pii) {
-    bulk_first_ = std::min(bulk_first_, orig_start);
+    bulk_first_ = std::min(bulk_first_, a.orig_start);
+    // Fresh per layer: each layer shows its own records (a spreadsheet's XML is one long
+    // line, its text layer one row per line), and the one with the most decides.
+    bool fresh = true;
+    const Digest bd = HmacSha256(engine_->dedup_key(), rule.category + '\0' + a.normalized);
+    std::string key(reinterpret_cast<const char*>(bd.data()), 16);
     if (bulk_seen_.size() >= kMaxDistinct) {
       ++bulk_overflow_;
     } else {
-      const Digest bd = HmacSha256(engine_->dedup_key(), rule.category + '\0' + normalized);
-      bulk_seen_.insert(std::string(reinterpret_cast<const char*>(bd.data()), 16));
+      bulk_seen_.insert(key);
     }
+    key[0] = static_cast<char>(key[0] ^ static_cast<char>(layer));
+    if (record_values_.size() < kMaxDistinct) fresh = record_values_.insert(std::move(key)).second;
+    NoteRecord(layer, a.record, rule.category, fresh);
   }
   if (st.count >= rule.min_count) so_far_ = Stronger(so_far_, rule.action);
 }
 
+void MessageScanImpl::NoteRecord(uint32_t layer, uint64_t record, const std::string& category, bool fresh) {
+  // A record counts once, and only with a value no earlier record held: a log that
+  // repeats one person's address on every line is one record, a page that repeats a
+  // customer's e-mail in an "updated_by" field adds nobody.
+  if (!fresh) return;
+  if (std::find(record_categories_.begin(), record_categories_.end(), category) == record_categories_.end()) {
+    record_categories_.push_back(category);
+  }
+  // Record starts are layer offsets; kMaxLayers (16) fits in the low bits.
+  const uint64_t id = record * kMaxLayers + layer;
+  if (counted_records_.size() < kMaxDistinct && !counted_records_.insert(id).second) return;
+  if (layer_records_.size() <= layer) layer_records_.resize(layer + 1);
+  records_ = std::max(records_, ++layer_records_[layer]);
+}
+
 void MessageScanImpl::UpdateSoFar() {
   const uint64_t threshold = engine_->bulk_threshold();
-  if (bulk_seen_.size() + bulk_overflow_ >= threshold || (csv_.is_pii_csv() && csv_.rows() >= threshold) ||
-      MemberRows() >= threshold) {
+  const uint64_t min_records = engine_->bulk_min_records();
+  if ((threshold > 0 && bulk_seen_.size() + bulk_overflow_ >= threshold) || records_ >= min_records ||
+      (csv_.is_pii_csv() && csv_.rows() >= min_records) || MemberRows() >= min_records) {
     so_far_ = Stronger(so_far_, engine_->bulk_rule().action);
   }
 }
@@ -1113,6 +1334,7 @@ MessageResult MessageScanImpl::Finish() {
   for (size_t i = 0; i < layers_.size(); ++i) {
     if ((active_layers_ >> i) & 1u) layers_[i]->Finish();
   }
+  for (uint32_t i = 0; i < recent_.size(); ++i) CommitRecent(i, 0);
   csv_.Finish();
   for (uint32_t i = 0; i < member_csv_.size(); ++i) CloseMemberCsv(i);
   finished_ = true;
@@ -1145,24 +1367,40 @@ MessageResult MessageScanImpl::Finish() {
     r.findings.push_back(std::move(f));
   }
 
+  // A dump's banner is db_schema only when no table rows came with it: a full dump is
+  // one db_dump finding, not a db_dump and a db_schema one for the same message.
+  if (std::any_of(r.findings.begin(), r.findings.end(), [](const v1::Finding& f) { return f.category() == "db_dump"; })) {
+    std::erase_if(r.findings, [](const v1::Finding& f) { return f.category() == "db_schema"; });
+  }
+
+  // bulk_pii counts people: records (rows, array objects, SQL rows, log lines) that
+  // bring a new PII value, or the rows of a CSV whose header names PII columns (their
+  // cells need not validate: names, birth dates); a distinct-value count decides only
+  // where the pack asks for one (bulk_pii_threshold).
   const uint64_t threshold = engine_->bulk_threshold();
+  const uint64_t min_records = engine_->bulk_min_records();
   const uint64_t distinct = bulk_seen_.size() + bulk_overflow_;
   const uint64_t raw_rows = csv_.is_pii_csv() ? csv_.rows() : 0;
   const bool member_decides = member_rows_ > raw_rows;
   const uint64_t rows = std::max(raw_rows, member_rows_);
-  if (distinct >= threshold || rows >= threshold) {
+  const bool by_rows = rows >= min_records && rows >= records_;
+  const bool by_records = !by_rows && records_ >= min_records;
+  if (by_rows || by_records || (threshold > 0 && distinct >= threshold)) {
     const MessageRule& br = engine_->bulk_rule();
     v1::Finding f;
     f.set_rule_id(br.id);
     f.set_category(br.category);
-    f.set_count(std::max(distinct, rows));
+    f.set_count(by_rows ? rows : by_records ? records_ : distinct);
     f.set_start(0);
     f.set_end(total_bytes_);
-    f.set_evidence(rows >= threshold && rows >= distinct
-                       ? fmt::format("CSV with {} rows, PII columns: {}", rows,
-                                     member_decides ? member_rows_columns_ : csv_.pii_columns())
-                       : fmt::format("{} distinct PII values", distinct));
-    if (rows >= threshold && rows >= distinct && member_decides) f.set_member(member_rows_member_);
+    std::vector<std::string> cats = record_categories_;
+    std::sort(cats.begin(), cats.end());
+    f.set_evidence(by_rows      ? fmt::format("CSV with {} records of people: {}", rows,
+                                              member_decides ? member_rows_columns_ : csv_.pii_columns())
+                   : by_records ? fmt::format("{}{} records of people: {}", csv_.is_pii_csv() ? "CSV with " : "",
+                                              records_, fmt::join(cats, ", "))
+                                : fmt::format("{} distinct PII values", distinct));
+    if (by_rows && member_decides) f.set_member(member_rows_member_);
     f.set_action(br.action);
     f.set_severity(br.severity);
     r.findings.push_back(std::move(f));

@@ -6,8 +6,10 @@
 //
 // Memory per open message and layer: Hyperscan stream state (Engine::stream_state_bytes),
 // a 16 KiB history ring (allocated on first use), the open digit run (<= 4 KiB) and the
-// matches waiting for their after-context; per message: distinct-value digests (16 bytes
-// each, at most 65536 per rule and for bulk_pii). A finished scan keeps its layers'
+// matches waiting for their after-context, and up to 256 accepted matches (value,
+// normalized value, member) waiting in the window of recent spans; per message:
+// distinct-value digests (16 bytes each, at most 65536 per rule and for bulk_pii) and
+// the counted records (8 bytes each, at most 65536). A finished scan keeps its layers'
 // buffers and streams for reuse by its Scanner (Recycle / Reopen); sets that grew past
 // 1024 buckets are freed rather than kept.
 
@@ -28,6 +30,16 @@
 namespace egressguard::dlp {
 
 class LayerScan;
+
+// Where a candidate lies in its layer: what overlap resolution compares (a layer's own
+// offsets are exact where mapped original offsets may cover a whole decoded segment),
+// and how to find the record (row, object, line) holding it.
+struct CandidatePlace {
+  uint64_t layer_start = 0;
+  uint64_t layer_end = 0;
+  const LayerScan* scan = nullptr;  // the layer, for RecordStart
+  std::string_view chunk;           // the bytes fed but not yet in its history
+};
 
 class MessageScanImpl final : public MessageScan, public DecodedSink {
  public:
@@ -62,7 +74,7 @@ class MessageScanImpl final : public MessageScan, public DecodedSink {
   // From LayerScan: a pattern match with its bytes and context, offsets already mapped
   // to the original message.
   void OnCandidate(uint32_t layer, uint32_t rule, std::string_view value, std::string_view before, std::string_view after,
-                   uint64_t orig_start, uint64_t orig_end);
+                   uint64_t orig_start, uint64_t orig_end, const CandidatePlace& place);
   void OnScanError(std::string_view what);
   hs_scratch_t* scratch() const { return *scratch_; }
   const HyperscanEngine& engine() const { return *engine_; }
@@ -89,6 +101,29 @@ class MessageScanImpl final : public MessageScan, public DecodedSink {
   void CloseMemberCsv(uint32_t layer);
   uint64_t MemberRows() const;  // most rows of a member CSV with PII columns, so far
 
+  // A validated match waiting in its layer's window of recent spans: another rule's
+  // match over the same bytes may still arrive (the digit gate, the prefix test and the
+  // stream database report in different orders) and take the span. It is counted when
+  // it leaves the window (Commit), so counts, first evidence and bulk are of kept spans.
+  struct Accepted {
+    uint32_t rule = 0;
+    bool boosted = false;
+    uint64_t layer_start = 0, layer_end = 0;
+    uint64_t orig_start = 0, orig_end = 0;
+    uint64_t record = 0;  // layer offset of the record holding it (pii rules)
+    // The matched bytes stay in memory (as in the History ring) only until Commit,
+    // which redacts them for the spans and the first evidence; never logged or stored.
+    std::string value, normalized, member;
+  };
+  // Whether `a` keeps a span it shares with `b`: the more specific rule (checksums over
+  // shapes), then the longer match (a number over its tail), then the earlier one.
+  bool Beats(const Accepted& a, const Accepted& b) const;
+  void Commit(uint32_t layer, Accepted&& a);
+  void CommitRecent(uint32_t layer, size_t keep);  // all but the newest `keep`
+  // Counts a record (layer, record start) that holds a PII value no earlier record held.
+  void NoteRecord(uint32_t layer, uint64_t record, const std::string& category, bool fresh);
+  uint64_t Records() const { return records_; }
+
   LayerScan* Layer(uint32_t layer);
   static void ClearDistinct(std::unordered_set<std::string>* seen);
   void UpdateSoFar();
@@ -102,6 +137,17 @@ class MessageScanImpl final : public MessageScan, public DecodedSink {
   std::unique_ptr<DecodeHook> decoder_;
   std::vector<RuleState> states_;
   std::unordered_set<std::string> bulk_seen_;
+  std::vector<std::vector<Accepted>> recent_;  // by layer: accepted, not yet committed
+  // Records counted (start * kMaxLayers + layer): values of one record may commit far
+  // apart (one rule's values of a whole chunk before another's).
+  std::unordered_set<uint64_t> counted_records_;
+  // Values that made a record fresh, per layer (the bulk digest with the layer mixed in):
+  // a value seen raw and decoded makes a record in each layer, and records_ is the most
+  // of one layer (layer_records_), so the same people are not counted twice.
+  std::unordered_set<std::string> record_values_;
+  std::vector<uint64_t> layer_records_;
+  uint64_t records_ = 0;
+  std::vector<std::string> record_categories_;  // of the counted records' new values
   uint64_t bulk_overflow_ = 0;
   uint64_t bulk_first_ = UINT64_MAX;  // original start of the first value counted toward bulk_pii
   bool decode_stopped_ = false;       // the decoders hit a limit: decoded layers get nothing more

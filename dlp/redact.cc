@@ -99,7 +99,28 @@ std::string NormalizeValue(std::string_view category, std::string_view value) {
     return DigitsOf(value);
   }
   if (category == "iban" || category == "uk_nino") return Upper(Without(value, " -"));
-  if (category == "email") return Lower(std::string(value));
+  if (category == "email") {
+    // A form or URL percent-encodes the local part ("jane%2Bnews@..."): the same
+    // mailbox as "jane+news@...", so the same value for counting and fingerprints.
+    std::string out;
+    out.reserve(value.size());
+    const size_t at = value.find('@');
+    auto hex = [](char c) -> int {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+      return -1;
+    };
+    for (size_t i = 0; i < value.size(); ++i) {
+      if (value[i] == '%' && i < at && i + 2 < value.size() && hex(value[i + 1]) >= 0 && hex(value[i + 2]) >= 0) {
+        out.push_back(static_cast<char>(hex(value[i + 1]) * 16 + hex(value[i + 2])));
+        i += 2;
+      } else {
+        out.push_back(value[i]);
+      }
+    }
+    return Lower(std::move(out));
+  }
   if (category == "phone") {
     std::string digits = DigitsOf(value);
     std::string_view trimmed = value.substr(value.find_first_not_of(" \t") == std::string_view::npos

@@ -66,6 +66,12 @@ int PrefixNumber(const std::string& digits, size_t n) {
 
 bool InRange(int v, int lo, int hi) { return v >= lo && v <= hi; }
 
+bool IsMaestroIin(const std::string& d) {
+  static constexpr std::array<int, 9> kMaestro = {5018, 5020, 5038, 5893, 6304, 6759, 6761, 6762, 6763};
+  const int p4 = PrefixNumber(d, 4), p6 = PrefixNumber(d, 6);
+  return std::find(kMaestro.begin(), kMaestro.end(), p4) != kMaestro.end() || p6 == 676770 || p6 == 676774;
+}
+
 // Issuer ranges (IIN prefixes) and the lengths each brand issues.
 bool KnownCardBrand(const std::string& d) {
   const size_t len = d.size();
@@ -87,9 +93,11 @@ bool KnownCardBrand(const std::string& d) {
   }
   // UnionPay
   if (p2 == 62) return len >= 16 && len <= 19;
-  // Maestro
-  static constexpr std::array<int, 9> kMaestro = {5018, 5020, 5038, 5893, 6304, 6759, 6761, 6762, 6763};
-  if (std::find(kMaestro.begin(), kMaestro.end(), p4) != kMaestro.end()) return len >= 13 && len <= 19;
+  // Maestro: 12..19 digits (ISO/IEC 7812 allows 12; UK Maestro issued them), so a
+  // 12-digit number is a card only in these ranges. Mastercard's published Maestro
+  // IINs: 5018, 5020, 5038, 5893, 6304, 6759, 6761-6763, and the former UK Maestro
+  // (Switch/Solo successor) 676770 and 676774.
+  if (IsMaestroIin(d)) return len >= 12 && len <= 19;
   return false;
 }
 
@@ -185,10 +193,84 @@ bool LuhnValid(std::string_view value) {
 bool CreditCardValid(std::string_view value) {
   std::string d;
   if (!DigitsOnly(value, " -", &d) || !SeparatorsConsistent(value, " -")) return false;
-  if (d.size() < 13 || d.size() > 19) return false;
+  if (d.size() < 12 || d.size() > 19) return false;  // 12: Maestro only (KnownCardBrand)
   // A run of one digit passes Luhn for some lengths and is never a real PAN.
   if (std::all_of(d.begin(), d.end(), [&](char c) { return c == d[0]; })) return false;
   return KnownCardBrand(d) && LuhnValid(d);
+}
+
+namespace {
+
+// One group of a grouped identifier next to a card window: 1..4 digits or upper-case
+// letters holding at least one digit (IBAN BBAN groups like "0105" or "1B2C"); "VISA"
+// or "Card" in front of a card is not one.
+bool IsIdGroup(std::string_view g) {
+  if (g.empty() || g.size() > 4) return false;
+  bool digit = false;
+  for (char c : g) {
+    if (IsDigit(c)) {
+      digit = true;
+    } else if (!IsUpper(c)) {
+      return false;
+    }
+  }
+  return digit;
+}
+
+bool IsIbanHead(std::string_view g) {
+  return g.size() == 4 && IsUpper(g[0]) && IsUpper(g[1]) && IsDigit(g[2]) && IsDigit(g[3]) &&
+         IbanLength(g.substr(0, 2)) != 0;
+}
+
+}  // namespace
+
+bool CardWindowInLongerId(std::string_view before, std::string_view value, std::string_view after) {
+  if (value.empty()) return false;
+  char sep = 0;
+  for (char c : value) {
+    if (c == ' ' || c == '-') {
+      sep = c;
+      break;
+    }
+  }
+  // Ungrouped: an international phone number ("+4916026889900", "+1 4155550123456") is
+  // the only longer token that can end where  lets a compact window start; an IBAN
+  // printed compactly is one word and never yields a window.
+  if (sep == 0) {
+    if (!before.empty() && before.back() == '+') return true;
+    // "+49 1602..." / "+1-4155...": a country code group right after the '+'.
+    size_t i = before.size();
+    if (i >= 2 && (before[i - 1] == ' ' || before[i - 1] == '-')) {
+      size_t j = i - 1;
+      while (j > 0 && IsDigit(before[j - 1]) && i - 1 - j < 4) --j;
+      if (j < i - 1 && j > 0 && before[j - 1] == '+') return true;
+    }
+    return false;
+  }
+  // Grouped: the group right before the window, joined by the same separator, makes it
+  // part of a longer sequence (an IBAN's country+check group "SE25", a BBAN group, a
+  // phone number's country code "+49"); so does a further group right after it.
+  if (before.size() >= 2 && before.back() == sep) {
+    std::string_view head = before.substr(0, before.size() - 1);
+    size_t k = head.size();
+    while (k > 0 && (IsDigit(head[k - 1]) || IsUpper(head[k - 1]))) --k;
+    std::string_view group = head.substr(k);
+    const bool plus = k > 0 && head[k - 1] == '+';
+    if (IsIbanHead(group) || (plus && IsIdGroup(group))) return true;
+    // A full 4-character group before it: the window is a later part of a grouped
+    // IBAN or account number. A shorter group ("Order 12 4111 1111 ...") is not read
+    // as the same grouping.
+    if (group.size() == 4 && IsIdGroup(group)) return true;
+  }
+  if (after.size() >= 2 && after[0] == sep) {
+    size_t k = 1;
+    while (k < after.size() && (IsDigit(after[k]) || IsUpper(after[k]))) ++k;
+    std::string_view group = after.substr(1, k - 1);
+    // The group must end the token: "4111 1111 1111 1111 12/27" is a card and its expiry.
+    const bool ends = k == after.size() || !(after[k] == '/' || after[k] == '.' || IsLower(after[k]));
+    if (IsIdGroup(group) && ends) return true;
+  }
+  return false;
 }
 
 bool IbanValid(std::string_view value) {
@@ -310,7 +392,19 @@ bool EmailValid(std::string_view value) {
   const bool upper = std::any_of(local.begin(), local.end(), IsUpper);
   const bool lower = std::any_of(local.begin(), local.end(), IsLower);
   const bool digit = std::any_of(local.begin(), local.end(), IsDigit);
-  return !(local.size() >= 20 && upper && lower && digit);
+  if (local.size() >= 20 && upper && lower && digit) return false;
+  // A UUID before the '@' is a machine's id (Message-ID: <uuid@mail.example.ch>, a
+  // Content-ID), never a person's mailbox: counted as an address it inflates every
+  // e-mail's count by one.
+  if (local.size() == 36) {
+    bool uuid = true;
+    for (size_t i = 0; i < 36 && uuid; ++i) {
+      const char c = local[i];
+      uuid = (i == 8 || i == 13 || i == 18 || i == 23) ? c == '-' : (IsDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'));
+    }
+    if (uuid) return false;
+  }
+  return true;
 }
 
 bool PhoneValid(std::string_view value) {

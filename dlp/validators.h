@@ -33,6 +33,14 @@ bool LuhnValid(std::string_view value);
 // range (Visa, Mastercard 51-55 and 2221-2720, Amex, Discover, JCB, Diners, UnionPay,
 // Maestro) with that brand's lengths, and Luhn.
 bool CreditCardValid(std::string_view value);
+// Context check of a card candidate (`value`, a window the credit_card patterns matched)
+// against the bytes right before and after it (up to kCardNeighborBytes each): true when
+// the window is a piece of a longer identifier and so no card, i.e. preceded by '+' or a
+// "+CC" group (an international phone number), or, for a grouped window, joined by its
+// own separator to an IBAN's country+check group ("SE25 7769 ...") or to a further group
+// of digits before or after it ("... 0105 6730").
+inline constexpr size_t kCardNeighborBytes = 12;
+bool CardWindowInLongerId(std::string_view before, std::string_view value, std::string_view after);
 // IBAN: country code with its registered length, two check digits, mod-97 == 1.
 // Compact or grouped by spaces; letters must be upper-case as printed.
 bool IbanValid(std::string_view value);

@@ -446,6 +446,10 @@ void CheckPackFields(const v1::RulePack& pack, const std::string& file, std::vec
     errors->push_back(fmt::format("{}:1:1: bulk_pii_threshold {} out of range 0..{}", file, pack.bulk_pii_threshold(),
                                   kMaxBulkPiiThreshold));
   }
+  if (pack.min_records() > kMaxMinRecords) {
+    errors->push_back(
+        fmt::format("{}:1:1: min_records {} out of range 0..{} (0: 50 records)", file, pack.min_records(), kMaxMinRecords));
+  }
 }
 
 void CheckUniqueIds(const v1::RulePack& pack, const std::vector<Location>& locations, std::vector<std::string>* errors) {
@@ -588,6 +592,7 @@ absl::StatusOr<v1::RulePack> LoadPackDir(const std::string& dir, const LoadOptio
       merged.set_version(parsed.pack.version());
       merged.set_description(parsed.pack.description());
       merged.set_bulk_pii_threshold(parsed.pack.bulk_pii_threshold());
+      merged.set_min_records(parsed.pack.min_records());
     } else {
       for (const auto& [key, loc] : parsed.top_keys) {
         if (key != "rules") {

@@ -38,6 +38,7 @@ inline constexpr size_t kMaxPackFileBytes = 8u << 20;
 inline constexpr uint32_t kMaxContextWindow = 2048;  // the engine keeps this much history
 inline constexpr uint32_t kMaxMinCount = 1000000;
 inline constexpr uint32_t kMaxBulkPiiThreshold = 1000000;
+inline constexpr uint32_t kMaxMinRecords = 1000000;
 inline constexpr size_t kMaxPatternBytes = 4096;
 // The category whose rule counts other rules' findings instead of matching patterns.
 inline constexpr std::string_view kBulkPiiCategory = "bulk_pii";

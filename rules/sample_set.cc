@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 namespace egressguard::rules {
@@ -30,6 +31,11 @@ std::string_view Trim(std::string_view s) {
 }  // namespace
 
 absl::StatusOr<std::set<std::string>> ParseExpect(std::string_view text, const std::string& source) {
+  return ParseExpect(text, source, nullptr);
+}
+
+absl::StatusOr<std::set<std::string>> ParseExpect(std::string_view text, const std::string& source,
+                                                  std::map<std::string, uint64_t>* counts) {
   std::set<std::string> out;
   bool none = false;
   size_t line_no = 0;
@@ -48,11 +54,31 @@ absl::StatusOr<std::set<std::string>> ParseExpect(std::string_view text, const s
       none = true;
       continue;
     }
+    // "category count": the count the finding must report.
+    std::optional<uint64_t> count;
+    if (const size_t sp = line.find_first_of(" \t"); sp != std::string_view::npos) {
+      const std::string_view num = Trim(line.substr(sp));
+      uint64_t v = 0;
+      const bool digits = !num.empty() && num.size() <= 9 &&
+                          std::all_of(num.begin(), num.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+      if (digits) {
+        for (char ch : num) v = v * 10 + static_cast<uint64_t>(ch - '0');
+      }
+      if (digits && v == 0) {
+        return absl::InvalidArgumentError(fmt::format(
+            "{}:{}: '{}': a category's count is a number from 1 to 999999999", source, line_no, line));
+      }
+      if (digits) {  // otherwise the whole line is judged as a category name below
+        count = v;
+        line = Trim(line.substr(0, sp));
+      }
+    }
     if (!ValidCategory(line)) {
       return absl::InvalidArgumentError(
           fmt::format("{}:{}: '{}' is not a category ([a-z0-9_]+, one per line, or none)", source, line_no, line));
     }
     out.emplace(line);
+    if (count && counts != nullptr) (*counts)[std::string(line)] = *count;
   }
   if (none && !out.empty()) {
     return absl::InvalidArgumentError(fmt::format("{}: 'none' together with categories", source));
@@ -87,9 +113,10 @@ absl::StatusOr<std::vector<Sample>> LoadSamples(const std::string& dir) {
     std::ifstream in(sidecar, std::ios::binary);
     std::ostringstream ss;
     ss << in.rdbuf();
-    auto expected = ParseExpect(ss.str(), sidecar.string());
+    std::map<std::string, uint64_t> counts;
+    auto expected = ParseExpect(ss.str(), sidecar.string(), &counts);
     if (!expected.ok()) return expected.status();
-    samples.push_back(Sample{sample.string(), *std::move(expected)});
+    samples.push_back(Sample{sample.string(), *std::move(expected), std::move(counts)});
   }
   return samples;
 }

@@ -6,6 +6,7 @@
 // caller's (rules/ does not depend on the engine).
 
 #include <cstdint>
+#include <map>
 #include <set>
 #include <string>
 #include <string_view>
@@ -20,10 +21,17 @@ inline constexpr std::string_view kExpectSuffix = ".expect";
 struct Sample {
   std::string path;                // the sample file
   std::set<std::string> expected;  // empty: a negative (`none`)
+  // Labelled counts, for the lines that give one ("email 3": the finding's count, i.e.
+  // distinct values, matches for db_dump, records for bulk_pii).
+  std::map<std::string, uint64_t> counts;
 };
 
 // The categories of one sidecar's text; `source` labels errors ("file:line: reason").
+// A line is a category, optionally followed by its expected count ("email 3").
 absl::StatusOr<std::set<std::string>> ParseExpect(std::string_view text, const std::string& source);
+// The same, also filling `counts` with the counts the lines give.
+absl::StatusOr<std::set<std::string>> ParseExpect(std::string_view text, const std::string& source,
+                                                  std::map<std::string, uint64_t>* counts);
 
 // Every file under `dir` (recursively, sorted by path) that has a sidecar. Files without
 // one are not samples (README, generators); a sidecar without its file is an error.

@@ -6,6 +6,8 @@
 #   tests/data/dumps/pg_inserts.sql    pg_dump --inserts
 #   tests/data/dumps/pg_custom.dump    pg_dump -Fc -Z0 (PGDMP archive)
 #   tests/data/dumps/mysqldump.sql     mysqldump / mariadb-dump (extended INSERT)
+#   tests/data/dumps/pg_schema_only.sql       pg_dump --schema-only (DDL, no rows)
+#   tests/data/dumps/mysqldump_no_data.sql    mariadb-dump --no-data (DDL, no rows)
 # each with a .expect sidecar (tests/data/corpus/README.md). Run once by hand (root,
 # needs apt for postgresql and mariadb-server if missing) and commit the outputs;
 # the test suite never runs it.
@@ -84,6 +86,7 @@ $PGBIN/pg_dump -h 127.0.0.1 -p "$PGPORT" -U postgres --inserts shop > "$OUT/pg_i
 # -Z0: table data stored uncompressed, so the expected categories do not depend on
 # whether the engine inflates zlib blocks inside a binary archive.
 $PGBIN/pg_dump -h 127.0.0.1 -p "$PGPORT" -U postgres -Fc -Z0 shop > "$OUT/pg_custom.dump"
+$PGBIN/pg_dump -h 127.0.0.1 -p "$PGPORT" -U postgres --schema-only shop > "$OUT/pg_schema_only.sql"
 su postgres -s /bin/sh -c "$PGBIN/pg_ctl -D $WORK/pg -m fast stop >/dev/null"
 PG_PID=""
 
@@ -102,12 +105,17 @@ $MY shop -e "${SCHEMA//text NOT NULL/varchar(80) NOT NULL}"
 chmod 644 "$WORK/rows.tsv"
 $MY --local-infile=1 shop -e "LOAD DATA LOCAL INFILE '$WORK/rows.tsv' INTO TABLE customers FIELDS TERMINATED BY '\t';"
 mariadb-dump --no-defaults --socket="$WORK/my/sock" -uroot --skip-dump-date shop > "$OUT/mysqldump.sql"
+mariadb-dump --no-defaults --socket="$WORK/my/sock" -uroot --skip-dump-date --no-data shop > "$OUT/mysqldump_no_data.sql"
 kill "$MY_PID"; wait "$MY_PID" 2>/dev/null || true
 MY_PID=""
 
-# ---- sidecars: every dump is a dump; the rows carry PII of these categories, and
-# more than bulk_pii_threshold (25) distinct values of them.
+# ---- sidecars: every dump with rows is a dump; the rows carry PII of these categories,
+# and are more than min_records (50) records of people.
 for f in pg_plain.sql pg_inserts.sql pg_custom.dump mysqldump.sql; do
   printf 'db_dump\nbulk_pii\nemail\nphone\niban\nahv\ncredit_card\n' > "$OUT/$f.expect"
+done
+# A dump without rows is no data leaving: the schema only (low, alert).
+for f in pg_schema_only.sql mysqldump_no_data.sql; do
+  printf 'db_schema\n' > "$OUT/$f.expect"
 done
 ls -l "$OUT"

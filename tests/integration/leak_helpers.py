@@ -21,7 +21,7 @@ CARD_DASHED = b"4539-1488-0343-6467"
 NOT_A_CARD = b"4539 1488 0343 6468"       # same digits, Luhn check fails: ALLOW
 IBAN_CH = b"CH93 0076 2011 6238 5295 7"
 IBAN_DE = b"DE89 3704 0044 0532 0130 00"
-BULK_THRESHOLD = 25                       # rules/default/pack.yaml bulk_pii_threshold
+BULK_THRESHOLD = 50                       # rules/default/pack.yaml min_records (records of people)
 
 
 def pem_private_key(path):

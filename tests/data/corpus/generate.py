@@ -353,7 +353,7 @@ add("json/escaped_private_key.json", json.dumps({"name": "signing-key", "private
 people = [person() for _ in range(30)]
 add("json/customers_export.json",
     js({"customers": [{"id": k + 1, "name": f"{f} {l}", "email": email(f, l), "phone": any_phone()}
-                      for k, (f, l) in enumerate(people)], "exported_at": ts()}), "email", "phone", "bulk_pii")
+                      for k, (f, l) in enumerate(people)], "exported_at": ts()}), "email", "phone")
 add("json/mailing_list_small.json", js({"recipients": [email() for _ in range(12)], "campaign": "q4"}), "email")
 
 # ---------------------------------------------------------------- form-urlencoded
@@ -396,7 +396,7 @@ for k in range(40):
     rows.append(f"{1000 + k},{f},{l},{email(f, l)},{any_phone()}")
 add("multipart/upload_customers_csv.txt",
     multipart([("note", None, None, "monthly export"), ("file", "customers.csv", "text/csv", "\n".join(rows))]),
-    "email", "phone", "bulk_pii")
+    "email", "phone")
 add("multipart/upload_key.txt", multipart([("title", None, None, "deploy key"),
                                            ("file", "id_ed25519", "application/octet-stream", openssh_key())]),
     "private_key")
@@ -409,6 +409,8 @@ add("multipart/report_negative.txt", multipart([("report", "q3.txt", "text/plain
                                                  "Order volume 1'234'567, build 2026.11.26.1432.\n")]))
 
 # ---------------------------------------------------------------- CSV exports
+# bulk_pii counts records of people (min_records, 50): the exports of 26 to 40 people
+# here are personal data but no bulk; the 120- and 300-people ones at the end are.
 def csv_people(n, cols):
     out = [",".join(cols)]
     for k in range(n):
@@ -420,12 +422,10 @@ def csv_people(n, cols):
     return "\n".join(out) + "\n"
 
 
-add("csv/crm_export_40.csv", csv_people(40, ["id", "first_name", "last_name", "email", "phone"]), "email", "phone",
-    "bulk_pii")
-add("csv/payroll_30.csv", csv_people(30, ["id", "first_name", "last_name", "iban", "ahv_nr"]), "iban", "ahv",
-    "bulk_pii")
-add("csv/us_staff_26.csv", csv_people(26, ["id", "first_name", "last_name", "ssn", "city"]), "us_ssn", "bulk_pii")
-add("csv/cards_28.csv", csv_people(28, ["id", "last_name", "card_number"]), "credit_card", "bulk_pii")
+add("csv/crm_export_40.csv", csv_people(40, ["id", "first_name", "last_name", "email", "phone"]), "email", "phone")
+add("csv/payroll_30.csv", csv_people(30, ["id", "first_name", "last_name", "iban", "ahv_nr"]), "iban", "ahv")
+add("csv/us_staff_26.csv", csv_people(26, ["id", "first_name", "last_name", "ssn", "city"]), "us_ssn")
+add("csv/cards_28.csv", csv_people(28, ["id", "last_name", "card_number"]), "credit_card")
 add("csv/contacts_8.csv", csv_people(8, ["id", "first_name", "email", "city"]), "email")
 add("csv/contacts_20.csv", csv_people(20, ["id", "first_name", "last_name", "email"]), "email")
 add("csv/iban_3.csv", csv_people(3, ["id", "last_name", "iban"]), "iban")
@@ -465,7 +465,7 @@ add("email/plain.eml", mail(email(), email(), "Lunch?", "Hi, lunch at 12:15? Tab
 add("email/uk_nino.eml", mail(email(), email(), "P45", f"Her NI number is {nino()}.\r\n"), "email", "uk_nino")
 bulk_to = ", ".join(email() for _ in range(30))
 add("email/bulk_cc.eml", mail(email(), "undisclosed-recipients:;", "Einladung Apéro", "Liebe Alle ...\r\n",
-                              extra=f"Cc: {bulk_to}\r\n"), "email", "bulk_pii")
+                              extra=f"Cc: {bulk_to}\r\n"), "email")
 
 # ---------------------------------------------------------------- application logs
 def log_line(level, msg):
@@ -550,7 +550,7 @@ add("code/k8s_configmap_negative.yaml", "apiVersion: v1\nkind: ConfigMap\nmetada
 # ---------------------------------------------------------------- compressed / encoded carriers
 add("encoded/payment.json.gz", gzip.compress(js({"card": any_card(), "amount": 42}).encode(), mtime=0), "credit_card")
 add("encoded/base64_csv.json", js({"attachment": {"filename": "kunden.csv", "content_base64": base64.b64encode(
-    csv_people(30, ["id", "first_name", "email"]).encode()).decode()}}), "email", "bulk_pii")
+    csv_people(30, ["id", "first_name", "email"]).encode()).decode()}}), "email")
 
 # ---------------------------------------------------------------- hard negatives
 add("negatives/uuids.txt", "\n".join(uuid() for _ in range(40)) + "\n")
@@ -638,6 +638,113 @@ def sqlite_dump():
 
 add("dumps/sqlite_patients.sql", sqlite_dump(), "db_dump", "email", "ahv")
 
+# ---------------------------------------------------------------- issue 21: precision cases
+# Appended last so every sample above keeps its bytes (one random stream). Sidecars of
+# these give counts ("email 3"): distinct values, records for bulk_pii.
+
+def norm_phone(p):
+    return "+" + "".join(c for c in p if c.isdigit())
+
+
+def n(cat, values):
+    return f"{cat} {len(set(values))}"
+
+
+def records(rows):
+    """Records that bring a value no earlier record held (the engine's bulk_pii count)."""
+    seen, count = set(), 0
+    for values in rows:
+        fresh = [v for v in values if v not in seen]
+        seen.update(values)
+        count += 1 if fresh else 0
+    return count
+
+
+# Bulk is about people: 300 and 120 people are bulk; 20 customers with 4 values each, a
+# cron log repeating one address, an ORM log about 3 people are not.
+text = csv_people(300, ["id", "first_name", "last_name", "email", "iban"])
+rows = [line.split(",") for line in text.splitlines()[1:]]
+add("csv/customers_300.csv", text, n("email", [r[3] for r in rows]), n("iban", [r[4] for r in rows]),
+    f"bulk_pii {len(rows)}")
+people = [person() for _ in range(120)]
+custs = [{"id": k + 1, "name": f"{f} {l}", "email": email(f, l), "phone": any_phone()} for k, (f, l) in enumerate(people)]
+add("json/customers_export_120_pretty.json",
+    json.dumps({"customers": custs}, indent=2, ensure_ascii=False) + "\n",
+    n("email", [c["email"] for c in custs]), n("phone", [norm_phone(c["phone"]) for c in custs]),
+    f"bulk_pii {records([('e' + c['email'], 'p' + norm_phone(c['phone'])) for c in custs])}")
+people = [person() for _ in range(20)]
+custs = [{"id": 400 + k, "name": f"{f} {l}", "email": email(f, l), "phone": any_phone(), "iban": any_iban(),
+          "card": any_card()} for k, (f, l) in enumerate(people)]
+add("json/api_customers_page_20.json", js({"page": 3, "per_page": 20, "customers": custs}),
+    n("email", [c["email"] for c in custs]), n("phone", [norm_phone(c["phone"]) for c in custs]),
+    n("iban", [c["iban"] for c in custs]), n("credit_card", [c["card"] for c in custs]))
+oncall = email()
+add("logs/cron_mail_240.log", "".join(
+    f"Nov 26 {k // 60:02d}:{k % 60:02d}:01 backup CRON[{4000 + k}]: (root) MAIL (mailed {rng.randint(200, 4000)} bytes "
+    f"of output but got status 0x004b from MTA to {oncall})\n" for k in range(240)), "email 1")
+trio = [(email(), any_phone(), any_iban()) for _ in range(3)]
+orm = ("2026-11-26 10:00:00,001 INFO [sqlalchemy.engine.Engine] SELECT users.id, users.email, users.phone, "
+       "users.iban FROM users WHERE users.id = ?\n")
+for k in range(68):
+    e, ph, ib = trio[k % 3]
+    orm += (f"2026-11-26 10:00:{k % 60:02d},{rng.randint(100, 999)} INFO [sqlalchemy.engine.Engine] [cached since "
+            f"{rng.random():.3f}s ago] ({k % 3 + 1},) row=({k % 3 + 1}, '{e}', '{ph}', '{ib}')\n")
+add("logs/orm_3_people.log", orm, n("email", [t[0] for t in trio]), n("phone", [norm_phone(t[1]) for t in trio]),
+    n("iban", [t[2] for t in trio]))
+
+# A card read out of a longer identifier: IBANs of every SEPA country whose groups hold
+# Luhn-valid card windows, grouped and compact; '+' phone numbers of every country the
+# pack knows, spaced and compact.
+SEPA = {"AD": 24, "AT": 20, "BE": 16, "BG": 22, "CH": 21, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "EE": 20,
+        "ES": 24, "FI": 18, "FR": 27, "GB": 22, "GI": 23, "GR": 27, "HR": 21, "HU": 28, "IE": 22, "IS": 26,
+        "IT": 27, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MT": 31, "NL": 18, "NO": 15, "PL": 28,
+        "PT": 25, "RO": 24, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "VA": 22, "AL": 28, "MD": 24, "ME": 22,
+        "MK": 19}
+
+
+def sepa_iban_with_card_window(cc):
+    n_ = SEPA[cc] - 4
+    bban = card(rng.choice(["4", "51", "3000", "6011", "3530"]), 16) if n_ >= 16 else ""
+    return iban(cc, bban + digits(n_ - len(bban)))
+
+
+codes = sorted(SEPA)
+for part in range(4):
+    lines, ibans = [], []
+    for cc in codes[part::4]:
+        i = sepa_iban_with_card_window(cc)
+        ibans.append(i)
+        lines.append(f"{cc};{iban_grouped(i)}")
+        lines.append(f"{cc};{i}")
+    add(f"csv/sepa_ibans_{part + 1}.txt", "country;iban\n" + "\n".join(lines) + "\n", n("iban", ibans))
+i1, i2 = sepa_iban_with_card_window("SE"), sepa_iban_with_card_window("FR")
+frm, to = email(), email()
+add("email/iban_and_card.eml", mail(frm, to, "Zahlungsangaben",
+                                     f"IBAN {iban_grouped(i1)}\r\nIBAN {iban_grouped(i2)}\r\n"
+                                     f"Kreditkarte {grouped(card('4', 16))}\r\n"),
+    n("email", [frm, to]), "iban 2", "credit_card 1")
+PHONES = ["+41 44 668 18 00", "+41 79 412 34 56", "+423 660 234 567", "+423 234 56 78", "+49 160 26889900",
+          "+49 1512 3456789", "+49 30 12345678", "+43 664 123456", "+43 1 234567890", "+33 6 12 34 56 78",
+          "+33 1 23 45 67 89", "+39 312 345 6789", "+39 02 1234 5678", "+44 7400 123456", "+44 20 7946 0958",
+          "+1 650 253 0000", "+1 201 555 0123"]
+add("json/phone_book.json", js({"contacts": [{"name": " ".join(person()), "tel": p, "mobile": p.replace(" ", "")}
+                                             for p in PHONES]}), n("phone", [norm_phone(p) for p in PHONES]))
+add("logs/us_contacts.log", "".join(log_line("INFO", f"callback requested phone {p}")
+                                     for p in ["+1 650-253-0000", "+1 212.555.0142", "+1 415-555-0199"]), "phone 3")
+
+# One value, one category: SSNs in phone-shaped contexts.
+frm, to = email(), email()
+add("email/ssn_contact.eml", mail(frm, to, "new hire", "".join(
+    f"contact phone / SSN: {s}\r\n" for s in ["012-34-5678", "041-23-4567", "536-90-4399"])),
+    n("email", [frm, to]), "us_ssn 3")
+
+# Maestro: 12 digits in Maestro ranges are cards; other 12-digit numbers are not.
+add("json/maestro_12.json", js({"payment": {"method": "maestro", "pan": card("6759", 12), "amount": 19.9}}),
+    "credit_card 1")
+add("negatives/twelve_digit_ids_negative.txt", "".join(
+    f"ref {card(p, 12)} qty {rng.randint(1, 9)}\n" for p in ["4111", "5105", "3782", "6011", "3530", "6212", "4006",
+                                                              "5019", "6760", "9780"]))
+
 
 def main():
     for sub in os.listdir(HERE):
@@ -651,7 +758,7 @@ def main():
             fh.write(content)
         with open(full + ".expect", "w") as fh:
             fh.write("\n".join(sorted(set(cats))) + "\n")
-    counts = Counter(c for _, _, cats in SAMPLES for c in cats)
+    counts = Counter(c.split()[0] for _, _, cats in SAMPLES for c in cats)
     print(f"{len(SAMPLES)} samples:", dict(sorted(counts.items())))
 
 

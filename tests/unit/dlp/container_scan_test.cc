@@ -159,12 +159,12 @@ TEST_F(ContainerScanTest, NestedArchivesJoinMemberNames) {
 TEST_F(ContainerScanTest, MemberCsvRowsCountTowardBulk) {
   // Values that validate as nothing: only the header says the columns are PII.
   std::string csv = "name,email,iban\n";
-  for (int i = 0; i < 40; ++i) csv += "Customer " + std::to_string(i) + ",unknown,pending\n";
+  for (int i = 0; i < 60; ++i) csv += "Customer " + std::to_string(i) + ",unknown,pending\n";
   const std::string zip = Zip({{"export/customers.csv", csv, true}});
   const MessageResult r = ScanWhole(engine(), zip);
   const v1::Finding* bulk = FindCategory(r, "bulk_pii");
   ASSERT_NE(bulk, nullptr) << Describe(r);
-  EXPECT_EQ(bulk->count(), 40u);
+  EXPECT_EQ(bulk->count(), 60u);
   EXPECT_EQ(bulk->member(), "export/customers.csv");
   EXPECT_EQ(r.action, rules::v1::BLOCK);
   // The same rows outside any header-bearing member stay below the threshold.

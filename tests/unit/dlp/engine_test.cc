@@ -64,7 +64,8 @@ std::vector<Sample> CategorySamples() {
        "Authorization: Bearer "
        "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4ifQ.abc\r\n"},
       {"github_token", "token=" + GithubToken() + "&x=1"},
-      {"db_dump", "--\n-- PostgreSQL database dump\n--\n\nSET statement_timeout = 0;\n"},
+      {"db_dump", "COPY public.customers (id, email) FROM stdin;\n1\tanna@bluewin.ch\n\\.\n"},
+      {"db_schema", "--\n-- PostgreSQL database dump\n--\n\nSET statement_timeout = 0;\n"},
   };
 }
 
@@ -160,14 +161,21 @@ std::string Emails(int n, int distinct) {
   return s + "]";
 }
 
-TEST_F(DefaultPackTest, BulkPiiCountsDistinctValues) {
-  EXPECT_EQ(FindCategory(ScanWhole(engine(), Emails(24, 24)), "bulk_pii"), nullptr);
-  EXPECT_EQ(FindCategory(ScanWhole(engine(), Emails(100, 24)), "bulk_pii"), nullptr);  // duplicates count once
+TEST_F(DefaultPackTest, BulkPiiCountsDistinctValuesWhereThePackAsks) {
+  // The default pack counts records (50); a pack or deployment that wants a distinct
+  // value count sets bulk_pii_threshold, and it still decides.
+  EXPECT_EQ(FindCategory(ScanWhole(engine(), Emails(25, 25)), "bulk_pii"), nullptr);
+  EngineOptions options;
+  options.bulk_pii_threshold = 25;
+  const EnginePtr by_values = CompileOrDie(DefaultPack(), options);
+  EXPECT_EQ(FindCategory(ScanWhole(by_values, Emails(24, 24)), "bulk_pii"), nullptr);
+  EXPECT_EQ(FindCategory(ScanWhole(by_values, Emails(100, 24)), "bulk_pii"), nullptr);  // duplicates count once
   const std::string msg = Emails(25, 25);
-  const MessageResult r = ScanWhole(engine(), msg);
+  const MessageResult r = ScanWhole(by_values, msg);
   const v1::Finding* f = FindCategory(r, "bulk_pii");
   ASSERT_NE(f, nullptr) << Describe(r);
   EXPECT_EQ(f->count(), 25u);
+  EXPECT_EQ(f->evidence(), "25 distinct PII values");
   EXPECT_EQ(f->start(), 0u);
   EXPECT_EQ(f->end(), msg.size());
   EXPECT_EQ(FindCategory(r, "email")->count(), 25u);
@@ -180,11 +188,12 @@ TEST_F(DefaultPackTest, BulkPiiFromCsvHeader) {
     for (int i = 0; i < rows; ++i) s += std::to_string(i) + ";redacted;2026-01-01\n";
     return s;
   };
-  EXPECT_EQ(FindCategory(ScanWhole(engine(), csv(24)), "bulk_pii"), nullptr);
-  const MessageResult r = ScanWhole(engine(), csv(25));
+  EXPECT_EQ(FindCategory(ScanWhole(engine(), csv(49)), "bulk_pii"), nullptr);
+  const MessageResult r = ScanWhole(engine(), csv(50));
   const v1::Finding* f = FindCategory(r, "bulk_pii");
   ASSERT_NE(f, nullptr) << Describe(r);
-  EXPECT_EQ(f->count(), 25u);
+  EXPECT_EQ(f->count(), 50u);
+  EXPECT_EQ(f->evidence(), "CSV with 50 records of people: customer_email");
   // a header without PII columns is just a table
   EXPECT_EQ(FindCategory(ScanWhole(engine(), "id,sku,qty\n" + std::string(30, '\n') + "1,a,2\n"), "bulk_pii"),
             nullptr);

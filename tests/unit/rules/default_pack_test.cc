@@ -156,7 +156,9 @@ const v1::Rule* RuleById(const std::string& id) {
 TEST(DefaultPack, LoadsAndCoversTheRequiredCategoriesWithTheAgreedActions) {
   const auto& pack = DefaultPack();
   ASSERT_GT(pack.rules_size(), 0);
-  EXPECT_EQ(pack.bulk_pii_threshold(), 25u);
+  // bulk_pii counts records of people; no distinct-value threshold by default.
+  EXPECT_EQ(pack.bulk_pii_threshold(), 0u);
+  EXPECT_EQ(pack.min_records(), 50u);
   std::map<std::string, v1::Action> action;
   for (const auto& r : pack.rules()) {
     EXPECT_TRUE(r.enabled()) << r.id();
@@ -173,7 +175,7 @@ TEST(DefaultPack, LoadsAndCoversTheRequiredCategoriesWithTheAgreedActions) {
     EXPECT_EQ(action[c], v1::BLOCK) << c;
   }
   // Encrypted content is often legitimate: reported, and officers may set block.
-  for (const char* c : {"email", "phone", "encrypted_content"}) {
+  for (const char* c : {"email", "phone", "encrypted_content", "db_schema"}) {
     ASSERT_TRUE(action.count(c)) << c;
     EXPECT_EQ(action[c], v1::ALERT) << c;
   }
@@ -226,9 +228,13 @@ const std::vector<Vectors>& AllVectors() {
   static const std::vector<Vectors> v = {
       {"pii.credit_card",
        {"card=4556737586899855;", "Visa 4111 1111 1111 1111 exp 12/28", "mc: 5555-5555-5555-4444",
-        "{\"pan\":\"2221000000000009\"}", "amex 3782 822463 10005", "diners 3056 930902 5904", "jcb 3530111333300000"},
+        "{\"pan\":\"2221000000000009\"}", "amex 3782 822463 10005", "diners 3056 930902 5904", "jcb 3530111333300000",
+        // Maestro at 12 digits, compact and 4-4-4, and at 19
+        "maestro 675964982648", "card 6759 6498 2648", "maestro 676770123450", "card 6304000000000000000"},
        {"order 4556737586899856", "uuid 550e8400-e29b-41d4-a716-446655440000", "ts 1732612345678",
-        "id 1234567812345670", "4111 1111-1111 1111", "phone 0041446681800"}},
+        "id 1234567812345670", "4111 1111-1111 1111", "phone 0041446681800",
+        // 12 digits outside the Maestro ranges, even with Luhn: no card
+        "ref 411111111117", "ref 4111 1111 1117", "ean 400638133399"}},
       {"pii.iban",
        {"IBAN CH93 0076 2011 6238 5295 7", "iban=CH9300762011623852957&", "LI21 0881 0000 2324 013A A",
         "DE89 3704 0044 0532 0130 00", "FR1420041010050500013M02606", "GB82WEST12345698765432", "NO9386011117947"},
@@ -272,12 +278,20 @@ const std::vector<Vectors>& AllVectors() {
        {"github_pat_<your token here>"}},
       {"dump.pg_plain", {"--\n-- PostgreSQL database dump\n--\n", "-- Dumped from database version 15.5\n"},
        {"run pg_dump mydb > dump.sql to back up PostgreSQL"}},
-      {"dump.pg_copy", {"COPY public.customers (id, email) FROM stdin;\n1\ta@b.ch\n\\.\n"},
-       {"copy the file from stdin", "COPY t FROM '/tmp/x.csv';"}},
+      {"dump.pg_copy", {"COPY public.customers (id, email) FROM stdin;\n1\ta@b.ch\n\\.\n",
+                        "COPY public.t (a, b) FROM stdin;\n\\N\tx\n\\.\n"},
+       {"copy the file from stdin", "COPY t FROM '/tmp/x.csv';",
+        // an empty table's block carries no row
+        "COPY public.customers (id, email) FROM stdin;\n\\.\n"}},
       {"dump.pg_custom", {std::string("PGDMP\x01\x0f\x00\x04\x08\x01\x01\x01\x00\x00\x00", 15)},
        {"PGDMP is the magic of pg_dump custom archives"}},
       {"dump.mysqldump", {"-- MySQL dump 10.13  Distrib 8.0.35", "-- MariaDB dump 10.19  Distrib 10.11.6-MariaDB"},
        {"mysqldump --single-transaction db > db.sql"}},
+      {"dump.mysqldump_rows",
+       {"/*!40000 ALTER TABLE `customers` DISABLE KEYS */;\nINSERT INTO `customers` VALUES\n(1,'a'),\n(2,'b');\n"},
+       // an empty table's data block: no INSERT between DISABLE and ENABLE KEYS
+       {"/*!40000 ALTER TABLE `customers` DISABLE KEYS */;\n/*!40000 ALTER TABLE `customers` ENABLE KEYS */;\n",
+        "INSERT INTO `customers` VALUES (1,'a');"}},
       {"dump.sqlite", {"PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\nCREATE TABLE users(id INTEGER);\n"},
        {"BEGIN TRANSACTION;\nCREATE TABLE users(id INTEGER);\n"}},
   };

@@ -162,6 +162,11 @@ TEST(PackLoader, RuleChecks) {
   EXPECT_THAT(Errors(GoodWith("validator: email", "validator: rot13")),
               HasSubstr("p.yaml:28:16: rule 'pii.email': unknown validator 'rot13'"));
   EXPECT_THAT(Errors(GoodWith("minCount: 3", "minCount: 2000000")), HasSubstr("min_count 2000000 out of range"));
+  // bulk_pii's record threshold: a pack field, bounded like bulk_pii_threshold.
+  EXPECT_THAT(Errors(GoodWith("bulk_pii_threshold: 30", "bulk_pii_threshold: 30\nmin_records: 2000000")),
+              HasSubstr("min_records 2000000 out of range 0..1000000"));
+  EXPECT_THAT(Errors(GoodWith("bulk_pii_threshold: 30", "bulk_pii_threshold: 30\nmin_records: lots")),
+              HasSubstr("wrong type: 'min_records' must be an integer"));
   EXPECT_THAT(Errors(GoodWith("window_before: 32", "window_before: 100000")),
               HasSubstr("p.yaml:16:22: rule 'pii.card': context window_before 100000 out of range 0..2048"));
   EXPECT_THAT(Errors(GoodWith("window_before: 32\n      window_after: 8", "window_before: 0")),

@@ -26,6 +26,22 @@ TEST(ParseExpect, RefusesBadLinesEmptyFilesAndNoneWithCategories) {
               HasSubstr("x.expect:2: 'Credit Card' is not a category"));
   EXPECT_FALSE(ParseExpect("", "x.expect").ok());
   EXPECT_FALSE(ParseExpect("none\nemail\n", "x.expect").ok());
+  EXPECT_THAT(std::string(ParseExpect("email 0\n", "x.expect").status().message()),
+              HasSubstr("x.expect:1: 'email 0': a category's count is a number from 1 to 999999999"));
+  EXPECT_THAT(std::string(ParseExpect("email 3x\n", "x.expect").status().message()),
+              HasSubstr("'email 3x' is not a category"));
+}
+
+TEST(ParseExpect, ReadsLabelledCounts) {
+  std::map<std::string, uint64_t> counts;
+  auto c = ParseExpect("email 3\nbulk_pii\t300  # records\niban\n", "x.expect", &counts);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(*c, (std::set<std::string>{"bulk_pii", "email", "iban"}));
+  EXPECT_EQ(counts, (std::map<std::string, uint64_t>{{"bulk_pii", 300}, {"email", 3}}));
+  // Callers that want categories only read the same files.
+  auto plain = ParseExpect("email 3\n", "x.expect");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(*plain, (std::set<std::string>{"email"}));
 }
 
 TEST(Evaluator, CountsPerCategory) {
