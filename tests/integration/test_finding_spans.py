@@ -145,3 +145,33 @@ def test_config_check_refuses_out_of_range_limit(egressguard_bin, workdir):
         f.write("rules:\n  max_finding_spans: 0\n")
     r = subprocess.run([egressguard_bin, "config", "check", good], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_audit_log_carries_spans(egressguard_bin, workdir):
+    """A standalone proxy's --audit-log line: each finding with its spans (protobuf JSON
+    mapping), the limit from the config file, no raw value."""
+    from proxy_helpers import Proxy
+    pki = Pki(workdir)
+    origin = Origin(pki.good[1], pki.good[0])
+    config = os.path.join(workdir, "proxy.yaml")
+    with open(config, "w") as f:
+        f.write("rules:\n  max_finding_spans: 2\n")
+    proxy = Proxy(egressguard_bin, pki, workdir, "--config", config, "--mode", "monitor", "--allow", "localhost")
+    try:
+        body, at, mails = body_and_offsets()
+        r = subprocess.run(["curl", "-sS", "--proxy", f"http://127.0.0.1:{proxy.port}", "--cacert",
+                            pki.path("cluster-ca.pem"), "-o", "/dev/null", "-w", "%{http_code}", "--data-binary", body,
+                            "-H", "Content-Type: text/plain", f"https://localhost:{origin.port}/audit-spans"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.stdout == "200", r.stderr
+        v = proxy.wait_verdict(lambda v: v.get("path") == "/audit-spans" and v.get("findings"))
+        card = [f for f in v["findings"] if f["category"] == "credit_card"][0]
+        assert [(int(s["start"]), int(s["end"])) for s in card["spans"]] == [(a, b) for a, b, _ in at[:2]]
+        assert card["spans_truncated"] is True
+        with open(proxy.audit) as f:
+            log = f.read()
+        for raw in raw_values(mails):
+            assert raw not in log, raw
+    finally:
+        proxy.stop()
+        origin.close()
