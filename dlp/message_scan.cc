@@ -1106,6 +1106,8 @@ void MessageScanImpl::OnCandidate(uint32_t layer, uint32_t rule_index, std::stri
 void MessageScanImpl::RecordSpan(RuleState& st, const CompiledRule& rule, uint32_t layer, std::string_view value,
                                  const std::string& normalized, const std::string& key, uint64_t orig_start,
                                  uint64_t orig_end) {
+  const uint32_t limit = engine_->options().max_finding_spans;
+  if (limit == 0) return;  // no spans asked for: none collected, none said missing
   const std::string* member =
       layer < layer_member_.size() && !layer_member_[layer].empty() ? &layer_member_[layer] : nullptr;
   // The same value recorded last before this end: if it overlaps, these are the same bytes
@@ -1120,7 +1122,7 @@ void MessageScanImpl::RecordSpan(RuleState& st, const CompiledRule& rule, uint32
       return;
     }
   }
-  if (st.spans.size() >= engine_->options().max_finding_spans) {
+  if (st.spans.size() >= limit) {
     st.spans_truncated = true;
     return;
   }
