@@ -575,7 +575,7 @@ rules:                             # proxy without reporter.store
   pack: {pack}                         # rule pack file or directory ("": the shipped pack)
   disabled: {disabled}                  # start without rules (fail closed unless proxy.fail_open)
   fingerprint_key: {fingerprint_key}              # HMAC key file for match fingerprints ("": random per process)
-  max_finding_spans: {max_finding_spans}                # occurrences located per finding in verdicts (0..256; also with reporter.store)
+  max_finding_spans: {max_finding_spans}            # occurrences located per finding in verdicts (0..256; also with reporter.store)
 
 reporter:                          # proxy: report to a compliance store and follow its active pack
   store: {reporter_store}                        # HOST:PORT ("": no store)
