@@ -8,7 +8,7 @@
 // the plain Hyperscan database.
 //
 //   dlp_bench [--mib N] [--pack DIR] [--chunk BYTES] [--only engine,decode,raw,floor,b64,re2,std,small] [--repeat N]
-//             [--small N] [--attachments 0|1] [--b64-mib N]
+//             [--small N] [--attachments 0|1] [--b64-mib N] [--max-finding-spans N]
 //
 // --only runs a subset (e.g. one scanner under callgrind); ratios need "raw" in the set.
 // "b64" is the base64-of-random-bytes table (--b64-mib, default 64, in 8 MiB messages).
@@ -17,6 +17,8 @@
 // zips' CSV members and scan the messages and the inflated text (engine without
 // decoders; plain database), the base64 decoding and zip parsing left out. Not in the
 // default set.
+// --max-finding-spans sets EngineOptions.max_finding_spans (default: the engine's, 16);
+// 0 collects no Finding.spans, the cost before issue 21, for a same-build comparison.
 // "small" is the per-message fixed cost: N (default 100000) URL + header-block pairs
 // opened, fed and finished on one Scanner (callgrind: --toggle-collect='*ScanSmall*').
 // --repeat scans the corpus N times in the engine rows, so a sampling profiler sees the
@@ -463,6 +465,7 @@ int main(int argc, char** argv) {
   size_t repeat = 1;
   bool attachments = true;
   size_t b64_mib = 64;
+  long max_finding_spans = -1;  // the engine's default
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--only")) only = argv[i + 1];
     if (!std::strcmp(argv[i], "--mib")) mib = std::strtoul(argv[i + 1], nullptr, 10);
@@ -472,6 +475,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--repeat")) repeat = std::max<size_t>(1, std::strtoul(argv[i + 1], nullptr, 10));
     if (!std::strcmp(argv[i], "--attachments")) attachments = std::strcmp(argv[i + 1], "0") != 0;
     if (!std::strcmp(argv[i], "--b64-mib")) b64_mib = std::strtoul(argv[i + 1], nullptr, 10);
+    if (!std::strcmp(argv[i], "--max-finding-spans")) max_finding_spans = std::strtol(argv[i + 1], nullptr, 10);
   }
   egressguard::rules::LoadOptions load;
   load.known_validator = [](std::string_view n) { return egressguard::dlp::FindValidator(n) != nullptr; };
@@ -520,6 +524,8 @@ int main(int argc, char** argv) {
   EngineOptions options;
   options.fingerprint_key = "bench";
   options.decode = false;
+  if (max_finding_spans >= 0) options.max_finding_spans = static_cast<uint32_t>(max_finding_spans);
+  std::printf("max_finding_spans: %u\n", options.max_finding_spans);
   double best_compile = 1e9;
   EnginePtr engine;
   const int compiles = want("raw") ? 3 : 1;  // a subset run is a profile: compile once

@@ -36,6 +36,9 @@ struct EngineOptions {
   // array, SQL rows, log lines) that make a bulk_pii finding; 0 takes the pack's
   // min_records, or 50 when the pack has none.
   uint32_t bulk_min_records = 0;
+  // Occurrences located per finding (Finding.spans), the first this many of each rule's
+  // accepted matches; 0: none. Each costs about 100 bytes of verdict.
+  uint32_t max_finding_spans = 16;
   // Decoders (percent, JSON escapes, base64, multipart, gzip/deflate/br/zstd).
   bool decode = true;  // false: scan the raw bytes only (benchmarks, raw-stream callers)
   uint32_t max_decode_depth = 3;

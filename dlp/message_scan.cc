@@ -942,6 +942,9 @@ bool MessageScanImpl::Recycle() {
     st.evidence.clear();
     st.fingerprint.clear();
     st.member.clear();
+    st.spans.clear();
+    st.span_at.clear();
+    st.spans_truncated = false;
   }
   ClearDistinct(&bulk_seen_);
   bulk_overflow_ = 0;
@@ -1267,6 +1270,7 @@ void MessageScanImpl::Commit(uint32_t layer, Accepted&& a) {
   } else if (st.seen.insert(key).second) {
     ++st.count;
   }
+  RecordSpan(st, rule, a.value, a.normalized, key, a.orig_start, a.orig_end, a.member);  // a counted occurrence
   st.boosted = st.boosted || a.boosted;
   if (st.have_first && st.member.empty() && !a.member.empty() && a.orig_start < st.first_end &&
       st.first_start < a.orig_end) {
@@ -1319,6 +1323,39 @@ void MessageScanImpl::NoteRecord(uint32_t layer, uint64_t record, const std::str
   records_ = std::max(records_, ++layer_records_[layer]);
 }
 
+void MessageScanImpl::RecordSpan(RuleState& st, const CompiledRule& rule, std::string_view value,
+                                 const std::string& normalized, const std::string& key, uint64_t orig_start,
+                                 uint64_t orig_end, const std::string& member_path) {
+  const uint32_t limit = engine_->options().max_finding_spans;
+  if (limit == 0) return;  // no spans asked for: none collected, none said missing
+  const std::string* member = member_path.empty() ? nullptr : &member_path;
+  // The same value recorded last before this end: if it overlaps, these are the same bytes
+  // seen again through another layer (raw and a stored member, raw and a JSON string), one
+  // occurrence; a member view names where it lies.
+  auto it = st.span_at.lower_bound({key, orig_end});
+  if (it != st.span_at.begin()) {
+    auto prev = std::prev(it);
+    v1::FindingSpan& seen = st.spans[prev->second];
+    if (prev->first.first == key && seen.end() > orig_start) {
+      if (seen.member().empty() && member != nullptr) seen.set_member(*member);
+      return;
+    }
+  }
+  if (st.spans.size() >= limit) {
+    st.spans_truncated = true;
+    return;
+  }
+  v1::FindingSpan& span = st.spans.emplace_back();
+  span.set_start(orig_start);
+  span.set_end(orig_end);
+  span.set_evidence(Redact(rule.category, value));
+  if (member != nullptr) span.set_member(*member);
+  if (!engine_->options().fingerprint_key.empty()) {
+    span.set_fingerprint(HexDigest(HmacSha256(engine_->options().fingerprint_key, normalized)));
+  }
+  st.span_at.emplace(std::make_pair(key, orig_start), static_cast<uint32_t>(st.spans.size() - 1));
+}
+
 void MessageScanImpl::UpdateSoFar() {
   const uint64_t threshold = engine_->bulk_threshold();
   const uint64_t min_records = engine_->bulk_min_records();
@@ -1344,7 +1381,7 @@ MessageResult MessageScanImpl::Finish() {
   r.spans = std::move(spans_);
   const auto& rules = engine_->rules();
   for (size_t i = 0; i < rules.size(); ++i) {
-    const RuleState& st = states_[i];
+    RuleState& st = states_[i];
     const CompiledRule& rule = rules[i];
     if (st.count == 0 || st.count < rule.min_count) continue;
     v1::Finding f;
@@ -1361,6 +1398,11 @@ MessageResult MessageScanImpl::Finish() {
     f.set_evidence(st.evidence);
     f.set_fingerprint(st.fingerprint);
     if (!rule.count_matches) f.set_member(st.member);
+    std::stable_sort(st.spans.begin(), st.spans.end(), [](const v1::FindingSpan& a, const v1::FindingSpan& b) {
+      return a.start() != b.start() ? a.start() < b.start() : a.end() < b.end();
+    });
+    for (v1::FindingSpan& span : st.spans) *f.add_spans() = std::move(span);
+    f.set_spans_truncated(st.spans_truncated);
     f.set_action(rule.action);
     int sev = static_cast<int>(rule.severity) + (st.boosted ? 1 : 0);
     f.set_severity(static_cast<rules::v1::Severity>(std::min(sev, static_cast<int>(rules::v1::CRITICAL))));

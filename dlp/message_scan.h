@@ -16,6 +16,7 @@
 #include <hs/hs.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -90,7 +91,16 @@ class MessageScanImpl final : public MessageScan, public DecodedSink {
     std::string evidence;
     std::string fingerprint;
     std::string member;  // container member of the first match
+    // Finding.spans: the occurrences located, up to the engine's max_finding_spans, and
+    // where each lies by (value digest, start), to know the same bytes seen again
+    // through another layer.
+    std::vector<v1::FindingSpan> spans;
+    std::map<std::pair<std::string, uint64_t>, uint32_t> span_at;
+    bool spans_truncated = false;
   };
+  // A counted occurrence into Finding.spans; `member_path`: the container member it lies in.
+  void RecordSpan(RuleState& st, const CompiledRule& rule, std::string_view value, const std::string& normalized,
+                  const std::string& key, uint64_t orig_start, uint64_t orig_end, const std::string& member_path);
 
   // A container member's CSV (or spreadsheet rows) seen through a decoded layer: each
   // member is judged on its own header, its rows count as records for bulk_pii.

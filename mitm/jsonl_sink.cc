@@ -109,6 +109,7 @@ class JsonWriter {
     out_.append(buf, n);
   }
   void Raw(char c) { out_ += c; }
+  std::string& out() { return out_; }
   void NextElement(bool first) {
     if (!first) out_ += ',';
   }
@@ -219,10 +220,29 @@ void AppendFinding(JsonWriter& w, const v1::Finding& f) {
   w.Uint64("end", f.end());
   w.String("evidence", f.evidence());
   w.String("fingerprint", f.fingerprint());
-  if (!f.member().empty()) w.String("member", f.member());  // archive member path
   w.Enum("action", f.action(), [](int v) { return rules::v1::Action_Name(v); }, rules::v1::Action_IsValid(f.action()));
   w.Enum("severity", f.severity(), [](int v) { return rules::v1::Severity_Name(v); },
          rules::v1::Severity_IsValid(f.severity()));
+  // Field order as protobuf prints it (by field number): member (10) after severity.
+  w.String("member", f.member());  // archive member path
+  if (f.spans_size() > 0) {
+    w.Key("spans");
+    w.Raw('[');
+    for (int i = 0; i < f.spans_size(); ++i) {
+      w.NextElement(i == 0);
+      const v1::FindingSpan& span = f.spans(i);
+      JsonWriter inner(w.out());
+      inner.Begin();
+      inner.Uint64("start", span.start());
+      inner.Uint64("end", span.end());
+      inner.String("evidence", span.evidence());
+      inner.String("member", span.member());
+      inner.String("fingerprint", span.fingerprint());
+      inner.End();
+    }
+    w.Raw(']');
+  }
+  w.Bool("spans_truncated", f.spans_truncated());
   w.End();
 }
 

@@ -47,6 +47,8 @@ class FindingTally {
       if (it == findings_.end()) {
         f.set_start(0);  // offsets are per message: meaningless for the session
         f.set_end(0);
+        f.clear_spans();  // so are the occurrences' offsets
+        f.set_spans_truncated(false);
         findings_.push_back(std::move(f));
       } else {
         it->set_count(it->count() + f.count());

@@ -42,8 +42,9 @@ int Fail(const Text& what) {
   return FailToStart("proxy", what);
 }
 
-absl::StatusOr<dlp::EngineOptions> EngineOptionsFor(const std::string& key_file) {
+absl::StatusOr<dlp::EngineOptions> EngineOptionsFor(const std::string& key_file, uint32_t max_finding_spans) {
   dlp::EngineOptions options;
+  options.max_finding_spans = max_finding_spans;
   if (key_file.empty()) {
     spdlog::warn("no --fingerprint-key-file: fingerprints use a random per-process key");
     options.fingerprint_key = appliance::EphemeralFingerprintKey();
@@ -78,7 +79,7 @@ int RunProxy(const ConfigFlags& flags) {
   if (!store_address.empty() && (!o.rules.pack.empty() || o.rules.disabled)) {
     return Fail("with --store the rules and mode come from the store; drop --rules/--no-rules");
   }
-  auto engine_options = EngineOptionsFor(o.rules.fingerprint_key);
+  auto engine_options = EngineOptionsFor(o.rules.fingerprint_key, o.rules.max_finding_spans);
   if (!engine_options.ok()) return Fail(engine_options.status().message());
   auto engines = std::make_shared<dlp::EngineHolder>();
   mitm::VerdictSinkPtr sink;

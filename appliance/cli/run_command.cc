@@ -101,6 +101,7 @@ int Run(const ConfigFlags& flags) {
   if (!key.ok()) return Fail(std::string(key.status().message()));
   dlp::EngineOptions engine_options;
   engine_options.fingerprint_key = *key;
+  engine_options.max_finding_spans = o.rules.max_finding_spans;
 
   // Store.
   store::StoreServerOptions store_options;

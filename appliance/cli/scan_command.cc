@@ -23,6 +23,10 @@ namespace egressguard::cli {
 namespace {
 
 constexpr size_t kChunk = 64 << 10;
+// --each-match: occurrences listed per finding (rule) and file at most, so a file of
+// millions of matches cannot hold the engine's memory without bound (each costs about
+// 200 bytes while the file is scanned). Past it, stderr says how many were listed.
+constexpr uint32_t kEachMatchMax = 100'000;
 // Where packaged installs put the default pack (the source tree's copy is tried first).
 struct ScanOptions {
   std::string rules;
@@ -32,6 +36,7 @@ struct ScanOptions {
   std::string fingerprint_key_file;
   std::string db_cache_dir;
   bool no_db_cache = false;
+  bool each_match = false;
   std::vector<std::string> paths;
 };
 
@@ -102,7 +107,7 @@ class Progress {
   std::chrono::steady_clock::time_point last_ = start_;
 };
 
-void Print(const ScanOptions& o, const std::string& path, const v1::Finding& f) {
+void PrintOne(const ScanOptions& o, const std::string& path, const v1::Finding& f) {
   if (o.format == "jsonl") {
     std::cout << "{\"path\":" << Json(path) << ",\"rule\":" << Json(f.rule_id()) << ",\"category\":"
               << Json(f.category()) << ",\"start\":" << f.start() << ",\"end\":" << f.end()
@@ -117,6 +122,32 @@ void Print(const ScanOptions& o, const std::string& path, const v1::Finding& f) 
               << f.evidence();
     if (f.count() > 1) std::cout << " (x" << f.count() << ")";
     std::cout << "\n";
+  }
+}
+
+// One line per finding; with --each-match one per located occurrence: the finding's
+// fields with that occurrence's offsets, evidence, fingerprint and member, count 1.
+// Findings that locate no occurrence of their own (bulk_pii, undecodable, encrypted
+// content) keep their one line.
+void Print(const ScanOptions& o, const std::string& path, const v1::Finding& f) {
+  if (!o.each_match || f.spans().empty()) {
+    PrintOne(o, path, f);
+    return;
+  }
+  v1::Finding one = f;
+  one.clear_spans();
+  one.set_count(1);
+  for (const auto& span : f.spans()) {
+    one.set_start(span.start());
+    one.set_end(span.end());
+    one.set_evidence(span.evidence());
+    one.set_fingerprint(span.fingerprint());
+    one.set_member(span.member());
+    PrintOne(o, path, one);
+  }
+  if (f.spans_truncated()) {
+    std::cerr << "egressguard scan: " << path << ": " << f.rule_id() << ": more than " << f.spans_size()
+              << " occurrences; the first " << f.spans_size() << " are listed\n";
   }
 }
 
@@ -185,6 +216,8 @@ int RunScan(const ScanOptions& o) {
   }
   if (!o.no_db_cache) options.db_cache_dir = o.db_cache_dir.empty() ? appliance::DefaultDbCacheDir() : o.db_cache_dir;
   options.warm_validators = false;  // one run: a phone number, if any, pays for its data
+  // The default output shows no spans: the engine need not collect them.
+  options.max_finding_spans = o.each_match ? kEachMatchMax : 0;
   auto engine = appliance::LoadAndCompile(pack_path, options);
   if (!engine.ok()) {
     std::cerr << "egressguard scan: " << engine.status().message() << "\n";
@@ -215,6 +248,14 @@ void RegisterScan(CLI::App& app, Context& ctx) {
                   "Where compiled rule-pack databases are kept for the next run (default: "
                   "$XDG_CACHE_HOME/egressguard/db, else ~/.cache/egressguard/db)");
   cmd->add_flag("--no-db-cache", opts->no_db_cache, "Compile the rule pack afresh and keep nothing");
+  cmd->add_flag("--each-match", opts->each_match,
+                fmt::format("One line per occurrence instead of per finding: the finding's fields with that "
+                            "occurrence's start/end, evidence, fingerprint and member, count 1 (repeats of one "
+                            "value are occurrences too; the same bytes seen raw and decoded are one). Findings "
+                            "without occurrences of their own (bulk_pii, undecodable, encrypted_content) keep one "
+                            "line with their count. Safety bound: at most {} occurrences per finding and file are "
+                            "listed; past it stderr says so",
+                            kEachMatchMax));
   cmd->add_option("paths", opts->paths, "Files to scan, or - for stdin")->required();
   cmd->footer("Exit status: 0 nothing found, 1 findings, 2 error.");
   cmd->callback([&ctx, opts] { ctx.exit_code = RunScan(*opts); });

@@ -1,4 +1,4 @@
-// `egressguard verdicts query|stats`: read the compliance store (officer or auditor).
+// `egressguard verdicts query|show|stats`: read the compliance store (officer or auditor).
 #include <fmt/format.h>
 #include <google/protobuf/util/time_util.h>
 
@@ -139,6 +139,76 @@ int RunQuery(const QueryFlags& flags) {
   PrintResult(flags.json, all, [&] {
     if (!all.next_page_token().empty()) std::cout << "more: --page-token " << all.next_page_token() << "\n";
   });
+  return kExitOk;
+}
+
+struct ShowFlags {
+  StoreClientFlags client;
+  std::string id;
+  bool json = false;
+};
+
+std::string SeverityName(rules::v1::Severity s) {
+  switch (s) {
+    case rules::v1::LOW: return "low";
+    case rules::v1::MEDIUM: return "medium";
+    case rules::v1::HIGH: return "high";
+    case rules::v1::CRITICAL: return "critical";
+    default: return "-";
+  }
+}
+
+// One verdict for people: who, where, what was found and where each occurrence lies.
+void PrintVerdictText(const v1::Verdict& v) {
+  auto line = [](const char* name, const std::string& value) {
+    if (!value.empty()) std::cout << fmt::format("{:<14} {}\n", name, value);
+  };
+  line("id:", v.id());
+  if (v.has_time()) line("time:", TimeUtil::ToString(v.time()));
+  line("appliance:", v.appliance());
+  line("connection:", v.connection_id());
+  line("client:", v.client_address() + (v.workload().empty() ? "" : " (" + v.workload() + ")"));
+  line("destination:", fmt::format("{}:{}", v.host(), v.port()));
+  line("request:", fmt::format("{} {}", v.method(), v.path()));
+  line("mode:", v.mode() + (v.protocol().empty() ? "" : " " + v.protocol()) +
+                    (v.stream_id() == 0 ? "" : fmt::format(" stream {}", v.stream_id())));
+  std::string bytes = fmt::format("out {}, in {}", v.bytes_out(), v.bytes_in());
+  if (v.bytes_out_before_block() > 0) bytes += fmt::format(", out before the block {}", v.bytes_out_before_block());
+  if (v.messages_out() > 0 || v.messages_in() > 0) {
+    bytes += fmt::format("; messages out {}, in {}", v.messages_out(), v.messages_in());
+  }
+  line("bytes:", bytes);
+  line("pack:", v.rule_pack_version());
+  line("action:", ActionName(v.action()) + (v.enforced() ? " (enforced)" : " (monitor)"));
+  line("reason:", v.reason());
+  std::cout << fmt::format("{:<14} {}\n", "findings:", v.findings_size());
+  for (const auto& f : v.findings()) {
+    std::cout << fmt::format("  {} {} action={} severity={} count={} at {}-{}{} evidence={}{}\n", f.category(),
+                             f.rule_id(), ActionName(f.action()), SeverityName(f.severity()), f.count(), f.start(),
+                             f.end(), f.member().empty() ? "" : " member=" + f.member(), f.evidence(),
+                             f.fingerprint().empty() ? "" : " fingerprint=" + f.fingerprint());
+    for (const auto& span : f.spans()) {
+      std::cout << fmt::format("    occurrence {}-{}{} {}{}\n", span.start(), span.end(),
+                               span.member().empty() ? "" : " member=" + span.member(), span.evidence(),
+                               span.fingerprint().empty() ? "" : " fingerprint=" + span.fingerprint());
+    }
+    if (f.spans_truncated()) std::cout << "    (more occurrences than listed)\n";
+  }
+}
+
+int RunShow(const ShowFlags& flags) {
+  v1::QueryRequest request;
+  request.mutable_filter()->set_id(flags.id);
+  request.set_page_size(1);
+  v1::QueryResponse response;
+  int rc = CallStore<v1::VerdictQuery>(flags.client, "verdicts show",
+                                       [&](auto& stub, auto& ctx) { return stub.Query(&ctx, request, &response); });
+  if (rc != kExitOk) return rc;
+  if (response.verdicts_size() == 0 || response.verdicts(0).id() != flags.id) {
+    std::cerr << "egressguard verdicts show: no verdict " << flags.id << "\n";
+    return kExitError;
+  }
+  PrintResult(flags.json, response.verdicts(0), [&] { PrintVerdictText(response.verdicts(0)); });
   return kExitOk;
 }
 
@@ -302,6 +372,14 @@ void RegisterVerdicts(CLI::App& app, Context& ctx) {
   query->add_flag("--all", q->all, "Follow every page");
   query->add_flag("--json", q->json, "JSON (protobuf mapping, snake_case) for scripts");
   query->callback([&ctx, q] { ctx.exit_code = RunQuery(*q); });
+
+  auto sh = std::make_shared<ShowFlags>();
+  auto* show = cmd->add_subcommand(
+      "show", "One verdict by id, with each finding's located occurrences (offsets, redacted evidence, member)");
+  AddStoreClientFlags(*show, sh->client);
+  show->add_option("id", sh->id, "Verdict id")->required();
+  show->add_flag("--json", sh->json, "JSON (protobuf mapping, snake_case) of the verdict for scripts");
+  show->callback([&ctx, sh] { ctx.exit_code = RunShow(*sh); });
 
   auto s = std::make_shared<StatsFlags>();
   auto* stats = cmd->add_subcommand(

@@ -323,7 +323,10 @@ void ReadConfig(Reader& r, const YAML::Node& root, Config& c) {
             r.Map(n, path,
                   {{"pack", str(c.rules.pack)},
                    {"disabled", [&](const YAML::Node& v, const std::string& p) { r.Bool(v, p, c.rules.disabled); }},
-                   {"fingerprint_key", str(c.rules.fingerprint_key)}});
+                   {"fingerprint_key", str(c.rules.fingerprint_key)},
+                   {"max_finding_spans", [&](const YAML::Node& v, const std::string& p) {
+                      r.Integer<uint32_t>(v, p, c.rules.max_finding_spans, 0, kMaxFindingSpans);
+                    }}});
           }},
          {"reporter",
           [&](const YAML::Node& n, const std::string& path) {
@@ -572,6 +575,7 @@ rules:                             # proxy without reporter.store
   pack: {pack}                         # rule pack file or directory ("": the shipped pack)
   disabled: {disabled}                  # start without rules (fail closed unless proxy.fail_open)
   fingerprint_key: {fingerprint_key}              # HMAC key file for match fingerprints ("": random per process)
+  max_finding_spans: {max_finding_spans}            # occurrences located per finding in verdicts (0..256; also with reporter.store)
 
 reporter:                          # proxy: report to a compliance store and follow its active pack
   store: {reporter_store}                        # HOST:PORT ("": no store)
@@ -620,7 +624,8 @@ log:
       fmt::arg("proxy_protocol_peers", List(p.proxy_protocol_peers)),
       fmt::arg("workloads", workloads), fmt::arg("ca_cert", Quote(c.ca.cert)), fmt::arg("ca_key", Quote(c.ca.key)),
       fmt::arg("pack", Quote(c.rules.pack)), fmt::arg("disabled", Bool(c.rules.disabled)),
-      fmt::arg("fingerprint_key", Quote(c.rules.fingerprint_key)), fmt::arg("reporter_store", Quote(c.reporter.store)),
+      fmt::arg("fingerprint_key", Quote(c.rules.fingerprint_key)),
+      fmt::arg("max_finding_spans", c.rules.max_finding_spans), fmt::arg("reporter_store", Quote(c.reporter.store)),
       fmt::arg("spool", Quote(c.reporter.spool)), fmt::arg("spool_max_rows", c.reporter.spool_max_rows),
       fmt::arg("spool_max_bytes", c.reporter.spool_max_bytes),
       fmt::arg("reconnect_backoff_max_ms", c.reporter.reconnect_backoff_max_ms), fmt::arg("reporter_cert", Quote(c.reporter.tls.cert)),

@@ -82,10 +82,14 @@ struct CaSection {
   bool operator==(const CaSection&) const = default;
 };
 
+// Bound of rules.max_finding_spans: occurrences located per finding (Finding.spans).
+inline constexpr uint32_t kMaxFindingSpans = 256;
+
 struct RulesSection {
   std::string pack;  // empty: the shipped pack
   bool disabled = false;
   std::string fingerprint_key;
+  uint32_t max_finding_spans = 16;  // dlp::EngineOptions::max_finding_spans; 0..kMaxFindingSpans
   bool operator==(const RulesSection&) const = default;
 };
 

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -146,7 +147,24 @@ absl::StatusOr<std::shared_ptr<Reporter>> Reporter::Start(const ReporterOptions&
   return std::shared_ptr<Reporter>(new Reporter(std::move(impl)));
 }
 
+// The store refuses a verdict past 256 KiB serialized. Many findings with their spans
+// (an h2 stream of many gRPC messages) could pass it: the occurrences give way first,
+// from the last finding back, so the verdict and every finding are still recorded.
+static void FitSpans(v1::Verdict& verdict) {
+  constexpr size_t kBudget = 192 << 10;  // well under the store's limit
+  size_t size = verdict.ByteSizeLong();
+  for (int i = verdict.findings_size() - 1; i >= 0 && size > kBudget; --i) {
+    v1::Finding* f = verdict.mutable_findings(i);
+    if (f->spans_size() == 0) continue;
+    const size_t before = f->ByteSizeLong();
+    f->clear_spans();
+    f->set_spans_truncated(true);
+    size -= std::min(size, before - std::min(before, f->ByteSizeLong()));
+  }
+}
+
 bool Reporter::Submit(v1::Verdict verdict) {
+  FitSpans(verdict);
   auto s = impl_->spool->Append(verdict);
   if (s.ok()) {
     ++impl_->spooled;

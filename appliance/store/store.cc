@@ -262,6 +262,7 @@ FilterSql BuildFilter(const v1::VerdictFilter& f, bool drive_categories, KeyPart
   if (f.action() != rules::v1::ACTION_UNSPECIFIED) q.And("v.action = ?", int64_t{f.action()});
   if (!f.rule_pack_version().empty()) q.And("v.rule_pack_version = ?", f.rule_pack_version());
   if (!f.appliance().empty()) q.And("v.appliance = ?", f.appliance());
+  if (!f.id().empty()) q.And("v.id = ?", f.id());
   return q;
 }
 

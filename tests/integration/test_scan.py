@@ -85,3 +85,95 @@ def test_custom_pack_and_chunked_large_file(egressguard_bin, workdir):
     assert r.returncode == 1, r.stderr
     f = json.loads(r.stdout.splitlines()[0])
     assert (f["rule"], f["start"], f["end"], f["action"]) == ("t.marker", 65531, 65544, "alert")
+
+
+# ---------------------------------------------------------------- --each-match
+# Luhn-valid cards written three ways; none is a published test PAN.
+EACH_CARDS = ["4539 1488 0343 6467", "5425-2334-3010-9903", "4916338506082832"]
+
+
+def each_match_body():
+    body, at = "order 1182\n", []
+    for i, card in enumerate(EACH_CARDS):
+        body += f"line {i}: paid with "
+        at.append(len(body))
+        body += card + "\n"
+    return body, at
+
+
+def test_each_match_one_line_per_occurrence(egressguard_bin, workdir):
+    body, at = each_match_body()
+    path = write(workdir, "three.txt", body)
+    key = write(workdir, "fp.key", b"k" * 32)
+    os.chmod(key, 0o600)
+    default = run(egressguard_bin, "scan", "--format", "jsonl", path)
+    assert default.returncode == 1, default.stderr
+    default_lines = [json.loads(line) for line in default.stdout.splitlines()]
+    assert [f["category"] for f in default_lines] == ["credit_card"]
+    assert default_lines[0]["count"] == 3 and "spans" not in default_lines[0]  # default output unchanged
+
+    r = run(egressguard_bin, "scan", "--format", "jsonl", "--each-match", "--fingerprint-key-file", key, path)
+    assert r.returncode == 1, r.stderr
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(lines) == 3, r.stdout
+    for line, start, card in zip(lines, at, EACH_CARDS):
+        assert set(default_lines[0]) <= set(line)  # the same fields as a finding's line
+        assert (line["start"], line["end"]) == (start, start + len(card))
+        assert line["count"] == 1 and line["category"] == "credit_card" and line["path"] == path
+        assert line["rule"] == default_lines[0]["rule"] and line["action"] == default_lines[0]["action"]
+        assert len(line["fingerprint"]) == 64
+        assert "member" not in line
+    assert len({line["fingerprint"] for line in lines}) == 3
+    assert lines[0]["evidence"] == default_lines[0]["evidence"]
+    for card in EACH_CARDS:  # never the raw value
+        digits = card.replace(" ", "").replace("-", "")
+        assert card not in r.stdout and digits not in r.stdout and digits[4:12] not in r.stdout
+
+    text = run(egressguard_bin, "scan", "--each-match", path)
+    assert text.returncode == 1, text.stderr
+    starts = [int(line.split(":")[1].split("-")[0]) for line in text.stdout.splitlines()]
+    assert starts == at, text.stdout
+
+
+def test_each_match_repeats_and_aggregates(egressguard_bin, workdir):
+    # One address repeated: one finding (count 1), one line per occurrence. Past the
+    # bulk threshold the bulk_pii finding keeps its one line and its count.
+    body = "".join(f"cron: mail sent to ops@acme-corp.ch ({i})\n" for i in range(5))
+    body += "".join(f"to: user{i}@example-corp.ch\n" for i in range(30))
+    path = write(workdir, "cron.log", body)
+    r = run(egressguard_bin, "scan", "--format", "jsonl", "--each-match", path)
+    assert r.returncode == 1, r.stderr
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    mails = [f for f in lines if f["category"] == "email"]
+    assert len(mails) == 35 and all(f["count"] == 1 for f in mails)
+    assert [f["start"] for f in mails[:5]] == [m.start() for m in __import__("re").finditer("ops@", body)]
+    bulk = [f for f in lines if f["category"] == "bulk_pii"]
+    assert len(bulk) == 1 and bulk[0]["count"] >= 25
+
+
+def test_each_match_names_zip_members(egressguard_bin, workdir):
+    import io
+    import zipfile
+    csv = f"id,note\n1,pay with {EACH_CARDS[0]}\n2,and {EACH_CARDS[1]}\n"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("readme.txt", "the export is attached\n")
+        z.writestr("export/customers.csv", csv)
+    data = buf.getvalue()
+    path = write(workdir, "upload.zip", data)
+    r = run(egressguard_bin, "scan", "--format", "jsonl", "--each-match", path)
+    assert r.returncode == 1, r.stderr
+    cards = [json.loads(line) for line in r.stdout.splitlines() if '"credit_card"' in line]
+    assert len(cards) == 2, r.stdout
+    for line, card in zip(cards, EACH_CARDS[:2]):
+        assert line["member"] == "export/customers.csv"
+        at = data.index(card.encode())  # a stored member: exact offsets in the archive
+        assert (line["start"], line["end"]) == (at, at + len(card))
+    text = run(egressguard_bin, "scan", "--each-match", path)
+    assert text.stdout.count(path + "!export/customers.csv:") == 2, text.stdout
+
+
+def test_each_match_help_states_the_bound(egressguard_bin):
+    r = run(egressguard_bin, "scan", "--help")
+    assert r.returncode == 0
+    assert "--each-match" in r.stdout and "100000" in r.stdout, r.stdout

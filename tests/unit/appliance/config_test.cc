@@ -168,6 +168,21 @@ TEST(ConfigParse, BadValues) {
   EXPECT_GT(syntax.line, 0);
 }
 
+TEST(ConfigParse, MaxFindingSpans) {
+  EXPECT_EQ(Defaults(Command::kProxy).rules.max_finding_spans, 16u);
+  EXPECT_EQ(Defaults(Command::kRun).rules.max_finding_spans, 16u);
+  for (uint32_t n : {0u, 1u, 256u}) {
+    auto parsed = Parse("rules:\n  max_finding_spans: " + std::to_string(n) + "\n", Defaults(Command::kProxy));
+    EXPECT_TRUE(parsed.problems.empty()) << FormatProblems("t.yaml", parsed.problems);
+    EXPECT_EQ(parsed.config.rules.max_finding_spans, n);
+  }
+  auto high = OnlyProblem("rules:\n  max_finding_spans: 257\n");
+  EXPECT_EQ(high.line, 2);
+  EXPECT_THAT(high.reason, HasSubstr("rules.max_finding_spans must be between 0 and 256, got 257"));
+  EXPECT_THAT(OnlyProblem("rules:\n  max_finding_spans: -1\n").reason, HasSubstr("rules.max_finding_spans"));
+  EXPECT_THAT(OnlyProblem("rules:\n  max_finding_spans: lots\n").reason, HasSubstr("must be an integer"));
+}
+
 TEST(ConfigParse, ReportsEveryProblemAtOnce) {
   auto parsed = Parse("proxy:\n  mode: x\n  workers: y\nbogus: 1\n", Defaults(Command::kProxy));
   ASSERT_EQ(parsed.problems.size(), 3u);

@@ -161,6 +161,59 @@ TEST(ReporterLimits, CanAcceptFollowsBothBounds) {
   }
 }
 
+// Many findings with their spans (an h2 stream of many gRPC messages) would pass the
+// store's 256 KiB verdict limit: the spans give way, from the last finding back, and the
+// verdict with every finding is spooled; a verdict that fits keeps all of them.
+TEST(ReporterLimits, SpansGiveWayBeforeTheStoresVerdictLimit) {
+  TempDir dir;
+  const std::string path = dir.File("spans.db");
+  auto with_spans = [](const std::string& id, int findings) {
+    v1::Verdict v = MakeVerdict(id, 1, "h");
+    for (int i = 0; i < findings; ++i) {
+      auto* f = v.add_findings();
+      f->set_rule_id("pii.credit_card");
+      f->set_category("credit_card");
+      f->set_count(16);
+      f->set_evidence("4111 **** **** 1111");
+      for (int k = 0; k < 16; ++k) {
+        auto* s = f->add_spans();
+        s->set_start(static_cast<uint64_t>(1000 * i + 40 * k));
+        s->set_end(static_cast<uint64_t>(1000 * i + 40 * k + 19));
+        s->set_evidence("4111 **** **** 1111");
+        s->set_fingerprint(std::string(64, 'a'));
+        s->set_member("upload.zip!customers.csv");
+      }
+    }
+    return v;
+  };
+  const v1::Verdict big = with_spans("big", 1000);
+  ASSERT_GT(Bytes(big), 256u * 1024);
+  const v1::Verdict small = with_spans("small", 3);
+  {
+    ReporterOptions ro = Unreachable(dir, "spans.db");
+    auto rep = Reporter::Start(ro);
+    ASSERT_TRUE(rep.ok()) << rep.status();
+    ASSERT_TRUE((*rep)->Submit(big));
+    ASSERT_TRUE((*rep)->Submit(small));
+  }
+  SpoolOptions o;
+  o.path = path;
+  auto spool = Spool::Open(o);
+  ASSERT_TRUE(spool.ok()) << spool.status();
+  auto rows = (*spool)->Peek(0, 10);
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 2u);
+  const v1::Verdict& got = rows->at(0).verdict;
+  EXPECT_LE(Bytes(got), 256u * 1024);
+  ASSERT_EQ(got.findings_size(), 1000);
+  EXPECT_EQ(got.findings(0).spans_size(), 16);  // the first findings keep theirs
+  EXPECT_FALSE(got.findings(0).spans_truncated());
+  EXPECT_EQ(got.findings(999).spans_size(), 0);
+  EXPECT_TRUE(got.findings(999).spans_truncated());
+  EXPECT_EQ(got.findings(999).count(), 16u);
+  EXPECT_EQ(rows->at(1).verdict.SerializeAsString(), small.SerializeAsString());
+}
+
 TEST(ReporterLimits, CanAcceptAnswersWhileOthersSubmit) {
   TempDir dir;
   ReporterOptions ro = Unreachable(dir, "spool.db");

@@ -50,6 +50,37 @@ TEST_F(IngestTest, RetriedAndRepeatedVerdictsAreStoredOnce) {
   EXPECT_TRUE(verify->ok()) << verify->DebugString();
 }
 
+// Finding.spans are part of the stored (hashed) verdict: kept as sent, found again by id
+// (`verdicts show ID`), the chain verifies with rows stored before and after them.
+TEST_F(IngestTest, SpansAreStoredAndTheVerdictIsFoundById) {
+  ASSERT_TRUE(store_->Ingest({MakeVerdict("old", 100, "x", "email")}).ok());  // a verdict without spans
+  v1::Verdict v = MakeVerdict("with-spans", 101, "x", "credit_card");
+  auto* f = v.mutable_findings(0);
+  for (int i = 0; i < 3; ++i) {
+    auto* span = f->add_spans();
+    span->set_start(static_cast<uint64_t>(10 + 30 * i));
+    span->set_end(static_cast<uint64_t>(29 + 30 * i));
+    span->set_evidence("4111 **** **** 1111");
+    if (i == 2) span->set_member("a.zip!b.csv");
+  }
+  f->set_spans_truncated(true);
+  ASSERT_TRUE(store_->Ingest({v, MakeVerdict("later", 102, "x")}).ok());
+  v1::QueryRequest q;
+  q.mutable_filter()->set_id("with-spans");
+  auto got = store_->Query(q);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->verdicts_size(), 1);
+  EXPECT_EQ(got->verdicts(0).SerializeAsString(), v.SerializeAsString());
+  q.mutable_filter()->set_id("nope");
+  EXPECT_EQ(store_->Query(q)->verdicts_size(), 0);
+  q.mutable_filter()->set_id("old");
+  q.mutable_filter()->set_host("x");  // with a keyed filter as well
+  ASSERT_EQ(store_->Query(q)->verdicts_size(), 1);
+  auto verify = store_->Verify();
+  ASSERT_TRUE(verify.ok());
+  EXPECT_TRUE(verify->ok()) << verify->DebugString();
+}
+
 TEST_F(IngestTest, MalformedVerdictsAreRejectedNotStored) {
   auto r = store_->Ingest({MakeVerdict("", 100, "x"), MakeVerdict(std::string(200, 'i'), 100, "x"),
                            MakeVerdict("ok", 100, "x")});

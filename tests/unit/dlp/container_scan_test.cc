@@ -199,5 +199,38 @@ TEST_F(ContainerScanTest, StreamMatchesAfterAnEarlierMemberKeepTheirOffsets) {
   }
 }
 
+// Finding.spans: each occurrence inside a member names it; a stored member keeps exact
+// offsets (its bytes are also seen raw: one occurrence each, not two); a deflated one
+// spans its compressed bytes, one occurrence per distinct value.
+TEST_F(ContainerScanTest, SpansNameTheirMembers) {
+  const std::string second = "5555-5555-5555-4444";
+  const std::string csv = std::string("id,note\n1,pay with ") + kCard + "\n2,and with " + second + "\n";
+  std::vector<size_t> data_at;
+  const std::string zip =
+      Zip({{"readme.txt", std::string("outside: ") + kCard + "\n"}, {"customers.csv", csv}}, &data_at);
+  const MessageResult r = ScanSplit(engine(), zip, {40, 41, 97});
+  const v1::Finding* card = FindCategory(r, "credit_card");
+  ASSERT_NE(card, nullptr) << Describe(r);
+  ASSERT_EQ(card->spans_size(), 3) << Describe(r);
+  EXPECT_EQ(card->spans(0).member(), "readme.txt");
+  EXPECT_EQ(card->spans(0).start(), data_at[0] + 9);
+  EXPECT_EQ(card->spans(1).member(), "customers.csv");
+  EXPECT_EQ(card->spans(1).start(), data_at[1] + csv.find(kCard));
+  EXPECT_EQ(card->spans(1).end(), data_at[1] + csv.find(kCard) + std::string(kCard).size());
+  EXPECT_EQ(card->spans(2).member(), "customers.csv");
+  EXPECT_EQ(card->spans(2).start(), data_at[1] + csv.find(second));
+
+  const std::string deflated = Zip({{"a/b/customers.csv", csv, /*deflate=*/true}}, &data_at);
+  const MessageResult d = ScanWhole(engine(), deflated);
+  const v1::Finding* dc = FindCategory(d, "credit_card");
+  ASSERT_NE(dc, nullptr) << Describe(d);
+  ASSERT_EQ(dc->spans_size(), 2) << Describe(d);
+  for (const auto& s : dc->spans()) {
+    EXPECT_EQ(s.member(), "a/b/customers.csv");
+    EXPECT_GE(s.start(), data_at[0] - 1);
+    EXPECT_LE(s.end(), deflated.size());
+  }
+}
+
 }  // namespace
 }  // namespace egressguard::dlp

@@ -131,6 +131,19 @@ v1::Verdict FullVerdict() {
     f->set_action(rules::v1::BLOCK);
     f->set_severity(rules::v1::HIGH);
   }
+  // Occurrences (Finding.spans), one inside an archive member.
+  auto* located = v.mutable_findings(1);
+  located->set_member("upload.zip!customers.csv");
+  for (int i = 0; i < 3; ++i) {
+    auto* span = located->add_spans();
+    span->set_start(static_cast<uint64_t>(100 * i));
+    span->set_end(static_cast<uint64_t>(100 * i + 19));
+    span->set_evidence("4111 **** **** 1111");
+    if (i > 0) span->set_member("upload.zip!customers.csv");
+    if (i != 1) span->set_fingerprint("cd34");
+  }
+  located->set_spans_truncated(true);
+  v.add_findings()->add_spans();  // a span of defaults
   v.set_action(rules::v1::BLOCK);
   v.set_reason("pii.credit_card");
   v.set_enforced(true);
