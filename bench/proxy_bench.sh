@@ -347,8 +347,10 @@ m_upload() {
   if [[ ("$code" == 201 || "$code" == 204) && "$size" == "$SIZE_BYTES" && "$stored" == "$SIZE_BYTES" ]]; then
     add upload "$1" "$(awk -v s="$speed" 'BEGIN{printf "%.1f", s/1e6}')"
     # The target's CPU seconds per GB uploaded (user + system of its process tree).
-    [[ -n "$cpu0" ]] && add upload_cpu "$1" "$(awk -v a="$(tree_cpu "$pid")" -v b="$cpu0" -v n="$SIZE_BYTES" \
-      'BEGIN{printf "%.2f", (a-b)*1e9/n}')"
+    # (`if`, not `&&`: for `direct` there is no process, and a false test must not end the bench.)
+    if [[ -n "$cpu0" ]]; then
+      add upload_cpu "$1" "$(awk -v a="$(tree_cpu "$pid")" -v b="$cpu0" -v n="$SIZE_BYTES" 'BEGIN{printf "%.2f", (a-b)*1e9/n}')"
+    fi
   else err upload "$1" "http=$code sent=$size stored=$stored $(head -c 200 curl.err)"; fi
 }
 m_idle() {
