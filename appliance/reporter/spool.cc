@@ -144,6 +144,12 @@ Spool::Spool(SpoolOptions options, store::DatabasePtr db, int intake_fd)
     : options_(std::move(options)), db_(std::move(db)), intake_fd_(intake_fd) {}
 
 Spool::~Spool() {
+  {
+    // A clean close leaves nothing to replay: a replay would move records already moved
+    // (harmless for the store, which is idempotent on ids, but counted twice here).
+    std::lock_guard lock(mu_);
+    (void)DrainIntake(/*force=*/true);  // what fails stays in the intake for the next open
+  }
   if (intake_fd_ >= 0) ::close(intake_fd_);  // drops the lock
 }
 
@@ -294,12 +300,12 @@ absl::Status Spool::ApplyIntake(std::string_view records, size_t* used) {
   return absl::OkStatus();
 }
 
-absl::Status Spool::DrainIntake() {
+absl::Status Spool::DrainIntake(bool force) {
   // Most of the work (reading, parsing, sqlite) runs without intake_mu_, so workers keep
   // appending meanwhile. The file is emptied once everything in it is applied, under
   // intake_mu_; when appends never pause, a last round under the lock empties it past
   // kIntakeRewindBytes.
-  for (int round = 0; round < 2; ++round) {
+  for (int round = force ? 1 : 0; round < 2; ++round) {
     uint64_t end = 0;
     {
       std::lock_guard lock(intake_mu_);

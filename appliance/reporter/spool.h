@@ -88,8 +88,10 @@ class Spool {
  private:
   explicit Spool(SpoolOptions options, store::DatabasePtr db, int intake_fd);
   absl::Status Recount();
-  // Moves every intake record into the table (caller holds mu_).
-  absl::Status DrainIntake();
+  // Moves the intake's records into the table (caller holds mu_). Without `force` a
+  // short tail that appends keep growing may stay for the next call; with it the intake
+  // is emptied, appends waiting meanwhile.
+  absl::Status DrainIntake(bool force = false);
   absl::Status ApplyIntake(std::string_view records, size_t* used);
   absl::Status CloseInterrupted();
 

@@ -205,7 +205,7 @@ TEST(FindingSpansTest, FingerprintsPerOccurrence) {
 
 TEST(FindingSpansTest, AggregateFindingsCarryNone) {
   std::vector<size_t> at;
-  const std::string msg = ManyMails(40, &at);  // past the bulk_pii threshold
+  const std::string msg = ManyMails(60, &at);  // 60 records of people: past min_records (50)
   const MessageResult r = ScanWhole(DefaultEngine(), msg);
   const v1::Finding* bulk = FindCategory(r, "bulk_pii");
   ASSERT_NE(bulk, nullptr) << Describe(r);
