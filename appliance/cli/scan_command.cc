@@ -13,6 +13,7 @@
 
 #include "appliance/build_info.h"
 #include "appliance/cli/command.h"
+#include "appliance/cli/rule_names.h"
 #include "appliance/engine_setup.h"
 #include "dlp/engine.h"
 #include "dlp/validators.h"
@@ -45,16 +46,6 @@ std::string ActionName(rules::v1::Action a) {
     case rules::v1::ALLOW: return "allow";
     case rules::v1::ALERT: return "alert";
     case rules::v1::BLOCK: return "block";
-    default: return "unspecified";
-  }
-}
-
-std::string SeverityName(rules::v1::Severity s) {
-  switch (s) {
-    case rules::v1::LOW: return "low";
-    case rules::v1::MEDIUM: return "medium";
-    case rules::v1::HIGH: return "high";
-    case rules::v1::CRITICAL: return "critical";
     default: return "unspecified";
   }
 }

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "appliance/cli/command.h"
+#include "appliance/cli/rule_names.h"
 #include "appliance/cli/store_client.h"
 #include "appliance/reporter/reporter.h"
 #include "egressguard/v1/store.grpc.pb.h"
@@ -147,16 +148,6 @@ struct ShowFlags {
   std::string id;
   bool json = false;
 };
-
-std::string SeverityName(rules::v1::Severity s) {
-  switch (s) {
-    case rules::v1::LOW: return "low";
-    case rules::v1::MEDIUM: return "medium";
-    case rules::v1::HIGH: return "high";
-    case rules::v1::CRITICAL: return "critical";
-    default: return "-";
-  }
-}
 
 // One verdict for people: who, where, what was found and where each occurrence lies.
 void PrintVerdictText(const v1::Verdict& v) {
