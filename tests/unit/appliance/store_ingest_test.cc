@@ -91,6 +91,33 @@ TEST_F(IngestTest, MalformedVerdictsAreRejectedNotStored) {
   EXPECT_EQ(r->acked[0], "ok");
 }
 
+// One verdict per id: a write-ahead record is never stored (it would shadow its
+// completion); the completion and an interrupted close are.
+TEST_F(IngestTest, AnOpenWriteAheadRecordIsRefusedItsCompletionStored) {
+  auto open = MakeVerdict("w1", 100, "x");
+  open.set_phase(v1::Verdict::OPEN);
+  auto interrupted = MakeVerdict("w2", 100, "x");
+  interrupted.set_phase(v1::Verdict::INTERRUPTED);
+  auto r = store_->Ingest({open, interrupted});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->inserted, 1u);
+  ASSERT_EQ(r->rejected.size(), 1u);
+  EXPECT_EQ(r->rejected[0].id(), "w1");
+  EXPECT_NE(r->rejected[0].reason().find("open (write-ahead) verdict"), std::string::npos);
+  auto completed = MakeVerdict("w1", 100, "x");
+  completed.set_response_status(200);
+  r = store_->Ingest({completed});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->inserted, 1u);
+  v1::QueryRequest q;
+  q.mutable_filter()->set_id("w1");
+  auto got = store_->Query(q);
+  ASSERT_TRUE(got.ok());
+  ASSERT_EQ(got->verdicts_size(), 1);
+  EXPECT_EQ(got->verdicts(0).phase(), v1::Verdict::COMPLETE);
+  EXPECT_EQ(got->verdicts(0).response_status(), 200u);
+}
+
 TEST_F(IngestTest, QueryFiltersOrdersAndPages) {
   std::vector<v1::Verdict> batch;
   for (int i = 0; i < 30; ++i) {
