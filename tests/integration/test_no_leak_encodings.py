@@ -579,6 +579,28 @@ def test_json_base64_string_card_blocked(env, size):
     assert not bad, summary(bad, len(cases))
 
 
+def test_base64_attachment_decoding_past_64_mib_card_at_end_blocked(env):
+    # Proves a base64 attachment whose decoded text passes 64 MiB (the old fixed decode limit,
+    # which ended the scan there as `undecodable`) is read to its end: the card at its end is
+    # found as a card, blocked, and no byte of its encoding reaches the recording origin.
+    secret = L.log_lines(72 * MIB) + b"2026-11-30 WARN billing: card on file " + CARD + b"\n"
+    voff = secret.index(CARD)
+    enc = base64.b64encode(secret)
+    pre = b'{"id":"att-9","attachment":{"name":"export.log","data":"'
+    body = pre + enc + b'"}}\n'
+    start = len(pre)
+    raw_off = start + voff // 3 * 4
+
+    def decoded(got):
+        part = got[start:start + len(enc)]
+        return base64.b64decode(part[:len(part) - len(part) % 4])
+    checks = [raw_check(body, raw_off), decoded_check(decoded, secret, voff)]
+    hdrs = ["Content-Type: application/json"]
+    cases = [("cl", raw_off + 5), ("chunked-late", raw_off)]
+    bad = sweep(cases, lambda c: blocked(env, body, hdrs, c[1], c[0], checks, finding="credit_card"))
+    assert not bad, summary(bad, len(cases))
+
+
 @pytest.mark.parametrize("size", ["large", "small"])
 def test_json_unicode_escaped_card_blocked(env, size):
     # Proves a card written as JSON \u0034\u0035... escapes at the end of the body is decoded and blocked.
