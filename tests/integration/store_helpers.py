@@ -312,19 +312,24 @@ def metric_value(metrics, name, **labels):
     return metrics.get((name, frozenset(labels.items())), 0.0)
 
 
-def store_verdicts(pb, store_address, paths, timeout=30):
-    """{path: verdict} for the given paths once all are in the store (or what is there at timeout)."""
+def all_store_verdicts(pb, store_address):
+    """Every verdict in the store, all pages."""
     import grpc
     stub = pb.store_grpc.VerdictQueryStub(grpc.insecure_channel(store_address))
+    out, token = [], ""
+    while True:
+        page = stub.Query(pb.store.QueryRequest(page_size=1000, page_token=token), timeout=30)
+        out.extend(page.verdicts)
+        token = page.next_page_token
+        if not token:
+            return out
+
+
+def store_verdicts(pb, store_address, paths, timeout=30):
+    """{path: verdict} for the given paths once all are in the store (or what is there at timeout)."""
     deadline = time.time() + timeout
     while True:
-        found, token = {}, ""
-        while True:
-            page = stub.Query(pb.store.QueryRequest(page_size=1000, page_token=token), timeout=30)
-            found.update({v.path: v for v in page.verdicts if v.path in paths})
-            token = page.next_page_token
-            if not token:
-                break
+        found = {v.path: v for v in all_store_verdicts(pb, store_address) if v.path in paths}
         if len(found) == len(paths) or time.time() > deadline:
             return found
         time.sleep(0.2)

@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from proxy_helpers import Pki
 from store_helpers import (StoreProcess, StoreProxy, default_pack, free_port, metric_value, pb,  # noqa: F401
                            push_and_activate)
+from store_helpers import all_store_verdicts as all_verdicts
 
 IN_FLIGHT = 11
 
@@ -64,18 +65,6 @@ class SlowOrigin:
         self.release.set()
         self.server.shutdown()
         self.server.server_close()
-
-
-def all_verdicts(pb, address):
-    import grpc
-    stub = pb.store_grpc.VerdictQueryStub(grpc.insecure_channel(address))
-    out, token = [], ""
-    while True:
-        page = stub.Query(pb.store.QueryRequest(page_size=1000, page_token=token), timeout=30)
-        out.extend(page.verdicts)
-        token = page.next_page_token
-        if not token:
-            return out
 
 
 def wait_for(pred, timeout, what):
