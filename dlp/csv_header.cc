@@ -1,6 +1,7 @@
 #include "dlp/csv_header.h"
 
 #include <algorithm>
+#include <optional>
 
 namespace egressguard::dlp {
 
@@ -53,8 +54,9 @@ std::vector<std::string> ColumnKeywordTokens(const std::vector<std::string>& key
   return out;
 }
 
-std::string PiiColumnsOfHeaderTokens(std::string_view line, const std::vector<std::string>& keyword_tokens) {
+std::optional<CsvHeaderLine> SplitCsvHeader(std::string_view line) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (line.size() > kMaxHeader) return std::nullopt;
   // The delimiter: the most frequent of these (the first on a tie), counted in one pass.
   static constexpr char kDelims[] = {',', ';', '\t', '|'};
   size_t counts[4] = {};
@@ -72,7 +74,7 @@ std::string PiiColumnsOfHeaderTokens(std::string_view line, const std::vector<st
       delim = kDelims[i];
     }
   }
-  if (delim == 0) return "";
+  if (delim == 0) return std::nullopt;
   // Every field of a header is a column name: a few words at most, none of a log's or a
   // statement's punctuation. A log line that lists columns ("... [sqlalchemy.engine]
   // SELECT users.id, users.email, users.phone FROM users") is no header, and its lines no
@@ -86,19 +88,43 @@ std::string PiiColumnsOfHeaderTokens(std::string_view line, const std::vector<st
         in_word = false;
         continue;
       }
-      if (c == '=' || c == '[' || c == ']' || c == '{' || c == '}' || c == '<' || c == '>') return "";
+      if (c == '=' || c == '[' || c == ']' || c == '{' || c == '}' || c == '<' || c == '>') return std::nullopt;
       const bool space = c == ' ' || c == '\t';
-      if (!space && !in_word && ++words > 4) return "";
+      if (!space && !in_word && ++words > 4) return std::nullopt;
       in_word = !space;
     }
   }
-  std::string found;
-  std::string tokens;
+  CsvHeaderLine out{delim, {}};
   size_t start = 0;
   while (start <= line.size()) {
     size_t end = line.find(delim, start);
     if (end == std::string_view::npos) end = line.size();
-    Tokens(line.substr(start, end - start), &tokens);
+    out.columns.emplace_back(line.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+size_t CsvColumnOf(std::string_view line_before, char delim) {
+  size_t column = 0;
+  bool quoted = false;
+  for (char c : line_before) {
+    if (c == '"') {
+      quoted = !quoted;  // "" inside a quoted field toggles twice: still quoted
+    } else if (c == delim && !quoted) {
+      ++column;
+    }
+  }
+  return column;
+}
+
+std::string PiiColumnsOfHeaderTokens(std::string_view line, const std::vector<std::string>& keyword_tokens) {
+  const auto header = SplitCsvHeader(line);
+  if (!header) return "";
+  std::string found;
+  std::string tokens;
+  for (const std::string& column : header->columns) {
+    Tokens(column, &tokens);
     for (const auto& kw : keyword_tokens) {
       if (NamesKeyword(tokens, kw)) {
         if (!found.empty()) found += ",";
@@ -106,7 +132,6 @@ std::string PiiColumnsOfHeaderTokens(std::string_view line, const std::vector<st
         break;
       }
     }
-    start = end + 1;
   }
   return found;
 }

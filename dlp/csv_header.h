@@ -4,6 +4,7 @@
 // spreadsheet is bulk PII even where single values would not validate.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -43,6 +44,17 @@ class CsvHeaderDetector {
   uint64_t rows_ = 0;
   bool line_open_ = false;  // a data line has started and not yet ended
 };
+
+// A header line split into its column names (as written, \r dropped), or nullopt when
+// the line is no delimited header: no delimiter, or a field that reads like a log or a
+// statement rather than a column name.
+struct CsvHeaderLine {
+  char delimiter = ',';
+  std::vector<std::string> columns;
+};
+std::optional<CsvHeaderLine> SplitCsvHeader(std::string_view line);
+// The column a field lies in, given its line's bytes before it (quotes respected).
+size_t CsvColumnOf(std::string_view line_before, char delimiter);
 
 // Exposed for tests: the PII columns of one header line ("" when it is not a CSV header
 // naming at least one of `keywords`).

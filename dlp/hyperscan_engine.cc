@@ -269,7 +269,9 @@ absl::Status HyperscanEngine::CompileRules(const EngineOptions& options, DbCache
     }
     max_window_ = std::max({max_window_, cr.window_before, cr.window_after});
     cr.count_matches = rule.category() == "db_dump" || rule.category() == "db_schema";
-    if (rule.validator() == "credit_card") cr.neighbor_bytes = kCardNeighborBytes;
+    const NeighborCheck neighbors = NeighborCheckFor(rule.validator());
+    cr.neighbor_bytes = neighbors.bytes;
+    cr.in_longer_token = neighbors.in_longer_token;
     // Checksums and structure (Luhn, mod-97, EAN-13, MOD 11,10, CRC32, NINO letters)
     // make a match far more specific than a number plan or an address shape.
     cr.specificity = rule.validator().empty() || rule.validator() == "phone" || rule.validator() == "email" ? 1 : 2;

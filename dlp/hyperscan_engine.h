@@ -52,9 +52,11 @@ struct CompiledRule {
   HsDatabasePtr exclusion_db;                          // block mode, anchored regexes
   bool count_matches = false;  // db_dump: min_count counts matches, not distinct values
   bool pii = false;            // counts toward bulk_pii
-  // The credit_card validator's context check (CardWindowInLongerId) reads this many
-  // bytes on each side of the match; 0: none.
+  // The validator's check against the bytes around a match (NeighborCheckFor: a card
+  // window inside an IBAN, a phone '+' glued to a word), reading neighbor_bytes on each
+  // side; 0: none.
   uint32_t neighbor_bytes = 0;
+  bool (*in_longer_token)(std::string_view before, std::string_view value, std::string_view after) = nullptr;
   // Which rule keeps a span two rules' matches share (MessageScanImpl's overlap
   // resolution): a checksum- or structure-validated identifier (2) over a shape that
   // only a plausibility check backs (phone numbers, e-mail addresses, no validator: 1).

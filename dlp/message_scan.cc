@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <deque>
 #include <mutex>
+#include <optional>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -238,6 +239,7 @@ class LayerScan {
         gate_keywords_.keyed_classes |= g.cls;
         gate_keywords_.window = std::max(gate_keywords_.window, g.keyword_window);
       }
+      keyed_classes_ = gate_keywords_.keyed_classes;
 
     }
     prefix_ = engine_.prefix_db() != nullptr;
@@ -254,6 +256,7 @@ class LayerScan {
     if (finished_ || chunk.empty()) return;
     stream_fresh_ = false;
     const uint64_t base = history_.end();
+    if (header_open_) TakeHeader(chunk, base);
     for (size_t at = 0; at < chunk.size(); at += kMaxScanCall) {
       std::string_view part = chunk.substr(at, kMaxScanCall);
       if (stream_ != nullptr) {
@@ -341,6 +344,7 @@ class LayerScan {
     }
     stream_base_ = history_.end();
     Drain({}, /*final=*/true);
+    ForgetHeader(history_.end());  // the next document has its own first line
   }
 
   // Back to the state of a new LayerScan of the same engine and layer, keeping every
@@ -367,6 +371,7 @@ class LayerScan {
     decoded_.clear();
     decoded_segments_ = 0;
     finished_ = false;
+    ForgetHeader(0);
   }
 
   // The original offset before which no candidate of this layer is still to come, or
@@ -515,7 +520,7 @@ class LayerScan {
     bool full = false;
     for (size_t k = 0; k < dbs.size(); ++k) {
       if ((w.classes & dbs[k].cls) == 0) continue;
-      if (dbs[k].keyed && !KeywordBefore(w, dbs[k].keyword_window)) continue;
+      if (dbs[k].keyed && gate_keywords_.keyed_classes != 0 && !KeywordBefore(w, dbs[k].keyword_window)) continue;
       GateBatch& b = gate_batches_[k];
       b.windows.push_back(BatchWindow{b.bytes.size(), w.bytes.size(), w.base, w.first_start, w.end_after, w.end_limit});
       b.bytes.append(w.bytes);
@@ -742,22 +747,93 @@ class LayerScan {
     for (const RawMatch& m : ready_) Evaluate(m, chunk);
   }
 
+  // A delimited export says what its values are once, in its header line; the rows far
+  // below it have no keyword near them. The first line of the layer (of each document of
+  // it) is kept while it arrives; when it is a header that names a context keyword of a
+  // rule, a value's column name counts as context (ColumnName), and the digit gate looks
+  // at keyed classes everywhere in the document.
+  void TakeHeader(std::string_view chunk, uint64_t base) {
+    const size_t nl = chunk.find('\n');
+    const size_t take = nl == std::string_view::npos ? chunk.size() : nl;
+    if (header_line_.size() + take > kMaxHeaderLine) {
+      header_open_ = false;
+      header_line_.clear();
+      return;
+    }
+    header_line_.append(chunk.data(), take);
+    if (nl == std::string_view::npos) return;
+    header_open_ = false;
+    header_end_ = base + nl + 1;
+    const bool binary = std::any_of(header_line_.begin(), header_line_.end(), [](char c) {
+      return (static_cast<unsigned char>(c) < 0x20 && c != '\t' && c != '\r') || c == 0x7f;
+    });
+    auto header = binary ? std::nullopt : SplitCsvHeader(header_line_);
+    header_line_.clear();
+    if (!header) return;
+    bool named = false;
+    bool keyed = false;
+    for (std::string& column : header->columns) {
+      for (char& c : column) {
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+      }
+    }
+    for (const CompiledRule& rule : engine_.rules()) {
+      for (const std::string& kw : rule.keywords) {
+        const bool hit = std::any_of(header->columns.begin(), header->columns.end(),
+                                     [&](const std::string& col) { return col.find(kw) != std::string::npos; });
+        if (!hit) continue;
+        named = true;
+        keyed = keyed || rule.effect == rules::v1::Context::REQUIRE;
+        break;
+      }
+    }
+    if (!named) return;
+    columns_ = std::move(*header);
+    if (keyed) gate_keywords_.keyed_classes = 0;  // every row may hold a keyed value
+  }
+
+  void ForgetHeader(uint64_t at) {
+    header_open_ = true;
+    header_line_.clear();
+    header_end_ = at;
+    columns_.reset();
+    gate_keywords_.keyed_classes = keyed_classes_;
+  }
+
+  // The header's name of the column the byte at `at` lies in, when the layer's document
+  // has a header that names a keyword and `at` lies on a row within kColumnLookback
+  // bytes of its line start; else null.
+  const std::string* ColumnName(uint64_t at, std::string_view chunk) {
+    if (!columns_ || at < header_end_) return nullptr;
+    const uint64_t from = std::max(header_end_, at - std::min<uint64_t>(at, kColumnLookback));
+    history_.Copy(from, at, chunk, &column_buf_);
+    const size_t nl = column_buf_.rfind('\n');
+    if (nl == std::string::npos && at - column_buf_.size() != header_end_) return nullptr;  // line start too far
+    const std::string_view line = nl == std::string::npos ? std::string_view(column_buf_)
+                                                          : std::string_view(column_buf_).substr(nl + 1);
+    const size_t column = CsvColumnOf(line, columns_->delimiter);
+    return column < columns_->columns.size() ? &columns_->columns[column] : nullptr;
+  }
+
   void Evaluate(const RawMatch& m, std::string_view chunk) {
     const uint32_t rule_index = engine_.patterns()[m.pattern].rule;
     const CompiledRule& rule = engine_.rules()[rule_index];
     history_.Copy(m.start, std::min(m.end, m.start + kMaxValueBytes), chunk, &value_);
     if (rule.neighbor_bytes > 0) {
       // A card window read out of a longer identifier (an IBAN, a '+' phone number, a
-      // longer group sequence) is no card, whatever its Luhn says.
+      // longer group sequence) is no card, whatever its Luhn says; a '+' glued to a word
+      // starts no international number.
       history_.Copy(m.start - std::min<uint64_t>(m.start, rule.neighbor_bytes), m.start, chunk, &before_);
       history_.Copy(m.end, m.end + rule.neighbor_bytes, chunk, &after_);
-      if (CardWindowInLongerId(before_, value_, after_)) return;
+      if (rule.in_longer_token(before_, value_, after_)) return;
     }
     before_.clear();
     after_.clear();
     if (!rule.keywords.empty()) {
       history_.Copy(m.start - std::min<uint64_t>(m.start, rule.window_before), m.start, chunk, &before_);
       history_.Copy(m.end, m.end + rule.window_after, chunk, &after_);
+      // The name of the value's column is context like the words before it.
+      if (const std::string* name = ColumnName(m.start, chunk)) before_.insert(0, *name + "\n");
     }
     auto [orig_start, orig_end] = ToOriginal(m.start, m.end);
     owner_->OnCandidate(layer_, rule_index, value_, before_, after_, orig_start, orig_end,
@@ -909,6 +985,14 @@ class LayerScan {
   bool finished_ = false;
   std::string value_, before_, after_;
   mutable std::string record_buf_;
+  static constexpr size_t kMaxHeaderLine = 4096;
+  static constexpr uint64_t kColumnLookback = 2048;
+  bool header_open_ = true;  // the first line of the layer's document is still arriving
+  std::string header_line_;
+  uint64_t header_end_ = 0;                // layer offset just past the header line
+  std::optional<CsvHeaderLine> columns_;   // lower-case; only when one names a keyword
+  std::string column_buf_;
+  uint32_t keyed_classes_ = 0;             // the engine's, while no header names a keyword
 };
 
 uint64_t RecordStartOf(const CandidatePlace& place) {

@@ -224,6 +224,25 @@ bool IsIbanHead(std::string_view g) {
 
 }  // namespace
 
+bool PhoneInLongerToken(std::string_view before, std::string_view value, std::string_view) {
+  if (value.empty() || before.empty()) return false;
+  if (value.front() == '+') return IsAlnum(before.back());
+  size_t i = before.size();
+  const char sep = before[i - 1];
+  if (sep != ' ' && sep != '+' && sep != '-' && sep != '.' && sep != '/') return false;
+  const size_t digits_end = --i;
+  while (i > 0 && IsDigit(before[i - 1]) && digits_end - i < 3) --i;
+  if (i == digits_end) return false;  // no country code group
+  if (i >= 1 && before[i - 1] == '+') return true;
+  return i >= 3 && before[i - 3] == '%' && before[i - 2] == '2' && (before[i - 1] == 'B' || before[i - 1] == 'b');
+}
+
+NeighborCheck NeighborCheckFor(std::string_view validator) {
+  if (validator == "credit_card") return {&CardWindowInLongerId, kCardNeighborBytes};
+  if (validator == "phone") return {&PhoneInLongerToken, kPhoneNeighborBytes};
+  return {};
+}
+
 bool CardWindowInLongerId(std::string_view before, std::string_view value, std::string_view after) {
   if (value.empty()) return false;
   char sep = 0;

@@ -41,6 +41,20 @@ bool CreditCardValid(std::string_view value);
 // of digits before or after it ("... 0105 6730").
 inline constexpr size_t kCardNeighborBytes = 12;
 bool CardWindowInLongerId(std::string_view before, std::string_view value, std::string_view after);
+// A phone match that is the tail of a longer token: a '+'-led one whose '+' is glued to a
+// letter or digit ("x+1234567"; "1+646-735-8618" in a form body, where '+' is an encoded
+// space), or a national-format one right after a "+CC" country code and a separator
+// ("+1 646-735-8618"; "%2B1+646-735-8618" as a form sends it), which is an international
+// number read from its middle. Reads kPhoneNeighborBytes before the match.
+inline constexpr size_t kPhoneNeighborBytes = 8;
+bool PhoneInLongerToken(std::string_view before, std::string_view value, std::string_view after);
+// The check a validator's matches get against their neighbouring bytes (above), and how
+// many bytes on each side it reads; none: {nullptr, 0}.
+struct NeighborCheck {
+  bool (*in_longer_token)(std::string_view before, std::string_view value, std::string_view after) = nullptr;
+  uint32_t bytes = 0;
+};
+NeighborCheck NeighborCheckFor(std::string_view validator);
 // IBAN: country code with its registered length, two check digits, mod-97 == 1.
 // Compact or grouped by spaces; letters must be upper-case as printed.
 bool IbanValid(std::string_view value);

@@ -30,16 +30,32 @@ std::string_view Trim(std::string_view s) {
 
 }  // namespace
 
-absl::StatusOr<std::set<std::string>> ParseExpect(std::string_view text, const std::string& source) {
-  return ParseExpect(text, source, nullptr);
+namespace {
+
+// "START-END", both at most 2^40 (a sample is a file, not a disk), START < END.
+bool ParseRange(std::string_view s, uint64_t* start, uint64_t* end) {
+  const size_t dash = s.find('-');
+  if (dash == std::string_view::npos) return false;
+  auto number = [](std::string_view d, uint64_t* v) {
+    if (d.empty() || d.size() > 13) return false;
+    *v = 0;
+    for (char ch : d) {
+      if (ch < '0' || ch > '9') return false;
+      *v = *v * 10 + static_cast<uint64_t>(ch - '0');
+    }
+    return *v <= (uint64_t{1} << 40);
+  };
+  return number(s.substr(0, dash), start) && number(s.substr(dash + 1), end) && *start < *end;
 }
 
-absl::StatusOr<std::set<std::string>> ParseExpect(std::string_view text, const std::string& source,
-                                                  std::map<std::string, uint64_t>* counts) {
-  std::set<std::string> out;
+}  // namespace
+
+absl::StatusOr<Expectation> ParseExpectation(std::string_view text, const std::string& source) {
+  Expectation out;
   bool none = false;
   size_t line_no = 0;
   size_t pos = 0;
+  std::vector<size_t> at_lines;  // of `located`, to name the line of a category not listed
   while (pos <= text.size()) {
     size_t eol = text.find('\n', pos);
     if (eol == std::string_view::npos) eol = text.size();
@@ -52,6 +68,22 @@ absl::StatusOr<std::set<std::string>> ParseExpect(std::string_view text, const s
     if (line.empty()) continue;
     if (line == "none") {
       none = true;
+      continue;
+    }
+    // "at category start-end": one located occurrence.
+    if (line.substr(0, 3) == "at ") {
+      const std::string_view rest = Trim(line.substr(3));
+      const size_t sp = rest.find_first_of(" \t");
+      Occurrence o;
+      if (sp == std::string_view::npos || !ValidCategory(rest.substr(0, sp)) ||
+          !ParseRange(Trim(rest.substr(sp)), &o.start, &o.end)) {
+        return absl::InvalidArgumentError(fmt::format(
+            "{}:{}: '{}': an occurrence is 'at CATEGORY START-END' (byte offsets, START < END)", source, line_no,
+            line));
+      }
+      o.category = std::string(rest.substr(0, sp));
+      out.located.push_back(std::move(o));
+      at_lines.push_back(line_no);
       continue;
     }
     // "category count": the count the finding must report.
@@ -77,16 +109,36 @@ absl::StatusOr<std::set<std::string>> ParseExpect(std::string_view text, const s
       return absl::InvalidArgumentError(
           fmt::format("{}:{}: '{}' is not a category ([a-z0-9_]+, one per line, or none)", source, line_no, line));
     }
-    out.emplace(line);
-    if (count && counts != nullptr) (*counts)[std::string(line)] = *count;
+    out.categories.emplace(line);
+    if (count) out.counts[std::string(line)] = *count;
   }
-  if (none && !out.empty()) {
+  if (none && !out.categories.empty()) {
     return absl::InvalidArgumentError(fmt::format("{}: 'none' together with categories", source));
   }
-  if (!none && out.empty()) {
+  if (!none && out.categories.empty()) {
     return absl::InvalidArgumentError(fmt::format("{}: empty sidecar: list categories or write none", source));
   }
+  for (size_t i = 0; i < out.located.size(); ++i) {
+    if (!out.categories.count(out.located[i].category)) {
+      return absl::InvalidArgumentError(fmt::format("{}:{}: occurrence of '{}', a category the sidecar does not list",
+                                                    source, at_lines[i], out.located[i].category));
+    }
+  }
+  std::stable_sort(out.located.begin(), out.located.end(),
+                   [](const Occurrence& a, const Occurrence& b) { return a.start < b.start; });
   return out;
+}
+
+absl::StatusOr<std::set<std::string>> ParseExpect(std::string_view text, const std::string& source) {
+  return ParseExpect(text, source, nullptr);
+}
+
+absl::StatusOr<std::set<std::string>> ParseExpect(std::string_view text, const std::string& source,
+                                                  std::map<std::string, uint64_t>* counts) {
+  auto e = ParseExpectation(text, source);
+  if (!e.ok()) return e.status();
+  if (counts != nullptr) *counts = std::move(e->counts);
+  return std::move(e->categories);
 }
 
 absl::StatusOr<std::vector<Sample>> LoadSamples(const std::string& dir) {
@@ -113,10 +165,10 @@ absl::StatusOr<std::vector<Sample>> LoadSamples(const std::string& dir) {
     std::ifstream in(sidecar, std::ios::binary);
     std::ostringstream ss;
     ss << in.rdbuf();
-    std::map<std::string, uint64_t> counts;
-    auto expected = ParseExpect(ss.str(), sidecar.string(), &counts);
-    if (!expected.ok()) return expected.status();
-    samples.push_back(Sample{sample.string(), *std::move(expected), std::move(counts)});
+    auto e = ParseExpectation(ss.str(), sidecar.string());
+    if (!e.ok()) return e.status();
+    samples.push_back(
+        Sample{sample.string(), std::move(e->categories), std::move(e->counts), std::move(e->located)});
   }
   return samples;
 }
@@ -131,28 +183,68 @@ double CategoryScore::recall() const {
   return expected == 0 ? 1.0 : static_cast<double>(true_positives) / static_cast<double>(expected);
 }
 
-CategoryScore& Evaluator::Score(const std::string& category) {
-  auto& scores = result_.scores;
+namespace {
+
+CategoryScore& ScoreOf(Evaluation& e, const std::string& category) {
+  auto& scores = e.scores;
   auto it = std::lower_bound(scores.begin(), scores.end(), category,
                              [](const CategoryScore& s, const std::string& c) { return s.category < c; });
   if (it == scores.end() || it->category != category) it = scores.insert(it, CategoryScore{category});
   return *it;
 }
 
+}  // namespace
+
 void Evaluator::Add(const Sample& sample, const std::set<std::string>& found) {
   ++result_.samples;
   for (const auto& c : sample.expected) {
     if (found.count(c)) {
-      ++Score(c).true_positives;
+      ++ScoreOf(result_, c).true_positives;
     } else {
-      ++Score(c).false_negatives;
+      ++ScoreOf(result_, c).false_negatives;
       result_.mismatches.push_back(Mismatch{sample.path, c, true});
     }
   }
   for (const auto& c : found) {
     if (sample.expected.count(c)) continue;
-    ++Score(c).false_positives;
+    ++ScoreOf(result_, c).false_positives;
     result_.mismatches.push_back(Mismatch{sample.path, c, false});
+  }
+}
+
+void OccurrenceEvaluator::Add(const Sample& sample, std::vector<Occurrence> found) {
+  ++result_.samples;
+  std::set<std::string> located_categories;
+  for (const auto& o : sample.located) located_categories.insert(o.category);
+  for (const auto& c : sample.expected) {
+    if (!located_categories.count(c)) ++unlocated_pairs_;
+  }
+  std::sort(found.begin(), found.end(), [](const Occurrence& a, const Occurrence& b) { return a.start < b.start; });
+  std::vector<bool> taken(sample.located.size(), false);
+  auto where = [](const Occurrence& o) { return fmt::format("{}-{}", o.start, o.end); };
+  for (const auto& f : found) {
+    const bool listed = sample.expected.count(f.category) != 0;
+    if (listed && !located_categories.count(f.category)) continue;  // unlocated: per file only
+    CategoryScore& score = ScoreOf(result_, f.category);
+    bool matched = false;
+    for (size_t i = 0; i < sample.located.size() && sample.located[i].start < f.end; ++i) {
+      const Occurrence& l = sample.located[i];
+      if (taken[i] || l.category != f.category || l.end <= f.start) continue;
+      taken[i] = matched = true;
+      break;
+    }
+    if (matched) {
+      ++score.true_positives;
+    } else {
+      ++score.false_positives;
+      result_.mismatches.push_back(Mismatch{sample.path, f.category, false, where(f)});
+    }
+  }
+  for (size_t i = 0; i < sample.located.size(); ++i) {
+    ++labelled_;
+    if (taken[i]) continue;
+    ++ScoreOf(result_, sample.located[i].category).false_negatives;
+    result_.mismatches.push_back(Mismatch{sample.path, sample.located[i].category, true, where(sample.located[i])});
   }
 }
 
@@ -166,7 +258,8 @@ std::string FormatEvaluation(const Evaluation& e) {
   }
   out += fmt::format("{} samples, {} mismatches\n", e.samples, e.mismatches.size());
   for (const auto& m : e.mismatches) {
-    out += fmt::format("  {} {}: {}\n", m.missed ? "missed" : "false ", m.category, m.path);
+    out += fmt::format("  {} {}: {}{}{}\n", m.missed ? "missed" : "false ", m.category, m.path,
+                       m.where.empty() ? "" : ":", m.where);
   }
   return out;
 }

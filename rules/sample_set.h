@@ -18,13 +18,31 @@ namespace egressguard::rules {
 
 inline constexpr std::string_view kExpectSuffix = ".expect";
 
+// One located occurrence: a labelled one, or one the engine reported.
+struct Occurrence {
+  std::string category;
+  uint64_t start = 0;
+  uint64_t end = 0;  // exclusive
+};
+
 struct Sample {
   std::string path;                // the sample file
   std::set<std::string> expected;  // empty: a negative (`none`)
   // Labelled counts, for the lines that give one ("email 3": the finding's count, i.e.
   // distinct values, matches for db_dump, records for bulk_pii).
   std::map<std::string, uint64_t> counts;
+  // `at` lines, sorted by start. A listed category without any is unlocated (its values
+  // hide in an encoding the labels do not see into): scored per file only.
+  std::vector<Occurrence> located;
 };
+
+// Everything one sidecar says.
+struct Expectation {
+  std::set<std::string> categories;
+  std::map<std::string, uint64_t> counts;
+  std::vector<Occurrence> located;
+};
+absl::StatusOr<Expectation> ParseExpectation(std::string_view text, const std::string& source);
 
 // The categories of one sidecar's text; `source` labels errors ("file:line: reason").
 // A line is a category, optionally followed by its expected count ("email 3").
@@ -51,6 +69,7 @@ struct Mismatch {
   std::string path;
   std::string category;
   bool missed = false;  // true: expected and not found; false: found and not expected
+  std::string where;    // per occurrence: its offsets ("120-139")
 };
 
 struct Evaluation {
@@ -65,8 +84,25 @@ class Evaluator {
   Evaluation Result() const { return result_; }
 
  private:
-  CategoryScore& Score(const std::string& category);
   Evaluation result_;
+};
+
+// Scores occurrences: a reported occurrence is right when it overlaps a labelled one of
+// its category that no earlier report took (a second report of the same place, a
+// value counted twice, is a false positive). Only (file, category) pairs that are
+// located are scored, plus every report of a category the sidecar does not list.
+class OccurrenceEvaluator {
+ public:
+  void Add(const Sample& sample, std::vector<Occurrence> found);
+  Evaluation Result() const { return result_; }
+  // Labelled occurrences scored, and listed (file, category) pairs left unlocated.
+  uint64_t labelled() const { return labelled_; }
+  uint64_t unlocated_pairs() const { return unlocated_pairs_; }
+
+ private:
+  Evaluation result_;
+  uint64_t labelled_ = 0;
+  uint64_t unlocated_pairs_ = 0;
 };
 
 // The precision/recall table (and the mismatches), for people.

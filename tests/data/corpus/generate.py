@@ -283,6 +283,67 @@ def js(o):
     return json.dumps(o, indent=2, ensure_ascii=False) + "\n"
 
 
+# ---------------------------------------------------------------- occurrence labels
+# Every value a generator above makes is remembered with its category, in the form it
+# takes in a sample. A sample's sidecar then locates each occurrence of a value of a
+# category it lists ("at email 120-139", byte offsets in the sample), for the
+# per-occurrence score (--each-match). Values hidden by an encoding the sample adds
+# (gzip, base64, \u escapes) are not found as text and stay unlocated: those
+# (file, category) pairs are scored per file only.
+VALUES = {}  # category -> rendered values
+
+
+def mark(cat, value):
+    VALUES.setdefault(cat, set()).add(value)
+    return value
+
+
+def labelled(cat, fn):
+    return lambda *a, **k: mark(cat, fn(*a, **k))
+
+
+card, grouped = labelled("credit_card", card), labelled("credit_card", grouped)
+iban, iban_grouped = labelled("iban", iban), labelled("iban", iban_grouped)
+ahv, ahv_dotted = labelled("ahv", ahv), labelled("ahv", ahv_dotted)
+ssn, nino, steuer_id = labelled("us_ssn", ssn), labelled("uk_nino", nino), labelled("de_steuer_id", steuer_id)
+email = labelled("email", email)
+phone_ch_mobile, phone_ch_zh = labelled("phone", phone_ch_mobile), labelled("phone", phone_ch_zh)
+phone_us, phone_de, phone_uk = labelled("phone", phone_us), labelled("phone", phone_de), labelled("phone", phone_uk)
+aws_key, gh_token, jwt = labelled("aws_access_key", aws_key), labelled("github_token", gh_token), labelled("jwt", jwt)
+pem_key, openssh_key = labelled("private_key", pem_key), labelled("private_key", openssh_key)
+
+
+def renderings(value):
+    """The forms a value takes in the carriers here: as is, form-urlencoded, inside a JSON
+    string, with CRLF line ends (e-mail)."""
+    forms = {value, urllib.parse.quote_plus(value), json.dumps(value)[1:-1],
+             json.dumps(value, ensure_ascii=False)[1:-1], value.replace("\n", "\r\n")}
+    return [f.encode() for f in forms if f]
+
+
+def occurrences(content, cats):
+    """(start, end, category) of every located value of the listed categories; a span
+    inside a longer one (a card's digits inside an IBAN, a tail inside a longer
+    address) is part of that one, not an occurrence of its own."""
+    found = set()
+    for cat in cats:
+        for value in VALUES.get(cat.split()[0], ()):
+            for form in renderings(value):
+                at = content.find(form)
+                while at >= 0:
+                    found.add((at, at + len(form), cat.split()[0]))
+                    at = content.find(form, at + 1)
+    spans = sorted(found, key=lambda s: (s[0], -s[1]))
+    kept = []
+    for s in spans:
+        if any(k[0] <= s[0] and s[1] <= k[1] and (k[1] - k[0]) > (s[1] - s[0]) for k in kept):
+            continue
+        if any(k[:2] == s[:2] for k in kept):
+            continue
+        kept.append(s)
+    return kept
+
+
 # ---------------------------------------------------------------- JSON API bodies
 for i in range(6):
     c = any_card()
@@ -316,7 +377,7 @@ for i in range(3):
 
 for i in range(2):
     n = nino()
-    n = n if i == 0 else f"{n[:2]} {n[2:4]} {n[4:6]} {n[6:8]} {n[8]}"
+    n = n if i == 0 else mark("uk_nino", f"{n[:2]} {n[2:4]} {n[4:6]} {n[6:8]} {n[8]}")
     add(f"json/uk_payroll_{i}.json", js({"employee": " ".join(person()), "national_insurance_number": n,
                                          "tax_code": "1257L", "period": "2026-10"}), "uk_nino")
 
@@ -727,15 +788,18 @@ PHONES = ["+41 44 668 18 00", "+41 79 412 34 56", "+423 660 234 567", "+423 234 
           "+49 1512 3456789", "+49 30 12345678", "+43 664 123456", "+43 1 234567890", "+33 6 12 34 56 78",
           "+33 1 23 45 67 89", "+39 312 345 6789", "+39 02 1234 5678", "+44 7400 123456", "+44 20 7946 0958",
           "+1 650 253 0000", "+1 201 555 0123"]
+for p in PHONES:
+    mark("phone", p), mark("phone", p.replace(" ", ""))
 add("json/phone_book.json", js({"contacts": [{"name": " ".join(person()), "tel": p, "mobile": p.replace(" ", "")}
                                              for p in PHONES]}), n("phone", [norm_phone(p) for p in PHONES]))
 add("logs/us_contacts.log", "".join(log_line("INFO", f"callback requested phone {p}")
-                                     for p in ["+1 650-253-0000", "+1 212.555.0142", "+1 415-555-0199"]), "phone 3")
+                                     for p in [mark("phone", q) for q in ["+1 650-253-0000", "+1 212.555.0142",
+                                                                           "+1 415-555-0199"]]), "phone 3")
 
 # One value, one category: SSNs in phone-shaped contexts.
 frm, to = email(), email()
 add("email/ssn_contact.eml", mail(frm, to, "new hire", "".join(
-    f"contact phone / SSN: {s}\r\n" for s in ["012-34-5678", "041-23-4567", "536-90-4399"])),
+    f"contact phone / SSN: {mark('us_ssn', s)}\r\n" for s in ["012-34-5678", "041-23-4567", "536-90-4399"])),
     n("email", [frm, to]), "us_ssn 3")
 
 # Maestro: 12 digits in Maestro ranges are cards; other 12-digit numbers are not.
@@ -745,6 +809,15 @@ add("negatives/twelve_digit_ids_negative.txt", "".join(
     f"ref {card(p, 12)} qty {rng.randint(1, 9)}\n" for p in ["4111", "5105", "3782", "6011", "3530", "6212", "4006",
                                                               "5019", "6760", "9780"]))
 
+
+# A column header is the context of every row below it: keyword-led values (Steuer-ID,
+# NINO) far from the header's keyword; NINO-shaped part numbers in a column no header
+# names are none.
+lohn = [(f"P{digits(5)}", " ".join(person()), steuer_id(), rng.randint(1, 5)) for _ in range(40)]
+add("csv/de_lohn_40.csv", "Personalnummer;Name;Steuer-ID;Steuerklasse\r\n" +
+    "".join(f"{p};\"{nm}\";{sid};{k}\r\n" for p, nm, sid, k in lohn), n("de_steuer_id", [r[2] for r in lohn]))
+add("csv/parts_negative.csv", "sku,part_no,qty,warehouse\n" + "".join(
+    f"SKU-{digits(6)},{nino()},{rng.randint(1, 500)},{rng.choice(['ZH', 'BE', 'BS'])}\n" for _ in range(40)))
 
 def main():
     for sub in os.listdir(HERE):
@@ -756,8 +829,9 @@ def main():
         os.makedirs(os.path.dirname(full), exist_ok=True)
         with open(full, "wb") as fh:
             fh.write(content)
+        located = [f"at {c} {a}-{b}" for a, b, c in occurrences(content, cats)]
         with open(full + ".expect", "w") as fh:
-            fh.write("\n".join(sorted(set(cats))) + "\n")
+            fh.write("\n".join(sorted(set(cats)) + located) + "\n")
     counts = Counter(c.split()[0] for _, _, cats in SAMPLES for c in cats)
     print(f"{len(SAMPLES)} samples:", dict(sorted(counts.items())))
 

@@ -1,9 +1,11 @@
 // Proves the error classes of issue 21 stay fixed, each with positives and hard
 // negatives: card windows inside longer identifiers, one span one finding, Maestro
-// lengths, dumps without data, and bulk_pii counted in records of people.
+// lengths, dumps without data, bulk_pii counted in records of people, a column header as
+// the context of every row below it, and a phone number read from its middle.
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "dlp/csv_header.h"
@@ -449,6 +451,127 @@ TEST_F(PrecisionTest, RecordCountsDoNotDependOnChunking) {
     std::vector<size_t> cuts;
     for (size_t at = step; at < s.size(); at += step) cuts.push_back(at);
     EXPECT_EQ(Describe(ScanSplit(engine(), s, cuts)), Describe(whole)) << "step " << step;
+  }
+}
+
+// ---------------------------------------------------------------- 6: a column header is context
+
+// A valid NINO from a counter: allowed prefix letters, six digits, A-D suffix.
+std::string Nino(int i) {
+  static const std::string kFirst = "ABCEGHJKLMNPRSTWXYZ";
+  static const std::string kSecond = "ABCEGHJKLMNPRSTWXYZ";
+  std::string prefix{kFirst[static_cast<size_t>(i) % kFirst.size()], kSecond[static_cast<size_t>(i / 7) % kSecond.size()]};
+  if (prefix == "BG" || prefix == "GB" || prefix == "KN" || prefix == "NK" || prefix == "NT" || prefix == "TN" ||
+      prefix == "ZZ") {
+    prefix[1] = 'A';
+  }
+  char digits[8];
+  std::snprintf(digits, sizeof digits, "%06d", (i * 7919 + 104729) % 1000000);
+  return prefix + digits + static_cast<char>('A' + i % 4);
+}
+
+// A valid Steuer-ID: ten digits where exactly one repeats (twice), ISO 7064 MOD 11,10;
+// the digits are a shuffle seeded by `i`.
+std::string SteuerId(int i) {
+  std::string all = "0123456789";
+  uint64_t seed = static_cast<uint64_t>(i) * 2654435761u + 1;
+  for (size_t k = all.size() - 1; k > 0; --k) {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    std::swap(all[k], all[(seed >> 33) % (k + 1)]);
+  }
+  if (all[0] == '0') std::swap(all[0], all[9]);
+  std::string d = all.substr(0, 9);
+  d += d[1];  // the one repeated digit
+  int p = 10;
+  for (char c : d) {
+    int sum = (c - '0' + p) % 10;
+    if (sum == 0) sum = 10;
+    p = (sum * 2) % 11;
+  }
+  const int check = 11 - p == 10 ? 0 : 11 - p;
+  return d + static_cast<char>('0' + check);
+}
+
+TEST_F(PrecisionTest, AColumnHeaderIsTheContextOfEveryRowBelowIt) {
+  // The keyword-led rules (NINO, Steuer-ID) need their keyword near; in an export the
+  // header names it once, and rows far below are still those values.
+  std::string nino_csv = "employee_id,surname,ni_number\n";
+  std::string steuer_csv = "Mitarbeiter;Steuer-ID;Monat\r\n";
+  std::set<std::string> distinct;
+  for (int i = 0; i < 60; ++i) {
+    ASSERT_TRUE(distinct.insert(Nino(i)).second && distinct.insert(SteuerId(i)).second) << i;
+    ASSERT_TRUE((*FindValidator("uk_nino"))(Nino(i))) << Nino(i);
+    ASSERT_TRUE((*FindValidator("de_steuer_id"))(SteuerId(i))) << SteuerId(i);
+    nino_csv += "E" + std::to_string(10000 + i) + ",Muster," + Nino(i) + "\n";
+    steuer_csv += "\"Muster, Anna\";" + SteuerId(i) + ";2026-10\r\n";
+  }
+  const MessageResult nino = ScanWhole(engine(), nino_csv);
+  EXPECT_EQ(CountOf(nino, "uk_nino"), 60u) << Describe(nino);
+  const MessageResult steuer = ScanWhole(engine(), steuer_csv);
+  EXPECT_EQ(CountOf(steuer, "de_steuer_id"), 60u) << Describe(steuer);
+  for (size_t step : {1u, 13u, 100u, 4096u}) {
+    for (const std::string* csv : {&nino_csv, &steuer_csv}) {
+      std::vector<size_t> cuts;
+      for (size_t at = step; at < csv->size(); at += step) cuts.push_back(at);
+      EXPECT_EQ(Describe(ScanSplit(engine(), *csv, cuts)), Describe(ScanWhole(engine(), *csv))) << "step " << step;
+    }
+  }
+}
+
+TEST_F(PrecisionTest, OnlyTheNamedColumnGetsItsHeadersContext) {
+  // Hard negatives: NINO-shaped part numbers in a column the header does not name as
+  // one, beside the column that is; a table whose header names no keyword at all; a
+  // first line that is no header.
+  // (A filler column keeps each part number further from the header's keyword than the
+  // rule's window, which would otherwise count the first rows' by proximity.)
+  std::string both = "id,comment,part_no,ni_number\n";
+  const std::string filler = "restocked from the central warehouse in Basel ok";
+  std::string unnamed = "id,part_no,qty\n";
+  std::string json = "{\"ni_number\": \"see rows\", \"rows\": [\n";
+  for (int i = 0; i < 40; ++i) {
+    both += std::to_string(i) + "," + filler + "," + Nino(i + 100) + "," + Nino(i) + "\n";
+    unnamed += std::to_string(i) + "," + Nino(i + 100) + ",3\n";
+    json += "\"" + std::to_string(i) + "," + Nino(i + 100) + "\",\n";
+  }
+  json += "\"end\"]}\n";
+  const MessageResult r = ScanWhole(engine(), both);
+  EXPECT_EQ(CountOf(r, "uk_nino"), 40u) << Describe(r);
+  EXPECT_EQ(CountOf(ScanWhole(engine(), unnamed), "uk_nino"), 0u);
+  // The JSON line names the keyword: only the values within its window (the first
+  // rows) count, not all 40.
+  EXPECT_LT(CountOf(ScanWhole(engine(), json), "uk_nino"), 5u);
+}
+
+TEST(PhoneInLongerToken, APlusGluedToAWordOrANationalNumberAfterACountryCode) {
+  EXPECT_TRUE(PhoneInLongerToken("x", "+1234567", ""));
+  EXPECT_TRUE(PhoneInLongerToken("%2B1", "+646-735-8618", ""));
+  EXPECT_TRUE(PhoneInLongerToken("e=%2B1+", "646-735-8618", ""));
+  EXPECT_TRUE(PhoneInLongerToken("e=%2b41+", "044 668 18 00", ""));
+  EXPECT_TRUE(PhoneInLongerToken("tel +1 ", "650-253-0000", ""));
+  EXPECT_FALSE(PhoneInLongerToken("phone=", "+41 44 668 18 00", ""));
+  EXPECT_FALSE(PhoneInLongerToken("tel: ", "+1 650-253-0000", ""));
+  EXPECT_FALSE(PhoneInLongerToken("", "+41 44 668 18 00", ""));
+  EXPECT_FALSE(PhoneInLongerToken("ticket 12 ", "650-253-0000", ""));  // no '+' before the group
+  EXPECT_FALSE(PhoneInLongerToken("room 1234 ", "044 668 18 00", ""));
+  EXPECT_FALSE(PhoneInLongerToken("phone ", "044 668 18 00", ""));
+}
+
+TEST_F(PrecisionTest, AFormsPhoneIsOnePhoneInEveryReading) {
+  // In a form body '+' is a space: "%2B1+646-735-8618" is "+1 646-735-8618". Read raw it
+  // also looks like "+646..." (New Zealand) and like a US national number; neither is a
+  // second phone.
+  ContentHint form;
+  form.content_type = "application/x-www-form-urlencoded";
+  for (const std::string body : {"email=a%40bluewin.ch&phone=%2B1+646-735-8618", "phone=%2B41+44+668+18+00&x=1",
+                                 "phone=%2B1+646-735-8618\n"}) {
+    const MessageResult r = ScanWhole(engine(), body, form);
+    const v1::Finding* f = FindCategory(r, "phone");
+    ASSERT_NE(f, nullptr) << body << " -> " << Describe(r);
+    EXPECT_EQ(f->count(), 1u) << body << " -> " << Describe(r);
+    EXPECT_EQ(f->rule_id(), "pii.phone.international") << Describe(r);
+    size_t phone_spans = 0;
+    for (const auto& sp : r.spans) phone_spans += sp.evidence.find('@') == std::string::npos;  // all but the e-mail
+    EXPECT_EQ(phone_spans, 1u) << body << " -> " << Describe(r);
   }
 }
 

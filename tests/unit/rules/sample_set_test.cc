@@ -66,6 +66,53 @@ TEST(Evaluator, CountsPerCategory) {
   EXPECT_THAT(FormatEvaluation(e), HasSubstr("missed phone: b"));
 }
 
+TEST(ParseExpectation, ReadsLocatedOccurrencesSortedAndRefusesBadOnes) {
+  auto e = ParseExpectation("email 2\nphone\nat phone 40-56\nat email 0-17  # first\nat email 20-31\n", "x.expect");
+  ASSERT_TRUE(e.ok()) << e.status();
+  ASSERT_EQ(e->located.size(), 3u);
+  EXPECT_EQ(e->located[0].category, "email");
+  EXPECT_EQ(e->located[0].start, 0u);
+  EXPECT_EQ(e->located[0].end, 17u);
+  EXPECT_EQ(e->located[2].category, "phone");
+  EXPECT_EQ(e->counts.at("email"), 2u);
+  // Offsets must be a range, of a category the sidecar lists.
+  for (const char* bad : {"email\nat email 17-17\n", "email\nat email 9\n", "email\nat email x-9\n",
+                          "email\nat Email 1-9\n", "email\nat email 1-99999999999999\n"}) {
+    auto r = ParseExpectation(bad, "x.expect");
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr("x.expect:2: ")) << bad;
+  }
+  auto unlisted = ParseExpectation("email\nat iban 1-9\n", "x.expect");
+  ASSERT_FALSE(unlisted.ok());
+  EXPECT_THAT(std::string(unlisted.status().message()),
+              HasSubstr("x.expect:2: occurrence of 'iban', a category the sidecar does not list"));
+}
+
+TEST(OccurrenceEvaluator, MatchesOneReportPerLabelSkipsUnlocatedAndCountsStrays) {
+  OccurrenceEvaluator ev;
+  Sample s{"a", {"email", "phone", "iban"}, {}, {{"email", 0, 17}, {"email", 20, 31}, {"phone", 40, 56}}};
+  // email 0-17 found; email 20-31 reported twice (a value counted twice: one is false);
+  // phone missed; an e-mail where none is labelled is false; iban is unlocated (no `at`
+  // lines), so its reports are left to the per-file score; a card is not listed at all.
+  ev.Add(s, {{"email", 2, 17}, {"email", 20, 31}, {"email", 25, 31}, {"email", 60, 70}, {"iban", 80, 90},
+             {"credit_card", 90, 106}});
+  const Evaluation e = ev.Result();
+  EXPECT_EQ(ev.labelled(), 3u);
+  EXPECT_EQ(ev.unlocated_pairs(), 1u);
+  ASSERT_EQ(e.scores.size(), 3u);  // credit_card, email, phone: no iban row
+  EXPECT_EQ(e.scores[0].category, "credit_card");
+  EXPECT_EQ(e.scores[0].false_positives, 1u);
+  EXPECT_EQ(e.scores[1].category, "email");
+  EXPECT_EQ(e.scores[1].true_positives, 2u);
+  EXPECT_EQ(e.scores[1].false_positives, 2u);
+  EXPECT_EQ(e.scores[1].false_negatives, 0u);
+  EXPECT_EQ(e.scores[2].category, "phone");
+  EXPECT_EQ(e.scores[2].false_negatives, 1u);
+  const std::string table = FormatEvaluation(e);
+  EXPECT_THAT(table, HasSubstr("missed phone: a:40-56"));
+  EXPECT_THAT(table, HasSubstr("false  email: a:25-31"));
+}
+
 TEST(LoadSamples, FindsSidecarsRecursivelyAndRefusesOrphans) {
   const auto dir = std::filesystem::temp_directory_path() / "egressguard-samples-test";
   std::filesystem::remove_all(dir);
