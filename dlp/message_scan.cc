@@ -772,16 +772,19 @@ class LayerScan {
     if (!header) return;
     bool named = false;
     bool keyed = false;
+    std::string& names = column_buf_;  // every column name, lower-case, one search per keyword
+    names.clear();
     for (std::string& column : header->columns) {
       for (char& c : column) {
         if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
       }
+      names += column;
+      names += '\n';
     }
     for (const CompiledRule& rule : engine_.rules()) {
+      if (keyed && named) break;
       for (const std::string& kw : rule.keywords) {
-        const bool hit = std::any_of(header->columns.begin(), header->columns.end(),
-                                     [&](const std::string& col) { return col.find(kw) != std::string::npos; });
-        if (!hit) continue;
+        if (names.find(kw) == std::string::npos) continue;
         named = true;
         keyed = keyed || rule.effect == rules::v1::Context::REQUIRE;
         break;
@@ -805,12 +808,23 @@ class LayerScan {
   // bytes of its line start; else null.
   const std::string* ColumnName(uint64_t at, std::string_view chunk) {
     if (!columns_ || at < header_end_) return nullptr;
-    const uint64_t from = std::max(header_end_, at - std::min<uint64_t>(at, kColumnLookback));
-    history_.Copy(from, at, chunk, &column_buf_);
-    const size_t nl = column_buf_.rfind('\n');
-    if (nl == std::string::npos && at - column_buf_.size() != header_end_) return nullptr;  // line start too far
-    const std::string_view line = nl == std::string::npos ? std::string_view(column_buf_)
-                                                          : std::string_view(column_buf_).substr(nl + 1);
+    // Most rows are short: 256 bytes back find the line start; all of kColumnLookback
+    // only when they do not (a cost paid per keyword-rule candidate of such a table).
+    std::string_view line;
+    for (const uint64_t lookback : {kColumnShortLookback, kColumnLookback}) {
+      const uint64_t from = std::max(header_end_, at - std::min<uint64_t>(at, lookback));
+      history_.Copy(from, at, chunk, &column_buf_);
+      const size_t nl = column_buf_.rfind('\n');
+      if (nl != std::string::npos) {
+        line = std::string_view(column_buf_).substr(nl + 1);
+        break;
+      }
+      if (at - column_buf_.size() == header_end_) {  // the first row: it starts at the header's end
+        line = column_buf_;
+        break;
+      }
+      if (lookback == kColumnLookback) return nullptr;  // line start too far back
+    }
     const size_t column = CsvColumnOf(line, columns_->delimiter);
     return column < columns_->columns.size() ? &columns_->columns[column] : nullptr;
   }
@@ -986,6 +1000,7 @@ class LayerScan {
   std::string value_, before_, after_;
   mutable std::string record_buf_;
   static constexpr size_t kMaxHeaderLine = 4096;
+  static constexpr uint64_t kColumnShortLookback = 256;
   static constexpr uint64_t kColumnLookback = 2048;
   bool header_open_ = true;  // the first line of the layer's document is still arriving
   std::string header_line_;
