@@ -25,6 +25,7 @@ namespace egressguard::cli {
 namespace {
 
 constexpr size_t kChunk = 64 << 10;
+constexpr uint32_t kEveryOccurrence = 100'000;  // spans per finding `rules test` collects
 
 struct LoadedPack {
   rules::v1::RulePack pack;
@@ -33,14 +34,15 @@ struct LoadedPack {
 };
 
 // Loads, checks and compiles `path`; prints the reasons and returns false when refused.
-bool LoadAndCompile(const std::string& command, const std::string& path, LoadedPack* out) {
+bool LoadAndCompile(const std::string& command, const std::string& path, LoadedPack* out,
+                    dlp::EngineOptions options = {}) {
   auto pack = rules::LoadPackAny(path, appliance::PackLoadOptions());
   if (!pack.ok()) {
     std::cerr << "egressguard " << command << ": " << path << ": " << pack.status().message() << "\n";
     return false;
   }
   const auto t0 = std::chrono::steady_clock::now();
-  auto engine = dlp::Engine::Compile(*pack, dlp::EngineOptions{});
+  auto engine = dlp::Engine::Compile(*pack, options);
   out->compile_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   if (!engine.ok()) {
     std::cerr << "egressguard " << command << ": " << path << ": the engine refused the pack: "
@@ -69,9 +71,10 @@ int RunValidate(const std::string& path) {
   return kExitOk;
 }
 
-// The categories the engine finds in one file, scanned in chunks like `scan` does.
+// The categories the engine finds in one file, scanned in chunks like `scan` does, and
+// the occurrences it locates (as `scan --each-match` prints them).
 bool ScanFile(dlp::Scanner& scanner, const dlp::EnginePtr& engine, const std::string& path,
-              std::set<std::string>* categories) {
+              std::set<std::string>* categories, std::vector<rules::Occurrence>* occurrences) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return false;
   auto scan = scanner.Open(engine, dlp::ContentHint{});
@@ -83,7 +86,10 @@ bool ScanFile(dlp::Scanner& scanner, const dlp::EnginePtr& engine, const std::st
   }
   if (in.bad()) return false;
   const dlp::MessageResult result = scan->Finish();
-  for (const auto& f : result.findings) categories->insert(f.category());
+  for (const auto& f : result.findings) {
+    categories->insert(f.category());
+    for (const auto& span : f.spans()) occurrences->push_back({f.category(), span.start(), span.end()});
+  }
   return true;
 }
 
@@ -95,7 +101,9 @@ struct TestFlags {
 
 int RunTest(const TestFlags& f) {
   LoadedPack loaded;
-  if (!LoadAndCompile("rules test", f.path, &loaded)) return kExitError;
+  dlp::EngineOptions options;
+  options.max_finding_spans = kEveryOccurrence;
+  if (!LoadAndCompile("rules test", f.path, &loaded, options)) return kExitError;
   auto samples = rules::LoadSamples(f.samples);
   if (!samples.ok()) {
     std::cerr << "egressguard rules test: " << samples.status().message() << "\n";
@@ -107,18 +115,30 @@ int RunTest(const TestFlags& f) {
   }
   dlp::Scanner scanner;
   rules::Evaluator evaluator;
+  rules::OccurrenceEvaluator occurrences;
   for (const auto& sample : *samples) {
     std::set<std::string> found;
-    if (!ScanFile(scanner, loaded.engine, sample.path, &found)) {
+    std::vector<rules::Occurrence> located;
+    if (!ScanFile(scanner, loaded.engine, sample.path, &found, &located)) {
       std::cerr << "egressguard rules test: " << sample.path << ": cannot read\n";
       return kExitError;
     }
     evaluator.Add(sample, found);
+    occurrences.Add(sample, std::move(located));
   }
   const rules::Evaluation result = evaluator.Result();
   std::cout << fmt::format("pack {} {} on {}\n", loaded.pack.name(), loaded.pack.version(), f.samples)
             << rules::FormatEvaluation(result);
-  const auto below = rules::BelowMinimum(result, f.min);
+  auto below = rules::BelowMinimum(result, f.min);
+  // Sidecars that locate occurrences (`at email 120-139`) are also scored one by one.
+  if (occurrences.labelled() > 0) {
+    const rules::Evaluation per_occurrence = occurrences.Result();
+    std::cout << fmt::format("per occurrence ({} located; {} listed (file, category) pairs unlocated, scored per "
+                             "file only):\n",
+                             occurrences.labelled(), occurrences.unlocated_pairs())
+              << rules::FormatEvaluation(per_occurrence);
+    for (auto& b : rules::BelowMinimum(per_occurrence, f.min)) below.push_back("per occurrence " + b);
+  }
   if (!below.empty()) {
     std::cout << fmt::format("FAIL: below {:.2f}:", f.min);
     for (const auto& b : below) std::cout << " " << b << ";";

@@ -1,7 +1,9 @@
 """The CLI surface: --help lists the subcommands, version reports the libraries."""
 import json
+import pathlib
 
 from conftest import run
+from store_helpers import SOURCE_DIR
 
 SUBCOMMANDS = ["run", "proxy", "store", "scan", "ca", "rules", "verdicts", "version"]
 
@@ -45,3 +47,27 @@ def test_a_command_that_cannot_start_says_why_in_the_log_format(egressguard_bin,
     fatal = lines[-1]
     assert fatal["level"] == "critical" and fatal["msg"].startswith("egressguard proxy: "), lines
     assert "none.pem" in fatal["msg"] or "none.key" in fatal["msg"], fatal
+
+
+def test_rules_test_scores_located_occurrences_one_by_one(egressguard_bin, workdir):
+    pack = f"{SOURCE_DIR}/rules/default"
+    p = run(egressguard_bin, "rules", "test", pack, "--samples", f"{SOURCE_DIR}/tests/data/corpus")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "per occurrence (" in p.stdout, p.stdout
+    # One file, two labelled addresses: the first located right, the second labelled where
+    # the engine finds nothing (a label no report overlaps is missed) -> below --min.
+    samples = pathlib.Path(workdir) / "samples"
+    samples.mkdir()
+    body = "to anna.meier@bluewin.ch and luca.keller@gmx.ch\n"
+    (samples / "mail.txt").write_text(body)
+    a = body.index("anna")
+    (samples / "mail.txt.expect").write_text(f"email\nat email {a}-{a + 20}\nat email 0-2\n")
+    p = run(egressguard_bin, "rules", "test", pack, "--samples", str(samples))
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "missed email: " in p.stdout and "mail.txt:0-2" in p.stdout, p.stdout
+    assert "per occurrence email" in p.stdout, p.stdout
+    # A sidecar that locates a category it does not list is refused with its line.
+    (samples / "mail.txt.expect").write_text("email\nat iban 3-9\n")
+    p = run(egressguard_bin, "rules", "test", pack, "--samples", str(samples))
+    assert p.returncode == 2
+    assert "mail.txt.expect:2: occurrence of 'iban', a category the sidecar does not list" in p.stderr, p.stderr
