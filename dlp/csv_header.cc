@@ -61,6 +61,9 @@ std::optional<CsvHeaderLine> SplitCsvHeader(std::string_view line) {
   static constexpr char kDelims[] = {',', ';', '\t', '|'};
   size_t counts[4] = {};
   for (char c : line) {
+    // None of a log's or a statement's punctuation (see below): most first lines that are
+    // no header (JSON, HTML, a log) end here, at their first bytes.
+    if (c == '=' || c == '[' || c == ']' || c == '{' || c == '}' || c == '<' || c == '>') return std::nullopt;
     counts[0] += c == kDelims[0];
     counts[1] += c == kDelims[1];
     counts[2] += c == kDelims[2];
@@ -88,7 +91,6 @@ std::optional<CsvHeaderLine> SplitCsvHeader(std::string_view line) {
         in_word = false;
         continue;
       }
-      if (c == '=' || c == '[' || c == ']' || c == '{' || c == '}' || c == '<' || c == '>') return std::nullopt;
       const bool space = c == ' ' || c == '\t';
       if (!space && !in_word && ++words > 4) return std::nullopt;
       in_word = !space;

@@ -243,6 +243,14 @@ class LayerScan {
 
     }
     prefix_ = engine_.prefix_db() != nullptr;
+    for (const CompiledRule& rule : engine_.rules()) {
+      if (rule.effect != rules::v1::Context::REQUIRE) continue;
+      for (const std::string& kw : rule.keywords) {
+        if (std::find(required_keywords_.begin(), required_keywords_.end(), kw) == required_keywords_.end()) {
+          required_keywords_.push_back(kw);
+        }
+      }
+    }
   }
 
   ~LayerScan() {
@@ -749,9 +757,9 @@ class LayerScan {
 
   // A delimited export says what its values are once, in its header line; the rows far
   // below it have no keyword near them. The first line of the layer (of each document of
-  // it) is kept while it arrives; when it is a header that names a context keyword of a
-  // rule, a value's column name counts as context (ColumnName), and the digit gate looks
-  // at keyed classes everywhere in the document.
+  // it) is kept while it arrives; when it is a header that names a keyword of a rule that
+  // requires one, a value's column name counts as context (ColumnName), and the digit
+  // gate looks at keyed classes everywhere in the document.
   void TakeHeader(std::string_view chunk, uint64_t base) {
     const size_t nl = chunk.find('\n');
     const size_t take = nl == std::string_view::npos ? chunk.size() : nl;
@@ -764,35 +772,42 @@ class LayerScan {
     if (nl == std::string_view::npos) return;
     header_open_ = false;
     header_end_ = base + nl + 1;
-    const bool binary = std::any_of(header_line_.begin(), header_line_.end(), [](char c) {
-      return (static_cast<unsigned char>(c) < 0x20 && c != '\t' && c != '\r') || c == 0x7f;
-    });
-    auto header = binary ? std::nullopt : SplitCsvHeader(header_line_);
+    // The same application sends the same header message after message: decided once.
+    if (header_line_ != last_header_) {
+      last_header_.swap(header_line_);
+      last_columns_ = DecideHeader(last_header_);
+    }
     header_line_.clear();
-    if (!header) return;
-    bool named = false;
-    bool keyed = false;
-    std::string& names = column_buf_;  // every column name, lower-case, one search per keyword
-    names.clear();
+    if (!last_columns_) return;
+    columns_ = last_columns_;
+    gate_keywords_.keyed_classes = 0;  // every row may hold a keyed value
+  }
+
+  // The header's columns (lower-case) when `line` is a delimited header that names a
+  // keyword of a rule that requires one (only those rules miss rows far from the header;
+  // the others are found there anyway).
+  std::optional<CsvHeaderLine> DecideHeader(const std::string& line) const {
+    if (required_keywords_.empty()) return std::nullopt;
+    // Split first: most first lines that are no header (JSON, HTML, logs) are refused at
+    // their first bytes there.
+    auto header = SplitCsvHeader(line);
+    if (!header) return std::nullopt;
     for (std::string& column : header->columns) {
       for (char& c : column) {
         if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
       }
-      names += column;
-      names += '\n';
     }
-    for (const CompiledRule& rule : engine_.rules()) {
-      if (keyed && named) break;
-      for (const std::string& kw : rule.keywords) {
-        if (names.find(kw) == std::string::npos) continue;
-        named = true;
-        keyed = keyed || rule.effect == rules::v1::Context::REQUIRE;
-        break;
+    for (const std::string& column : header->columns) {
+      if (std::any_of(column.begin(), column.end(), [](char c) {
+            return (static_cast<unsigned char>(c) < 0x20 && c != '\t' && c != '\r') || c == 0x7f;
+          })) {
+        return std::nullopt;  // a header line is text, not a binary prefix
+      }
+      for (const std::string& kw : required_keywords_) {
+        if (column.find(kw) != std::string::npos) return header;
       }
     }
-    if (!named) return;
-    columns_ = std::move(*header);
-    if (keyed) gate_keywords_.keyed_classes = 0;  // every row may hold a keyed value
+    return std::nullopt;
   }
 
   void ForgetHeader(uint64_t at) {
@@ -1006,6 +1021,9 @@ class LayerScan {
   std::string header_line_;
   uint64_t header_end_ = 0;                // layer offset just past the header line
   std::optional<CsvHeaderLine> columns_;   // lower-case; only when one names a keyword
+  std::string last_header_;                // the last header line decided, and its decision
+  std::optional<CsvHeaderLine> last_columns_;
+  std::vector<std::string> required_keywords_;  // of the rules that require a keyword
   std::string column_buf_;
   uint32_t keyed_classes_ = 0;             // the engine's, while no header names a keyword
 };
