@@ -8,7 +8,8 @@
 #   tests/data/dumps/mysqldump.sql     mysqldump / mariadb-dump (extended INSERT)
 #   tests/data/dumps/pg_schema_only.sql       pg_dump --schema-only (DDL, no rows)
 #   tests/data/dumps/mysqldump_no_data.sql    mariadb-dump --no-data (DDL, no rows)
-# each with a .expect sidecar (tests/data/corpus/README.md). Run once by hand (root,
+# each with a .expect sidecar (tests/data/corpus/README.md) that label.py fills with the
+# located occurrences of the rows' values. Run once by hand (root,
 # needs apt for postgresql and mariadb-server if missing) and commit the outputs;
 # the test suite never runs it.
 set -euo pipefail
@@ -118,4 +119,6 @@ done
 for f in pg_schema_only.sql mysqldump_no_data.sql; do
   printf 'db_schema\n' > "$OUT/$f.expect"
 done
+# Every occurrence of the rows' values, located for the per-occurrence score.
+/usr/bin/python3 "$OUT/label.py" "$WORK/rows.tsv" "$OUT"
 ls -l "$OUT"
