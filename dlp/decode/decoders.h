@@ -27,6 +27,11 @@ DecoderPtr MakeDecompressor(Codec codec, Layer& out, const DocHint& out_hint);
 
 // multipart/* split by boundary; each part one document, decoded by its own headers.
 DecoderPtr MakeMultipart(Layer& out, std::string boundary);
+// An Internet message (.eml, message/rfc822): its body decoded as its headers say (a
+// multipart body split into parts; quoted-printable or base64 undone).
+DecoderPtr MakeMailMessage(Layer& out);
+// Whether a document's first bytes open an Internet message ("Received:", "From:", ...).
+bool LooksLikeMailMessage(std::string_view b);
 
 // Archives (zip.cc, tar.cc): streamed from their member headers; each member one
 // document of `out` named by its path (DocHint.name) and entered as a container member

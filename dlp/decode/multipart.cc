@@ -125,6 +125,27 @@ DocHint ParsePartHeaders(std::string_view block) {
   return hint;
 }
 
+// A part with no transfer encoding: the raw layer already holds its bytes, so they only
+// go to the output layer's children (which may find gzip, JSON, base64 in it).
+class Identity final : public Decoder {
+ public:
+  explicit Identity(Layer& out) : out_(out) {}
+  void Put(const Src& in) override { out_.Emit(in, /*to_sink=*/false); }
+  void Finish() override {}
+  size_t memory_bytes() const override { return sizeof(*this); }
+  uint64_t held_from() const override { return kNothingHeld; }  // passes bytes on at once
+
+ private:
+  Layer& out_;
+};
+
+// The decoder a part's (or a message's) Content-Transfer-Encoding calls for.
+DecoderPtr TransferDecoder(const std::string& transfer_encoding, Layer& out) {
+  if (transfer_encoding == "base64") return MakeBase64Body(out);
+  if (transfer_encoding == "quoted-printable") return MakeUnescaper(out, kQuotedPrintable, /*lazy=*/false);
+  return std::make_unique<Identity>(out);
+}
+
 class Multipart final : public Decoder {
  public:
   Multipart(Layer& out, std::string boundary)
@@ -280,13 +301,7 @@ class Multipart final : public Decoder {
     content.transfer_encoding.clear();
     out_.BeginDocument(content);
     part_open_ = true;
-    if (hint.transfer_encoding == "base64") {
-      part_ = MakeBase64Body(out_);
-    } else if (hint.transfer_encoding == "quoted-printable") {
-      part_ = MakeUnescaper(out_, kQuotedPrintable, /*lazy=*/false);
-    } else {
-      part_ = std::make_unique<Identity>(out_);
-    }
+    part_ = TransferDecoder(hint.transfer_encoding, out_);
   }
 
   void EndPart() {
@@ -303,20 +318,6 @@ class Multipart final : public Decoder {
     EndPart();
   }
 
-  // A part with no transfer encoding: the raw layer already holds its bytes, so they
-  // only go to the output layer's children (which may find gzip, JSON, base64 in it).
-  class Identity final : public Decoder {
-   public:
-    explicit Identity(Layer& out) : out_(out) {}
-    void Put(const Src& in) override { out_.Emit(in, /*to_sink=*/false); }
-    void Finish() override {}
-    size_t memory_bytes() const override { return sizeof(*this); }
-    uint64_t held_from() const override { return kNothingHeld; }  // passes bytes on at once
-
-   private:
-    Layer& out_;
-  };
-
   Layer& out_;
   Context& ctx_;
   const std::string delim_, body_delim_;
@@ -328,10 +329,107 @@ class Multipart final : public Decoder {
   uint64_t start_ = 0, last_end_ = 0;
 };
 
+
+// An Internet message (RFC 5322 + MIME): an .eml upload, a message/rfc822 part, the raw
+// message a mail API is sent. Its header block says how the body is typed and encoded:
+// a multipart body is split into its parts as above; a single-part body is decoded by its
+// Content-Transfer-Encoding (quoted-printable's soft line breaks and =40, base64) into
+// one document typed by its Content-Type. Without the header block's end within
+// kMaxHeaders, the message is read as it is (the raw layer holds it; its children still
+// look at it).
+class MailMessage final : public Decoder {
+ public:
+  explicit MailMessage(Layer& out) : out_(out), ctx_(out.ctx()) {}
+
+  void Put(const Src& in) override {
+    if (body_) {
+      body_->Put(in);
+      return;
+    }
+    for (size_t pos = 0; pos < in.size() && !body_ && !ctx_.stopped; pos += kSlice) {
+      buf_.Append(in.Sub(pos, std::min(in.size(), pos + kSlice)));
+      ParseHeaders(/*final=*/false);
+      if (body_ && pos + kSlice < in.size()) body_->Put(in.Sub(pos + kSlice, in.size()));
+    }
+  }
+
+  void Finish() override {
+    if (!body_) ParseHeaders(/*final=*/true);
+    if (body_) body_->Finish();
+    body_.reset();
+    if (document_open_) out_.EndDocument();
+    document_open_ = false;
+    buf_.Clear();
+  }
+
+  size_t memory_bytes() const override {
+    return sizeof(*this) + buf_.memory_bytes() + (body_ ? body_->memory_bytes() : 0);
+  }
+
+  uint64_t held_from() const override {
+    // Unfinished headers are held (only until the block ends) so they never leave ahead
+    // of the body they describe.
+    return body_ ? body_->held_from() : buf_.orig_begin();
+  }
+
+ private:
+  void ParseHeaders(bool final) {
+    const std::string_view b = buf_.bytes();
+    size_t end = std::string_view::npos;
+    const size_t crlf = b.find("\n\r\n"), lf = b.find("\n\n");
+    if (crlf != std::string_view::npos) end = crlf + 3;
+    if (lf != std::string_view::npos && (end == std::string_view::npos || lf + 2 < end)) end = lf + 2;
+    if (end != std::string_view::npos && end <= kMaxHeaders) {
+      const DocHint hint = ParsePartHeaders(b.substr(0, end));
+      const Src body = buf_.src().Sub(end, b.size());
+      if (const std::string boundary = BoundaryParam(hint.content_type); !boundary.empty()) {
+        body_ = MakeMultipart(out_, boundary);  // each part its own document
+      } else {
+        DocHint content = hint;
+        content.transfer_encoding.clear();
+        out_.BeginDocument(content);
+        document_open_ = true;
+        body_ = TransferDecoder(hint.transfer_encoding, out_);
+      }
+      body_->Put(body);
+      buf_.Clear();
+      return;
+    }
+    if (b.size() > kMaxHeaders || final) {  // no header block: the bytes as they are
+      out_.BeginDocument(DocHint{});
+      document_open_ = true;
+      body_ = std::make_unique<Identity>(out_);
+      body_->Put(buf_.src());
+      buf_.Clear();
+    }
+  }
+
+  Layer& out_;
+  Context& ctx_;
+  MappedBuffer buf_;
+  DecoderPtr body_;
+  bool document_open_ = false;
+};
 }  // namespace
 
 DecoderPtr MakeMultipart(Layer& out, std::string boundary) {
   return std::make_unique<Multipart>(out, std::move(boundary));
+}
+
+DecoderPtr MakeMailMessage(Layer& out) { return std::make_unique<MailMessage>(out); }
+
+bool LooksLikeMailMessage(std::string_view b) {
+  // The first line is a header field that opens messages, as mail clients, servers and
+  // mail APIs write them; a body that merely contains "From:" somewhere is not one.
+  static constexpr std::string_view kOpening[] = {
+      "return-path", "received", "delivered-to", "from", "to", "cc", "bcc", "subject", "date", "message-id",
+      "mime-version", "reply-to", "sender", "dkim-signature", "arc-seal", "authentication-results",
+      "x-mailer", "x-originating-ip", "content-type"};
+  const size_t colon = b.find(':');
+  if (colon == std::string_view::npos || colon == 0 || colon > 32) return false;
+  const std::string name = Lower(b.substr(0, colon));
+  if (name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos) return false;
+  return std::find(std::begin(kOpening), std::end(kOpening), name) != std::end(kOpening);
 }
 
 }  // namespace egressguard::dlp::decode

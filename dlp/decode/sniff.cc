@@ -354,6 +354,11 @@ void TransformSlot::Decide() {
     else if (LooksLikeZlib(b80)) decoder_ = MakeDecompressor(Codec::kZlib, *out_, next);
   }
   if (!decoder_) decoder_ = ChooseDocumentDecoder(hint_, b, *out_);
+  if (!decoder_ && BoundaryParam(hint_.content_type).empty() &&
+      (Lower(hint_.content_type).rfind("message/rfc822", 0) == 0 || EndsWith(Lower(hint_.name), ".eml") ||
+       LooksLikeMailMessage(b80))) {
+    decoder_ = MakeMailMessage(*out_);
+  }
   if (!decoder_) {
     std::string boundary = BoundaryParam(hint_.content_type);
     if (boundary.empty()) boundary = SniffMultipartBoundary(b80);

@@ -6,6 +6,9 @@ plus five valid IBANs. Every document is opened back with its library (PDF, whic
 of them reads, by a small content-stream check) so a test that fails blames the product,
 not a broken fixture."""
 import base64
+import email
+import email.message
+import email.policy
 import io
 import os
 import re
@@ -37,6 +40,7 @@ MIME = {
     "odt": "application/vnd.oasis.opendocument.text",
     "ods": "application/vnd.oasis.opendocument.spreadsheet",
     "pdf": "application/pdf",
+    "eml": "message/rfc822",
 }
 
 
@@ -366,6 +370,9 @@ def verify(kind, data, expect_text=()):
     elif kind == "pdf":
         assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF")
         blob = b"\n".join(pdf_text_strings(data))
+    elif kind == "eml":
+        msg = email.message_from_bytes(data, policy=email.policy.default)
+        blob = b"\n".join(part.get_payload(decode=True) or b"" for part in msg.walk() if not part.is_multipart())
     else:
         raise ValueError(kind)
     for t in expect_text:
@@ -451,6 +458,23 @@ def source_files():
     return out
 
 
+# ------------------------------------------------------------------------------ e-mail
+def eml_bytes(subject, body, attachments=(), body_cte=None):
+    """An RFC 5322 message written by Python's email package, as a mail client saves it
+    (.eml) or a mail API takes it: a text body (quoted-printable when body_cte says so;
+    the encoder breaks lines longer than 76 characters with soft line breaks, so values
+    are split across lines) and attachments [(filename, bytes)] in base64."""
+    msg = email.message.EmailMessage()
+    msg["From"] = "Anna Muster <anna.muster@bank.example>"
+    msg["To"] = "partner@fintech.example"
+    msg["Subject"] = subject
+    msg["Date"] = "Mon, 07 Dec 2026 09:15:00 +0100"
+    msg.set_content(body, charset="utf-8", cte=body_cte)
+    for name, data in attachments:
+        msg.add_attachment(data, maintype="text", subtype="csv", filename=name)
+    return msg.as_bytes(policy=email.policy.SMTP)
+
+
 def build_corpus(d):
     """Writes every document into d; returns {case name: Doc}."""
     rows = customers()
@@ -493,6 +517,11 @@ def build_corpus(d):
     put("odt", "customers.odt", "odt", odt_bytes("Customer export", INTRO, HEADER, table))
     put("ods", "customers.ods", "ods", ods_bytes([("Customers", HEADER, table)]))
     put("pdf", "customers.pdf", "pdf", pdf_bytes("Customer export", INTRO, HEADER, table))
+    put("eml-attachment", "export.eml", "eml",
+        eml_bytes("Customer export", "Hallo, anbei der Export.\n", attachments=[("customers.csv", csv)]))
+    qp = eml_bytes("Customer export", csv.decode(), body_cte="quoted-printable")
+    assert b"=\r\n" in qp, "no soft line break in the quoted-printable body"
+    put("eml-quoted-printable", "export-qp.eml", "eml", qp)
 
     # One card and one IBAN typed into a paragraph and split into runs of different
     # formatting, as Word stores a partly bold number.

@@ -68,6 +68,10 @@ CUSTOMER_DOCS = {
     "odt": _endswith("content.xml"),
     "ods": _endswith("content.xml"),
     "pdf": None,
+    # Internet messages: a CSV attachment (base64) and the table as a quoted-printable
+    # body whose soft line breaks split values. Parts are no container members.
+    "eml-attachment": None,
+    "eml-quoted-printable": None,
 }
 UNREADABLE = ["zip-bomb", "zip-deep", "zip-truncated"]
 ENCRYPTED = ["zip-encrypted", "pdf-encrypted"]

@@ -106,5 +106,65 @@ TEST(HeaderText, CarriageReturnDoesNotLeakIntoBoundaryOrEncoding) {
   EXPECT_EQ(unknown, "");
 }
 
+// ---------------------------------------------------------------- Internet messages (.eml)
+
+std::string Message(const std::string& headers, const std::string& body) {
+  return "Return-Path: <anna@bluewin.ch>\r\nFrom: Anna <anna@bluewin.ch>\r\nTo: hr@bank.example\r\n"
+         "Subject: Lohn\r\nMIME-Version: 1.0\r\n" + headers + "\r\n" + body;
+}
+
+TEST(MailMessage, QuotedPrintableBodyIsDecodedSoftBreaksJoined) {
+  const std::string body =
+      "Karte 4539 1488 03=\r\n43 6467, Mail anna.meier=40bluewin.ch, Gr=C3=BCsse\r\n";
+  const std::string msg = Message("Content-Type: text/plain; charset=utf-8\r\n"
+                                  "Content-Transfer-Encoding: quoted-printable\r\n", body);
+  for (size_t chunk : {0u, 1u, 7u, 64u}) {
+    const Recorder r = Normalize(msg, {}, chunk);
+    EXPECT_TRUE(r.undecodable.empty()) << r.Reasons();
+    EXPECT_TRUE(r.Has("Karte 4539 1488 0343 6467")) << "chunk " << chunk;
+    EXPECT_EQ(r.Find("anna.meier@bluewin.ch"), SpanIn(msg, "anna.meier=40bluewin.ch")) << "chunk " << chunk;
+    EXPECT_TRUE(r.Has("Gr\xC3\xBCsse"));
+  }
+}
+
+TEST(MailMessage, Base64BodyAndAMultipartMessagesPartsAreDecoded) {
+  const std::string secret = "IBAN CH56 0483 5012 3456 7800 9 in a base64 body";
+  const std::string single = Message("Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n",
+                                     Base64(secret) + "\r\n");
+  EXPECT_TRUE(Normalize(single).Has(secret));
+  const std::string att = "id,email\n1,luca.keller@gmx.ch\n";
+  const std::string multi = Message(
+      "Content-Type: multipart/mixed; boundary=\"==b1==\"\r\n",
+      "This is a multi-part message in MIME format.\r\n"
+      "--==b1==\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+      "Siehe Anhang, Tel. +41 79 123 45 =\r\n67\r\n"
+      "--==b1==\r\nContent-Type: text/csv; name=\"kunden.csv\"\r\nContent-Disposition: attachment; "
+      "filename=\"kunden.csv\"\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+          Base64(att) + "\r\n--==b1==--\r\n");
+  const Recorder r = Normalize(multi);
+  EXPECT_TRUE(r.undecodable.empty()) << r.Reasons();
+  EXPECT_TRUE(r.Has("Tel. +41 79 123 45 67"));
+  EXPECT_TRUE(r.Has("1,luca.keller@gmx.ch"));
+}
+
+TEST(MailMessage, SniffedByItsFirstHeaderOrItsTypeNotByAFromLineInProse) {
+  const std::string qp = "Content-Transfer-Encoding: quoted-printable\r\n";
+  const std::string body = "x=40y.ch soft=\r\nbreak\r\n";
+  // message/rfc822 and an .eml name are messages whatever their first line.
+  EXPECT_TRUE(Normalize("X-Custom: 1\r\n" + qp + "\r\n" + body, H("message/rfc822")).Has("softbreak"));
+  // A document that opens with a message header field.
+  EXPECT_TRUE(Normalize("Received: from mx by mx2\r\n" + qp + "\r\n" + body).Has("softbreak"));
+  // Prose that mentions a header, and a header block that never ends: read as they are
+  // (no soft breaks undone), nothing lost and nothing refused.
+  const Recorder prose = Normalize("Note: " + qp + "\r\n" + body);
+  EXPECT_FALSE(prose.Has("softbreak"));
+  const Recorder endless = Normalize("From: a@b.ch\r\n" + std::string(20000, 'x') + "=\r\n" + body);
+  EXPECT_TRUE(endless.undecodable.empty()) << endless.Reasons();
+  EXPECT_FALSE(endless.Has("softbreak"));
+  EXPECT_TRUE(LooksLikeMailMessage("DKIM-Signature: v=1; a=rsa-sha256"));
+  EXPECT_FALSE(LooksLikeMailMessage("{\"from\": \"a@b.ch\"}"));
+  EXPECT_FALSE(LooksLikeMailMessage("From the desk of the CFO: numbers"));
+}
+
 }  // namespace
 }  // namespace egressguard::dlp::decode::testing
