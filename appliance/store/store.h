@@ -1,8 +1,10 @@
 #pragma once
-// The compliance store's data: verdicts, rule packs, the audit trail, in one sqlite
-// file (WAL). Every write runs on the store's own writer thread, in a transaction,
-// and the caller waits for its commit; reads use a pool of reader connections that
-// run beside the writer. Verdict and audit rows are hash-chained (see chain.h).
+// The compliance store's data: verdicts, rule packs, the audit trail. Where they live
+// is a backend (backend.h): one sqlite file (WAL; every write on the store's own
+// writer thread, reads on a pool of reader connections beside it), or a PostgreSQL
+// database shared by several store replicas (pg_backend.h). Every write is a
+// transaction and the caller waits for its commit. Verdict and audit rows are
+// hash-chained (see chain.h), with the same values on both backends.
 
 #include <chrono>
 #include <condition_variable>
@@ -24,7 +26,7 @@
 
 namespace egressguard::store {
 
-class Statement;
+class Backend;
 
 struct AuditEntry {
   std::string actor;
@@ -51,6 +53,10 @@ struct IngestResult {
 class Store {
  public:
   struct Options {
+    // A sqlite file path, or a postgresql:// (postgres://) URI: libpq's connection URI,
+    // with sslmode, sslrootcert, sslcert/sslkey, passfile as its parameters. A password
+    // inside the URI is refused (it would show in process lists and shell history):
+    // give it in a password file (PGPASSFILE or passfile=) or use a client certificate.
     std::string path;
     int readers = 4;
     // Microseconds since the epoch; tests pin it to exercise retention.
@@ -67,6 +73,11 @@ class Store {
     // / 14.7 CPU s at 16384 / 32768 / 65536; a host or client Query took ~6 ms (p50,
     // p99 13 ms) with 32,000 waiting, 4-8 ms (p99 up to 46 ms) with 65,000.
     int64_t key_index_rows = 32768;
+    // PostgreSQL only: connections kept open for reuse, and how often the active-pack
+    // generation is read from the database (activations made through other replicas
+    // reach this one's WatchActive streams within that time).
+    int pg_connections = 8;
+    std::chrono::milliseconds pg_poll_interval{500};
   };
   static absl::StatusOr<std::unique_ptr<Store>> Open(const Options& options);
   ~Store();
@@ -112,12 +123,8 @@ class Store {
   bool shutting_down() const;
 
  private:
-  struct Impl;
-  explicit Store(std::unique_ptr<Impl> impl);
-  // Runs a read-only statement on a reader connection; `row` returns false to stop.
-  absl::Status ForEachRow(const std::string& sql, const std::vector<std::variant<int64_t, std::string>>& args,
-                          const std::function<absl::StatusOr<bool>(Statement&)>& row);
-  std::unique_ptr<Impl> impl_;
+  explicit Store(std::unique_ptr<Backend> backend);
+  std::unique_ptr<Backend> backend_;
 };
 using StorePtr = std::unique_ptr<Store>;
 

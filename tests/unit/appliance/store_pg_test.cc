@@ -1,0 +1,225 @@
+// Proves what is particular to the PostgreSQL backend, against a real server the test starts: several store replicas on one database write one chain that verifies (the advisory lock), see each other's activations (polling), refuse a password in the URI and a database newer than the build, keep verdicts in month partitions that retention drops whole, find a tampered verdict_ids or tag column, and answer UNAVAILABLE (health not serving) while the database is down and recover when it is back.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "appliance/store/pg_schema.h"
+#include "appliance/store/store.h"
+#include "store_backends.h"
+#include "store_test_util.h"
+
+namespace egressguard::store {
+namespace {
+
+using testing::MakeVerdict;
+using testing::StoreBackend;
+using testing::StoreDatabase;
+using testing::TempDir;
+
+class PgStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    db_ = std::make_unique<StoreDatabase>(StoreBackend::kPostgres, dir_);
+    EGRESSGUARD_REQUIRE_DATABASE(*db_);
+  }
+  StorePtr Open(std::function<int64_t()> now = nullptr) {
+    Store::Options o{db_->database(), 2, std::move(now)};
+    o.pg_poll_interval = std::chrono::milliseconds(50);
+    auto s = Store::Open(o);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? std::move(*s) : nullptr;
+  }
+  TempDir dir_;
+  std::unique_ptr<StoreDatabase> db_;
+};
+
+rules::v1::RulePack Pack(const std::string& version) {
+  rules::v1::RulePack p;
+  p.set_name("test");
+  p.set_version(version);
+  auto* r = p.add_rules();
+  r->set_id("cc.visa");
+  r->set_category("credit_card");
+  r->add_patterns("4[0-9]{15}");
+  r->set_action(rules::v1::BLOCK);
+  return p;
+}
+
+TEST_F(PgStoreTest, TwoReplicasWriteOneChainThatVerifies) {
+  auto a = Open();
+  auto b = Open();
+  ASSERT_TRUE(a && b);
+  std::vector<std::thread> writers;
+  std::vector<absl::StatusOr<IngestResult>> results(8, absl::UnknownError("not run"));
+  for (int w = 0; w < 8; ++w) {
+    writers.emplace_back([&, w] {
+      Store& s = w % 2 ? *a : *b;
+      std::vector<v1::Verdict> batch;
+      // Overlapping ids across replicas: each id is stored once, whichever replica wins.
+      for (int i = 0; i < 150; ++i) batch.push_back(MakeVerdict(fmt::format("r{}", (w * 100 + i) % 900), 100 + i, "h"));
+      results[static_cast<size_t>(w)] = s.Ingest(std::move(batch));
+    });
+  }
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE((i % 2 ? *a : *b).Audit({"alice", "officer", "m", "x", true}).ok());
+  for (auto& t : writers) t.join();
+  uint64_t inserted = 0;
+  for (const auto& r : results) {
+    ASSERT_TRUE(r.ok()) << r.status();
+    inserted += r->inserted;
+  }
+  EXPECT_EQ(inserted, 850u);  // r0..r849
+  for (Store* s : {a.get(), b.get()}) {
+    auto v = s->Verify();
+    ASSERT_TRUE(v.ok()) << v.status();
+    EXPECT_TRUE(v->ok()) << v->DebugString();
+    EXPECT_EQ(v->verdicts_checked(), 850u);
+    EXPECT_EQ(v->audit_checked(), 5u);
+  }
+}
+
+TEST_F(PgStoreTest, AnActivationThroughOneReplicaWakesTheOther) {
+  auto a = Open();
+  auto b = Open();
+  ASSERT_TRUE(a && b);
+  AuditEntry officer{"alice", "officer", "m", "", true};
+  ASSERT_TRUE(a->PushPack(Pack("1.0"), "alice", "first").ok());
+  const uint64_t seen = b->active_generation();
+  ASSERT_TRUE(a->ActivatePack("1.0", v1::ENFORCE, officer, "go").ok());
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (b->active_generation() == seen && std::chrono::steady_clock::now() < until) {
+    b->WaitActiveChange(seen, std::chrono::milliseconds(500));
+  }
+  ASSERT_NE(b->active_generation(), seen);
+  auto active = b->Active();
+  ASSERT_TRUE(active.ok()) << active.status();
+  EXPECT_EQ(active->info().version(), "1.0");
+  EXPECT_EQ(active->info().mode(), v1::ENFORCE);
+}
+
+TEST_F(PgStoreTest, APasswordInTheUriIsRefused) {
+  std::string uri = db_->database();
+  uri.replace(uri.find("postgres@"), 9, "postgres:secret@");
+  auto s = Store::Open({uri, 2, nullptr});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.status().message().find("PGPASSFILE"), std::string::npos) << s.status();
+  EXPECT_EQ(s.status().message().find("secret"), std::string::npos) << "the error must not repeat the password";
+}
+
+TEST_F(PgStoreTest, ADatabaseNewerThanTheBuildIsRefused) {
+  ASSERT_TRUE(Open() != nullptr);  // migrated to the latest
+  ASSERT_TRUE(db_->Exec(fmt::format("UPDATE schema_version SET version = {}", pg::LatestSchemaVersion() + 1)));
+  auto s = Store::Open({db_->database(), 2, nullptr});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.status().message().find("newer than this build"), std::string::npos) << s.status();
+}
+
+TEST_F(PgStoreTest, RetentionDropsWholeMonthsAndDeletesTheBoundary) {
+  // Received on 2026-01-10, 2026-02-10 and 2026-03-13 (UTC); retention of 30 days on
+  // 2026-03-28 keeps what came after 2026-02-26: January goes as a dropped partition,
+  // February's row is deleted from its partition (which reaches past the cutoff).
+  auto at = [](int month) { return (int64_t{1767225600} + (month - 1) * 31LL * 86400 + 9 * 86400) * 1000000; };
+  int64_t now = at(1);
+  auto s = Open([&now] { return now; });
+  ASSERT_TRUE(s);
+  ASSERT_TRUE(s->Ingest({MakeVerdict("jan-1", 1, "h"), MakeVerdict("jan-2", 2, "h")}).ok());
+  now = at(2);
+  ASSERT_TRUE(s->Ingest({MakeVerdict("feb-1", 3, "h")}).ok());
+  now = at(3);
+  ASSERT_TRUE(s->Ingest({MakeVerdict("mar-1", 4, "h")}).ok());
+  now = at(3) + 15LL * 86400 * 1000000;
+  auto deleted = s->ApplyRetention(30, "test");
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  EXPECT_EQ(*deleted, 3u);
+  EXPECT_FALSE(db_->Exec("SELECT 1 FROM verdicts_y2026m01"));  // gone from the catalog
+  EXPECT_TRUE(db_->Exec("SELECT 1 FROM verdicts_y2026m02"));
+  EXPECT_TRUE(db_->Exec("SELECT 1 FROM verdicts_y2026m03"));
+  auto v = s->Verify();
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->ok()) << v->DebugString();
+  EXPECT_EQ(v->verdicts_checked(), 1u);
+  // A resend of a deleted verdict is stored again (its id went with it), like on sqlite.
+  auto again = s->Ingest({MakeVerdict("jan-1", 1, "h")});
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->inserted, 1u);
+}
+
+TEST_F(PgStoreTest, RetentionOfPartOfAMonthDeletesRows) {
+  int64_t now = int64_t{1767225600 + 2 * 86400} * 1000000;  // 2026-01-03
+  auto s = Open([&now] { return now; });
+  ASSERT_TRUE(s);
+  ASSERT_TRUE(s->Ingest({MakeVerdict("a", 1, "h")}).ok());
+  now += 20LL * 86400 * 1000000;  // 2026-01-23, same month
+  ASSERT_TRUE(s->Ingest({MakeVerdict("b", 2, "h")}).ok());
+  now += 12LL * 86400 * 1000000;
+  auto deleted = s->ApplyRetention(20, "test");
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  EXPECT_EQ(*deleted, 1u);
+  EXPECT_TRUE(db_->Exec("SELECT 1 FROM verdicts_y2026m01"));
+  auto v = s->Verify();
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->ok()) << v->DebugString();
+  EXPECT_EQ(v->verdicts_checked(), 1u);
+}
+
+TEST_F(PgStoreTest, TamperedIdsAndTagColumnsAreFound) {
+  auto s = Open();
+  ASSERT_TRUE(s);
+  std::vector<v1::Verdict> batch;
+  for (int i = 1; i <= 6; ++i) batch.push_back(MakeVerdict(fmt::format("v{}", i), 100 + i, "h", "iban"));
+  ASSERT_TRUE(s->Ingest(batch).ok());
+  s.reset();
+  ASSERT_TRUE(db_->Exec("DELETE FROM verdict_ids WHERE seq = 2; UPDATE verdicts SET categories = '{credit_card}' "
+                        "WHERE seq = 4; UPDATE verdicts SET rule_ids = '{}' WHERE seq = 5"));
+  s = Open();
+  auto v = s->Verify();
+  ASSERT_TRUE(v.ok());
+  EXPECT_FALSE(v->ok());
+  std::set<std::pair<std::string, uint64_t>> found;
+  for (const auto& p : v->problems()) found.insert({p.kind(), p.seq()});
+  EXPECT_TRUE(found.count({"index", 2})) << v->DebugString();
+  EXPECT_TRUE(found.count({"edited", 4})) << v->DebugString();
+  EXPECT_TRUE(found.count({"edited", 5})) << v->DebugString();
+  EXPECT_EQ(v->problems_size(), 3) << v->DebugString();
+  // The deleted id row would let a resend store v2 again: Verify names it, and the
+  // filters still see the category column the attacker changed as it is now.
+  v1::QueryRequest q;
+  q.mutable_filter()->set_category("credit_card");
+  auto got = s->Query(q);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->verdicts_size(), 1);
+}
+
+TEST_F(PgStoreTest, ALostDatabaseAnswersUnavailableAndRecovers) {
+  auto s = Open();
+  ASSERT_TRUE(s);
+  ASSERT_TRUE(s->Ingest({MakeVerdict("before", 1, "h")}).ok());
+  EXPECT_TRUE(s->Health().read.ok());
+  ASSERT_TRUE(db_->server()->Stop().ok());
+  auto r = s->Ingest({MakeVerdict("during", 2, "h")});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+  EXPECT_EQ(s->Query({}).status().code(), absl::StatusCode::kUnavailable);
+  auto h = s->Health();
+  EXPECT_FALSE(h.read.ok());
+  EXPECT_FALSE(h.write.ok());
+  ASSERT_TRUE(db_->server()->Restart().ok());
+  h = s->Health();
+  EXPECT_TRUE(h.read.ok()) << h.read;
+  EXPECT_TRUE(h.write.ok()) << h.write;
+  r = s->Ingest({MakeVerdict("during", 2, "h"), MakeVerdict("after", 3, "h")});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->inserted, 2u);
+  auto v = s->Verify();
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->ok()) << v->DebugString();
+  EXPECT_EQ(v->verdicts_checked(), 3u);
+}
+
+}  // namespace
+}  // namespace egressguard::store
