@@ -94,6 +94,10 @@ absl::StatusOr<BackendPtr> OpenSqliteBackend(const Store::Options& options);
 // pg_backend.cc: a PostgreSQL database given as a postgresql:// URI or conninfo.
 absl::StatusOr<BackendPtr> OpenPgBackend(const Store::Options& options);
 
+// Store::MigrateSchema, per backend.
+absl::StatusOr<std::pair<int, int>> MigrateSqliteSchema(const std::string& path);
+absl::StatusOr<std::pair<int, int>> MigratePgSchema(const std::string& uri);
+
 // Whether `database` names a PostgreSQL database rather than a sqlite file.
 bool IsPostgresUri(const std::string& database);
 

@@ -946,4 +946,13 @@ class PgBackend final : public Backend {
 
 absl::StatusOr<BackendPtr> OpenPgBackend(const Store::Options& options) { return PgBackend::Open(options); }
 
+absl::StatusOr<std::pair<int, int>> MigratePgSchema(const std::string& uri) {
+  if (auto s = pg::CheckNoPassword(uri); !s.ok()) return s;
+  auto c = pg::Connection::Open(uri);
+  if (!c.ok()) return c.status();
+  auto before = pg::Migrate(**c);
+  if (!before.ok()) return before.status();
+  return std::pair<int, int>{*before, pg::LatestSchemaVersion()};
+}
+
 }  // namespace egressguard::store

@@ -1360,4 +1360,13 @@ bool SqliteBackend::shutting_down() const { return impl_->active.shutting_down()
 
 absl::StatusOr<BackendPtr> OpenSqliteBackend(const Store::Options& options) { return SqliteBackend::Open(options); }
 
+absl::StatusOr<std::pair<int, int>> MigrateSqliteSchema(const std::string& path) {
+  auto db = Database::Open(path, {});
+  if (!db.ok()) return db.status();
+  auto before = SchemaVersion(**db);
+  if (!before.ok()) return before.status();
+  if (auto s = Migrate(**db); !s.ok()) return s;
+  return std::pair<int, int>{*before, LatestSchemaVersion()};
+}
+
 }  // namespace egressguard::store

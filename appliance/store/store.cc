@@ -83,6 +83,11 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const Options& options) {
   return std::unique_ptr<Store>(new Store(std::move(*backend)));
 }
 
+absl::StatusOr<std::pair<int, int>> Store::MigrateSchema(const std::string& database) {
+  if (database.empty()) return absl::InvalidArgumentError("no database given (a file path or a postgresql:// URI)");
+  return IsPostgresUri(database) ? MigratePgSchema(database) : MigrateSqliteSchema(database);
+}
+
 absl::StatusOr<IngestResult> Store::Ingest(std::vector<v1::Verdict> verdicts) {
   return backend_->Ingest(std::move(verdicts));
 }

@@ -80,6 +80,10 @@ class Store {
     std::chrono::milliseconds pg_poll_interval{500};
   };
   static absl::StatusOr<std::unique_ptr<Store>> Open(const Options& options);
+  // Brings a database's schema to this build's latest (creating it when empty) without
+  // serving it, as `egressguard store migrate --db` does before a rollout; a database
+  // newer than this build is refused. Returns {version before, version now}.
+  static absl::StatusOr<std::pair<int, int>> MigrateSchema(const std::string& database);
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
