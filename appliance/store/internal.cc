@@ -200,4 +200,134 @@ void CheckRetentionAnchor(const std::optional<RetentionRecord>& last, const std:
   }
 }
 
+int64_t HourOf(int64_t time_us) {
+  constexpr int64_t kHourUs = 3600LL * 1000000LL;
+  int64_t h = time_us / kHourUs;
+  if (time_us % kHourUs < 0) --h;
+  return h;
+}
+
+void AddToRollup(const v1::Verdict& v, Rollup* rollup) {
+  const int64_t hour = HourOf(ToUs(v.time()));
+  auto add = [&](int kind, std::string k1, std::string k2) {
+    auto& sums = (*rollup)[RollupKey{kind, hour, std::move(k1), std::move(k2)}];
+    sums.verdicts += 1;
+    sums.bytes_out += static_cast<int64_t>(v.bytes_out());
+    sums.bytes_in += static_cast<int64_t>(v.bytes_in());
+  };
+  add(kRollupAction, std::to_string(static_cast<int>(v.action())), "");
+  for (auto& c : CategoriesOf(v)) add(kRollupCategory, std::move(c), "");
+  add(kRollupHost, v.host(), "");
+  add(kRollupWorkload, v.workload(), "");
+  add(kRollupWorkloadHost, v.workload(), v.host());
+}
+
+std::optional<RollupPlan> PlanRollupStats(const v1::StatsRequest& request) {
+  const auto& f = request.filter();
+  v1::VerdictFilter rest = f;
+  rest.clear_since();
+  rest.clear_until();
+  if (rest.ByteSizeLong() != 0) return std::nullopt;  // any other filter: scan
+  RollupPlan plan{};
+  switch (request.group_by()) {
+    case v1::ACTION:
+    case v1::DAY: plan.kind = kRollupAction; break;
+    case v1::CATEGORY: plan.kind = kRollupCategory; break;
+    case v1::DESTINATION: plan.kind = kRollupHost; break;
+    case v1::WORKLOAD: plan.kind = kRollupWorkload; break;
+    case v1::WORKLOAD_DESTINATION: plan.kind = kRollupWorkloadHost; break;
+    default: return std::nullopt;
+  }
+  constexpr int64_t kHourUs = 3600LL * 1000000LL;
+  for (auto [has, t, out] : {std::tuple{f.has_since(), &f.since(), &plan.from_hour},
+                             std::tuple{f.has_until(), &f.until(), &plan.to_hour}}) {
+    if (!has) continue;
+    const int64_t us = ToUs(*t);
+    if (us % kHourUs != 0) return std::nullopt;  // part of an hour: only the verdicts can tell
+    *out = us / kHourUs;
+  }
+  return plan;
+}
+
+std::string RollupOfVerdictsSql(Dialect d, const std::string& cond) {
+  const bool pg = d == Dialect::kPostgres;
+  const std::string n = pg ? "COUNT(*)::bigint" : "COUNT(*)";
+  const std::string sums = pg ? "SUM(v.bytes_out)::bigint AS bytes_out, SUM(v.bytes_in)::bigint AS bytes_in"
+                              : "SUM(v.bytes_out) AS bytes_out, SUM(v.bytes_in) AS bytes_in";
+  const std::string action = pg ? "v.action::text" : "CAST(v.action AS TEXT)";
+  const std::string categories = pg ? "verdicts v CROSS JOIN LATERAL unnest(v.categories) AS t(value)"
+                                    : "verdict_tags t JOIN verdicts v ON v.seq = t.seq";
+  const std::string category_cond = pg ? cond : "t.kind = 1 AND " + cond;
+  auto part = [&](int kind, const std::string& from, const std::string& k1, const std::string& k2,
+                  const std::string& where) {
+    return fmt::format("SELECT {0} AS kind, {1} AS hour, {2} AS key1, {3} AS key2, {4} AS n, {5} FROM {6} WHERE {7} "
+                       "GROUP BY 1, 2, 3, 4",
+                       kind, kHourOfSql, k1, k2, n, sums, from, where);
+  };
+  return part(kRollupAction, "verdicts v", action, "''", cond) + " UNION ALL " +
+         part(kRollupCategory, categories, "t.value", "''", category_cond) + " UNION ALL " +
+         part(kRollupHost, "verdicts v", "v.host", "''", cond) + " UNION ALL " +
+         part(kRollupWorkload, "verdicts v", "v.workload", "''", cond) + " UNION ALL " +
+         part(kRollupWorkloadHost, "verdicts v", "v.workload", "v.host", cond);
+}
+
+std::string RollupStatsSql(Dialect d, const RollupPlan& plan, v1::GroupBy group, const std::string& kind,
+                           const std::string& from, const std::string& to) {
+  const bool pg = d == Dialect::kPostgres;
+  const std::string sums = pg ? "SUM(verdicts)::bigint, SUM(bytes_out)::bigint, SUM(bytes_in)::bigint"
+                              : "SUM(verdicts), SUM(bytes_out), SUM(bytes_in)";
+  std::string where = "kind = " + kind;
+  if (plan.from_hour) where += " AND hour >= " + from;
+  if (plan.to_hour) where += " AND hour < " + to;
+  const char* c = pg ? " COLLATE \"C\"" : "";
+  if (group == v1::DAY) {
+    const std::string day = pg ? "to_char(to_timestamp(hour * 3600) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+                               : "strftime('%Y-%m-%d', hour * 3600, 'unixepoch')";
+    // Dates are ASCII digits and dashes: every collation sorts them alike.
+    return fmt::format("SELECT {0} AS d, {1} FROM stats_hourly WHERE {2} GROUP BY 1 ORDER BY 2 DESC, 1", day, sums,
+                       where);
+  }
+  if (group == v1::WORKLOAD_DESTINATION) {
+    return fmt::format("SELECT key1, key2, {0} FROM stats_hourly WHERE {1} GROUP BY 1, 2 ORDER BY 3 DESC, key1{2}, key2{2}",
+                       sums, where, c);
+  }
+  if (group == v1::ACTION) {
+    // Ties in action order, as the verdict scan sorts them (by number).
+    return fmt::format("SELECT key1, {0} FROM stats_hourly WHERE {1} GROUP BY 1 ORDER BY 2 DESC, {2}", sums, where,
+                       pg ? "key1::integer" : "CAST(key1 AS INTEGER)");
+  }
+  return fmt::format("SELECT key1, {0} FROM stats_hourly WHERE {1} GROUP BY 1 ORDER BY 2 DESC, key1{2}", sums, where, c);
+}
+
+std::string AddRollupOfVerdictsSql(Dialect d, const std::string& cond, int sign) {
+  // WHERE TRUE: sqlite's parser would take an ON right after the FROM for a join's.
+  return fmt::format(
+      "INSERT INTO stats_hourly (kind, hour, key1, key2, verdicts, bytes_out, bytes_in) "
+      "SELECT kind, hour, key1, key2, {0} * n, {0} * bytes_out, {0} * bytes_in FROM ({1}) r WHERE {2} "
+      "ON CONFLICT (kind, hour, key1, key2) DO UPDATE SET verdicts = stats_hourly.verdicts + excluded.verdicts, "
+      "bytes_out = stats_hourly.bytes_out + excluded.bytes_out, bytes_in = stats_hourly.bytes_in + excluded.bytes_in; "
+      "DELETE FROM stats_hourly WHERE verdicts = 0",
+      sign, RollupOfVerdictsSql(d, cond), d == Dialect::kPostgres ? "TRUE" : "1");
+}
+
+std::string RollupMismatchSql(Dialect d, bool stored_not_rebuilt) {
+  const std::string rebuilt = RollupOfVerdictsSql(d, d == Dialect::kPostgres ? "TRUE" : "1");
+  const std::string stored = "SELECT kind, hour, key1, key2, verdicts, bytes_out, bytes_in FROM stats_hourly";
+  // Each side a subquery: EXCEPT binds no tighter than the UNION ALLs of the rebuild.
+  return fmt::format("SELECT * FROM (SELECT * FROM ({}) a EXCEPT SELECT * FROM ({}) b) x ORDER BY 1, 2, 3, 4 LIMIT 20",
+                     stored_not_rebuilt ? stored : rebuilt, stored_not_rebuilt ? rebuilt : stored);
+}
+
+void AddRollupProblem(v1::VerifyResponse* out, bool stored_not_rebuilt, int64_t kind, int64_t hour,
+                      const std::string& key1, const std::string& key2, int64_t n) {
+  auto* p = out->add_problems();
+  p->set_chain("verdicts");
+  p->set_kind("rollup");
+  p->set_detail(fmt::format(
+      "stats_hourly kind {} hour {} ({} h since 1970) key \"{}\"{}: {} {} verdicts that the verdicts {}",
+      kind, hour, hour, key1, key2.empty() ? "" : fmt::format("|\"{}\"", key2),
+      stored_not_rebuilt ? "holds a row of" : "lacks the row of", n,
+      stored_not_rebuilt ? "do not make (edited or added)" : "make (edited or deleted)"));
+}
+
 }  // namespace egressguard::store::internal

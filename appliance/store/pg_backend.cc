@@ -255,6 +255,7 @@ class PgBackend final : public Backend {
       std::set<std::string> stored_before;
       for (int i = 0; i < known->rows(); ++i) stored_before.insert(known->Text(i, 0));
       const std::string prefix = VerdictContentPrefix(received);
+      Rollup rollup;
       Params vparams, iparams;
       size_t pending = 0;
       uint64_t inserted = 0;
@@ -304,11 +305,38 @@ class PgBackend final : public Backend {
         head->seq = seq;
         head->hash = std::move(hash);
         ++inserted;
+        AddToRollup(v, &rollup);
         if (++pending == kRowsPerInsert) {
           if (auto s = flush(); !s.ok()) return s;
         }
       }
       if (auto s = flush(); !s.ok()) return s;
+      // In the batch's transaction: the rollups count exactly the stored verdicts.
+      if (!rollup.empty()) {
+        std::string values;
+        Params rparams;
+        for (const auto& [key, sums] : rollup) {
+          const size_t b = rparams.size();
+          values += fmt::format("{}(${},${},${},${},${},${},${})", values.empty() ? "" : ",", b + 1, b + 2, b + 3,
+                                b + 4, b + 5, b + 6, b + 7);
+          rparams.push_back(Param::Int(key.kind));
+          rparams.push_back(Param::Int(key.hour));
+          rparams.push_back(Param::Text(key.key1));
+          rparams.push_back(Param::Text(key.key2));
+          rparams.push_back(Param::Int(sums.verdicts));
+          rparams.push_back(Param::Int(sums.bytes_out));
+          rparams.push_back(Param::Int(sums.bytes_in));
+          // One statement of at most 1000 rows (7000 parameters).
+          if (rparams.size() >= 7000) {
+            if (auto s = (*c)->Run(fmt::format(kUpsertRollupSql, values), rparams); !s.ok()) return s;
+            values.clear();
+            rparams.clear();
+          }
+        }
+        if (!rparams.empty()) {
+          if (auto s = (*c)->Run(fmt::format(kUpsertRollupSql, values), rparams); !s.ok()) return s;
+        }
+      }
       if (inserted > 0) {
         head->received_us = received;
         if (auto s = SaveHead(**c, "verdicts", *head); !s.ok()) return s;
@@ -402,6 +430,12 @@ class PgBackend final : public Backend {
       if (!hash.ok()) return hash.status();
       if (hash->rows() != 1) return absl::InternalError("retention: boundary row vanished");
       anchor = hash->Bytes(0, 0);
+      // The deleted verdicts leave the rollups with them (before their partitions go);
+      // our own integer in the text, for the two statements to run as one.
+      if (auto s = (*c)->Run(AddRollupOfVerdictsSql(Dialect::kPostgres, fmt::format("v.seq <= {}", last_old), -1));
+          !s.ok()) {
+        return s;
+      }
       // Whole months before the cutoff go as partitions (no row-by-row delete, no
       // dead tuples to vacuum); the boundary month's old rows are deleted.
       auto whole = (*c)->Exec("SELECT name FROM verdict_partitions WHERE to_us <= $1 ORDER BY from_us",
@@ -482,6 +516,7 @@ class PgBackend final : public Backend {
 
   absl::StatusOr<v1::StatsResponse> Stats(const v1::StatsRequest& request) override {
     const auto group = request.group_by();
+    if (auto plan = PlanRollupStats(request)) return RollupStats(*plan, group);
     const bool by_category = group == v1::CATEGORY;
     Where w = BuildWhere(request.filter(), by_category);
     std::string from = "verdicts v";
@@ -501,12 +536,16 @@ class PgBackend final : public Backend {
     }
     const bool pair = group == v1::WORKLOAD_DESTINATION;
     const int n = pair ? 2 : 1;
-    // COLLATE "C": ties sorted by bytes, as on sqlite.
-    const std::string order_keys = group == v1::ACTION ? "1" : pair ? "1 COLLATE \"C\", 2 COLLATE \"C\"" : "1 COLLATE \"C\"";
+    // Ordered outside the grouping by name: a COLLATE on an ordinal would make it an
+    // integer constant. COLLATE "C": ties sorted by bytes, as on sqlite.
+    const std::string select_keys =
+        pair ? "v.workload AS k1, v.host AS k2" : key + " AS k1";
+    const std::string order_keys =
+        group == v1::ACTION ? "k1" : pair ? "k1 COLLATE \"C\", k2 COLLATE \"C\"" : "k1 COLLATE \"C\"";
     const std::string sql = fmt::format(
-        "SELECT {0}, COUNT(*), COALESCE(SUM(v.bytes_out), 0)::bigint, COALESCE(SUM(v.bytes_in), 0)::bigint "
-        "FROM {1} WHERE {2} GROUP BY {3} ORDER BY {4} DESC, {5}",
-        key, from, w.sql, pair ? "1, 2" : "1", n + 1, order_keys);
+        "SELECT * FROM (SELECT {0}, COUNT(*) AS n, COALESCE(SUM(v.bytes_out), 0)::bigint, "
+        "COALESCE(SUM(v.bytes_in), 0)::bigint FROM {1} WHERE {2} GROUP BY {3}) s ORDER BY n DESC, {4}",
+        select_keys, from, w.sql, pair ? "1, 2" : "1", order_keys);
     auto c = pool_.Get();
     if (!c.ok()) return c.status();
     auto r = (*c)->Exec(sql, w.params);
@@ -602,6 +641,14 @@ class PgBackend final : public Backend {
     if (!tx.begin_status().ok()) return tx.begin_status();
     v1::VerifyResponse out;
     if (auto s = VerifyVerdicts(**c, &out); !s.ok()) return s;
+    // The rollups are derived, not chained: rebuilt from the verdicts and compared.
+    for (bool stored : {true, false}) {
+      auto r = (*c)->Exec(RollupMismatchSql(Dialect::kPostgres, stored));
+      if (!r.ok()) return r.status();
+      for (int i = 0; i < r->rows(); ++i) {
+        AddRollupProblem(&out, stored, r->Int(i, 0), r->Int(i, 1), r->Text(i, 2), r->Text(i, 3), r->Int(i, 4));
+      }
+    }
     if (auto s = VerifyAudit(**c, &out); !s.ok()) return s;
     if (auto s = tx.Commit(); !s.ok()) return s;
     out.set_ok(out.problems().empty());
@@ -637,6 +684,44 @@ class PgBackend final : public Backend {
   bool shutting_down() const override { return active_.shutting_down(); }
 
  private:
+  absl::StatusOr<v1::StatsResponse> RollupStats(const RollupPlan& plan, v1::GroupBy group) {
+    Params params{Param::Int(plan.kind)};
+    std::string from, to;
+    if (plan.from_hour) {
+      params.push_back(Param::Int(*plan.from_hour));
+      from = fmt::format("${}", params.size());
+    }
+    if (plan.to_hour) {
+      params.push_back(Param::Int(*plan.to_hour));
+      to = fmt::format("${}", params.size());
+    }
+    auto c = pool_.Get();
+    if (!c.ok()) return c.status();
+    auto r = (*c)->Exec(RollupStatsSql(Dialect::kPostgres, plan, group, "$1", from, to), params);
+    if (!r.ok()) return r.status();
+    const bool pair = group == v1::WORKLOAD_DESTINATION;
+    const int n = pair ? 2 : 1;
+    v1::StatsResponse out;
+    for (int i = 0; i < r->rows(); ++i) {
+      auto* row = out.add_rows();
+      if (group == v1::ACTION) {
+        row->set_key(ActionKey(r->Int(i, 0)));
+      } else if (pair) {
+        row->set_workload(r->Text(i, 0));
+        row->set_host(r->Text(i, 1));
+        row->set_key(fmt::format("{}|{}", row->workload(), row->host()));
+      } else {
+        row->set_key(r->Text(i, 0));
+        if (group == v1::WORKLOAD) row->set_workload(row->key());
+        if (group == v1::DESTINATION) row->set_host(row->key());
+      }
+      row->set_verdicts(static_cast<uint64_t>(r->Int(i, n)));
+      row->set_bytes_out(static_cast<uint64_t>(r->Int(i, n + 1)));
+      row->set_bytes_in(static_cast<uint64_t>(r->Int(i, n + 2)));
+    }
+    return out;
+  }
+
   // The partitions this process knows exist (made or seen committed), so a batch
   // asks the catalog only when it enters a new month.
   class KnownPartitions {

@@ -109,6 +109,25 @@ CREATE TABLE activations (
   time_us bigint NOT NULL
 );
 )sql",
+      // 2: hourly rollups for Stats (see internal.h), kept by ingest in its transaction.
+      R"sql(
+CREATE TABLE stats_hourly (
+  kind integer NOT NULL,
+  hour bigint NOT NULL,
+  key1 text NOT NULL,
+  key2 text NOT NULL,
+  verdicts bigint NOT NULL,
+  bytes_out bigint NOT NULL,
+  bytes_in bigint NOT NULL,
+  PRIMARY KEY (kind, hour, key1, key2)
+);
+INSERT INTO stats_hourly
+SELECT 1, ((v.time_us - (((v.time_us % 3600000000) + 3600000000) % 3600000000)) / 3600000000), v.action::text, '', COUNT(*)::bigint, SUM(v.bytes_out)::bigint, SUM(v.bytes_in)::bigint FROM verdicts v GROUP BY 1, 2, 3, 4
+UNION ALL SELECT 2, ((v.time_us - (((v.time_us % 3600000000) + 3600000000) % 3600000000)) / 3600000000), t.value, '', COUNT(*)::bigint, SUM(v.bytes_out)::bigint, SUM(v.bytes_in)::bigint FROM verdicts v CROSS JOIN LATERAL unnest(v.categories) AS t(value) GROUP BY 1, 2, 3, 4
+UNION ALL SELECT 3, ((v.time_us - (((v.time_us % 3600000000) + 3600000000) % 3600000000)) / 3600000000), v.host, '', COUNT(*)::bigint, SUM(v.bytes_out)::bigint, SUM(v.bytes_in)::bigint FROM verdicts v GROUP BY 1, 2, 3, 4
+UNION ALL SELECT 4, ((v.time_us - (((v.time_us % 3600000000) + 3600000000) % 3600000000)) / 3600000000), v.workload, '', COUNT(*)::bigint, SUM(v.bytes_out)::bigint, SUM(v.bytes_in)::bigint FROM verdicts v GROUP BY 1, 2, 3, 4
+UNION ALL SELECT 5, ((v.time_us - (((v.time_us % 3600000000) + 3600000000) % 3600000000)) / 3600000000), v.workload, v.host, COUNT(*)::bigint, SUM(v.bytes_out)::bigint, SUM(v.bytes_in)::bigint FROM verdicts v GROUP BY 1, 2, 3, 4;
+)sql",
   };
   return kMigrations;
 }
