@@ -61,8 +61,9 @@ std::string PgServer::FindBinDir() {
   return best;
 }
 
-absl::StatusOr<std::unique_ptr<PgServer>> PgServer::Start() {
+absl::StatusOr<std::unique_ptr<PgServer>> PgServer::Start(bool durable) {
   std::unique_ptr<PgServer> s(new PgServer());
+  s->durable_ = durable;
   s->bin_ = FindBinDir();
   if (s->bin_.empty()) {
     return absl::NotFoundError(
@@ -96,10 +97,22 @@ absl::StatusOr<std::unique_ptr<PgServer>> PgServer::Start() {
 absl::Status PgServer::Launch() {
   // No TCP at all: the socket lives in our directory. fsync off: a test server's data
   // need not survive a power loss, and the tests run many commits.
-  pid_ = Spawn({bin_ + "/postgres", "-D", dir_ + "/data", "-k", dir_, "-p", std::to_string(kPort), "-c",
-                "listen_addresses=", "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-                "-c", "max_connections=200"},
-               dir_ + "/postgres.log", drop_privileges_, uid_, gid_);
+  std::vector<std::string> args = {bin_ + "/postgres", "-D", dir_ + "/data", "-k", dir_, "-p", std::to_string(kPort),
+                                   "-c", "listen_addresses=", "-c", "max_connections=200"};
+  if (!durable_) {
+    for (const char* o : {"fsync=off", "synchronous_commit=off", "full_page_writes=off"}) {
+      args.push_back("-c");
+      args.push_back(o);
+    }
+  } else {
+    // Room for a bulk load between checkpoints (the default 1 GB checkpoints every
+    // few seconds of ingest and writes each page again after it).
+    args.push_back("-c");
+    args.push_back("max_wal_size=8GB");
+    args.push_back("-c");
+    args.push_back("shared_buffers=512MB");
+  }
+  pid_ = Spawn(args, dir_ + "/postgres.log", drop_privileges_, uid_, gid_);
   if (pid_ < 0) return absl::InternalError("fork failed");
   const std::string uri = Uri("postgres");
   for (int i = 0; i < 300; ++i) {

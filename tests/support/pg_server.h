@@ -19,7 +19,9 @@ class PgServer {
   // The directory holding initdb and postgres: $EGRESSGUARD_PG_BINDIR, else the
   // newest /usr/lib/postgresql/*/bin. Empty when none is installed.
   static std::string FindBinDir();
-  static absl::StatusOr<std::unique_ptr<PgServer>> Start();
+  // `durable`: fsync and synchronous commit on, as a production server runs (for
+  // benchmarks); off by default (tests: many commits, nothing to survive a power loss).
+  static absl::StatusOr<std::unique_ptr<PgServer>> Start(bool durable = false);
   ~PgServer();
   PgServer(const PgServer&) = delete;
   PgServer& operator=(const PgServer&) = delete;
@@ -42,6 +44,7 @@ class PgServer {
   uid_t uid_ = 0;
   gid_t gid_ = 0;
   bool drop_privileges_ = false;
+  bool durable_ = false;
   pid_t pid_ = -1;
   int next_db_ = 0;
 };
