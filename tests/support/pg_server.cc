@@ -4,6 +4,7 @@
 #include <libpq-fe.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -35,6 +36,9 @@ pid_t Spawn(const std::vector<std::string>& argv, const std::string& log, bool d
     dup2(fd, 2);
   }
   if (drop && (setgid(gid) != 0 || setuid(uid) != 0)) _exit(126);
+  // A test process killed before its destructors run (a crash, SIGPIPE) takes its
+  // server down with it (SIGINT: fast shutdown). Set after setuid, which clears it.
+  prctl(PR_SET_PDEATHSIG, SIGINT);
   execv(args[0], args.data());
   _exit(127);
 }
