@@ -73,10 +73,26 @@ int RunStore(const ConfigFlags& flags) {
 
 struct MigrateFlags {
   std::string db;
+  std::string from;
+  std::string to;
 };
 
 int RunMigrate(const MigrateFlags& f) {
-  if (f.db.empty()) return FailToStart("store migrate", "the database is required: --db FILE or --db postgresql://...");
+  if (!f.from.empty() || !f.to.empty()) {
+    if (f.from.empty() || f.to.empty() || !f.db.empty()) {
+      return FailToStart("store migrate", "copying wants --from FILE and --to postgresql://... (and no --db)");
+    }
+    auto copied = store::Store::CopyIntoPostgres(f.from, f.to);
+    if (!copied.ok()) return FailToStart("store migrate", copied.status().message());
+    std::cout << fmt::format(
+        "egressguard store migrate: copied {} verdicts, {} audit records, {} rule packs; both chains verify, heads "
+        "verdicts {} audit {}\n",
+        copied->verdicts, copied->audit, copied->packs, copied->verdict_head, copied->audit_head);
+    return kExitOk;
+  }
+  if (f.db.empty()) {
+    return FailToStart("store migrate", "the database is required: --db FILE or --db postgresql://... (or --from/--to)");
+  }
   auto versions = store::Store::MigrateSchema(f.db);
   if (!versions.ok()) return FailToStart("store migrate", versions.status().message());
   if (versions->first == versions->second) {
@@ -107,7 +123,9 @@ void RegisterStore(CLI::App& app, Context& ctx) {
   auto m = std::make_shared<MigrateFlags>();
   auto* migrate = cmd->add_subcommand(
       "migrate", "Create or upgrade the store's schema without serving (e.g. a Job before a rollout of replicas)");
-  migrate->add_option("--db", m->db, "The sqlite file or postgresql:// URI")->required();
+  migrate->add_option("--db", m->db, "Create or upgrade this sqlite file's or postgresql:// URI's schema");
+  migrate->add_option("--from", m->from, "Copy this sqlite store (verdicts, packs, audit, chains intact) ...");
+  migrate->add_option("--to", m->to, "... into this empty PostgreSQL database (postgresql:// URI)");
   migrate->callback([&ctx, m] { ctx.exit_code = RunMigrate(*m); });
   cmd->callback([&ctx, f, migrate] {
     if (migrate->parsed()) return;  // `store migrate` ran instead of the server

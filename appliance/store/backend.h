@@ -98,6 +98,9 @@ absl::StatusOr<BackendPtr> OpenPgBackend(const Store::Options& options);
 absl::StatusOr<std::pair<int, int>> MigrateSqliteSchema(const std::string& path);
 absl::StatusOr<std::pair<int, int>> MigratePgSchema(const std::string& uri);
 
+// Store::CopyIntoPostgres: in pg_backend.cc, which reads the sqlite file directly.
+absl::StatusOr<CopyReport> CopySqliteIntoPg(const std::string& from, const std::string& to);
+
 // Whether `database` names a PostgreSQL database rather than a sqlite file.
 bool IsPostgresUri(const std::string& database);
 

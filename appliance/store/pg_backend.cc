@@ -32,6 +32,8 @@
 #include "appliance/store/internal.h"
 #include "appliance/store/pg.h"
 #include "appliance/store/pg_schema.h"
+#include "appliance/store/schema.h"
+#include "appliance/store/sqlite.h"
 
 namespace egressguard::store {
 
@@ -126,6 +128,78 @@ Partition MonthOf(int64_t received_us) {
   return {fmt::format("verdicts_y{:04d}m{:02d}", static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month())),
           static_cast<int64_t>(from) * day_us, static_cast<int64_t>(to) * day_us};
 }
+
+// Makes the month partition for `received_us` (and its verdict_partitions row) inside
+// the caller's transaction, which holds the verdict chain lock: replicas never race on it.
+absl::StatusOr<std::string> CreatePartition(pg::Connection& c, int64_t received_us) {
+  const Partition p = MonthOf(received_us);
+  // DDL takes no parameters; the name and bounds are our own integers.
+  if (auto s = c.Run(fmt::format("CREATE TABLE IF NOT EXISTS {} PARTITION OF verdicts FOR VALUES FROM ({}) TO ({})",
+                                 p.name, p.from_us, p.to_us));
+      !s.ok()) {
+    return s;
+  }
+  if (auto s = c.Run("INSERT INTO verdict_partitions (name, from_us, to_us) VALUES ($1, $2, $3) "
+                     "ON CONFLICT (name) DO NOTHING",
+                     {Param::Text(p.name), Param::Int(p.from_us), Param::Int(p.to_us)});
+      !s.ok()) {
+    return s;
+  }
+  return p.name;
+}
+
+// Verdict rows for one multi-row INSERT each into verdicts and verdict_ids.
+class VerdictInsert {
+ public:
+  // The 17 values of one verdict row, in the column order of Flush.
+  void Add(int64_t seq, const v1::Verdict& v, int64_t received_us, const std::vector<std::string>& categories,
+           const std::vector<std::string>& rule_ids, std::string body, std::string prev_hash, std::string hash) {
+    v_.push_back(Param::Int(seq));
+    v_.push_back(Param::Text(v.id()));
+    v_.push_back(Param::Int(ToUs(v.time())));
+    v_.push_back(Param::Int(received_us));
+    v_.push_back(Param::Text(v.appliance()));
+    v_.push_back(Param::Text(v.client_address()));
+    v_.push_back(Param::Text(v.workload()));
+    v_.push_back(Param::Text(v.host()));
+    v_.push_back(Param::Int(v.action()));
+    v_.push_back(Param::Text(v.rule_pack_version()));
+    v_.push_back(Param::Int(static_cast<int64_t>(v.bytes_out())));
+    v_.push_back(Param::Int(static_cast<int64_t>(v.bytes_in())));
+    v_.push_back(Param::Text(pg::ArrayLiteral(categories)));
+    v_.push_back(Param::Text(pg::ArrayLiteral(rule_ids)));
+    v_.push_back(Param::Bytes(std::move(body)));
+    v_.push_back(Param::Bytes(std::move(prev_hash)));
+    v_.push_back(Param::Bytes(std::move(hash)));
+    i_.push_back(Param::Text(v.id()));
+    i_.push_back(Param::Int(seq));
+    ++pending_;
+  }
+  size_t pending() const { return pending_; }
+  absl::Status Flush(pg::Connection& c) {
+    if (pending_ == 0) return absl::OkStatus();
+    std::string vsql =
+        "INSERT INTO verdicts (seq, id, time_us, received_us, appliance, client_address, workload, host, action, "
+        "rule_pack_version, bytes_out, bytes_in, categories, rule_ids, body, prev_hash, hash) VALUES ";
+    std::string isql = "INSERT INTO verdict_ids (id, seq) VALUES ";
+    for (size_t i = 0; i < pending_; ++i) {
+      vsql += i ? ",(" : "(";
+      for (size_t k = 0; k < 17; ++k) vsql += fmt::format("{}${}", k ? "," : "", i * 17 + k + 1);
+      vsql += ")";
+      isql += fmt::format("{}(${},${})", i ? "," : "", i * 2 + 1, i * 2 + 2);
+    }
+    if (auto s = c.Run(vsql, v_); !s.ok()) return s;
+    if (auto s = c.Run(isql, i_); !s.ok()) return s;
+    v_.clear();
+    i_.clear();
+    pending_ = 0;
+    return absl::OkStatus();
+  }
+
+ private:
+  Params v_, i_;
+  size_t pending_ = 0;
+};
 
 // Query and Stats conditions; `{}` in a condition is replaced by the next $n.
 struct Where {
@@ -256,61 +330,23 @@ class PgBackend final : public Backend {
       for (int i = 0; i < known->rows(); ++i) stored_before.insert(known->Text(i, 0));
       const std::string prefix = VerdictContentPrefix(received);
       Rollup rollup;
-      Params vparams, iparams;
-      size_t pending = 0;
+      VerdictInsert insert;
       uint64_t inserted = 0;
-      auto flush = [&]() -> absl::Status {
-        if (pending == 0) return absl::OkStatus();
-        std::string vsql =
-            "INSERT INTO verdicts (seq, id, time_us, received_us, appliance, client_address, workload, host, action, "
-            "rule_pack_version, bytes_out, bytes_in, categories, rule_ids, body, prev_hash, hash) VALUES ";
-        std::string isql = "INSERT INTO verdict_ids (id, seq) VALUES ";
-        for (size_t i = 0; i < pending; ++i) {
-          vsql += i ? ",(" : "(";
-          for (int k = 0; k < 17; ++k) vsql += fmt::format("{}${}", k ? "," : "", i * 17 + k + 1);
-          vsql += ")";
-          isql += fmt::format("{}(${},${})", i ? "," : "", i * 2 + 1, i * 2 + 2);
-        }
-        if (auto s = (*c)->Run(vsql, vparams); !s.ok()) return s;
-        if (auto s = (*c)->Run(isql, iparams); !s.ok()) return s;
-        vparams.clear();
-        iparams.clear();
-        pending = 0;
-        return absl::OkStatus();
-      };
       for (auto& r : rows) {
         const v1::Verdict& v = *r.v;
         if (stored_before.count(v.id())) continue;  // a retry: acked, the chain does not move
         const int64_t seq = head->seq + 1;
         std::string hash = ChainHash(head->hash, prefix, r.body);
-        vparams.push_back(Param::Int(seq));
-        vparams.push_back(Param::Text(v.id()));
-        vparams.push_back(Param::Int(ToUs(v.time())));
-        vparams.push_back(Param::Int(received));
-        vparams.push_back(Param::Text(v.appliance()));
-        vparams.push_back(Param::Text(v.client_address()));
-        vparams.push_back(Param::Text(v.workload()));
-        vparams.push_back(Param::Text(v.host()));
-        vparams.push_back(Param::Int(v.action()));
-        vparams.push_back(Param::Text(v.rule_pack_version()));
-        vparams.push_back(Param::Int(static_cast<int64_t>(v.bytes_out())));
-        vparams.push_back(Param::Int(static_cast<int64_t>(v.bytes_in())));
-        vparams.push_back(Param::Text(pg::ArrayLiteral(r.categories)));
-        vparams.push_back(Param::Text(pg::ArrayLiteral(r.rule_ids)));
-        vparams.push_back(Param::Bytes(std::move(r.body)));
-        vparams.push_back(Param::Bytes(head->hash));
-        vparams.push_back(Param::Bytes(hash));
-        iparams.push_back(Param::Text(v.id()));
-        iparams.push_back(Param::Int(seq));
+        insert.Add(seq, v, received, r.categories, r.rule_ids, std::move(r.body), head->hash, hash);
         head->seq = seq;
         head->hash = std::move(hash);
         ++inserted;
         AddToRollup(v, &rollup);
-        if (++pending == kRowsPerInsert) {
-          if (auto s = flush(); !s.ok()) return s;
+        if (insert.pending() == kRowsPerInsert) {
+          if (auto s = insert.Flush(**c); !s.ok()) return s;
         }
       }
-      if (auto s = flush(); !s.ok()) return s;
+      if (auto s = insert.Flush(**c); !s.ok()) return s;
       // In the batch's transaction: the rollups count exactly the stored verdicts.
       if (!rollup.empty()) {
         std::string values;
@@ -760,21 +796,9 @@ class PgBackend final : public Backend {
   // Makes the month partition for `received_us` inside the caller's transaction (which
   // holds the verdict chain lock, so replicas never race on it); returns its name.
   absl::StatusOr<std::string> EnsurePartition(pg::Connection& c, int64_t received_us) {
-    const Partition p = MonthOf(received_us);
-    if (known_partitions_.Has(p.name)) return p.name;
-    // DDL takes no parameters; the name and bounds are our own integers.
-    if (auto s = c.Run(fmt::format("CREATE TABLE IF NOT EXISTS {} PARTITION OF verdicts FOR VALUES FROM ({}) TO ({})",
-                                   p.name, p.from_us, p.to_us));
-        !s.ok()) {
-      return s;
-    }
-    if (auto s = c.Run("INSERT INTO verdict_partitions (name, from_us, to_us) VALUES ($1, $2, $3) "
-                       "ON CONFLICT (name) DO NOTHING",
-                       {Param::Text(p.name), Param::Int(p.from_us), Param::Int(p.to_us)});
-        !s.ok()) {
-      return s;
-    }
-    return p.name;
+    const std::string name = MonthOf(received_us).name;
+    if (known_partitions_.Has(name)) return name;
+    return CreatePartition(c, received_us);
   }
 
   static absl::StatusOr<std::vector<ActivationRow>> Activations(pg::Connection& c) {
@@ -1030,6 +1054,125 @@ class PgBackend final : public Backend {
 }  // namespace
 
 absl::StatusOr<BackendPtr> OpenPgBackend(const Store::Options& options) { return PgBackend::Open(options); }
+
+absl::StatusOr<CopyReport> CopySqliteIntoPg(const std::string& from, const std::string& to) {
+  if (auto s = pg::CheckNoPassword(to); !s.ok()) return s;
+  Database::Options ro;
+  ro.read_only = true;
+  auto src = Database::Open(from, ro);
+  if (!src.ok()) return src.status();
+  if (auto v = store::SchemaVersion(**src); !v.ok() || *v != store::LatestSchemaVersion()) {
+    return absl::FailedPreconditionError(fmt::format(
+        "{} is not at this build's sqlite schema version {}: run `egressguard store migrate --db {}` first", from,
+        store::LatestSchemaVersion(), from));
+  }
+  if (auto m = MigratePgSchema(to); !m.ok()) return m.status();
+  auto c = pg::Connection::Open(to);
+  if (!c.ok()) return c.status();
+  CopyReport report;
+  // One transaction: the copy is all there or not at all. The chain and pack locks keep
+  // a store replica already serving this database from writing meanwhile.
+  pg::Transaction tx(**c);
+  if (!tx.begin_status().ok()) return tx.begin_status();
+  for (int64_t lock : {pg::kLockVerdictChain, pg::kLockAuditChain, pg::kLockPacks}) {
+    if (auto s = Lock(**c, lock); !s.ok()) return s;
+  }
+  auto used = (*c)->Exec(
+      "SELECT (SELECT COUNT(*) FROM packs) + (SELECT COUNT(*) FROM activations) + (SELECT SUM(head_seq) FROM "
+      "chain_heads)");
+  if (!used.ok()) return used.status();
+  if (used->Int(0, 0) != 0) {
+    return absl::FailedPreconditionError("the target database already holds store data: copy into an empty one");
+  }
+  // Runs a sqlite query and hands each row over; errors end the copy.
+  auto each = [&](const char* sql, const std::function<absl::Status(Statement&)>& row) -> absl::Status {
+    auto st = (*src)->Prepare(sql);
+    if (!st.ok()) return st.status();
+    for (;;) {
+      auto r = st->Step();
+      if (!r.ok()) return r.status();
+      if (!*r) return absl::OkStatus();
+      if (auto s = row(*st); !s.ok()) return s;
+    }
+  };
+  auto s = each("SELECT version, name, body, sha256, author, reason, pushed_us, rule_count FROM packs",
+                [&](Statement& st) {
+                  ++report.packs;
+                  return (*c)->Run(
+                      "INSERT INTO packs (version, name, body, sha256, author, reason, pushed_us, rule_count) "
+                      "VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
+                      {Param::Text(st.Text(0)), Param::Text(st.Text(1)), Param::Bytes(st.Blob(2)),
+                       Param::Text(st.Text(3)), Param::Text(st.Text(4)), Param::Text(st.Text(5)),
+                       Param::Int(st.Int(6)), Param::Int(st.Int(7))});
+                });
+  if (s.ok()) {
+    s = each("SELECT seq, version, mode, kind, actor, reason, time_us FROM activations ORDER BY seq",
+             [&](Statement& st) {
+               return (*c)->Run(
+                   "INSERT INTO activations (seq, version, mode, kind, actor, reason, time_us) VALUES "
+                   "($1,$2,$3,$4,$5,$6,$7)",
+                   {Param::Int(st.Int(0)), Param::Text(st.Text(1)), Param::Int(st.Int(2)), Param::Text(st.Text(3)),
+                    Param::Text(st.Text(4)), Param::Text(st.Text(5)), Param::Int(st.Int(6))});
+             });
+  }
+  // The next activation continues the copied numbering (the WatchActive generation).
+  if (s.ok()) {
+    s = (*c)->Run(
+        "SELECT setval(pg_get_serial_sequence('activations', 'seq'), COALESCE(MAX(seq), 1), MAX(seq) IS NOT NULL) "
+        "FROM activations");
+  }
+  if (s.ok()) {
+    s = each("SELECT seq, time_us, actor, role, method, allowed, detail, prev_hash, hash FROM audit ORDER BY seq",
+             [&](Statement& st) {
+               ++report.audit;
+               return (*c)->Run(
+                   "INSERT INTO audit (seq, time_us, actor, role, method, allowed, detail, prev_hash, hash) VALUES "
+                   "($1,$2,$3,$4,$5,$6,$7,$8,$9)",
+                   {Param::Int(st.Int(0)), Param::Int(st.Int(1)), Param::Text(st.Text(2)), Param::Text(st.Text(3)),
+                    Param::Text(st.Text(4)), Param::Text(st.Int(5) != 0 ? "true" : "false"),
+                    Param::Text(st.Text(6)), Param::Bytes(st.Blob(7)), Param::Bytes(st.Blob(8))});
+             });
+  }
+  // Verdicts as stored: same seq, receive time, body and hashes, so the chain and its
+  // anchor carry over; the tag columns are derived from each body as ingest does.
+  int64_t last_received = 0;
+  std::set<std::string> partitions;
+  VerdictInsert insert;
+  v1::Verdict v;
+  if (s.ok()) {
+    s = each("SELECT seq, received_us, body, prev_hash, hash FROM verdicts ORDER BY seq", [&](Statement& st) {
+      const int64_t seq = st.Int(0), received = st.Int(1);
+      std::string body = st.Blob(2);
+      if (!v.ParseFromString(body) || TextFieldsHaveNul(v)) {
+        return absl::DataLossError(fmt::format(
+            "verdict seq {} of {} does not parse or cannot be stored in PostgreSQL: run `audit verify` on it", seq,
+            from));
+      }
+      if (const std::string name = MonthOf(received).name; partitions.insert(name).second) {
+        if (auto p = CreatePartition(**c, received); !p.ok()) return p.status();
+      }
+      insert.Add(seq, v, received, CategoriesOf(v), RuleIdsOf(v), std::move(body), st.Blob(3), st.Blob(4));
+      last_received = std::max(last_received, received);
+      ++report.verdicts;
+      return insert.pending() == kRowsPerInsert ? insert.Flush(**c) : absl::OkStatus();
+    });
+  }
+  if (s.ok()) s = insert.Flush(**c);
+  if (s.ok()) {
+    s = each("SELECT chain, anchor_hash, head_seq, head_hash FROM chain_heads", [&](Statement& st) {
+      const std::string chain = st.Text(0);
+      if (chain != "verdicts" && chain != "audit") return absl::OkStatus();
+      if (chain == "verdicts") report.verdict_head = Hex(st.Blob(3));
+      if (chain == "audit") report.audit_head = Hex(st.Blob(3));
+      return SaveHead(**c, chain == "verdicts" ? "verdicts" : "audit",
+                      Head{st.Blob(1), st.Int(2), st.Blob(3), chain == "verdicts" ? last_received : 0});
+    });
+  }
+  if (s.ok()) s = (*c)->Run("INSERT INTO stats_hourly " + RollupOfVerdictsSql(Dialect::kPostgres, "TRUE"));
+  if (!s.ok()) return s;
+  if (auto done = tx.Commit(); !done.ok()) return done;
+  return report;
+}
 
 absl::StatusOr<std::pair<int, int>> MigratePgSchema(const std::string& uri) {
   if (auto s = pg::CheckNoPassword(uri); !s.ok()) return s;

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <filesystem>
 #include <map>
 #include <set>
 
@@ -86,6 +87,30 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const Options& options) {
 absl::StatusOr<std::pair<int, int>> Store::MigrateSchema(const std::string& database) {
   if (database.empty()) return absl::InvalidArgumentError("no database given (a file path or a postgresql:// URI)");
   return IsPostgresUri(database) ? MigratePgSchema(database) : MigrateSqliteSchema(database);
+}
+
+absl::StatusOr<CopyReport> Store::CopyIntoPostgres(const std::string& sqlite_path, const std::string& uri) {
+  if (IsPostgresUri(sqlite_path) || !IsPostgresUri(uri)) {
+    return absl::InvalidArgumentError("copy from a sqlite file (--from FILE) into a postgresql:// URI (--to)");
+  }
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(sqlite_path, ec)) {
+    return absl::NotFoundError(fmt::format("no sqlite store at {}", sqlite_path));
+  }
+  auto report = CopySqliteIntoPg(sqlite_path, uri);
+  if (!report.ok()) return report.status();
+  auto copied = Open({uri, 1, nullptr});
+  if (!copied.ok()) return copied.status();
+  auto verify = (*copied)->Verify();
+  if (!verify.ok()) return verify.status();
+  if (!verify->ok() || verify->verdicts_checked() != report->verdicts || verify->audit_checked() != report->audit) {
+    return absl::DataLossError(fmt::format(
+        "the copy does not verify ({} problem(s); {} of {} verdicts, {} of {} audit records checked): run `audit "
+        "verify` on the source",
+        verify->problems_size(), verify->verdicts_checked(), report->verdicts, verify->audit_checked(),
+        report->audit));
+  }
+  return report;
 }
 
 absl::StatusOr<IngestResult> Store::Ingest(std::vector<v1::Verdict> verdicts) {

@@ -50,6 +50,15 @@ struct IngestResult {
   uint64_t inserted = 0;                         // new rows
 };
 
+// What `store migrate --from FILE --to URI` copied.
+struct CopyReport {
+  uint64_t verdicts = 0;
+  uint64_t audit = 0;
+  uint64_t packs = 0;
+  std::string verdict_head;  // hex hash of each chain's head, the same in both databases
+  std::string audit_head;
+};
+
 class Store {
  public:
   struct Options {
@@ -84,6 +93,11 @@ class Store {
   // serving it, as `egressguard store migrate --db` does before a rollout; a database
   // newer than this build is refused. Returns {version before, version now}.
   static absl::StatusOr<std::pair<int, int>> MigrateSchema(const std::string& database);
+  // Copies a sqlite store (at this build's schema) into an empty PostgreSQL database
+  // in one transaction: verdicts, packs, activations and audit with their seq, receive
+  // times and hashes, so both chains verify there with the same heads; the rollups are
+  // rebuilt. The copy is checked with Verify before this returns.
+  static absl::StatusOr<CopyReport> CopyIntoPostgres(const std::string& sqlite_path, const std::string& uri);
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;

@@ -118,3 +118,27 @@ def test_refusals(egressguard_bin, workdir, pg):
     pg.psql("eg2", "UPDATE schema_version SET version = version + 1")
     r = run(egressguard_bin, "store", "migrate", "--db", uri)
     assert r.returncode != 0 and "newer than this build" in r.stderr, r.stdout + r.stderr
+
+
+def test_migrate_copies_a_sqlite_store(pb, egressguard_bin, workdir, pg):
+    db = os.path.join(workdir, "old.db")
+    store = StoreProcess(egressguard_bin, db, free_port()).start()
+    try:
+        version = push_and_activate(egressguard_bin, store.address, default_pack(), "monitor")
+    finally:
+        store.stop()
+    uri = pg.create_database("eg3")
+    r = run(egressguard_bin, "store", "migrate", "--from", db, "--to", uri)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "copied 0 verdicts, 2 audit records, 1 rule packs; both chains verify" in r.stdout, r.stdout
+    s = replica(egressguard_bin, uri, workdir, "store-copy")
+    try:
+        out = subprocess.run([egressguard_bin, "rules", "list", "--store", s.address], capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 0 and version in out.stdout, out.stdout + out.stderr
+        r = run(egressguard_bin, "audit", "verify", "--store", s.address)
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        s.stop()
+    r = run(egressguard_bin, "store", "migrate", "--from", db, "--to", uri)
+    assert r.returncode != 0 and "empty" in r.stderr, r.stdout + r.stderr

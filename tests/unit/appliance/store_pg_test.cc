@@ -195,6 +195,76 @@ TEST_F(PgStoreTest, TamperedIdsAndTagColumnsAreFound) {
   EXPECT_EQ(got->verdicts_size(), 1);
 }
 
+// `store migrate --from --to`: a sqlite store with verdicts, packs, activations, audit
+// and a retention (a moved chain anchor) is copied with its chains intact: the copy
+// verifies with the same heads and answers like the original; a second copy into the
+// same database is refused.
+TEST_F(PgStoreTest, ASqliteStoreIsCopiedWithItsChainsIntact) {
+  const std::string file = dir_.File("old.db");
+  int64_t now = 0;
+  {
+    auto old = Store::Open({file, 2, [&now] { return now; }});
+    ASSERT_TRUE(old.ok()) << old.status();
+    now = int64_t{1767225600} * 1000000;  // 2026-01-01
+    std::vector<v1::Verdict> batch;
+    for (int i = 0; i < 2500; ++i) {
+      batch.push_back(MakeVerdict(fmt::format("c{}", i), 1767225600 + i, i % 2 ? "a.example" : "b.example",
+                                  i % 3 ? "iban" : "", i % 5 ? rules::v1::ALLOW : rules::v1::BLOCK));
+    }
+    ASSERT_TRUE((*old)->Ingest(batch).ok());
+    now += 40LL * 86400 * 1000000;  // February: a retention of 30 days drops January's
+    ASSERT_TRUE((*old)->Ingest({MakeVerdict("late", 1767225600 + 40 * 86400, "c.example", "email")}).ok());
+    ASSERT_TRUE((*old)->ApplyRetention(30, "test").ok());
+    ASSERT_TRUE((*old)->Ingest({MakeVerdict("later", 1767225600 + 41 * 86400, "c.example")}).ok());
+    AuditEntry officer{"alice", "officer", "m", "", true};
+    ASSERT_TRUE((*old)->PushPack(Pack("1.0"), "alice", "first").ok());
+    ASSERT_TRUE((*old)->ActivatePack("1.0", v1::ENFORCE, officer, "go").ok());
+    ASSERT_TRUE((*old)->PushPack(Pack("2.0"), "alice", "second").ok());
+    ASSERT_TRUE((*old)->ActivatePack("2.0", v1::MONITOR, officer, "go").ok());
+  }
+  auto report = Store::CopyIntoPostgres(file, db_->database());
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->verdicts, 2u);  // late, later: the first 2500 went with the retention
+  EXPECT_EQ(report->packs, 2u);
+  EXPECT_EQ(report->audit, 5u);  // retention, 2 pushes, 2 activations
+  auto a = Store::Open({file, 2, nullptr});
+  auto b = Open();
+  ASSERT_TRUE(a.ok() && b);
+  auto va = (*a)->Verify();
+  auto vb = b->Verify();
+  ASSERT_TRUE(va.ok() && vb.ok());
+  EXPECT_TRUE(vb->ok()) << vb->DebugString();
+  EXPECT_EQ(va->verdicts_checked(), vb->verdicts_checked());
+  EXPECT_EQ(va->audit_checked(), vb->audit_checked());
+  auto audit_a = (*a)->ListAudit({});
+  auto audit_b = b->ListAudit({});
+  ASSERT_TRUE(audit_a.ok() && audit_b.ok());
+  EXPECT_EQ(audit_a->DebugString(), audit_b->DebugString());  // same records, same hashes
+  auto qa = (*a)->Query({});
+  auto qb = b->Query({});
+  ASSERT_TRUE(qa.ok() && qb.ok());
+  EXPECT_EQ(qa->DebugString(), qb->DebugString());
+  v1::StatsRequest by_category;
+  by_category.set_group_by(v1::CATEGORY);
+  EXPECT_EQ((*a)->Stats(by_category)->DebugString(), b->Stats(by_category)->DebugString());
+  auto active = b->Active();
+  ASSERT_TRUE(active.ok());
+  EXPECT_EQ(active->info().version(), "2.0");
+  EXPECT_EQ(active->generation(), (*a)->active_generation());
+  // The copy goes on as one chain: a new verdict and a rollback chain onto the copied heads.
+  ASSERT_TRUE(b->Ingest({MakeVerdict("after-copy", 1767225600 + 42 * 86400, "d.example")}).ok());
+  ASSERT_TRUE(b->RollbackPack("", {"alice", "officer", "m", "", true}, "back").ok());
+  vb = b->Verify();
+  ASSERT_TRUE(vb.ok());
+  EXPECT_TRUE(vb->ok()) << vb->DebugString();
+  EXPECT_GT(b->active_generation(), (*a)->active_generation());
+  // Into a database that holds data: refused, nothing changed.
+  auto again = Store::CopyIntoPostgres(file, db_->database());
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(again.status().message().find("empty"), std::string::npos) << again.status();
+}
+
 TEST_F(PgStoreTest, ALostDatabaseAnswersUnavailableAndRecovers) {
   auto s = Open();
   ASSERT_TRUE(s);
