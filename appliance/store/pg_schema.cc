@@ -145,8 +145,10 @@ absl::StatusOr<int> SchemaVersion(Connection& c) {
   return r->rows() == 0 ? 0 : static_cast<int>(r->Int(0, 0));
 }
 
-absl::StatusOr<int> Migrate(Connection& c) {
+absl::StatusOr<int> Migrate(Connection& c, int target) {
   const int latest = LatestSchemaVersion();
+  if (target < 0) target = latest;
+  if (target > latest) return absl::InvalidArgumentError(fmt::format("no schema version {}", target));
   int before = -1;
   for (;;) {
     Transaction tx(c);
@@ -166,7 +168,7 @@ absl::StatusOr<int> Migrate(Connection& c) {
       return absl::FailedPreconditionError(fmt::format(
           "database schema version {} is newer than this build knows ({}): upgrade egressguard", *current, latest));
     }
-    if (*current == latest) {
+    if (*current >= target) {
       if (auto s = tx.Commit(); !s.ok()) return s;
       return before;
     }

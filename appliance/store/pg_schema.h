@@ -18,8 +18,8 @@ inline constexpr int64_t kLockPacks = 0x6567'0004;
 int LatestSchemaVersion();
 // 0 for a database without the store's tables.
 absl::StatusOr<int> SchemaVersion(Connection& c);
-// Applies the missing migrations; a database newer than this build is refused.
-// Returns the version before.
-absl::StatusOr<int> Migrate(Connection& c);
+// Applies the missing migrations up to `target` (default: the latest); a database
+// newer than this build is refused. Returns the version before.
+absl::StatusOr<int> Migrate(Connection& c, int target = -1);
 
 }  // namespace egressguard::store::pg

@@ -7,6 +7,8 @@
 #include <thread>
 #include <vector>
 
+#include "appliance/store/chain.h"
+#include "appliance/store/pg.h"
 #include "appliance/store/pg_schema.h"
 #include "appliance/store/store.h"
 #include "store_backends.h"
@@ -289,6 +291,74 @@ TEST_F(PgStoreTest, ALostDatabaseAnswersUnavailableAndRecovers) {
   ASSERT_TRUE(v.ok());
   EXPECT_TRUE(v->ok()) << v->DebugString();
   EXPECT_EQ(v->verdicts_checked(), 3u);
+}
+
+}  // namespace
+}  // namespace egressguard::store
+
+namespace egressguard::store {
+namespace {
+
+// Every earlier PostgreSQL schema version migrates to the latest and keeps its data:
+// a database at version 1 (before the rollups) with verdicts and audit rows in it
+// comes up with rollups that match its verdicts, and its chains still verify.
+TEST_F(PgStoreTest, EveryEarlierSchemaVersionMigratesAndKeepsData) {
+  for (int version = 1; version < pg::LatestSchemaVersion(); ++version) {
+    StoreDatabase db(StoreBackend::kPostgres, dir_);
+    ASSERT_FALSE(db.database().empty()) << db.why();
+    {
+      auto c = pg::Connection::Open(db.database());
+      ASSERT_TRUE(c.ok()) << c.status();
+      auto before = pg::Migrate(**c, version);
+      ASSERT_TRUE(before.ok()) << before.status();
+      EXPECT_EQ(*before, 0);
+      auto now = pg::SchemaVersion(**c);
+      ASSERT_TRUE(now.ok());
+      ASSERT_EQ(*now, version);
+      // Rows as that version's store wrote them: one verdict (seq 1, its month
+      // partition), its id, the chain head, one audit row. The hashes are real ones.
+      v1::Verdict v = MakeVerdict("old-1", 1767225600, "h.example", "iban");
+      std::string body;
+      v.SerializeToString(&body);
+      const std::string zero(kHashBytes, '\0');
+      const int64_t received = int64_t{1767225600} * 1000000;
+      const std::string hash = ChainHash(zero, fmt::format("v1|{}|", received), body);
+      ASSERT_TRUE((*c)->Run("CREATE TABLE verdicts_y2026m01 PARTITION OF verdicts FOR VALUES FROM "
+                            "(1767225600000000) TO (1769904000000000)")
+                      .ok());
+      ASSERT_TRUE((*c)->Run("INSERT INTO verdict_partitions VALUES ('verdicts_y2026m01', 1767225600000000, "
+                            "1769904000000000)")
+                      .ok());
+      ASSERT_TRUE((*c)->Run("INSERT INTO verdicts VALUES (1, 'old-1', $1, $2, 'app-1', '10.0.0.7', 'ns/payments', "
+                            "'h.example', $6, '2026.11.1', 1000, 200, '{iban}', '{iban.rule}', $3, $4, $5)",
+                            {pg::Param::Int(received), pg::Param::Int(received), pg::Param::Bytes(body),
+                             pg::Param::Bytes(zero), pg::Param::Bytes(hash), pg::Param::Int(v.action())})
+                      .ok());
+      ASSERT_TRUE((*c)->Run("INSERT INTO verdict_ids VALUES ('old-1', 1)").ok());
+      ASSERT_TRUE((*c)->Run("UPDATE chain_heads SET head_seq = 1, head_hash = $1, head_received_us = $2 WHERE chain "
+                            "= 'verdicts'",
+                            {pg::Param::Bytes(hash), pg::Param::Int(received)})
+                      .ok());
+    }
+    Store::Options o{db.database(), 2, nullptr};
+    auto s = Store::Open(o);
+    ASSERT_TRUE(s.ok()) << s.status();
+    auto v = (*s)->Verify();
+    ASSERT_TRUE(v.ok()) << v.status();
+    EXPECT_TRUE(v->ok()) << "from version " << version << ": " << v->DebugString();
+    EXPECT_EQ(v->verdicts_checked(), 1u);
+    v1::StatsRequest by_category;
+    by_category.set_group_by(v1::CATEGORY);
+    auto stats = (*s)->Stats(by_category);
+    ASSERT_TRUE(stats.ok()) << stats.status();
+    ASSERT_EQ(stats->rows_size(), 1);
+    EXPECT_EQ(stats->rows(0).key(), "iban");
+    EXPECT_EQ(stats->rows(0).bytes_out(), 1000u);
+    ASSERT_TRUE((*s)->Ingest({MakeVerdict("new-1", 1767225601, "h.example")}).ok());
+    v = (*s)->Verify();
+    ASSERT_TRUE(v.ok());
+    EXPECT_TRUE(v->ok()) << v->DebugString();
+  }
 }
 
 }  // namespace
