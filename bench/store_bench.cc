@@ -8,8 +8,8 @@
 // gRPC. `--backend` picks sqlite (WAL; the default), PostgreSQL, or both one after the
 // other in one run (same verdicts, same queries). PostgreSQL is a server this process
 // starts in a temporary directory (tests/support/pg_server.h: initdb, Unix socket,
-// fsync on as in production), or the database of `--pg URI` (emptied first: it must
-// be a throwaway database). `--sweep N` then ingests N more verdicts with 1, 2 and 4
+// fsync on as in production), or the database of `--pg URI`, which must be empty
+// (a throwaway one: the bench fills it and leaves it). `--sweep N` then ingests N more verdicts with 1, 2 and 4
 // streams each and prints verdicts/s for each. `--streams N` ingests from N threads at once, as N appliances'
 // Report streams do (their batches share commits). `--drop-index` (repeatable) is an
 // experiment: it drops an index before ingesting, to show what that index costs.
