@@ -3,8 +3,14 @@
 //   store_bench [--count 1000000] [--batch 1000] [--streams 1] [--sync full|normal]
 //               [--queries 200] [--ingest-only] [--drop-index NAME]... [--db /tmp/store_bench.db]
 //               [--ids uuid7|uuid4|seq] [--key-index-rows N]
-// Runs in-process against egressguard::store::Store (sqlite, WAL), so it measures the
-// store, not gRPC. `--streams N` ingests from N threads at once, as N appliances'
+//               [--backend sqlite|postgresql|both] [--pg URI] [--sweep N]
+// Runs in-process against egressguard::store::Store, so it measures the store, not
+// gRPC. `--backend` picks sqlite (WAL; the default), PostgreSQL, or both one after the
+// other in one run (same verdicts, same queries). PostgreSQL is a server this process
+// starts in a temporary directory (tests/support/pg_server.h: initdb, Unix socket,
+// fsync on as in production), or the database of `--pg URI`, which must be empty
+// (a throwaway one: the bench fills it and leaves it). `--sweep N` then ingests N more verdicts with 1, 2 and 4
+// streams each and prints verdicts/s for each. `--streams N` ingests from N threads at once, as N appliances'
 // Report streams do (their batches share commits). `--drop-index` (repeatable) is an
 // experiment: it drops an index before ingesting, to show what that index costs.
 // `--ids` picks the verdict id form: uuid7 (time-ordered, what the appliance sends;
@@ -18,6 +24,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -31,6 +38,7 @@
 
 #include "appliance/store/sqlite.h"
 #include "appliance/store/store.h"
+#include "tests/support/pg_server.h"
 
 namespace {
 
@@ -111,6 +119,9 @@ int main(int argc, char** argv) {
   std::vector<std::string> drop;  // experiment: what an index costs the ingest
   Ids ids = Ids::kUuid7;
   int64_t key_index_rows = egressguard::store::Store::Options{}.key_index_rows;
+  std::string backend = "sqlite";
+  std::string pg_uri;
+  uint64_t sweep = 0;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--ingest-only")) {
       ingest_only = true;
@@ -124,6 +135,9 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--db")) db = argv[i + 1];
     if (!std::strcmp(argv[i], "--sync")) sync = argv[i + 1];
     if (!std::strcmp(argv[i], "--drop-index")) drop.push_back(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--backend")) backend = argv[i + 1];
+    if (!std::strcmp(argv[i], "--pg")) pg_uri = argv[i + 1];
+    if (!std::strcmp(argv[i], "--sweep")) sweep = std::stoull(argv[i + 1]);
     if (!std::strcmp(argv[i], "--key-index-rows")) key_index_rows = std::max<int64_t>(1, std::stoll(argv[i + 1]));
     if (!std::strcmp(argv[i], "--ids")) {
       const std::string_view form = argv[i + 1];
@@ -135,13 +149,47 @@ int main(int argc, char** argv) {
     }
     ++i;
   }
-  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db + suffix);
-  egressguard::store::Store::Options options{db, 4, nullptr};
+  if (backend != "sqlite" && backend != "postgresql" && backend != "both") {
+    std::fprintf(stderr, "--backend wants sqlite, postgresql or both\n");
+    return 2;
+  }
+  std::unique_ptr<egressguard::testing::PgServer> pg_server;
+  auto run = [&](bool pg) -> int {
+  std::string database = db;
+  if (pg) {
+    if (pg_uri.empty()) {
+      if (!pg_server) {
+        auto started = egressguard::testing::PgServer::Start(/*fsync=*/true);
+        if (!started.ok()) {
+          std::fprintf(stderr, "postgresql: %s\n", std::string(started.status().message()).c_str());
+          return 2;
+        }
+        pg_server = std::move(*started);
+      }
+      auto name = pg_server->CreateDatabase();
+      if (!name.ok()) {
+        std::fprintf(stderr, "postgresql: %s\n", std::string(name.status().message()).c_str());
+        return 2;
+      }
+      database = pg_server->Uri(*name);
+    } else {
+      database = pg_uri;
+    }
+    std::printf("\n## PostgreSQL\n\n");
+  } else {
+    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db + suffix);
+    std::printf("\n## sqlite\n\n");
+  }
+  egressguard::store::Store::Options options{database, 4, nullptr};
   options.synchronous = sync == "normal" ? "NORMAL" : "FULL";
   options.key_index_rows = key_index_rows;
   auto store = egressguard::store::Store::Open(options);
   if (!store.ok()) {
     std::fprintf(stderr, "open: %s\n", std::string(store.status().message()).c_str());
+    return 2;
+  }
+  if (!drop.empty() && pg) {
+    std::fprintf(stderr, "--drop-index is a sqlite experiment\n");
     return 2;
   }
   if (!drop.empty()) {
@@ -192,7 +240,7 @@ int main(int argc, char** argv) {
               static_cast<double>(count) / ingest_s, ingest_s);
   std::printf("| ingest per CPU-second (one core, excludes waiting for the CPU/disk) | %.0f verdicts/s (%.1f CPU s) |\n",
               static_cast<double>(count) / ingest_cpu_s, ingest_cpu_s);
-  std::printf("| database size | %.0f MiB |\n",
+  if (!pg) std::printf("| database size | %.0f MiB |\n",
               static_cast<double>(std::filesystem::file_size(db) + std::filesystem::file_size(db + "-wal")) /
                   (1 << 20));
 
@@ -204,7 +252,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "audit: %s\n", std::string(s.message()).c_str());
     return 2;
   }
-  {
+  if (!pg) {
     auto raw = egressguard::store::Database::Open(db, {});
     auto st = raw.ok() ? (*raw)->Prepare("SELECT COUNT(*) FROM verdicts WHERE seq > (SELECT upto_seq FROM key_index)")
                        : absl::StatusOr<egressguard::store::Statement>(raw.status());
@@ -281,10 +329,59 @@ int main(int argc, char** argv) {
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     std::printf("| group by %s | %.0f (%d rows) |\n", v1::GroupBy_Name(g).c_str(), ms, r.ok() ? r->rows_size() : -1);
   }
+  for (auto g : {v1::ACTION, v1::WORKLOAD_DESTINATION}) {
+    // Since one microsecond before the first verdict: the same answer, but not on a
+    // whole hour, so the store scans the verdicts (what every Stats cost before the
+    // rollups).
+    v1::StatsRequest s;
+    s.set_group_by(g);
+    *s.mutable_filter()->mutable_since() = google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(base_s * 1000000 - 1);
+    auto t0 = Clock::now();
+    auto r = (*store)->Stats(s);
+    double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    std::printf("| group by %s, scanning the verdicts (no rollup) | %.0f (%d rows) |\n", v1::GroupBy_Name(g).c_str(), ms,
+                r.ok() ? r->rows_size() : -1);
+  }
   auto t0 = Clock::now();
   auto verify = (*store)->Verify();
-  std::printf("| Verify (both chains) | %.0f (%s) |\n",
+  std::printf("| Verify (both chains, rollups rebuilt) | %.0f (%s) |\n",
               std::chrono::duration<double, std::milli>(Clock::now() - t0).count(),
               verify.ok() && verify->ok() ? "ok" : "FAILED");
+  if (sweep > 0) {
+    std::printf("\n| ingest of %llu more verdicts, batches of %zu | verdicts/s |\n|---|---|\n",
+                static_cast<unsigned long long>(sweep), batch);
+    uint64_t next = count;
+    for (size_t n : {size_t{1}, size_t{2}, size_t{4}}) {
+      const uint64_t end = next + sweep;
+      double secs = 0;
+      while (next < end) {
+        std::vector<std::vector<v1::Verdict>> round(n);
+        for (auto& b : round) {
+          for (size_t j = 0; j < batch && next < end; ++j, ++next) b.push_back(Make(next, base_s, ids, rng));
+        }
+        std::vector<std::thread> threads;
+        std::atomic<bool> failed{false};
+        auto r0 = Clock::now();
+        for (size_t k = 0; k < n; ++k) {
+          threads.emplace_back([&, k] {
+            if (!round[k].empty() && !(*store)->Ingest(std::move(round[k])).ok()) failed = true;
+          });
+        }
+        for (auto& t : threads) t.join();
+        secs += std::chrono::duration<double>(Clock::now() - r0).count();
+        if (failed) {
+          std::fprintf(stderr, "sweep ingest failed\n");
+          return 2;
+        }
+      }
+      std::printf("| %zu concurrent stream(s) | %.0f |\n", n, static_cast<double>(sweep) / secs);
+    }
+  }
+  return 0;
+  };
+  for (bool pg : {false, true}) {
+    if ((pg && backend == "sqlite") || (!pg && backend == "postgresql")) continue;
+    if (int rc = run(pg); rc != 0) return rc;
+  }
   return 0;
 }

@@ -10,6 +10,8 @@ PACKAGES=(
   libssl-dev openssl libboost-dev libboost-system-dev libhyperscan-dev
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
   libsqlite3-dev sqlite3 libgtest-dev libgmock-dev libbenchmark-dev
+  # the compliance store's PostgreSQL backend (libpq) and the server its tests start
+  libpq-dev postgresql
   # small well-kept libraries
   libcli11-dev libspdlog-dev libfmt-dev libyaml-cpp-dev zlib1g-dev libbrotli-dev libzstd-dev
   liblzma-dev libexpat1-dev libnghttp2-dev

@@ -71,22 +71,66 @@ int RunStore(const ConfigFlags& flags) {
   return kExitOk;
 }
 
+struct MigrateFlags {
+  std::string db;
+  std::string from;
+  std::string to;
+};
+
+int RunMigrate(const MigrateFlags& f) {
+  if (!f.from.empty() || !f.to.empty()) {
+    if (f.from.empty() || f.to.empty() || !f.db.empty()) {
+      return FailToStart("store migrate", "copying wants --from FILE and --to postgresql://... (and no --db)");
+    }
+    auto copied = store::Store::CopyIntoPostgres(f.from, f.to);
+    if (!copied.ok()) return FailToStart("store migrate", copied.status().message());
+    std::cout << fmt::format(
+        "egressguard store migrate: copied {} verdicts, {} audit records, {} rule packs; both chains verify, heads "
+        "verdicts {} audit {}\n",
+        copied->verdicts, copied->audit, copied->packs, copied->verdict_head, copied->audit_head);
+    return kExitOk;
+  }
+  if (f.db.empty()) {
+    return FailToStart("store migrate", "the database is required: --db FILE or --db postgresql://... (or --from/--to)");
+  }
+  auto versions = store::Store::MigrateSchema(f.db);
+  if (!versions.ok()) return FailToStart("store migrate", versions.status().message());
+  if (versions->first == versions->second) {
+    std::cout << fmt::format("egressguard store migrate: schema version {} is current\n", versions->second);
+  } else {
+    std::cout << fmt::format("egressguard store migrate: schema version {} -> {}\n", versions->first, versions->second);
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 void RegisterStore(CLI::App& app, Context& ctx) {
-  auto* cmd = app.add_subcommand("store", "Run the compliance store (gRPC + sqlite)");
+  auto* cmd = app.add_subcommand("store", "Run the compliance store (gRPC + sqlite or PostgreSQL)");
   auto f = std::make_shared<ConfigFlags>(cmd, config::Command::kStore);
   using C = Config;
   f->Option("--listen", [](C& c) -> auto& { return c.store.listen; }, "Address to serve on, HOST:PORT (port 0: any free port)")
       ->capture_default_str();
-  f->Option("--db", [](C& c) -> auto& { return c.store.db; }, "The sqlite database file (created and migrated as needed); required");
+  f->Option("--db", [](C& c) -> auto& { return c.store.db; },
+            "The sqlite database file, or a postgresql:// URI (libpq; no password in it: PGPASSFILE or a client "
+            "certificate); created and migrated as needed; required");
   f->Option("--tls-cert", [](C& c) -> auto& { return c.store.tls.cert; }, "Server certificate (PEM); required off loopback");
   f->Option("--tls-key", [](C& c) -> auto& { return c.store.tls.key; }, "Its private key (PEM)");
   f->Option("--client-ca", [](C& c) -> auto& { return c.store.tls.ca; }, "API CA (PEM) whose client certificates carry the roles");
   f->Option("--retention-days", [](C& c) -> auto& { return c.store.retention_days; }, "Delete verdicts older than N days (0: keep all)")
       ->check(CLI::NonNegativeNumber);
   f->Option("--admin-listen", [](C& c) -> auto& { return c.admin.listen; }, "ADDR:PORT for /metrics, /healthz, /readyz (default: off)");
-  cmd->callback([&ctx, f] { ctx.exit_code = RunStore(*f); });
+  auto m = std::make_shared<MigrateFlags>();
+  auto* migrate = cmd->add_subcommand(
+      "migrate", "Create or upgrade the store's schema without serving (e.g. a Job before a rollout of replicas)");
+  migrate->add_option("--db", m->db, "Create or upgrade this sqlite file's or postgresql:// URI's schema");
+  migrate->add_option("--from", m->from, "Copy this sqlite store (verdicts, packs, audit, chains intact) ...");
+  migrate->add_option("--to", m->to, "... into this empty PostgreSQL database (postgresql:// URI)");
+  migrate->callback([&ctx, m] { ctx.exit_code = RunMigrate(*m); });
+  cmd->callback([&ctx, f, migrate] {
+    if (migrate->parsed()) return;  // `store migrate` ran instead of the server
+    ctx.exit_code = RunStore(*f);
+  });
 }
 
 }  // namespace egressguard::cli

@@ -123,6 +123,28 @@ DROP INDEX verdicts_host;
 DROP INDEX verdicts_client;
 DROP INDEX verdicts_workload;
 )sql",
+      // 5: hourly rollups for Stats (see internal.h): per hour of the verdict's time x
+      // action, category, host, workload, workload x host: verdicts and bytes. Ingest
+      // keeps them in its transaction; Stats over a time range on whole hours reads
+      // them instead of every verdict.
+      R"sql(
+CREATE TABLE stats_hourly (
+  kind INTEGER NOT NULL,             -- 1 action, 2 category, 3 host, 4 workload, 5 workload x host
+  hour INTEGER NOT NULL,             -- floor(time_us / 3600000000)
+  key1 TEXT NOT NULL,
+  key2 TEXT NOT NULL,                -- the host of kind 5, else ''
+  verdicts INTEGER NOT NULL,
+  bytes_out INTEGER NOT NULL,
+  bytes_in INTEGER NOT NULL,
+  PRIMARY KEY (kind, hour, key1, key2)
+) WITHOUT ROWID;
+INSERT INTO stats_hourly
+SELECT 1, ((v.time_us - (((v.time_us % 3600000000) + 3600000000) % 3600000000)) / 3600000000), CAST(v.action AS TEXT), '', COUNT(*), SUM(v.bytes_out), SUM(v.bytes_in) FROM verdicts v GROUP BY 1, 2, 3, 4
+UNION ALL SELECT 2, ((v.time_us - (((v.time_us % 3600000000) + 3600000000) % 3600000000)) / 3600000000), t.value, '', COUNT(*), SUM(v.bytes_out), SUM(v.bytes_in) FROM verdict_tags t JOIN verdicts v ON v.seq = t.seq WHERE t.kind = 1 GROUP BY 1, 2, 3, 4
+UNION ALL SELECT 3, ((v.time_us - (((v.time_us % 3600000000) + 3600000000) % 3600000000)) / 3600000000), v.host, '', COUNT(*), SUM(v.bytes_out), SUM(v.bytes_in) FROM verdicts v GROUP BY 1, 2, 3, 4
+UNION ALL SELECT 4, ((v.time_us - (((v.time_us % 3600000000) + 3600000000) % 3600000000)) / 3600000000), v.workload, '', COUNT(*), SUM(v.bytes_out), SUM(v.bytes_in) FROM verdicts v GROUP BY 1, 2, 3, 4
+UNION ALL SELECT 5, ((v.time_us - (((v.time_us % 3600000000) + 3600000000) % 3600000000)) / 3600000000), v.workload, v.host, COUNT(*), SUM(v.bytes_out), SUM(v.bytes_in) FROM verdicts v GROUP BY 1, 2, 3, 4;
+)sql",
   };
   return kMigrations;
 }

@@ -325,7 +325,7 @@ StoreServer::StoreServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 StoreServer::~StoreServer() { Stop(); }
 
 absl::StatusOr<std::unique_ptr<StoreServer>> StoreServer::Start(const StoreServerOptions& options) {
-  if (options.db_path.empty()) return absl::InvalidArgumentError("no database file given (--db FILE)");
+  if (options.db_path.empty()) return absl::InvalidArgumentError("no database given (--db FILE or --db postgresql://...)");
   auto creds = MakeServerCredentials(options.listen, options.tls);
   if (!creds.ok()) return creds.status();
   auto impl = std::make_unique<Impl>();

@@ -1,8 +1,10 @@
 #pragma once
-// The compliance store's data: verdicts, rule packs, the audit trail, in one sqlite
-// file (WAL). Every write runs on the store's own writer thread, in a transaction,
-// and the caller waits for its commit; reads use a pool of reader connections that
-// run beside the writer. Verdict and audit rows are hash-chained (see chain.h).
+// The compliance store's data: verdicts, rule packs, the audit trail. Where they live
+// is a backend (backend.h): one sqlite file (WAL; every write on the store's own
+// writer thread, reads on a pool of reader connections beside it), or a PostgreSQL
+// database shared by several store replicas (pg_backend.h). Every write is a
+// transaction and the caller waits for its commit. Verdict and audit rows are
+// hash-chained (see chain.h), with the same values on both backends.
 
 #include <chrono>
 #include <condition_variable>
@@ -24,7 +26,7 @@
 
 namespace egressguard::store {
 
-class Statement;
+class Backend;
 
 struct AuditEntry {
   std::string actor;
@@ -48,9 +50,22 @@ struct IngestResult {
   uint64_t inserted = 0;                         // new rows
 };
 
+// What `store migrate --from FILE --to URI` copied.
+struct CopyReport {
+  uint64_t verdicts = 0;
+  uint64_t audit = 0;
+  uint64_t packs = 0;
+  std::string verdict_head;  // hex hash of each chain's head, the same in both databases
+  std::string audit_head;
+};
+
 class Store {
  public:
   struct Options {
+    // A sqlite file path, or a postgresql:// (postgres://) URI: libpq's connection URI,
+    // with sslmode, sslrootcert, sslcert/sslkey, passfile as its parameters. A password
+    // inside the URI is refused (it would show in process lists and shell history):
+    // give it in a password file (PGPASSFILE or passfile=) or use a client certificate.
     std::string path;
     int readers = 4;
     // Microseconds since the epoch; tests pin it to exercise retention.
@@ -67,8 +82,22 @@ class Store {
     // / 14.7 CPU s at 16384 / 32768 / 65536; a host or client Query took ~6 ms (p50,
     // p99 13 ms) with 32,000 waiting, 4-8 ms (p99 up to 46 ms) with 65,000.
     int64_t key_index_rows = 32768;
+    // PostgreSQL only: connections kept open for reuse, and how often the active-pack
+    // generation is read from the database (activations made through other replicas
+    // reach this one's WatchActive streams within that time).
+    int pg_connections = 8;
+    std::chrono::milliseconds pg_poll_interval{500};
   };
   static absl::StatusOr<std::unique_ptr<Store>> Open(const Options& options);
+  // Brings a database's schema to this build's latest (creating it when empty) without
+  // serving it, as `egressguard store migrate --db` does before a rollout; a database
+  // newer than this build is refused. Returns {version before, version now}.
+  static absl::StatusOr<std::pair<int, int>> MigrateSchema(const std::string& database);
+  // Copies a sqlite store (at this build's schema) into an empty PostgreSQL database
+  // in one transaction: verdicts, packs, activations and audit with their seq, receive
+  // times and hashes, so both chains verify there with the same heads; the rollups are
+  // rebuilt. The copy is checked with Verify before this returns.
+  static absl::StatusOr<CopyReport> CopyIntoPostgres(const std::string& sqlite_path, const std::string& uri);
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
@@ -112,12 +141,8 @@ class Store {
   bool shutting_down() const;
 
  private:
-  struct Impl;
-  explicit Store(std::unique_ptr<Impl> impl);
-  // Runs a read-only statement on a reader connection; `row` returns false to stop.
-  absl::Status ForEachRow(const std::string& sql, const std::vector<std::variant<int64_t, std::string>>& args,
-                          const std::function<absl::StatusOr<bool>(Statement&)>& row);
-  std::unique_ptr<Impl> impl_;
+  explicit Store(std::unique_ptr<Backend> backend);
+  std::unique_ptr<Backend> backend_;
 };
 using StorePtr = std::unique_ptr<Store>;
 

@@ -226,3 +226,52 @@ def test_systemd_unit(egressguard_bin, workdir):
         pytest.skip("systemd-analyze cannot run here: " + output.strip()[:200])
     # verify exits 0 on unknown keys, but names the unit's file:line for each.
     assert p.returncode == 0 and "egressguard.service" not in output, output
+
+
+def test_postgresql_variant(docs):
+    """kubernetes/postgresql/: the store as a Deployment of 2+ replicas on one database,
+    under the Service name the proxies already use, its URI from a Secret."""
+    files = sorted(glob.glob(os.path.join(DEPLOY, "kubernetes", "postgresql", "*.yaml")))
+    assert files, "no manifests in appliance/deploy/kubernetes/postgresql"
+    pg_docs = []
+    for path in files:
+        with open(path) as f:
+            pg_docs.extend(d for d in yaml.safe_load_all(f) if d is not None)
+    for d in pg_docs:
+        assert d["kind"] in KNOWN_KINDS and d["metadata"]["name"] and d["metadata"]["namespace"] == "egressguard"
+    (store,) = [w for w in of_kind(pg_docs, "Deployment") if w["metadata"]["name"] == "egressguard-store"]
+    assert store["spec"]["replicas"] >= 2
+    (svc,) = [s for s in of_kind(pg_docs, "Service") if s["metadata"]["name"] == "egressguard-store"]
+    assert svc["spec"]["selector"].items() <= store["spec"]["template"]["metadata"]["labels"].items()
+    # The proxies' config names this Service and port: the variant changes nothing there.
+    proxy_config, _, _ = container_config(docs, next(w for w in workloads(docs)
+                                                     if w["metadata"]["name"] == "egressguard-proxy"))
+    assert proxy_config["reporter"]["store"].startswith("egressguard-store.")
+    assert {p["port"] for p in svc["spec"]["ports"]} >= {port_of(proxy_config["reporter"]["store"])}
+    c = pod_spec(store)["containers"][0]
+    args = c["args"]
+    assert args[args.index("--db") + 1] == "$(EGRESSGUARD_STORE_DB)"
+    (env,) = [e for e in c["env"] if e["name"] == "EGRESSGUARD_STORE_DB"]
+    ref = env["valueFrom"]["secretKeyRef"]
+    assert ref["key"] == "uri" and ref["name"] in readme_secrets()
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
+    # The shared store.yaml's ConfigMap exists, and its listen/admin ports are the container's.
+    config, _, _ = container_config(docs + pg_docs, store)
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports["grpc"] == port_of(config["store"]["listen"]) and ports["admin"] == port_of(config["admin"]["listen"])
+    mounts = [m["mountPath"] for m in c["volumeMounts"]]
+    for path in (config["store"]["tls"]["cert"], config["store"]["tls"]["key"], config["store"]["tls"]["client_ca"]):
+        assert any(path.startswith(m + "/") for m in mounts), path
+    # The README's URI: no password, and its passfile under the Secret's mount.
+    with open(os.path.join(SOURCE, "README.md")) as f:
+        uri = re.search(r"--from-literal=uri='([^']+)'", f.read()).group(1)
+    assert uri.startswith("postgresql://") and ":" not in uri.split("://")[1].split("@")[0], uri
+    passfile = re.search(r"passfile=([^&']+)", uri).group(1)
+    db_mount = next(m for m in c["volumeMounts"] if m["name"] == "db")["mountPath"]
+    assert passfile.startswith(db_mount + "/"), (passfile, db_mount)
+    for v in pod_spec(store)["volumes"]:
+        if "secret" in v:
+            assert v["secret"].get("defaultMode") == 0o400
+        if "configMap" in v:
+            assert (store["metadata"]["namespace"], v["configMap"]["name"]) in {key(d) for d in of_kind(docs, "ConfigMap")}

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "appliance/store/store.h"
+#include "store_backends.h"
 #include "store_test_util.h"
 
 namespace egressguard::store {
@@ -22,10 +23,18 @@ rules::v1::RulePack Pack(const std::string& version, const std::string& pattern)
   return p;
 }
 
-TEST(StorePacks, PushActivateRollbackDiffAndAudit) {
+// On sqlite and on PostgreSQL (store_backends.h).
+class StorePacks : public ::testing::TestWithParam<testing::StoreBackend> {};
+INSTANTIATE_TEST_SUITE_P(Backends, StorePacks,
+                         ::testing::Values(testing::StoreBackend::kSqlite, testing::StoreBackend::kPostgres),
+                         testing::StoreBackendName);
+
+TEST_P(StorePacks, PushActivateRollbackDiffAndAudit) {
   TempDir dir;
-  auto s = Store::Open({dir.File("s.db"), 2, nullptr});
-  ASSERT_TRUE(s.ok());
+  testing::StoreDatabase db(GetParam(), dir);
+  EGRESSGUARD_REQUIRE_DATABASE(db);
+  auto s = Store::Open({db.database(), 2, nullptr});
+  ASSERT_TRUE(s.ok()) << s.status();
   Store& store = **s;
   AuditEntry officer{"alice spiffe://egressguard/role/officer", "officer", "m", "", true};
 
@@ -98,7 +107,7 @@ TEST(StorePacks, PushActivateRollbackDiffAndAudit) {
 
 // The shipped pack carries message-level rules without patterns (bulk_pii, undecodable,
 // encrypted_content): the store takes them, and still refuses any other rule without one.
-TEST(StorePacks, MessageLevelRulesNeedNoPatterns) {
+TEST(StorePackShape, MessageLevelRulesNeedNoPatterns) {
   rules::v1::RulePack p = Pack("1.0", "4[0-9]{15}");
   for (const char* category : {"bulk_pii", "undecodable", "encrypted_content"}) {
     auto* r = p.add_rules();

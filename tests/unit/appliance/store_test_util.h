@@ -52,4 +52,17 @@ inline v1::Verdict MakeVerdict(const std::string& id, int64_t time_s, const std:
   return v;
 }
 
+// Problems other than the rollup comparison's: a row edited or deleted in the verdicts
+// also changes what the hourly rollups rebuild to, which Verify reports beside it.
+template <class VerifyResponse>
+int NonRollupProblems(const VerifyResponse& r) {
+  int n = 0;
+  for (const auto& p : r.problems()) n += p.kind() != "rollup";
+  return n;
+}
+template <class VerifyResponse>
+bool HasRollupProblem(const VerifyResponse& r) {
+  return NonRollupProblems(r) != r.problems_size();
+}
+
 }  // namespace egressguard::testing
