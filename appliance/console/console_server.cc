@@ -273,6 +273,14 @@ struct ConsoleServer::Impl {
                               ConsoleRoleName(session->role), signer->CsrfFor(*session),
                               session->expires_us / 1'000'000));
     }
+    if (path == "/api/v1/health" && req.method() == http::verb::get) {
+      // What grpc.health.v1 publishes, for the overview; no data, any signed-in role.
+      const store::StoreHealth h = store->Health();
+      auto text = [](const absl::Status& s) { return s.ok() ? std::string("ok") : std::string(s.message()); };
+      return Json(req, 200,
+                  fmt::format(R"({{"read":{},"write":{},"index":{}}})", JsonQuoted(text(h.read)),
+                              JsonQuoted(text(h.write)), JsonQuoted(text(h.index))));
+    }
     if (req.method() != http::verb::post) {
       auto res = JsonError(req, 405, "METHOD_NOT_ALLOWED", "the API takes POST with a JSON body");
       res.set(http::field::allow, "POST");

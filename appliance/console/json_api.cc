@@ -86,6 +86,8 @@ int HttpStatusFor(grpc::StatusCode code) {
   }
 }
 
+std::string JsonQuoted(std::string_view text) { return JsonString(text); }
+
 std::string ErrorJson(std::string_view code, std::string_view message) {
   return fmt::format("{{\"code\":{},\"message\":{}}}", JsonString(code), JsonString(message));
 }

@@ -35,5 +35,7 @@ class JsonApi {
 // The HTTP status that stands for a gRPC status code.
 int HttpStatusFor(grpc::StatusCode code);
 std::string ErrorJson(std::string_view code, std::string_view message);
+// `text` as a JSON string literal, quotes included.
+std::string JsonQuoted(std::string_view text);
 
 }  // namespace egressguard::console
