@@ -6,6 +6,7 @@ import { renderVerdicts } from './verdicts.js';
 import { renderPacks } from './packs.js';
 import { renderAudit } from './audit.js';
 
+let visits = 0;
 const pages = { overview: renderOverview, verdicts: renderVerdicts, packs: renderPacks, audit: renderAudit };
 
 function allowed(link, role) {
@@ -26,12 +27,20 @@ async function route(session) {
     if (a === link) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
   }
   document.title = `${link.textContent} · egressguard console`;
+  // Each visit renders into its own element, shown only if it is still the latest:
+  // a slow page finishing after a quick switch must not cover the new one.
+  const visit = ++visits;
+  const view = el('div', {});
   main.replaceChildren(el('p', {}, 'Loading…'));
+  let shown = null;
   try {
-    await pages[name](main, session, rest.map(decodeURIComponent));
+    shown = await pages[name](view, session, rest.map(decodeURIComponent));
   } catch (e) {
-    main.replaceChildren(alertBox('danger', `${e.code || 'ERROR'}: ${e.message}`));
+    view.replaceChildren(alertBox('danger', `${e.code || 'ERROR'}: ${e.message}`));
   }
+  if (visit !== visits) return;
+  main.replaceChildren(view);
+  if (typeof shown === 'function') shown();  // e.g. charts, which need their canvas on the page
   main.focus();
 }
 

@@ -70,15 +70,18 @@ export async function renderOverview(main) {
           el('td', {}, bytes(r.bytes_out)), el('td', {}, bytes(r.bytes_in)))), { id: 'workload-table' })))),
   );
   if (!window.Chart) main.prepend(alertBox('warning', 'Chart.js is not installed on the store host (libjs-chart.js).'));
-  chart(document.getElementById('chart-days'), 'bar', days, [
-    { label: 'verdicts', data: days.map((d) => count(byDay, d)), backgroundColor: '#6c757d' },
-    { label: 'blocked', data: days.map((d) => count(blockedByDay, d)), backgroundColor: '#dc3545' },
-  ]);
-  chart(document.getElementById('chart-categories'), 'bar', topCategories.map((r) => r.key),
-    [{ label: 'verdicts', data: topCategories.map((r) => Number(r.verdicts)), backgroundColor: '#0d6efd' }]);
-  chart(document.getElementById('chart-hosts'), 'bar', topHosts.map((r) => r.key),
-    [{ label: 'verdicts', data: topHosts.map((r) => Number(r.verdicts)), backgroundColor: '#198754' }],
-    { indexAxis: 'y' });
-  chart(document.getElementById('chart-workloads'), 'bar', byWorkload.map((r) => r.key || '(unknown)'),
-    [{ label: 'bytes out', data: byWorkload.map((r) => Number(r.bytes_out || 0)), backgroundColor: '#fd7e14' }]);
+  // Drawn once the view is on the page: Chart.js sizes itself from its canvas's box.
+  return () => {
+    chart(main.querySelector('#chart-days'), 'bar', days, [
+      { label: 'verdicts', data: days.map((d) => count(byDay, d)), backgroundColor: '#6c757d' },
+      { label: 'blocked', data: days.map((d) => count(blockedByDay, d)), backgroundColor: '#dc3545' },
+    ]);
+    chart(main.querySelector('#chart-categories'), 'bar', topCategories.map((r) => r.key),
+      [{ label: 'verdicts', data: topCategories.map((r) => Number(r.verdicts)), backgroundColor: '#0d6efd' }]);
+    chart(main.querySelector('#chart-hosts'), 'bar', topHosts.map((r) => r.key),
+      [{ label: 'verdicts', data: topHosts.map((r) => Number(r.verdicts)), backgroundColor: '#198754' }],
+      { indexAxis: 'y' });
+    chart(main.querySelector('#chart-workloads'), 'bar', byWorkload.map((r) => r.key || '(unknown)'),
+      [{ label: 'bytes out', data: byWorkload.map((r) => Number(r.bytes_out || 0)), backgroundColor: '#fd7e14' }]);
+  };
 }

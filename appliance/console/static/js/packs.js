@@ -37,7 +37,7 @@ function officerTools(versions, refresh) {
     } catch (err) { status(out, 'danger', err.message); }
   });
   const activate = el('form', { class: 'row g-2 align-items-end mb-3', id: 'activate-form' },
-    field('Version', el('select', { name: 'version', class: 'form-select form-select-sm' },
+    field('Version', el('select', { name: 'version', class: 'form-select form-select-sm version-select' },
       versions.map((v) => el('option', { value: v }, v)))),
     field('Mode', el('select', { name: 'mode', class: 'form-select form-select-sm' },
       el('option', { value: 'ENFORCE' }, 'enforce'), el('option', { value: 'MONITOR' }, 'monitor'))),
@@ -70,6 +70,7 @@ export async function renderPacks(main, session) {
   const officer = session.role === 'officer';
   const listBox = el('div', {});
   const proposalsBox = el('div', {});
+  const approvalResult = el('div', { id: 'approval-result', 'aria-live': 'polite' });
   const diffOut = el('div', { id: 'diff-result' });
   let versions = [];
 
@@ -82,6 +83,12 @@ export async function renderPacks(main, session) {
         el('td', {}, p.state === 'ACTIVE' ? (p.mode || '') : ''), el('td', {}, String(p.rule_count || 0)),
         el('td', {}, p.author || ''), el('td', {}, localTime(p.pushed_at)), el('td', {}, p.reason || ''))),
       { id: 'pack-table' }));
+    // Selects built from an older list (before a push) learn the new versions.
+    for (const select of main.querySelectorAll('select.version-select')) {
+      const chosen = select.value;
+      select.replaceChildren(...versions.map((v) => el('option', { value: v }, v)));
+      if (versions.includes(chosen)) select.value = chosen;
+    }
     const pending = proposals.proposals || [];
     proposalsBox.replaceChildren(
       el('h2', { class: 'h5 mt-3' }, `Waiting for approval (${proposals.approvals_required || 1} officer(s) needed)`),
@@ -95,8 +102,8 @@ export async function renderPacks(main, session) {
             onclick: async () => {
               try {
                 const info = await call('RuleAdmin/Approve', { version: p.version });
-                proposalsBox.prepend(alertBox('success', `Approved: ${info.version} is active.`));
-              } catch (e) { proposalsBox.prepend(alertBox('danger', e.message)); }
+                approvalResult.replaceChildren(alertBox('success', `Approved: ${info.version} is active.`));
+              } catch (e) { approvalResult.replaceChildren(alertBox('danger', e.message)); }
               await refresh();
             } }, 'Approve') : ''))), { id: 'proposal-table' })
         : el('p', { class: 'text-muted' }, 'None.'));
@@ -104,9 +111,9 @@ export async function renderPacks(main, session) {
   await refresh();
 
   const diff = el('form', { class: 'row g-2 align-items-end mb-2', id: 'diff-form' },
-    field('From', el('select', { name: 'from', class: 'form-select form-select-sm' },
+    field('From', el('select', { name: 'from', class: 'form-select form-select-sm version-select' },
       versions.map((v) => el('option', { value: v }, v)))),
-    field('To', el('select', { name: 'to', class: 'form-select form-select-sm' },
+    field('To', el('select', { name: 'to', class: 'form-select form-select-sm version-select' },
       versions.map((v) => el('option', { value: v }, v)))),
     el('div', { class: 'col-auto' }, el('button', { class: 'btn btn-outline-secondary btn-sm', type: 'submit' }, 'Diff')));
   diff.addEventListener('submit', async (e) => {
@@ -119,6 +126,6 @@ export async function renderPacks(main, session) {
       : el('p', { class: 'text-muted' }, 'The two versions are the same.'));
   });
 
-  main.replaceChildren(el('h1', { class: 'h4' }, 'Rule packs'), listBox, proposalsBox,
-    el('h2', { class: 'h5 mt-3' }, 'Diff'), diff, diffOut, officer ? officerTools(versions, refresh) : null);
+  main.replaceChildren(el('h1', { class: 'h4' }, 'Rule packs'), listBox, proposalsBox, approvalResult,
+    el("h2", { class: "h5 mt-3" }, "Diff"), diff, diffOut, ...(officer ? officerTools(versions, refresh) : []));
 }
