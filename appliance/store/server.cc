@@ -105,6 +105,30 @@ class QueryService final : public v1::VerdictQuery::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status VerifyVerdict(grpc::ServerContext* ctx, const v1::VerifyVerdictRequest* request,
+                             v1::VerifyVerdictResponse* response) override {
+    Caller caller;
+    if (auto s = gate_.Check(*ctx, "/egressguard.v1.VerdictQuery/VerifyVerdict", {Role::kOfficer, Role::kAuditor},
+                             &caller);
+        !s.ok())
+      return s;
+    if (request->id().empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no verdict id given");
+    v1::QueryRequest query;
+    query.mutable_filter()->set_id(request->id());
+    query.set_page_size(1);
+    auto found = gate_.store().Query(query);
+    if (!found.ok()) return ToGrpc(found.status());
+    response->set_found(!found->verdicts().empty());
+    auto chain = gate_.store().Verify();
+    if (!chain.ok()) return ToGrpc(chain.status());
+    for (const auto& p : chain->problems()) {
+      if (p.chain() == "verdicts") response->add_problems(fmt::format("seq {}: {}: {}", p.seq(), p.kind(), p.detail()));
+    }
+    response->set_verdicts_checked(chain->verdicts_checked());
+    response->set_verified(response->found() && response->problems().empty());
+    return grpc::Status::OK;
+  }
+
   grpc::Status Stats(grpc::ServerContext* ctx, const v1::StatsRequest* request, v1::StatsResponse* response) override {
     Caller caller;
     if (auto s = gate_.Check(*ctx, "/egressguard.v1.VerdictQuery/Stats", {Role::kOfficer, Role::kAuditor}, &caller);

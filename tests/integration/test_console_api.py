@@ -64,6 +64,8 @@ def test_every_read_endpoint_answers_as_its_grpc_twin(pb, console):
         ("VerdictQuery/Stats", query.Stats, pb.store.StatsRequest(group_by=pb.store.DAY)),
         ("VerdictQuery/Stats", query.Stats, pb.store.StatsRequest(group_by=pb.store.WORKLOAD)),
         ("VerdictQuery/Stats", query.Stats, pb.store.StatsRequest(group_by=pb.store.DESTINATION)),
+        ("VerdictQuery/VerifyVerdict", query.VerifyVerdict, pb.store.VerifyVerdictRequest(id="c-7")),
+        ("VerdictQuery/VerifyVerdict", query.VerifyVerdict, pb.store.VerifyVerdictRequest(id="no-such-verdict")),
         ("RuleAdmin/List", admin.List, pb.rule_admin.ListPacksRequest()),
         ("RuleAdmin/Get", admin.Get, pb.rule_admin.GetPackRequest(version="1.0")),
         ("RuleAdmin/Diff", admin.Diff, pb.rule_admin.DiffRequest(from_version="1.0", to_version="1.1")),
@@ -74,6 +76,10 @@ def test_every_read_endpoint_answers_as_its_grpc_twin(pb, console):
         status, body = officer.call(method, as_json(request))
         assert status == 200, (method, body)
         assert body == as_json(stub_call(request, timeout=30)), method
+    status, body = officer.call("VerdictQuery/VerifyVerdict", {"id": "c-7"})
+    assert body["found"] and body["verified"], body
+    status, body = officer.call("VerdictQuery/VerifyVerdict", {"id": "no-such-verdict"})
+    assert "found" not in body and "verified" not in body, body  # false: left out by the JSON mapping
     # The first page's token pages on in the console exactly as over gRPC.
     status, first = officer.call("VerdictQuery/Query", {"page_size": 25})
     status, second = officer.call("VerdictQuery/Query", {"page_size": 25, "page_token": first["next_page_token"]})
@@ -235,3 +241,20 @@ def test_bad_input_gets_a_clear_error_and_the_console_keeps_serving(console):
     status, headers, body = console.raw("GET", "/")
     assert status == 200 and "script-src 'self'" in headers["content-security-policy"]
     assert b"<script>" not in body and b"onclick" not in body
+
+
+def test_verified_mark_turns_off_when_the_verdict_chain_is_edited(pb, console):
+    """The console's "verified" mark is the server's chain check: an edited row in the
+    database file takes it away."""
+    import sqlite3
+    seed(pb, console)
+    officer = console.session("alice", "officer")
+    assert officer.call("VerdictQuery/VerifyVerdict", {"id": "c-3"})[1]["verified"] is True
+    console.stop()
+    with sqlite3.connect(console.db) as conn:
+        conn.execute("UPDATE verdicts SET action = 3 WHERE seq = 10")
+    console.start()
+    officer = console.session("alice", "officer")
+    status, body = officer.call("VerdictQuery/VerifyVerdict", {"id": "c-3"})
+    assert status == 200 and body["found"] is True and "verified" not in body, body
+    assert any(p.startswith("seq 10: edited") for p in body["problems"]), body

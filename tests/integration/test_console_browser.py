@@ -208,6 +208,8 @@ def test_officer_and_auditor_in_the_browser(world, egressguard_bin):
     link = d.find_element(By.CSS_SELECTOR, "#verdict-table a.open-verdict")
     link.send_keys("\n")  # the keyboard opens it
     b.wait.until(lambda dr: dr.find_elements(By.CSS_SELECTOR, "#verdict-detail .evidence"))
+    b.wait.until(EC.text_to_be_present_in_element((By.ID, "chain-mark"), "verified"))
+    assert d.find_element(By.ID, "chain-mark").text.startswith("✔ verified")
     detail = d.find_element(By.ID, "verdict-detail").text
     assert "credit_card" in detail and "payments" in detail
     assert not any(raw in d.page_source for raw in RAW_CARDS)

@@ -44,8 +44,15 @@ function detailView(v) {
 async function renderDetail(main, id) {
   const r = await call('VerdictQuery/Query', { filter: { id }, page_size: 1 });
   const v = (r.verdicts || [])[0];
+  let mark = null;
+  if (v) {
+    const check = await call('VerdictQuery/VerifyVerdict', { id });
+    mark = el('p', { id: 'chain-mark', class: check.verified ? 'text-success' : 'text-danger' },
+      check.verified ? `✔ verified: the verdict chain (${check.verdicts_checked} verdicts) checks out with this one in it`
+        : `✘ not verified: ${(check.problems || []).join('; ') || 'not in the chain'}`);
+  }
   main.replaceChildren(el('a', { href: '#/verdicts', class: 'btn btn-link px-0' }, '← All verdicts'),
-    el('h1', { class: 'h4' }, 'Verdict'), v ? detailView(v) : alertBox('warning', `No verdict ${id}`));
+    el('h1', { class: 'h4' }, 'Verdict'), mark, v ? detailView(v) : alertBox('warning', `No verdict ${id}`));
 }
 
 export async function renderVerdicts(main, session, args) {
