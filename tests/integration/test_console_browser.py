@@ -31,7 +31,8 @@ RAW_CARDS = ("4539 1488 0343 6467", "4539148803436467", "5425 2334 3010 9903", "
 
 
 def screenshots_dir():
-    build = os.path.dirname(os.path.dirname(os.path.abspath(os.environ["EGRESSGUARD_BIN"])))
+    build = os.environ.get("EGRESSGUARD_BUILD_DIR") or os.path.dirname(
+        os.path.dirname(os.path.abspath(os.environ["EGRESSGUARD_BIN"])))
     d = os.path.join(build, "console-screenshots")
     os.makedirs(d, exist_ok=True)
     return d
