@@ -186,6 +186,13 @@ def test_officer_and_auditor_in_the_browser(world, egressguard_bin):
     assert days_total == total
     assert d.execute_script("return Chart.getChart('chart-days').data.datasets[1].data"
                             ".reduce((a, b) => a + b, 0)") == blocked
+    # Per hour over the last day: the traffic above was all sent within it.
+    Select(d.find_element(By.ID, "time-scale")).select_by_value("hour")
+    b.wait.until(lambda dr: dr.execute_script("return Chart.getChart('chart-days').data.labels.length") == 24)
+    b.wait.until(lambda dr: dr.execute_script(
+        "return Chart.getChart('chart-days').data.datasets[0].data.reduce((a, b) => a + b, 0)") == total)
+    assert d.execute_script("return Chart.getChart('chart-days').data.datasets[1].data"
+                            ".reduce((a, b) => a + b, 0)") == blocked
     assert "ok" in d.find_element(By.ID, "store-health").text
     assert world["first"] in d.find_element(By.ID, "active-pack").text
     b.shot("overview")

@@ -24,6 +24,26 @@ function canvasBox(id, label) {
   return el('div', { class: 'chart-box' }, el('canvas', { id, role: 'img', 'aria-label': label }));
 }
 
+// The store groups by UTC day only; hours are one ACTION count per hour of the last 24.
+async function lastDayByHour() {
+  const end = new Date();
+  end.setMinutes(0, 0, 0);
+  end.setHours(end.getHours() + 1);
+  const hours = [...Array(24).keys()].map((i) => new Date(end.getTime() - (24 - i) * 3600e3));
+  const rows = await Promise.all(hours.map((h) => call('VerdictQuery/Stats', {
+    group_by: 'ACTION',
+    filter: { since: h.toISOString(), until: new Date(h.getTime() + 3600e3).toISOString() },
+  }).then((r) => r.rows || [])));
+  const sum = (rs, pred) => rs.filter(pred).reduce((n, r) => n + Number(r.verdicts || 0), 0);
+  return {
+    labels: hours.map((h) => h.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })),
+    datasets: [
+      { label: 'verdicts', data: rows.map((rs) => sum(rs, () => true)), backgroundColor: '#6c757d' },
+      { label: 'blocked', data: rows.map((rs) => sum(rs, (r) => r.key === 'BLOCK')), backgroundColor: '#dc3545' },
+    ],
+  };
+}
+
 export async function renderOverview(main) {
   while (charts.length) charts.pop().destroy();
   const stats = (group_by, filter) => call('VerdictQuery/Stats', { group_by, filter }).then((r) => r.rows || []);
@@ -60,7 +80,12 @@ export async function renderOverview(main) {
       el('div', { class: 'col' }, el('div', { class: 'text-muted small' }, 'Store health'),
         el('div', { id: 'store-health', class: healthy ? 'text-success' : 'text-danger' }, healthText))),
     el('div', { class: 'row' },
-      card('Verdicts and blocks per day (UTC days)', canvasBox('chart-days', 'Verdicts and blocks per day')),
+      card('Verdicts and blocks over time', el('div', {},
+        el('div', { class: 'mb-2' }, el('label', { for: 'time-scale', class: 'form-label small me-2' }, 'Show'),
+          el('select', { id: 'time-scale', class: 'form-select form-select-sm d-inline-block w-auto' },
+            el('option', { value: 'day' }, 'per day (UTC), all time'),
+            el('option', { value: 'hour' }, 'per hour, last 24 hours (local time)'))),
+        canvasBox('chart-days', 'Verdicts and blocks over time'))),
       card('Top categories', canvasBox('chart-categories', 'Verdicts per category')),
       card('Top destinations', canvasBox('chart-hosts', 'Verdicts per destination')),
       card('Bytes out per workload', el('div', {},
@@ -71,11 +96,23 @@ export async function renderOverview(main) {
   );
   if (!window.Chart) main.prepend(alertBox('warning', 'Chart.js is not installed on the store host (libjs-chart.js).'));
   // Drawn once the view is on the page: Chart.js sizes itself from its canvas's box.
-  return () => {
-    chart(main.querySelector('#chart-days'), 'bar', days, [
+  const dayData = {
+    labels: days,
+    datasets: [
       { label: 'verdicts', data: days.map((d) => count(byDay, d)), backgroundColor: '#6c757d' },
       { label: 'blocked', data: days.map((d) => count(blockedByDay, d)), backgroundColor: '#dc3545' },
-    ]);
+    ],
+  };
+  return () => {
+    chart(main.querySelector('#chart-days'), 'bar', dayData.labels, dayData.datasets);
+    main.querySelector('#time-scale').addEventListener('change', async (e) => {
+      const c = window.Chart && window.Chart.getChart('chart-days');
+      if (!c) return;
+      const data = e.target.value === 'hour' ? await lastDayByHour() : dayData;
+      c.data.labels = data.labels;
+      c.data.datasets = data.datasets;
+      c.update();
+    });
     chart(main.querySelector('#chart-categories'), 'bar', topCategories.map((r) => r.key),
       [{ label: 'verdicts', data: topCategories.map((r) => Number(r.verdicts)), backgroundColor: '#0d6efd' }]);
     chart(main.querySelector('#chart-hosts'), 'bar', topHosts.map((r) => r.key),
