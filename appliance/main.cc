@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
   RegisterProxy(app, ctx);
   RegisterRun(app, ctx);
   RegisterConfig(app, ctx);
+  RegisterConsole(app, ctx);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

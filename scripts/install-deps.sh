@@ -20,6 +20,8 @@ PACKAGES=(
   curl ca-certificates python3 python3-pytest python3-grpcio python3-protobuf python3-requests python3-yaml
   gzip brotli zstd
   python3-wsproto python3-websockets python3-selenium chromium chromium-driver libnss3-tools
+  # the web console's charts and layout, served from the store's own origin
+  libjs-chart.js libjs-bootstrap5
   # documents made by real writers (container tests)
   python3-openpyxl python3-docx python3-odf python3-reportlab xz-utils zip
   # HTTP/2 peers: nghttp/h2load/nghttpd, a raw-frame client for the attack tests

@@ -54,5 +54,10 @@ void RegisterProxy(CLI::App& app, Context& ctx);
 void RegisterRun(CLI::App& app, Context& ctx);
 // `config check|defaults`: the YAML config file that run, proxy and store read.
 void RegisterConfig(CLI::App& app, Context& ctx);
+// `console login|logout`: sign-in links and revocation for the officers' web console.
+void RegisterConsole(CLI::App& app, Context& ctx);
+
+// `run`'s state directory: $EGRESSGUARD_HOME, else the XDG state directory.
+std::string DefaultHome();
 
 }  // namespace egressguard::cli

@@ -105,6 +105,38 @@ int RunActivate(const AdminFlags& f, bool rollback) {
   return kExitOk;
 }
 
+// Four-eyes: carries out another officer's pending activation or rollback.
+int RunApprove(const AdminFlags& f) {
+  v1::ApproveRequest req;
+  req.set_version(f.version);
+  req.set_reason(f.reason);
+  v1::PackInfo info;
+  int rc = CallStore<v1::RuleAdmin>(f.client, "rules approve",
+                                    [&](auto& stub, auto& ctx) { return stub.Approve(&ctx, req, &info); });
+  if (rc != kExitOk) return rc;
+  PrintResult(f.json, info, [&] {
+    std::cout << "approved, active: ";
+    PrintInfo(info);
+  });
+  return kExitOk;
+}
+
+int RunProposals(const AdminFlags& f) {
+  v1::ListProposalsResponse resp;
+  int rc = CallStore<v1::RuleAdmin>(f.client, "rules proposals", [&](auto& stub, auto& ctx) {
+    return stub.ListProposals(&ctx, v1::ListProposalsRequest{}, &resp);
+  });
+  if (rc != kExitOk) return rc;
+  PrintResult(f.json, resp, [&] {
+    for (const auto& p : resp.proposals()) {
+      std::cout << (p.kind() == v1::Proposal::ROLLBACK ? "rollback to " : "activate ") << p.version()
+                << (p.kind() == v1::Proposal::ACTIVATE ? " (" + v1::PackMode_Name(p.mode()) + ")" : "") << "  by "
+                << p.proposer() << "  expires " << p.expires_at().seconds() << "  " << p.reason() << "\n";
+    }
+  });
+  return kExitOk;
+}
+
 int RunList(const AdminFlags& f) {
   v1::ListPacksResponse resp;
   int rc = CallStore<v1::RuleAdmin>(
@@ -183,6 +215,17 @@ void RegisterRulesAdmin(CLI::App& app, Context& ctx) {
   r->add_option("--to", rb->to, "Activate this earlier version instead");
   r->add_option("--reason", rb->reason, "Why (audit trail)");
   r->callback([&ctx, rb] { ctx.exit_code = RunActivate(*rb, true); });
+
+  auto ap = std::make_shared<AdminFlags>();
+  auto* apc = Subcommand(*rules_cmd, "approve",
+                         "Approve another officer's pending activation of (or rollback to) VERSION (four-eyes)", *ap);
+  apc->add_option("version", ap->version, "The proposal's pack version")->required();
+  apc->add_option("--reason", ap->reason, "Why (audit trail)");
+  apc->callback([&ctx, ap] { ctx.exit_code = RunApprove(*ap); });
+
+  auto pr = std::make_shared<AdminFlags>();
+  auto* prc = Subcommand(*rules_cmd, "proposals", "Activations and rollbacks waiting for a second officer", *pr);
+  prc->callback([&ctx, pr] { ctx.exit_code = RunProposals(*pr); });
 
   auto ls = std::make_shared<AdminFlags>();
   auto* l = Subcommand(*rules_cmd, "list", "Pack versions in the store, newest first", *ls);

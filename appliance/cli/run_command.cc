@@ -24,6 +24,8 @@
 #include "appliance/admin/appliance_admin.h"
 #include "appliance/admin/counting_sink.h"
 #include "appliance/cli/command.h"
+#include "appliance/console/console_server.h"
+#include "appliance/console/dev_certificate.h"
 #include "appliance/cli/config_flags.h"
 #include "appliance/cli/config_reload.h"
 #include "appliance/cli/stop_signals.h"
@@ -39,9 +41,6 @@
 #include "mitm/proxy_server.h"
 
 namespace egressguard::cli {
-namespace {
-
-using config::Config;
 
 std::string DefaultHome() {
   if (const char* env = std::getenv("EGRESSGUARD_HOME"); env && *env) return env;
@@ -49,6 +48,10 @@ std::string DefaultHome() {
   if (const char* home = std::getenv("HOME"); home && *home) return std::string(home) + "/.local/state/egressguard";
   return "/var/lib/egressguard";
 }
+
+namespace {
+
+using config::Config;
 
 template <typename Text>
 int Fail(const Text& what) {
@@ -96,6 +99,12 @@ int Run(const ConfigFlags& flags) {
   auto ca_shared = std::make_shared<const ca::CertificateAuthority>(*std::move(authority));
   auto minter = ca::OpenSslLeafMinter::Create(ca_shared);
   if (!minter.ok()) return Fail(std::string(minter.status().message()));
+  console::PemPair console_pem;
+  if (!o.store.console_listen.empty()) {
+    auto pem = console::MintLoopbackCertificate(**minter);
+    if (!pem.ok()) return Fail("cannot mint the console certificate: " + std::string(pem.status().message()));
+    console_pem = *std::move(pem);
+  }
 
   auto key = appliance::LoadOrCreateFingerprintKey(home + "/fingerprint.key");
   if (!key.ok()) return Fail(std::string(key.status().message()));
@@ -107,6 +116,8 @@ int Run(const ConfigFlags& flags) {
   store::StoreServerOptions store_options;
   store_options.listen = o.store.listen;
   store_options.db_path = home + "/store.db";
+  store_options.approvals_required = static_cast<int>(o.rules.approvals_required);
+  store_options.approval_ttl = std::chrono::minutes(o.rules.approval_ttl_minutes);
   store_options.compile_check = [engine_options](const rules::v1::RulePack& pack) {
     std::vector<std::string> problems;
     auto engine = dlp::Engine::Compile(pack, engine_options);
@@ -174,12 +185,29 @@ int Run(const ConfigFlags& flags) {
   }
   const std::string admin_line =
       admin_server ? fmt::format("http://{}/metrics  (/healthz, /readyz)", admin_server->address()) : "off";
+  console::ConsoleServerPtr console_server;
+  if (!o.store.console_listen.empty()) {
+    console::ConsoleOptions console_options;
+    console_options.listen = o.store.console_listen;
+    console_options.db_path = store_options.db_path;
+    console_options.cert_chain_pem = console_pem.chain;
+    console_options.key_pem = console_pem.key;
+    auto started = console::ConsoleServer::Start(console_options, (*store_server)->InProcessChannel(),
+                                                 (*store_server)->store());
+    if (!started.ok()) return Fail(std::string(started.status().message()));
+    console_server = *std::move(started);
+  }
+  const std::string console_line =
+      console_server ? fmt::format("https://{}  (sign in: egressguard console login --home {} --user NAME --role officer --url https://{})",
+                                   console_server->address(), home, console_server->address())
+                     : "off";
 
   std::cout << fmt::format(
                    "egressguard run: embedded default, home {}\n"
                    "  proxy     http://{}:{}  (HTTPS_PROXY; mode {} (follows the active pack); allow {})\n"
                    "  store     {}  (gRPC, plaintext, loopback only)\n"
                    "  admin     {}\n"
+                   "  console   {}\n"
                    "  rules     {} (active in the store)\n"
                    "  CA        {}/ca.crt   trust bundle for clients: {}\n"
                    "  files     {}/store.db, {}/spool.db, {}/fingerprint.key\n"
@@ -187,13 +215,14 @@ int Run(const ConfigFlags& flags) {
                    "  stop      Ctrl-C or SIGTERM (drains in-flight requests)",
                    home, proxy.listen_address, (*proxy_server)->port(),
                    proxy.mode == mitm::EnforceMode::kEnforce ? "enforce" : "monitor", fmt::join(o.proxy.allow, ","),
-                   store_address, admin_line, active->info().version(), ca_dir, bundle, home, home, home,
+                   store_address, admin_line, console_line, active->info().version(), ca_dir, bundle, home, home, home,
                    proxy.listen_address, (*proxy_server)->port(), bundle)
             << std::endl;
 
   int sig = stop_signals.Wait();
   for (; StopSignals::IsReload(sig); sig = stop_signals.Wait()) ReloadConfig(flags, proxy_server->get());
   spdlog::info("signal {}: draining", sig);
+  if (console_server) console_server->Stop();  // it calls the store's services
   if (admin_server) admin_server->Stop();  // its metrics read the parts stopped below
   (*proxy_server)->Stop();
   (*watcher)->Stop();
@@ -221,6 +250,8 @@ void RegisterRun(CLI::App& app, Context& ctx) {
             "Enforce: destinations whose non-HTTP decrypted stream (or non-WebSocket Upgrade) is relayed raw, scanned, repeatable");
   f->Option("--upstream-ca", [](C& c) -> auto& { return c.proxy.upstream_ca; }, "Extra trust anchors for verifying origins (PEM)");
   f->Option("--workers", [](C& c) -> auto& { return c.proxy.workers; }, "Proxy worker threads (0: one per core)")->capture_default_str();
+  f->Option("--console-listen", [](C& c) -> auto& { return c.store.console_listen; }, "ADDR:PORT of the officers' web console (HTTPS, dev CA certificate); \"\": off")
+      ->capture_default_str();
   f->AddListenerFlags();
   cmd->callback([&ctx, f] { ctx.exit_code = Run(*f); });
 }

@@ -5,7 +5,9 @@
 #include <spdlog/spdlog.h>
 
 #include <csignal>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "appliance/cli/command.h"
 #include "appliance/cli/config_flags.h"
@@ -13,6 +15,7 @@
 #include "appliance/cli/stop_signals.h"
 #include "appliance/logging.h"
 #include "appliance/admin/appliance_admin.h"
+#include "appliance/console/console_server.h"
 #include "appliance/store/server.h"
 #include "dlp/engine.h"
 
@@ -34,6 +37,32 @@ std::vector<std::string> CompileCheck(const rules::v1::RulePack& pack) {
   return {std::string(engine.status().message())};
 }
 
+absl::StatusOr<std::string> ReadText(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError("cannot read " + path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// The console serves HTTPS with the store's own server certificate.
+absl::StatusOr<console::ConsoleServerPtr> StartConsole(const Config& c, store::StoreServer& server) {
+  if (c.store.tls.cert.empty() || c.store.tls.key.empty()) {
+    return absl::InvalidArgumentError(
+        "the console (--console-listen) serves HTTPS with the store's certificate: pass --tls-cert and --tls-key");
+  }
+  console::ConsoleOptions options;
+  options.listen = c.store.console_listen;
+  options.db_path = c.store.db;
+  auto cert = ReadText(c.store.tls.cert);
+  if (!cert.ok()) return cert.status();
+  auto key = ReadText(c.store.tls.key);
+  if (!key.ok()) return key.status();
+  options.cert_chain_pem = *std::move(cert);
+  options.key_pem = *std::move(key);
+  return console::ConsoleServer::Start(options, server.InProcessChannel(), server.store());
+}
+
 int RunStore(const ConfigFlags& flags) {
   auto resolved = flags.Resolve();
   if (!resolved.ok()) return Fail(resolved.status().message());
@@ -49,6 +78,8 @@ int RunStore(const ConfigFlags& flags) {
   options.tls = store::ApiTls{c.store.tls.cert, c.store.tls.key, c.store.tls.ca};
   options.retention_days = static_cast<int>(c.store.retention_days);
   options.compile_check = CompileCheck;
+  options.approvals_required = static_cast<int>(c.rules.approvals_required);
+  options.approval_ttl = std::chrono::minutes(c.rules.approval_ttl_minutes);
   auto server = store::StoreServer::Start(options);
   if (!server.ok()) return Fail(server.status().message());
   std::unique_ptr<admin::AdminServer> admin_server;
@@ -60,13 +91,26 @@ int RunStore(const ConfigFlags& flags) {
     admin_server = *std::move(started);
     spdlog::info("admin: http://{}/metrics, /healthz, /readyz", admin_server->address());
   }
+  console::ConsoleServerPtr console_server;
+  if (!c.store.console_listen.empty()) {
+    auto started = StartConsole(c, **server);
+    if (!started.ok()) return Fail(started.status().message());
+    console_server = *std::move(started);
+  }
   std::cout << fmt::format("egressguard store: listening on {} ({}), database {}", (*server)->address(),
                            options.tls.enabled() ? "mTLS" : "plaintext, loopback only", c.store.db)
             << std::endl;
+  if (console_server) {
+    std::cout << fmt::format("egressguard store: console on https://{}  (sign in: egressguard console login --db {} "
+                             "--user NAME --role officer|auditor --url https://{})",
+                             console_server->address(), c.store.db, console_server->address())
+              << std::endl;
+  }
   int sig = stop_signals.Wait();
   for (; StopSignals::IsReload(sig); sig = stop_signals.Wait()) ReloadConfig(flags, nullptr);
   spdlog::info("store: signal {}, stopping", sig);
   if (admin_server) admin_server->Stop();
+  if (console_server) console_server->Stop();  // before the services it calls
   (*server)->Stop();
   return kExitOk;
 }
@@ -119,6 +163,9 @@ void RegisterStore(CLI::App& app, Context& ctx) {
   f->Option("--client-ca", [](C& c) -> auto& { return c.store.tls.ca; }, "API CA (PEM) whose client certificates carry the roles");
   f->Option("--retention-days", [](C& c) -> auto& { return c.store.retention_days; }, "Delete verdicts older than N days (0: keep all)")
       ->check(CLI::NonNegativeNumber);
+  f->Option("--console-listen", [](C& c) -> auto& { return c.store.console_listen; }, "ADDR:PORT of the officers' web console (HTTPS with --tls-cert; default: off)");
+  f->Option("--approvals-required", [](C& c) -> auto& { return c.rules.approvals_required; }, "Officers who must agree to activate or roll back a pack (1 or 2)")
+      ->check(CLI::Range(1, 2));
   f->Option("--admin-listen", [](C& c) -> auto& { return c.admin.listen; }, "ADDR:PORT for /metrics, /healthz, /readyz (default: off)");
   auto m = std::make_shared<MigrateFlags>();
   auto* migrate = cmd->add_subcommand(

@@ -324,8 +324,16 @@ void ReadConfig(Reader& r, const YAML::Node& root, Config& c) {
                   {{"pack", str(c.rules.pack)},
                    {"disabled", [&](const YAML::Node& v, const std::string& p) { r.Bool(v, p, c.rules.disabled); }},
                    {"fingerprint_key", str(c.rules.fingerprint_key)},
-                   {"max_finding_spans", [&](const YAML::Node& v, const std::string& p) {
+                   {"max_finding_spans",
+                    [&](const YAML::Node& v, const std::string& p) {
                       r.Integer<uint32_t>(v, p, c.rules.max_finding_spans, 0, kMaxFindingSpans);
+                    }},
+                   {"approvals_required",
+                    [&](const YAML::Node& v, const std::string& p) {
+                      r.Integer<int64_t>(v, p, c.rules.approvals_required, 1, 2);
+                    }},
+                   {"approval_ttl_minutes", [&](const YAML::Node& v, const std::string& p) {
+                      r.Integer<int64_t>(v, p, c.rules.approval_ttl_minutes, 1, 30 * 24 * 60);
                     }}});
           }},
          {"reporter",
@@ -358,8 +366,12 @@ void ReadConfig(Reader& r, const YAML::Node& root, Config& c) {
                     [&](const YAML::Node& v, const std::string& p) { r.Checked(v, p, c.store.listen, CheckHostPort); }},
                    {"db", str(c.store.db)},
                    {"tls", [&](const YAML::Node& v, const std::string& p) { ReadTls(r, v, p, c.store.tls, "client_ca"); }},
-                   {"retention_days", [&](const YAML::Node& v, const std::string& p) {
+                   {"retention_days",
+                    [&](const YAML::Node& v, const std::string& p) {
                       r.Integer<int64_t>(v, p, c.store.retention_days, 0, 100'000);
+                    }},
+                   {"console_listen", [&](const YAML::Node& v, const std::string& p) {
+                      r.Checked(v, p, c.store.console_listen, CheckOptionalListen);
                     }}});
           }},
          {"admin",
@@ -422,6 +434,7 @@ Config Defaults(Command command) {
       c.proxy.allow = {"*:443"};
       c.store.listen = "127.0.0.1:7690";
       c.admin.listen = "127.0.0.1:9090";
+      c.store.console_listen = "127.0.0.1:8443";
       break;
   }
   return c;
@@ -576,6 +589,8 @@ rules:                             # proxy without reporter.store
   disabled: {disabled}                  # start without rules (fail closed unless proxy.fail_open)
   fingerprint_key: {fingerprint_key}              # HMAC key file for match fingerprints ("": random per process)
   max_finding_spans: {max_finding_spans}            # occurrences located per finding in verdicts (0..256; also with reporter.store)
+  approvals_required: {approvals_required}           # store: officers who must agree to activate or roll back a pack (1 or 2)
+  approval_ttl_minutes: {approval_ttl_minutes}      # store: how long a proposal waits for the second officer
 
 reporter:                          # proxy: report to a compliance store and follow its active pack
   store: {reporter_store}                        # HOST:PORT ("": no store)
@@ -596,6 +611,7 @@ store:
     key: {store_key}
     client_ca: {store_client_ca}
   retention_days: {retention_days}                # delete verdicts older than this, 0: keep all
+  console_listen: {console_listen}                 # ADDR:PORT of the officers' web console, HTTPS with store.tls ("": off)
 
 admin:
   listen: {admin_listen}                       # ADDR:PORT of /metrics, /healthz, /readyz ("": off)
@@ -633,6 +649,8 @@ log:
       fmt::arg("store_listen", Quote(c.store.listen)), fmt::arg("db", Quote(c.store.db)),
       fmt::arg("store_cert", Quote(c.store.tls.cert)), fmt::arg("store_key", Quote(c.store.tls.key)),
       fmt::arg("store_client_ca", Quote(c.store.tls.ca)), fmt::arg("retention_days", c.store.retention_days),
+      fmt::arg("console_listen", Quote(c.store.console_listen)), fmt::arg("approvals_required", c.rules.approvals_required),
+      fmt::arg("approval_ttl_minutes", c.rules.approval_ttl_minutes),
       fmt::arg("admin_listen", Quote(c.admin.listen)), fmt::arg("level", Quote(c.log.level)),
       fmt::arg("format", Quote(c.log.format)));
 }

@@ -90,6 +90,10 @@ struct RulesSection {
   bool disabled = false;
   std::string fingerprint_key;
   uint32_t max_finding_spans = 16;  // dlp::EngineOptions::max_finding_spans; 0..kMaxFindingSpans
+  // Store: officers who must agree before a pack is activated or rolled back (1 or 2),
+  // and how long a proposal waits for the second one.
+  int64_t approvals_required = 1;
+  int64_t approval_ttl_minutes = 24 * 60;
   bool operator==(const RulesSection&) const = default;
 };
 
@@ -118,6 +122,7 @@ struct StoreSection {
   std::string db;
   TlsFiles tls;  // ca: the API CA whose client certificates carry the roles
   int64_t retention_days = 0;
+  std::string console_listen;  // ADDR:PORT of the officers' web console (HTTPS); empty: off
   bool operator==(const StoreSection&) const = default;
 };
 

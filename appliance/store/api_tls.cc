@@ -4,7 +4,11 @@
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/security/server_credentials.h>
 
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 namespace egressguard::store {
@@ -111,9 +115,45 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& ad
   return grpc::CreateCustomChannel(address, grpc::SslCredentials(opts), args);
 }
 
+const std::string& InProcessSecret() {
+  static const std::string secret = [] {
+    unsigned char raw[32];
+    if (RAND_bytes(raw, sizeof raw) != 1) std::abort();  // no randomness: no secret worth the name
+    std::string hex;
+    for (unsigned char b : raw) hex += fmt::format("{:02x}", b);
+    return hex;
+  }();
+  return secret;
+}
+
 Caller IdentifyCaller(const grpc::ServerContext& context) {
   Caller c;
   auto auth = context.auth_context();
+  const auto& md = context.client_metadata();
+  auto text = [&md](const char* key) -> std::optional<std::string> {
+    auto it = md.find(key);
+    if (it == md.end()) return std::nullopt;
+    return std::string(it->second.data(), it->second.size());
+  };
+  auto user = text(kConsoleUserKey);
+  auto secret = text(kConsoleSecretKey);
+  if (user || secret) {
+    // The console, calling over the in-process channel, proves it with the process's
+    // secret; anyone else naming a console user gets no role at all.
+    const std::string& want = InProcessSecret();
+    const bool genuine = secret && secret->size() == want.size() &&
+                         CRYPTO_memcmp(secret->data(), want.data(), want.size()) == 0;
+    auto role = ParseRole(text(kConsoleRoleKey).value_or(""));
+    if (!genuine || !user || user->empty() || !role.ok() || *role == Role::kAppliance) {
+      c.identity = "forged console caller " + context.peer();
+      c.role_names = "none";
+      return c;
+    }
+    c.identity = "console:" + *user;
+    c.roles = {*role};
+    c.role_names = RoleName(*role);
+    return c;
+  }
   if (!auth || !auth->IsPeerAuthenticated()) {
     // Plaintext is only ever served on loopback (MakeServerCredentials): the embedded
     // development default, where every local caller has every role.

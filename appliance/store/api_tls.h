@@ -40,6 +40,14 @@ struct Caller {
   std::set<Role> roles;
   std::string role_names;   // for the audit trail, e.g. "officer"
 };
+// The console (appliance/console) calls the services over the server's in-process
+// channel as its signed-in user: these metadata keys name the user and role, and the
+// secret key carries InProcessSecret(), random per process and never sent off it. A
+// caller that names a console user without the secret gets no role.
+inline constexpr char kConsoleUserKey[] = "x-egressguard-console-user";
+inline constexpr char kConsoleRoleKey[] = "x-egressguard-console-role";
+inline constexpr char kConsoleSecretKey[] = "x-egressguard-console-secret";
+const std::string& InProcessSecret();
 Caller IdentifyCaller(const grpc::ServerContext& context);
 
 }  // namespace egressguard::store

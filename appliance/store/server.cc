@@ -6,9 +6,11 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <ctime>
 #include <mutex>
 #include <thread>
 
+#include "appliance/store/approvals.h"
 #include "egressguard/v1/audit.grpc.pb.h"
 #include "egressguard/v1/rule_admin.grpc.pb.h"
 #include "egressguard/v1/store.grpc.pb.h"
@@ -103,6 +105,30 @@ class QueryService final : public v1::VerdictQuery::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status VerifyVerdict(grpc::ServerContext* ctx, const v1::VerifyVerdictRequest* request,
+                             v1::VerifyVerdictResponse* response) override {
+    Caller caller;
+    if (auto s = gate_.Check(*ctx, "/egressguard.v1.VerdictQuery/VerifyVerdict", {Role::kOfficer, Role::kAuditor},
+                             &caller);
+        !s.ok())
+      return s;
+    if (request->id().empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no verdict id given");
+    v1::QueryRequest query;
+    query.mutable_filter()->set_id(request->id());
+    query.set_page_size(1);
+    auto found = gate_.store().Query(query);
+    if (!found.ok()) return ToGrpc(found.status());
+    response->set_found(!found->verdicts().empty());
+    auto chain = gate_.store().Verify();
+    if (!chain.ok()) return ToGrpc(chain.status());
+    for (const auto& p : chain->problems()) {
+      if (p.chain() == "verdicts") response->add_problems(fmt::format("seq {}: {}: {}", p.seq(), p.kind(), p.detail()));
+    }
+    response->set_verdicts_checked(chain->verdicts_checked());
+    response->set_verified(response->found() && response->problems().empty());
+    return grpc::Status::OK;
+  }
+
   grpc::Status Stats(grpc::ServerContext* ctx, const v1::StatsRequest* request, v1::StatsResponse* response) override {
     Caller caller;
     if (auto s = gate_.Check(*ctx, "/egressguard.v1.VerdictQuery/Stats", {Role::kOfficer, Role::kAuditor}, &caller);
@@ -120,7 +146,11 @@ class QueryService final : public v1::VerdictQuery::Service {
 
 class RuleAdminService final : public v1::RuleAdmin::Service {
  public:
-  RuleAdminService(Gate& gate, PackCompileCheck check) : gate_(gate), check_(std::move(check)) {}
+  RuleAdminService(Gate& gate, PackCompileCheck check, int approvals_required, std::chrono::seconds approval_ttl)
+      : gate_(gate),
+        check_(std::move(check)),
+        approvals_required_(approvals_required),
+        approvals_(gate.store(), approval_ttl) {}
 
   grpc::Status Validate(grpc::ServerContext* ctx, const v1::ValidateRequest* request,
                         v1::ValidateResponse* response) override {
@@ -150,6 +180,14 @@ class RuleAdminService final : public v1::RuleAdmin::Service {
     static constexpr const char* kMethod = "/egressguard.v1.RuleAdmin/Activate";
     Caller caller;
     if (auto s = gate_.Check(*ctx, kMethod, {Role::kOfficer}, &caller); !s.ok()) return s;
+    if (approvals_required_ > 1) {
+      if (request->mode() == v1::PACK_MODE_UNSPECIFIED) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "activate needs a mode (MONITOR or ENFORCE)");
+      }
+      if (auto known = gate_.store().GetPack(request->version()); !known.ok()) return ToGrpc(known.status());
+      return Proposed(approvals_.Propose(v1::Proposal::ACTIVATE, request->version(), request->mode(),
+                                         caller.identity, caller.role_names, request->reason()));
+    }
     auto r = gate_.store().ActivatePack(request->version(), request->mode(),
                                         {caller.identity, caller.role_names, kMethod, "", true}, request->reason());
     if (!r.ok()) return ToGrpc(r.status());
@@ -161,10 +199,59 @@ class RuleAdminService final : public v1::RuleAdmin::Service {
     static constexpr const char* kMethod = "/egressguard.v1.RuleAdmin/Rollback";
     Caller caller;
     if (auto s = gate_.Check(*ctx, kMethod, {Role::kOfficer}, &caller); !s.ok()) return s;
+    if (approvals_required_ > 1) {
+      // The approver must see what they approve: "the one before" could change
+      // between proposal and approval.
+      if (request->to_version().empty()) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "with four-eyes approval a rollback names its target version (--to VERSION)");
+      }
+      if (auto known = gate_.store().GetPack(request->to_version()); !known.ok()) return ToGrpc(known.status());
+      return Proposed(approvals_.Propose(v1::Proposal::ROLLBACK, request->to_version(), v1::PACK_MODE_UNSPECIFIED,
+                                         caller.identity, caller.role_names, request->reason()));
+    }
     auto r = gate_.store().RollbackPack(request->to_version(), {caller.identity, caller.role_names, kMethod, "", true},
                                         request->reason());
     if (!r.ok()) return ToGrpc(r.status());
     *response = std::move(*r);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Approve(grpc::ServerContext* ctx, const v1::ApproveRequest* request, v1::PackInfo* response) override {
+    static constexpr const char* kMethod = "/egressguard.v1.RuleAdmin/Approve";
+    Caller caller;
+    if (auto s = gate_.Check(*ctx, kMethod, {Role::kOfficer}, &caller); !s.ok()) return s;
+    auto r = approvals_.Approve(
+        request->version(), caller.identity, caller.role_names, request->reason(),
+        [&](const v1::Proposal& p) -> absl::StatusOr<v1::PackInfo> {
+          const std::string why = fmt::format("{} (proposed by {}, approved by {})", p.reason(), p.proposer(),
+                                              caller.identity);
+          const AuditEntry who{caller.identity, caller.role_names, kMethod, "", true};
+          return p.kind() == v1::Proposal::ROLLBACK ? gate_.store().RollbackPack(p.version(), who, why)
+                                                    : gate_.store().ActivatePack(p.version(), p.mode(), who, why);
+        });
+    if (!r.ok()) {
+      if (r.status().code() == absl::StatusCode::kPermissionDenied) {
+        (void)gate_.store().Audit({caller.identity, caller.role_names, kMethod,
+                                   fmt::format("refused: own proposal for {}", request->version()), false});
+      }
+      return ToGrpc(r.status());
+    }
+    *response = std::move(*r);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ListProposals(grpc::ServerContext* ctx, const v1::ListProposalsRequest*,
+                             v1::ListProposalsResponse* response) override {
+    Caller caller;
+    if (auto s = gate_.Check(*ctx, "/egressguard.v1.RuleAdmin/ListProposals", {Role::kOfficer, Role::kAuditor},
+                             &caller);
+        !s.ok())
+      return s;
+    auto r = approvals_.Pending();
+    if (!r.ok()) return ToGrpc(r.status());
+    for (auto& p : *r) *response->add_proposals() = std::move(p);
+    response->set_approvals_required(static_cast<uint32_t>(approvals_required_));
     return grpc::Status::OK;
   }
 
@@ -229,6 +316,27 @@ class RuleAdminService final : public v1::RuleAdmin::Service {
   }
 
  private:
+  // A recorded proposal is not the change yet: the caller hears so as an error, so a
+  // script that activates and moves on cannot mistake it for done.
+  static grpc::Status Proposed(const absl::StatusOr<v1::Proposal>& p) {
+    if (!p.ok()) return ToGrpc(p.status());
+    return grpc::Status(
+        grpc::StatusCode::FAILED_PRECONDITION,
+        fmt::format("needs approval: {} of {} proposed (id {}); a second, different officer must approve it "
+                    "(`egressguard rules approve {}`) before {} UTC",
+                    p->kind() == v1::Proposal::ROLLBACK ? "rollback to" : "activation", p->version(), p->id(),
+                    p->version(), FormatUtc(p->expires_at().seconds())));
+  }
+
+  static std::string FormatUtc(int64_t unix_s) {
+    std::time_t t = static_cast<std::time_t>(unix_s);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+    return buf;
+  }
+
   std::vector<std::string> Problems(const rules::v1::RulePack& pack) {
     auto problems = CheckPackShape(pack);
     if (problems.empty() && check_) problems = check_(pack);
@@ -237,6 +345,8 @@ class RuleAdminService final : public v1::RuleAdmin::Service {
 
   Gate& gate_;
   PackCompileCheck check_;
+  const int approvals_required_;
+  Approvals approvals_;
 };
 
 class AuditService final : public v1::Audit::Service {
@@ -338,7 +448,11 @@ absl::StatusOr<std::unique_ptr<StoreServer>> StoreServer::Start(const StoreServe
   impl->gate = std::make_unique<Gate>(*impl->store);
   impl->ingest = std::make_unique<IngestService>(*impl->gate);
   impl->query = std::make_unique<QueryService>(*impl->gate);
-  impl->rules = std::make_unique<RuleAdminService>(*impl->gate, options.compile_check);
+  if (options.approvals_required < 1 || options.approvals_required > 2) {
+    return absl::InvalidArgumentError("approvals_required is 1 or 2");
+  }
+  impl->rules = std::make_unique<RuleAdminService>(*impl->gate, options.compile_check, options.approvals_required,
+                                                   options.approval_ttl);
   impl->audit = std::make_unique<AuditService>(*impl->gate);
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -371,6 +485,9 @@ absl::StatusOr<std::unique_ptr<StoreServer>> StoreServer::Start(const StoreServe
 int StoreServer::port() const { return impl_->port; }
 std::string StoreServer::address() const { return fmt::format("{}:{}", impl_->host, impl_->port); }
 Store& StoreServer::store() { return *impl_->store; }
+std::shared_ptr<grpc::Channel> StoreServer::InProcessChannel() {
+  return impl_->server->InProcessChannel(grpc::ChannelArguments());
+}
 
 void StoreServer::Wait() {
   std::unique_lock lock(impl_->mu);

@@ -3,6 +3,7 @@
 // Audit over one Store, plus grpc.health.v1 and server reflection. Runs alone
 // (`egressguard store`) or inside `egressguard run` beside the proxy.
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -24,6 +25,10 @@ struct StoreServerOptions {
   ApiTls tls;                 // empty: plaintext, loopback only
   int retention_days = 0;     // 0: keep everything
   PackCompileCheck compile_check;
+  // Four-eyes: with 2, Activate and Rollback only propose; a second, different
+  // officer's Approve carries the change out, within `approval_ttl`.
+  int approvals_required = 1;
+  std::chrono::seconds approval_ttl{24 * 3600};
 };
 
 class StoreServer {
@@ -36,6 +41,9 @@ class StoreServer {
   int port() const;                 // the bound port (useful with :0)
   std::string address() const;      // host:port to give clients
   Store& store();
+  // A channel to these services inside this process (the console's way in; callers
+  // are identified by the console metadata keys, see api_tls.h).
+  std::shared_ptr<grpc::Channel> InProcessChannel();
   void Wait();                      // blocks until Stop()
   void Stop();                      // idempotent; in-flight calls are cancelled after a grace period
 

@@ -278,6 +278,7 @@ proxy:
   mode: monitor
 store:
   listen: "127.0.0.1:{free_port()}"
+  console_listen: "127.0.0.1:0"
 admin:
   listen: ""
 log:

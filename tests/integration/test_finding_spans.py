@@ -54,7 +54,7 @@ def embedded(egressguard_bin, workdir):
     proc = subprocess.Popen([egressguard_bin, "run", "--config", config, "--home", home, "--proxy-listen",
                              "127.0.0.1:0", "--store-listen", f"127.0.0.1:{store_port}", "--upstream-ca",
                              pki.path("origin-root.pem"), "--allow", "localhost", "--initial-mode", "monitor",
-                             "--workers", "2", "--admin-listen", ""],
+                             "--workers", "2", "--admin-listen", "", "--console-listen", "127.0.0.1:0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     port, _, seen = read_run_banner(proc)
     if port is None:

@@ -33,7 +33,7 @@ def start_run(binary, workdir, pki, *extra):
     proc = subprocess.Popen([binary, "run", "--home", home, "--proxy-listen", "127.0.0.1:0",
                              "--store-listen", f"127.0.0.1:{store_port}", "--admin-listen", f"127.0.0.1:{admin_port}",
                              "--upstream-ca", pki.path("origin-root.pem"), "--allow", "localhost",
-                             "--initial-mode", "enforce", "--workers", "2", *extra],
+                             "--initial-mode", "enforce", "--workers", "2", "--console-listen", "127.0.0.1:0", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     port, admin, seen = read_run_banner(proc, want_admin=True)
     if port is None or admin is None:

@@ -34,7 +34,7 @@ def start_run(binary, workdir, pki, log_format):
     store_port = free_port()
     proc = subprocess.Popen([binary, "run", "--home", home, "--proxy-listen", "127.0.0.1:0", "--store-listen",
                              f"127.0.0.1:{store_port}", "--upstream-ca", pki.path("origin-root.pem"), "--allow",
-                             "localhost", "--initial-mode", "enforce", "--workers", "2", "--admin-listen", "",
+                             "localhost", "--initial-mode", "enforce", "--workers", "2", "--admin-listen", "", "--console-listen", "127.0.0.1:0",
                              "--log-format", log_format, "--log-level", "debug"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     port, _, seen = read_run_banner(proc)

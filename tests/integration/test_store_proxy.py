@@ -31,7 +31,8 @@ def embedded(egressguard_bin, workdir):
     proc = subprocess.Popen([egressguard_bin, "run", "--home", home, "--proxy-listen", "127.0.0.1:0",
                              "--store-listen", f"127.0.0.1:{store_port}", "--upstream-ca",
                              pki.path("origin-root.pem"), "--allow", "localhost", "--initial-mode", "enforce",
-                             "--workers", "2", "--admin-listen", ""],  # run's default admin port 9090 may be taken
+                             "--workers", "2", "--admin-listen", "",  # run's default admin port 9090 may be taken
+                             "--console-listen", "127.0.0.1:0"],  # and so its console port 8443
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     port, _, seen = read_run_banner(proc)
     if port is None:
