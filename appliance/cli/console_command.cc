@@ -15,6 +15,7 @@ namespace egressguard::cli {
 namespace {
 
 struct ConsoleFlags {
+  std::string dir;
   std::string db;
   std::string home;
   std::string user;
@@ -23,9 +24,11 @@ struct ConsoleFlags {
   int ttl_minutes = 10;
 };
 
-std::string DbPath(const ConsoleFlags& f) {
-  if (!f.db.empty()) return f.db;
-  return (f.home.empty() ? DefaultHome() : f.home) + "/store.db";
+// The console's directory: --dir, else the folder of --db's sqlite file, else run's home.
+std::string ConsoleDir(const ConsoleFlags& f) {
+  if (!f.dir.empty()) return f.dir;
+  if (!f.db.empty()) return console::DefaultConsoleDir(f.db);
+  return f.home.empty() ? DefaultHome() : f.home;
 }
 
 int Login(const ConsoleFlags& f) {
@@ -38,7 +41,12 @@ int Login(const ConsoleFlags& f) {
     std::cerr << "egressguard console login: " << role.status().message() << "\n";
     return kExitError;
   }
-  const std::string key_path = console::ConsoleKeyPath(DbPath(f));
+  if (ConsoleDir(f).empty()) {
+    std::cerr << "egressguard console login: a PostgreSQL store keeps the console key in its --console-dir: pass "
+                 "--dir DIR\n";
+    return kExitError;
+  }
+  const std::string key_path = console::ConsoleKeyPath(ConsoleDir(f));
   auto key = console::LoadConsoleKey(key_path);
   if (!key.ok()) {
     std::cerr << "egressguard console login: " << key.status().message()
@@ -60,7 +68,12 @@ int Login(const ConsoleFlags& f) {
 }
 
 int Logout(const ConsoleFlags& f) {
-  const std::string path = console::RevocationPath(DbPath(f));
+  if (ConsoleDir(f).empty()) {
+    std::cerr << "egressguard console logout: a PostgreSQL store keeps the revocations in its --console-dir: pass "
+                 "--dir DIR\n";
+    return kExitError;
+  }
+  const std::string path = console::RevocationPath(ConsoleDir(f));
   if (auto st = console::AppendRevocation(path, f.user, console::NowMicros()); !st.ok()) {
     std::cerr << "egressguard console logout: " << st.message() << "\n";
     return kExitError;
@@ -70,7 +83,8 @@ int Logout(const ConsoleFlags& f) {
 }
 
 void AddWhere(CLI::App* cmd, ConsoleFlags& f) {
-  cmd->add_option("--db", f.db, "The store's database file (the console key lives beside it)");
+  cmd->add_option("--dir", f.dir, "The store's --console-dir (where console.key and console.revoked are)");
+  cmd->add_option("--db", f.db, "The store's sqlite file instead (the console's files are beside it)");
   cmd->add_option("--home", f.home, "`egressguard run`'s home instead (its store.db); default: run's default home");
   cmd->add_option("--user", f.user, "The person's name, as the audit trail will show it")->required();
 }

@@ -189,7 +189,7 @@ int Run(const ConfigFlags& flags) {
   if (!o.store.console_listen.empty()) {
     console::ConsoleOptions console_options;
     console_options.listen = o.store.console_listen;
-    console_options.db_path = store_options.db_path;
+    console_options.state_dir = home;
     console_options.cert_chain_pem = console_pem.chain;
     console_options.key_pem = console_pem.key;
     auto started = console::ConsoleServer::Start(console_options, (*store_server)->InProcessChannel(),

@@ -16,6 +16,7 @@
 #include "appliance/logging.h"
 #include "appliance/admin/appliance_admin.h"
 #include "appliance/console/console_server.h"
+#include "appliance/console/session.h"
 #include "appliance/store/server.h"
 #include "dlp/engine.h"
 
@@ -53,7 +54,12 @@ absl::StatusOr<console::ConsoleServerPtr> StartConsole(const Config& c, store::S
   }
   console::ConsoleOptions options;
   options.listen = c.store.console_listen;
-  options.db_path = c.store.db;
+  options.state_dir = c.store.console_dir.empty() ? console::DefaultConsoleDir(c.store.db) : c.store.console_dir;
+  if (options.state_dir.empty()) {
+    return absl::InvalidArgumentError(
+        "the console on a PostgreSQL store needs --console-dir DIR (store.console_dir): the directory of its "
+        "sign-in key (console.key, 0600) and revocations (console.revoked), shared by every store replica");
+  }
   auto cert = ReadText(c.store.tls.cert);
   if (!cert.ok()) return cert.status();
   auto key = ReadText(c.store.tls.key);
@@ -101,9 +107,11 @@ int RunStore(const ConfigFlags& flags) {
                            options.tls.enabled() ? "mTLS" : "plaintext, loopback only", c.store.db)
             << std::endl;
   if (console_server) {
-    std::cout << fmt::format("egressguard store: console on https://{}  (sign in: egressguard console login --db {} "
+    const std::string dir =
+        c.store.console_dir.empty() ? console::DefaultConsoleDir(c.store.db) : c.store.console_dir;
+    std::cout << fmt::format("egressguard store: console on https://{}  (sign in: egressguard console login --dir {} "
                              "--user NAME --role officer|auditor --url https://{})",
-                             console_server->address(), c.store.db, console_server->address())
+                             console_server->address(), dir, console_server->address())
               << std::endl;
   }
   int sig = stop_signals.Wait();
@@ -164,6 +172,9 @@ void RegisterStore(CLI::App& app, Context& ctx) {
   f->Option("--retention-days", [](C& c) -> auto& { return c.store.retention_days; }, "Delete verdicts older than N days (0: keep all)")
       ->check(CLI::NonNegativeNumber);
   f->Option("--console-listen", [](C& c) -> auto& { return c.store.console_listen; }, "ADDR:PORT of the officers' web console (HTTPS with --tls-cert; default: off)");
+  f->Option("--console-dir", [](C& c) -> auto& { return c.store.console_dir; },
+            "Directory of the console's sign-in key and revocations (default: the sqlite file's folder; required "
+            "with a PostgreSQL database, shared by its store replicas)");
   f->Option("--approvals-required", [](C& c) -> auto& { return c.rules.approvals_required; }, "Officers who must agree to activate or roll back a pack (1 or 2)")
       ->check(CLI::Range(1, 2));
   f->Option("--admin-listen", [](C& c) -> auto& { return c.admin.listen; }, "ADDR:PORT for /metrics, /healthz, /readyz (default: off)");

@@ -372,7 +372,8 @@ void ReadConfig(Reader& r, const YAML::Node& root, Config& c) {
                     }},
                    {"console_listen", [&](const YAML::Node& v, const std::string& p) {
                       r.Checked(v, p, c.store.console_listen, CheckOptionalListen);
-                    }}});
+                    }},
+                   {"console_dir", str(c.store.console_dir)}});
           }},
          {"admin",
           [&](const YAML::Node& n, const std::string& path) {
@@ -612,6 +613,7 @@ store:
     client_ca: {store_client_ca}
   retention_days: {retention_days}                # delete verdicts older than this, 0: keep all
   console_listen: {console_listen}                 # ADDR:PORT of the officers' web console, HTTPS with store.tls ("": off)
+  console_dir: {console_dir}                      # console.key and console.revoked ("": the sqlite file's folder; required with PostgreSQL)
 
 admin:
   listen: {admin_listen}                       # ADDR:PORT of /metrics, /healthz, /readyz ("": off)
@@ -649,7 +651,7 @@ log:
       fmt::arg("store_listen", Quote(c.store.listen)), fmt::arg("db", Quote(c.store.db)),
       fmt::arg("store_cert", Quote(c.store.tls.cert)), fmt::arg("store_key", Quote(c.store.tls.key)),
       fmt::arg("store_client_ca", Quote(c.store.tls.ca)), fmt::arg("retention_days", c.store.retention_days),
-      fmt::arg("console_listen", Quote(c.store.console_listen)), fmt::arg("approvals_required", c.rules.approvals_required),
+      fmt::arg("console_listen", Quote(c.store.console_listen)), fmt::arg("console_dir", Quote(c.store.console_dir)), fmt::arg("approvals_required", c.rules.approvals_required),
       fmt::arg("approval_ttl_minutes", c.rules.approval_ttl_minutes),
       fmt::arg("admin_listen", Quote(c.admin.listen)), fmt::arg("level", Quote(c.log.level)),
       fmt::arg("format", Quote(c.log.format)));

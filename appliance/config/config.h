@@ -123,6 +123,7 @@ struct StoreSection {
   TlsFiles tls;  // ca: the API CA whose client certificates carry the roles
   int64_t retention_days = 0;
   std::string console_listen;  // ADDR:PORT of the officers' web console (HTTPS); empty: off
+  std::string console_dir;     // console.key, console.revoked; empty: the sqlite file's folder
   bool operator==(const StoreSection&) const = default;
 };
 

@@ -142,7 +142,7 @@ struct ConsoleServer::Impl {
 
   // Re-reads console.revoked when it changed since the last look (a stat per request).
   void RefreshRevocations() {
-    const std::string path = RevocationPath(options.db_path);
+    const std::string path = RevocationPath(options.state_dir);
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0) return;
     if (revocation_seen && st.st_size == revocation_stat.st_size && st.st_mtim.tv_sec == revocation_stat.st_mtim.tv_sec &&
@@ -428,7 +428,7 @@ absl::StatusOr<std::unique_ptr<ConsoleServer>> ConsoleServer::Start(const Consol
   if (!admin::SplitHostPort(options.listen, host, port)) {
     return absl::InvalidArgumentError(fmt::format("console listen address '{}' is not ADDR:PORT", options.listen));
   }
-  auto key = LoadOrCreateConsoleKey(ConsoleKeyPath(options.db_path));
+  auto key = LoadOrCreateConsoleKey(ConsoleKeyPath(options.state_dir));
   if (!key.ok()) return key.status();
 
   auto impl = std::make_unique<Impl>();

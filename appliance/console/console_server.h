@@ -24,7 +24,7 @@ struct ConsoleOptions {
   std::string listen = "127.0.0.1:8443";  // ADDR:PORT; port 0 picks one (tests)
   std::string cert_chain_pem;             // the server certificate, then its chain
   std::string key_pem;
-  std::string db_path;                    // console.key and console.revoked live beside it
+  std::string state_dir;                  // where console.key and console.revoked live
   std::string vendor_dir = "/usr/share/javascript";
   std::chrono::seconds session_ttl{8 * 3600};
   size_t max_body_bytes = 4 << 20;        // a rule pack with its rules fits many times

@@ -93,12 +93,19 @@ bool ValidUserName(std::string_view name) {
   return true;
 }
 
-std::string ConsoleKeyPath(const std::string& db_path) {
-  return (std::filesystem::path(db_path).parent_path() / "console.key").string();
+std::string ConsoleKeyPath(const std::string& dir) { return (std::filesystem::path(dir) / "console.key").string(); }
+
+std::string RevocationPath(const std::string& dir) {
+  return (std::filesystem::path(dir) / "console.revoked").string();
 }
 
-std::string RevocationPath(const std::string& db_path) {
-  return (std::filesystem::path(db_path).parent_path() / "console.revoked").string();
+std::string DefaultConsoleDir(const std::string& database) {
+  if (database.rfind("postgresql://", 0) == 0 || database.rfind("postgres://", 0) == 0 ||
+      database.find('=') != std::string::npos) {  // a URI or key=value conninfo
+    return "";
+  }
+  const std::string dir = std::filesystem::path(database).parent_path().string();
+  return dir.empty() ? "." : dir;
 }
 
 absl::StatusOr<std::string> LoadConsoleKey(const std::string& path) { return ReadKey(path); }

@@ -32,11 +32,15 @@ struct TokenClaims {
   std::string nonce;       // 32 hex digits; a login's nonce is spent on first use
 };
 
-// The file `console.key` beside the database: 32 random bytes, created 0600 on first
-// use by the store; refused when group or others may read it.
-std::string ConsoleKeyPath(const std::string& db_path);
-// Revocations appended by `console logout`: one "<user> <unix microseconds>" per line.
-std::string RevocationPath(const std::string& db_path);
+// The console's own files live in one directory (store.console_dir; for a sqlite store
+// by default the database's): `console.key`, 32 random bytes, created 0600 on first use
+// by the store and refused when group or others may read it; and `console.revoked`,
+// the revocations `console logout` appends, one "<user> <unix microseconds>" per line.
+std::string ConsoleKeyPath(const std::string& dir);
+std::string RevocationPath(const std::string& dir);
+// The default directory for a store database: a sqlite file's folder; "" for a
+// PostgreSQL URI (its replicas must be given one they share).
+std::string DefaultConsoleDir(const std::string& database);
 absl::StatusOr<std::string> LoadOrCreateConsoleKey(const std::string& path);
 absl::StatusOr<std::string> LoadConsoleKey(const std::string& path);
 

@@ -142,3 +142,37 @@ def test_migrate_copies_a_sqlite_store(pb, egressguard_bin, workdir, pg):
         s.stop()
     r = run(egressguard_bin, "store", "migrate", "--from", db, "--to", uri)
     assert r.returncode != 0 and "empty" in r.stderr, r.stdout + r.stderr
+
+
+def test_console_on_postgres_keeps_its_key_in_the_console_dir(egressguard_bin, workdir, pg):
+    # A PostgreSQL store has no file to keep the console's sign-in key beside: the console
+    # is refused without --console-dir, and with it the key is there (0600) and `console
+    # login --dir` signs a link with it.
+    uri = pg.create_database("eg3")
+    assert run(egressguard_bin, "store", "migrate", "--db", uri).returncode == 0
+    pki = Pki(workdir)
+    key, crt = pki.good
+    args = ["store", "--listen", f"127.0.0.1:{free_port()}", "--db", uri, "--tls-cert", crt, "--tls-key", key,
+            "--client-ca", pki.path("origin-root.pem"), "--console-listen", "127.0.0.1:0"]
+    r = run(egressguard_bin, *args)
+    assert r.returncode != 0 and "needs --console-dir DIR" in r.stderr, r.stdout + r.stderr
+    console_dir = os.path.join(workdir, "console")
+    os.mkdir(console_dir, 0o700)
+    p = subprocess.Popen([egressguard_bin, *args, "--console-dir", console_dir], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        for line in p.stdout:
+            lines.append(line)
+            if "console on https://" in line:
+                break
+        assert any("console login --dir " + console_dir in l for l in lines), "".join(lines) + p.stderr.read()
+        path = os.path.join(console_dir, "console.key")
+        assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+        r = run(egressguard_bin, "console", "login", "--dir", console_dir, "--user", "alice", "--role", "officer")
+        assert r.returncode == 0 and "/login?t=" in r.stdout, r.stdout + r.stderr
+        r = run(egressguard_bin, "console", "login", "--db", uri, "--user", "alice", "--role", "officer")
+        assert r.returncode == 2 and "pass --dir DIR" in r.stderr, r.stdout + r.stderr
+    finally:
+        p.terminate()
+        p.wait(timeout=20)
