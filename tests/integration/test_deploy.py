@@ -148,6 +148,10 @@ def test_probes_and_ports_agree_with_the_embedded_config(docs):
         serving = config["proxy"]["listen"] if "proxy" in config else config["store"]["listen"]
         main_port = ports["proxy"] if "proxy" in config else ports["grpc"]
         assert main_port == port_of(serving), (key(w), file_key)
+        # A store that serves the console declares its port under the name the Service targets.
+        console = config.get("store", {}).get("console_listen")
+        if console:
+            assert ports.get("console") == port_of(console), (key(w), ports, console)
         # Every file the config names lives under one of the container's mounts.
         mounts = [m["mountPath"] for m in c["volumeMounts"]]
 
