@@ -4,7 +4,11 @@ finds in the store (no raw PII in the store or spool files), and an officer's pu
 activate changes the judgement of the next request with no failed request during
 the swap."""
 import glob
+import http.client
+import json
 import os
+import re
+import ssl
 import subprocess
 import threading
 import time
@@ -38,10 +42,16 @@ def embedded(egressguard_bin, workdir):
     if port is None:
         proc.kill()
         pytest.fail("egressguard run did not start: " + seen + proc.stderr.read())
+    console = None
+    for _ in range(10):  # the banner's console line follows the proxy line
+        m = re.search(r"console\s+https://(127\.0\.0\.1:\d+)", proc.stdout.readline())
+        if m:
+            console = m.group(1)
+            break
     threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
     threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
     yield {"proxy": port, "store": f"127.0.0.1:{store_port}", "home": home, "origin": origin,
-           "bundle": os.path.join(home, "ca-bundle.pem")}
+           "bundle": os.path.join(home, "ca-bundle.pem"), "console": console}
     proc.terminate()
     try:
         proc.wait(timeout=30)
@@ -143,3 +153,26 @@ def test_activation_mode_switches_enforcement_without_restart(pb, embedded):
     assert code == 200, "monitor mode never took effect"
     v = find_verdict(pb, embedded["store"], f"/mode-monitor-{n}")
     assert not v.enforced and any(f.category == "credit_card" for f in v.findings)
+
+
+def test_runs_console_signs_in_with_a_link_over_the_dev_ca(embedded, egressguard_bin):
+    # The console `run` turns on: its banner names it, `console login --home` signs a
+    # link, and the browser's request (trusting the dev CA bundle) gets the session.
+    assert embedded["console"], "run's banner has no console line"
+    url = f"https://{embedded['console']}"
+    r = subprocess.run([egressguard_bin, "console", "login", "--home", embedded["home"], "--user", "olga", "--role",
+                        "officer", "--url", url], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith(url + "/login?t="), r.stdout + r.stderr
+    host, port = embedded["console"].split(":")
+    tls = ssl.create_default_context(cafile=embedded["bundle"])
+    conn = http.client.HTTPSConnection(host, int(port), context=tls, timeout=60)
+    conn.request("GET", r.stdout.strip()[len(url):])
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 303, resp.status
+    cookie = resp.getheader("Set-Cookie").split(";")[0]
+    conn.request("GET", "/api/v1/session", headers={"Cookie": cookie})
+    resp = conn.getresponse()
+    session = json.loads(resp.read())
+    assert resp.status == 200 and session["user"] == "olga" and session["role"] == "officer", session
+    conn.close()
