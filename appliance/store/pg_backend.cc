@@ -239,6 +239,8 @@ std::string VerdictFields(const v1::Verdict& v, const std::vector<std::string>& 
 // flush, no parameter list for the server to parse and plan.
 class VerdictCopy {
  public:
+  // `ids`: whether Flush writes verdict_ids too (Ingest may have claimed them already).
+  explicit VerdictCopy(bool ids = true) : with_ids_(ids) {}
   // `fields`: VerdictFields of the verdict.
   void Add(int64_t seq, std::string_view id, std::string_view fields, int64_t received_us,
            std::string_view prev_hash, std::string_view hash) {
@@ -267,7 +269,11 @@ class VerdictCopy {
     verdicts_.Trailer();
     ids_.Trailer();
     if (auto s = c.CopyIn(kCopyVerdictsSql, verdicts_.data()); !s.ok()) return s;
-    if (auto s = c.CopyIn("COPY verdict_ids (id, seq) FROM STDIN (FORMAT binary)", ids_.data()); !s.ok()) return s;
+    if (with_ids_) {
+      if (auto s = c.CopyIn("COPY verdict_ids (id, seq) FROM STDIN (FORMAT binary)", ids_.data()); !s.ok()) {
+        return s;
+      }
+    }
     verdicts_.clear();
     ids_.clear();
     pending_ = 0;
@@ -275,6 +281,7 @@ class VerdictCopy {
   }
 
  private:
+  bool with_ids_;
   CopyWriter verdicts_, ids_;
   size_t pending_ = 0;
 };
@@ -385,6 +392,10 @@ class PgBackend final : public Backend {
       rows.push_back(std::move(row));
     }
     if (rows.empty()) return result;
+    std::vector<std::string> batch_id_list;
+    batch_id_list.reserve(rows.size());
+    for (const auto& r : rows) batch_id_list.push_back(r.v->id());
+    const std::string ids_literal = pg::ArrayLiteral(batch_id_list);
 
     auto status = [&]() -> absl::Status {
       auto c = pool_.Get();
@@ -398,19 +409,33 @@ class PgBackend final : public Backend {
       const int64_t received = std::max(now, head->received_us);
       auto partition = EnsurePartition(**c, received);
       if (!partition.ok()) return partition.status();
-      std::vector<std::string> ids;
-      ids.reserve(rows.size());
-      for (const auto& r : rows) ids.push_back(r.v->id());
-      auto known = (*c)->Exec("SELECT id FROM verdict_ids WHERE id = ANY($1::text[])",
-                              {Param::Text(pg::ArrayLiteral(ids))});
-      if (!known.ok()) return known.status();
+      // Claims the ids with the seqs they get when all are new (the usual case): one
+      // statement both finds retried ids and writes verdict_ids, where a lookup first
+      // would probe the same index twice. When some were stored before, the seqs
+      // would have gaps: the claim is undone and the new ids are written with the rows.
+      if (auto s = (*c)->Run("SAVEPOINT claim_ids"); !s.ok()) return s;
+      auto claimed = (*c)->Exec(
+          "INSERT INTO verdict_ids (id, seq) SELECT u.id, $2::bigint + u.n FROM unnest($1::text[]) "
+          "WITH ORDINALITY AS u(id, n) ON CONFLICT (id) DO NOTHING RETURNING id",
+          {Param::Text(ids_literal), Param::Int(head->seq)});
+      if (!claimed.ok()) return claimed.status();
+      const bool ids_claimed = claimed->rows() == static_cast<int>(rows.size());
       std::set<std::string> stored_before;
-      for (int i = 0; i < known->rows(); ++i) stored_before.insert(known->Text(i, 0));
+      if (ids_claimed) {
+        if (auto s = (*c)->Run("RELEASE SAVEPOINT claim_ids"); !s.ok()) return s;
+      } else {
+        std::set<std::string> fresh;
+        for (int i = 0; i < claimed->rows(); ++i) fresh.insert(claimed->Text(i, 0));
+        for (const auto& r : rows) {
+          if (!fresh.count(r.v->id())) stored_before.insert(r.v->id());
+        }
+        if (auto s = (*c)->Run("ROLLBACK TO SAVEPOINT claim_ids"); !s.ok()) return s;
+      }
       const std::string prefix = VerdictContentPrefix(received);
       Rollup rollup;
       // Under the lock only what needs the head: the hashes (in memory), one COPY of
       // the pre-encoded rows, the rollups and the head.
-      VerdictCopy insert;
+      VerdictCopy insert(/*ids=*/!ids_claimed);
       uint64_t inserted = 0;
       for (auto& r : rows) {
         const v1::Verdict& v = *r.v;
