@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -150,6 +151,33 @@ absl::StatusOr<Result> Connection::Exec(const std::string& sql, const Params& pa
 }
 
 absl::Status Connection::Run(const std::string& sql, const Params& params) { return Exec(sql, params).status(); }
+
+absl::Status Connection::CopyIn(const std::string& copy_sql, std::string_view data) {
+  PGresult* r = PQexec(conn_, copy_sql.c_str());
+  if (!r || PQresultStatus(r) != PGRES_COPY_IN) {
+    absl::Status err = ErrorOf(r);
+    if (r) PQclear(r);
+    return err;
+  }
+  PQclear(r);
+  // Blocking connection: PQputCopyData returns 1 once queued (or -1); in chunks so
+  // libpq's buffer does not hold a second copy of the whole batch.
+  constexpr size_t kChunk = 1 << 20;
+  bool failed = false;
+  for (size_t off = 0; off < data.size() && !failed; off += kChunk) {
+    const size_t n = std::min(kChunk, data.size() - off);
+    failed = PQputCopyData(conn_, data.data() + off, static_cast<int>(n)) != 1;
+  }
+  if (PQputCopyEnd(conn_, failed ? "egressguard: sending the COPY data failed" : nullptr) != 1) failed = true;
+  // The COPY's own result, then the null that ends it.
+  absl::Status status = absl::OkStatus();
+  while ((r = PQgetResult(conn_)) != nullptr) {
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && status.ok()) status = ErrorOf(r);
+    PQclear(r);
+  }
+  if (status.ok() && failed) status = absl::UnavailableError(fmt::format("PostgreSQL: COPY: {}", PQerrorMessage(conn_)));
+  return status;
+}
 
 Pool::Lease::~Lease() {
   if (c_ && pool_) pool_->Put(std::move(c_));

@@ -62,6 +62,9 @@ class Connection {
 
   absl::StatusOr<Result> Exec(const std::string& sql, const Params& params = {});
   absl::Status Run(const std::string& sql, const Params& params = {});
+  // `copy_sql` is a COPY ... FROM STDIN; `data` is everything the server reads
+  // (for FORMAT binary: the header, the tuples and the trailer).
+  absl::Status CopyIn(const std::string& copy_sql, std::string_view data);
   // Whether the connection is gone (the server went away): a pool drops it.
   bool broken() const;
   PGconn* raw() { return conn_; }

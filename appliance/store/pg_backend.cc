@@ -43,7 +43,7 @@ using namespace internal;  // NOLINT: the shared helpers of both backends
 using pg::Param;
 using pg::Params;
 
-// Rows per INSERT statement: 17 parameters a row stays far below libpq's 65535.
+// Rows per COPY when `store migrate` copies a database (bounds its memory).
 constexpr size_t kRowsPerInsert = 1000;
 constexpr int kVerifyFetch = 5000;
 
@@ -148,56 +148,141 @@ absl::StatusOr<std::string> CreatePartition(pg::Connection& c, int64_t received_
   return p.name;
 }
 
-// Verdict rows for one multi-row INSERT each into verdicts and verdict_ids.
-class VerdictInsert {
+// PostgreSQL's binary COPY format (the COPY reference, "Binary Format"): a header,
+// per tuple an int16 field count and per field an int32 length and the value in the
+// type's binary form (big-endian integers; text and bytea as their bytes), then an
+// int16 -1. Binary rather than text: no escaping of tabs, backslashes or bytea.
+class CopyWriter {
  public:
-  // The 17 values of one verdict row, in the column order of Flush.
-  void Add(int64_t seq, const v1::Verdict& v, int64_t received_us, const std::vector<std::string>& categories,
-           const std::vector<std::string>& rule_ids, std::string body, std::string prev_hash, std::string hash) {
-    v_.push_back(Param::Int(seq));
-    v_.push_back(Param::Text(v.id()));
-    v_.push_back(Param::Int(ToUs(v.time())));
-    v_.push_back(Param::Int(received_us));
-    v_.push_back(Param::Text(v.appliance()));
-    v_.push_back(Param::Text(v.client_address()));
-    v_.push_back(Param::Text(v.workload()));
-    v_.push_back(Param::Text(v.host()));
-    v_.push_back(Param::Int(v.action()));
-    v_.push_back(Param::Text(v.rule_pack_version()));
-    v_.push_back(Param::Int(static_cast<int64_t>(v.bytes_out())));
-    v_.push_back(Param::Int(static_cast<int64_t>(v.bytes_in())));
-    v_.push_back(Param::Text(pg::ArrayLiteral(categories)));
-    v_.push_back(Param::Text(pg::ArrayLiteral(rule_ids)));
-    v_.push_back(Param::Bytes(std::move(body)));
-    v_.push_back(Param::Bytes(std::move(prev_hash)));
-    v_.push_back(Param::Bytes(std::move(hash)));
-    i_.push_back(Param::Text(v.id()));
-    i_.push_back(Param::Int(seq));
+  void Header() {
+    static constexpr char kSignature[] = {'P', 'G', 'C', 'O', 'P', 'Y', '\n', '\377', '\r', '\n', '\0'};
+    buf_.append(kSignature, sizeof kSignature);
+    Put32(0);  // flags
+    Put32(0);  // header extension length
+  }
+  void Tuple(int16_t fields) { Put16(static_cast<uint16_t>(fields)); }
+  void Int8(int64_t v) {
+    Put32(8);
+    Put32(static_cast<uint32_t>(static_cast<uint64_t>(v) >> 32));
+    Put32(static_cast<uint32_t>(static_cast<uint64_t>(v)));
+  }
+  void Int4(int32_t v) {
+    Put32(4);
+    Put32(static_cast<uint32_t>(v));
+  }
+  // text (valid UTF-8, no NUL: checked by the caller) and bytea alike.
+  void Bytes(std::string_view v) {
+    Put32(static_cast<uint32_t>(v.size()));
+    buf_.append(v);
+  }
+  // A one-dimensional text[] (element type oid 25); {} has no dimensions.
+  void TextArray(const std::vector<std::string>& values) {
+    size_t n = 12 + (values.empty() ? 0 : 8);
+    for (const auto& e : values) n += 4 + e.size();
+    Put32(static_cast<uint32_t>(n));
+    Put32(values.empty() ? 0 : 1);  // dimensions
+    Put32(0);                       // no NULL elements
+    Put32(25);                      // text
+    if (!values.empty()) {
+      Put32(static_cast<uint32_t>(values.size()));
+      Put32(1);  // lower bound
+    }
+    for (const auto& e : values) Bytes(e);
+  }
+  void Raw(std::string_view v) { buf_.append(v); }
+  void Trailer() { Put16(0xffff); }
+  std::string& data() { return buf_; }
+  void clear() { buf_.clear(); }
+
+ private:
+  void Put16(uint16_t v) {
+    const char b[2] = {static_cast<char>(v >> 8), static_cast<char>(v)};
+    buf_.append(b, 2);
+  }
+  void Put32(uint32_t v) {
+    const char b[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
+                       static_cast<char>(v)};
+    buf_.append(b, 4);
+  }
+  std::string buf_;
+};
+
+// The COPY column order: first the 13 columns that need no chain head (encoded before
+// the chain lock is taken), then the 4 that do.
+constexpr const char* kCopyVerdictsSql =
+    "COPY verdicts (id, time_us, appliance, client_address, workload, host, action, rule_pack_version, bytes_out, "
+    "bytes_in, categories, rule_ids, body, seq, received_us, prev_hash, hash) FROM STDIN (FORMAT binary)";
+constexpr int16_t kVerdictCopyFields = 17;
+
+// The tuple start and first 13 fields of a verdict row, for VerdictCopy::Add.
+std::string VerdictFields(const v1::Verdict& v, const std::vector<std::string>& categories,
+                          const std::vector<std::string>& rule_ids, std::string_view body) {
+  CopyWriter w;
+  w.Tuple(kVerdictCopyFields);
+  w.Bytes(v.id());
+  w.Int8(ToUs(v.time()));
+  w.Bytes(v.appliance());
+  w.Bytes(v.client_address());
+  w.Bytes(v.workload());
+  w.Bytes(v.host());
+  w.Int4(static_cast<int32_t>(v.action()));
+  w.Bytes(v.rule_pack_version());
+  w.Int8(static_cast<int64_t>(v.bytes_out()));
+  w.Int8(static_cast<int64_t>(v.bytes_in()));
+  w.TextArray(categories);
+  w.TextArray(rule_ids);
+  w.Bytes(body);
+  return std::move(w.data());
+}
+
+// Verdict rows for one COPY each into verdicts and verdict_ids: one statement per
+// flush, no parameter list for the server to parse and plan.
+class VerdictCopy {
+ public:
+  // `ids`: whether Flush writes verdict_ids too (Ingest may have claimed them already).
+  explicit VerdictCopy(bool ids = true) : with_ids_(ids) {}
+  // `fields`: VerdictFields of the verdict.
+  void Add(int64_t seq, std::string_view id, std::string_view fields, int64_t received_us,
+           std::string_view prev_hash, std::string_view hash) {
+    if (pending_ == 0) {
+      verdicts_.Header();
+      ids_.Header();
+    }
+    verdicts_.Raw(fields);
+    verdicts_.Int8(seq);
+    verdicts_.Int8(received_us);
+    verdicts_.Bytes(prev_hash);
+    verdicts_.Bytes(hash);
+    ids_.Tuple(2);
+    ids_.Bytes(id);
+    ids_.Int8(seq);
     ++pending_;
+  }
+  void Add(int64_t seq, const v1::Verdict& v, int64_t received_us, const std::vector<std::string>& categories,
+           const std::vector<std::string>& rule_ids, const std::string& body, const std::string& prev_hash,
+           const std::string& hash) {
+    Add(seq, v.id(), VerdictFields(v, categories, rule_ids, body), received_us, prev_hash, hash);
   }
   size_t pending() const { return pending_; }
   absl::Status Flush(pg::Connection& c) {
     if (pending_ == 0) return absl::OkStatus();
-    std::string vsql =
-        "INSERT INTO verdicts (seq, id, time_us, received_us, appliance, client_address, workload, host, action, "
-        "rule_pack_version, bytes_out, bytes_in, categories, rule_ids, body, prev_hash, hash) VALUES ";
-    std::string isql = "INSERT INTO verdict_ids (id, seq) VALUES ";
-    for (size_t i = 0; i < pending_; ++i) {
-      vsql += i ? ",(" : "(";
-      for (size_t k = 0; k < 17; ++k) vsql += fmt::format("{}${}", k ? "," : "", i * 17 + k + 1);
-      vsql += ")";
-      isql += fmt::format("{}(${},${})", i ? "," : "", i * 2 + 1, i * 2 + 2);
+    verdicts_.Trailer();
+    ids_.Trailer();
+    if (auto s = c.CopyIn(kCopyVerdictsSql, verdicts_.data()); !s.ok()) return s;
+    if (with_ids_) {
+      if (auto s = c.CopyIn("COPY verdict_ids (id, seq) FROM STDIN (FORMAT binary)", ids_.data()); !s.ok()) {
+        return s;
+      }
     }
-    if (auto s = c.Run(vsql, v_); !s.ok()) return s;
-    if (auto s = c.Run(isql, i_); !s.ok()) return s;
-    v_.clear();
-    i_.clear();
+    verdicts_.clear();
+    ids_.clear();
     pending_ = 0;
     return absl::OkStatus();
   }
 
  private:
-  Params v_, i_;
+  bool with_ids_;
+  CopyWriter verdicts_, ids_;
   size_t pending_ = 0;
 };
 
@@ -269,8 +354,7 @@ class PgBackend final : public Backend {
     struct Row {
       const v1::Verdict* v;
       std::string body;
-      std::vector<std::string> categories;
-      std::vector<std::string> rule_ids;
+      std::string fields;  // VerdictFields: the COPY tuple without seq, receive time and hashes
     };
     std::vector<Row> rows;
     rows.reserve(verdicts.size());
@@ -298,15 +382,20 @@ class PgBackend final : public Backend {
         continue;
       }
       if (!v.has_time()) *v.mutable_time() = FromUs(now);
-      Row row{&v, {}, CategoriesOf(v), RuleIdsOf(v)};
+      Row row{&v, {}, {}};
       if (!DeterministicInto(v, kMaxVerdictBytes, &row.body)) {
         batch_ids.erase(v.id());
         reject(kTooLarge);
         continue;
       }
+      row.fields = VerdictFields(v, CategoriesOf(v), RuleIdsOf(v), row.body);
       rows.push_back(std::move(row));
     }
     if (rows.empty()) return result;
+    std::vector<std::string> batch_id_list;
+    batch_id_list.reserve(rows.size());
+    for (const auto& r : rows) batch_id_list.push_back(r.v->id());
+    const std::string ids_literal = pg::ArrayLiteral(batch_id_list);
 
     auto status = [&]() -> absl::Status {
       auto c = pool_.Get();
@@ -320,57 +409,72 @@ class PgBackend final : public Backend {
       const int64_t received = std::max(now, head->received_us);
       auto partition = EnsurePartition(**c, received);
       if (!partition.ok()) return partition.status();
-      std::vector<std::string> ids;
-      ids.reserve(rows.size());
-      for (const auto& r : rows) ids.push_back(r.v->id());
-      auto known = (*c)->Exec("SELECT id FROM verdict_ids WHERE id = ANY($1::text[])",
-                              {Param::Text(pg::ArrayLiteral(ids))});
-      if (!known.ok()) return known.status();
+      // Claims the ids with the seqs they get when all are new (the usual case): one
+      // statement both finds retried ids and writes verdict_ids, where a lookup first
+      // would probe the same index twice. When some were stored before, the seqs
+      // would have gaps: the claim is undone and the new ids are written with the rows.
+      if (auto s = (*c)->Run("SAVEPOINT claim_ids"); !s.ok()) return s;
+      auto claimed = (*c)->Exec(
+          "INSERT INTO verdict_ids (id, seq) SELECT u.id, $2::bigint + u.n FROM unnest($1::text[]) "
+          "WITH ORDINALITY AS u(id, n) ON CONFLICT (id) DO NOTHING RETURNING id",
+          {Param::Text(ids_literal), Param::Int(head->seq)});
+      if (!claimed.ok()) return claimed.status();
+      const bool ids_claimed = claimed->rows() == static_cast<int>(rows.size());
       std::set<std::string> stored_before;
-      for (int i = 0; i < known->rows(); ++i) stored_before.insert(known->Text(i, 0));
+      if (ids_claimed) {
+        if (auto s = (*c)->Run("RELEASE SAVEPOINT claim_ids"); !s.ok()) return s;
+      } else {
+        std::set<std::string> fresh;
+        for (int i = 0; i < claimed->rows(); ++i) fresh.insert(claimed->Text(i, 0));
+        for (const auto& r : rows) {
+          if (!fresh.count(r.v->id())) stored_before.insert(r.v->id());
+        }
+        if (auto s = (*c)->Run("ROLLBACK TO SAVEPOINT claim_ids"); !s.ok()) return s;
+      }
       const std::string prefix = VerdictContentPrefix(received);
       Rollup rollup;
-      VerdictInsert insert;
+      // Under the lock only what needs the head: the hashes (in memory), one COPY of
+      // the pre-encoded rows, the rollups and the head.
+      VerdictCopy insert(/*ids=*/!ids_claimed);
       uint64_t inserted = 0;
       for (auto& r : rows) {
         const v1::Verdict& v = *r.v;
         if (stored_before.count(v.id())) continue;  // a retry: acked, the chain does not move
         const int64_t seq = head->seq + 1;
         std::string hash = ChainHash(head->hash, prefix, r.body);
-        insert.Add(seq, v, received, r.categories, r.rule_ids, std::move(r.body), head->hash, hash);
+        insert.Add(seq, v.id(), r.fields, received, head->hash, hash);
         head->seq = seq;
         head->hash = std::move(hash);
         ++inserted;
         AddToRollup(v, &rollup);
-        if (insert.pending() == kRowsPerInsert) {
-          if (auto s = insert.Flush(**c); !s.ok()) return s;
-        }
       }
       if (auto s = insert.Flush(**c); !s.ok()) return s;
-      // In the batch's transaction: the rollups count exactly the stored verdicts.
+      // In the batch's transaction: the rollups count exactly the stored verdicts. One
+      // statement over arrays: its plan does not grow with the number of rows.
       if (!rollup.empty()) {
-        std::string values;
-        Params rparams;
+        std::vector<std::string> kind, hour, key1, key2, n, out, in;
         for (const auto& [key, sums] : rollup) {
-          const size_t b = rparams.size();
-          values += fmt::format("{}(${},${},${},${},${},${},${})", values.empty() ? "" : ",", b + 1, b + 2, b + 3,
-                                b + 4, b + 5, b + 6, b + 7);
-          rparams.push_back(Param::Int(key.kind));
-          rparams.push_back(Param::Int(key.hour));
-          rparams.push_back(Param::Text(key.key1));
-          rparams.push_back(Param::Text(key.key2));
-          rparams.push_back(Param::Int(sums.verdicts));
-          rparams.push_back(Param::Int(sums.bytes_out));
-          rparams.push_back(Param::Int(sums.bytes_in));
-          // One statement of at most 1000 rows (7000 parameters).
-          if (rparams.size() >= 7000) {
-            if (auto s = (*c)->Run(fmt::format(kUpsertRollupSql, values), rparams); !s.ok()) return s;
-            values.clear();
-            rparams.clear();
-          }
+          kind.push_back(std::to_string(key.kind));
+          hour.push_back(std::to_string(key.hour));
+          key1.push_back(key.key1);
+          key2.push_back(key.key2);
+          n.push_back(std::to_string(sums.verdicts));
+          out.push_back(std::to_string(sums.bytes_out));
+          in.push_back(std::to_string(sums.bytes_in));
         }
-        if (!rparams.empty()) {
-          if (auto s = (*c)->Run(fmt::format(kUpsertRollupSql, values), rparams); !s.ok()) return s;
+        if (auto s = (*c)->Run(
+                "INSERT INTO stats_hourly (kind, hour, key1, key2, verdicts, bytes_out, bytes_in) "
+                "SELECT * FROM unnest($1::integer[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], "
+                "$6::bigint[], $7::bigint[]) "
+                "ON CONFLICT (kind, hour, key1, key2) DO UPDATE SET verdicts = stats_hourly.verdicts + "
+                "excluded.verdicts, bytes_out = stats_hourly.bytes_out + excluded.bytes_out, "
+                "bytes_in = stats_hourly.bytes_in + excluded.bytes_in",
+                {Param::Text(pg::ArrayLiteral(kind)), Param::Text(pg::ArrayLiteral(hour)),
+                 Param::Text(pg::ArrayLiteral(key1)), Param::Text(pg::ArrayLiteral(key2)),
+                 Param::Text(pg::ArrayLiteral(n)), Param::Text(pg::ArrayLiteral(out)),
+                 Param::Text(pg::ArrayLiteral(in))});
+            !s.ok()) {
+          return s;
         }
       }
       if (inserted > 0) {
@@ -1137,7 +1241,7 @@ absl::StatusOr<CopyReport> CopySqliteIntoPg(const std::string& from, const std::
   // anchor carry over; the tag columns are derived from each body as ingest does.
   int64_t last_received = 0;
   std::set<std::string> partitions;
-  VerdictInsert insert;
+  VerdictCopy insert;
   v1::Verdict v;
   if (s.ok()) {
     s = each("SELECT seq, received_us, body, prev_hash, hash FROM verdicts ORDER BY seq", [&](Statement& st) {
