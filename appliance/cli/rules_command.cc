@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <sstream>
 #include <iostream>
 #include <map>
 #include <set>
@@ -19,13 +20,12 @@
 #include "rules/pack_loader.h"
 #include "rules/pattern_check.h"
 #include "rules/sample_set.h"
+#include "appliance/pack_scoring.h"
 
 namespace egressguard::cli {
 
 namespace {
 
-constexpr size_t kChunk = 64 << 10;
-constexpr uint32_t kEveryOccurrence = 100'000;  // spans per finding `rules test` collects
 
 struct LoadedPack {
   rules::v1::RulePack pack;
@@ -71,28 +71,6 @@ int RunValidate(const std::string& path) {
   return kExitOk;
 }
 
-// The categories the engine finds in one file, scanned in chunks like `scan` does, and
-// the occurrences it locates (as `scan --each-match` prints them).
-bool ScanFile(dlp::Scanner& scanner, const dlp::EnginePtr& engine, const std::string& path,
-              std::set<std::string>* categories, std::vector<rules::Occurrence>* occurrences) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return false;
-  auto scan = scanner.Open(engine, dlp::ContentHint{});
-  std::string buf(kChunk, '\0');
-  while (in) {
-    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    const auto n = static_cast<size_t>(in.gcount());
-    if (n > 0) scan->Feed(std::string_view(buf.data(), n));
-  }
-  if (in.bad()) return false;
-  const dlp::MessageResult result = scan->Finish();
-  for (const auto& f : result.findings) {
-    categories->insert(f.category());
-    for (const auto& span : f.spans()) occurrences->push_back({f.category(), span.start(), span.end()});
-  }
-  return true;
-}
-
 struct TestFlags {
   std::string path;
   std::string samples;
@@ -101,9 +79,7 @@ struct TestFlags {
 
 int RunTest(const TestFlags& f) {
   LoadedPack loaded;
-  dlp::EngineOptions options;
-  options.max_finding_spans = kEveryOccurrence;
-  if (!LoadAndCompile("rules test", f.path, &loaded, options)) return kExitError;
+  if (!LoadAndCompile("rules test", f.path, &loaded, appliance::ScoringEngineOptions())) return kExitError;
   auto samples = rules::LoadSamples(f.samples);
   if (!samples.ok()) {
     std::cerr << "egressguard rules test: " << samples.status().message() << "\n";
@@ -113,32 +89,21 @@ int RunTest(const TestFlags& f) {
     std::cerr << "egressguard rules test: " << f.samples << ": no samples (files with a .expect sidecar)\n";
     return kExitError;
   }
-  dlp::Scanner scanner;
-  rules::Evaluator evaluator;
-  rules::OccurrenceEvaluator occurrences;
+  appliance::PackScorer scorer(loaded.engine);
   for (const auto& sample : *samples) {
-    std::set<std::string> found;
-    std::vector<rules::Occurrence> located;
-    if (!ScanFile(scanner, loaded.engine, sample.path, &found, &located)) {
+    std::ifstream in(sample.path, std::ios::binary);
+    std::ostringstream content;
+    if (in) content << in.rdbuf();
+    if (!in || in.bad()) {
       std::cerr << "egressguard rules test: " << sample.path << ": cannot read\n";
       return kExitError;
     }
-    evaluator.Add(sample, found);
-    occurrences.Add(sample, std::move(located));
+    scorer.Add(sample, content.str());
   }
-  const rules::Evaluation result = evaluator.Result();
+  const appliance::PackScore score = scorer.Result();
   std::cout << fmt::format("pack {} {} on {}\n", loaded.pack.name(), loaded.pack.version(), f.samples)
-            << rules::FormatEvaluation(result);
-  auto below = rules::BelowMinimum(result, f.min);
-  // Sidecars that locate occurrences (`at email 120-139`) are also scored one by one.
-  if (occurrences.labelled() > 0) {
-    const rules::Evaluation per_occurrence = occurrences.Result();
-    std::cout << fmt::format("per occurrence ({} located; {} listed (file, category) pairs unlocated, scored per "
-                             "file only):\n",
-                             occurrences.labelled(), occurrences.unlocated_pairs())
-              << rules::FormatEvaluation(per_occurrence);
-    for (auto& b : rules::BelowMinimum(per_occurrence, f.min)) below.push_back("per occurrence " + b);
-  }
+            << score.Report();
+  const auto below = score.Below(f.min);
   if (!below.empty()) {
     std::cout << fmt::format("FAIL: below {:.2f}:", f.min);
     for (const auto& b : below) std::cout << " " << b << ";";

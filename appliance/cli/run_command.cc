@@ -26,6 +26,7 @@
 #include "appliance/cli/command.h"
 #include "appliance/console/console_server.h"
 #include "appliance/console/dev_certificate.h"
+#include "appliance/pack_scoring.h"
 #include "appliance/cli/config_flags.h"
 #include "appliance/cli/config_reload.h"
 #include "appliance/cli/stop_signals.h"
@@ -118,6 +119,9 @@ int Run(const ConfigFlags& flags) {
   store_options.db_path = home + "/store.db";
   store_options.approvals_required = static_cast<int>(o.rules.approvals_required);
   store_options.approval_ttl = std::chrono::minutes(o.rules.approval_ttl_minutes);
+  store_options.pack_tester = [engine_options](const rules::v1::RulePack& pack, const v1::TestPackRequest& request) {
+    return appliance::TestPack(pack, request, engine_options);
+  };
   store_options.compile_check = [engine_options](const rules::v1::RulePack& pack) {
     std::vector<std::string> problems;
     auto engine = dlp::Engine::Compile(pack, engine_options);

@@ -14,6 +14,7 @@
 #include "appliance/cli/config_reload.h"
 #include "appliance/cli/stop_signals.h"
 #include "appliance/logging.h"
+#include "appliance/pack_scoring.h"
 #include "appliance/admin/appliance_admin.h"
 #include "appliance/console/console_server.h"
 #include "appliance/console/session.h"
@@ -84,6 +85,9 @@ int RunStore(const ConfigFlags& flags) {
   options.tls = store::ApiTls{c.store.tls.cert, c.store.tls.key, c.store.tls.ca};
   options.retention_days = static_cast<int>(c.store.retention_days);
   options.compile_check = CompileCheck;
+  options.pack_tester = [](const rules::v1::RulePack& pack, const v1::TestPackRequest& request) {
+    return appliance::TestPack(pack, request, dlp::EngineOptions{});
+  };
   options.approvals_required = static_cast<int>(c.rules.approvals_required);
   options.approval_ttl = std::chrono::minutes(c.rules.approval_ttl_minutes);
   auto server = store::StoreServer::Start(options);

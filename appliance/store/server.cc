@@ -146,9 +146,11 @@ class QueryService final : public v1::VerdictQuery::Service {
 
 class RuleAdminService final : public v1::RuleAdmin::Service {
  public:
-  RuleAdminService(Gate& gate, PackCompileCheck check, int approvals_required, std::chrono::seconds approval_ttl)
+  RuleAdminService(Gate& gate, PackCompileCheck check, PackTester tester, int approvals_required,
+                   std::chrono::seconds approval_ttl)
       : gate_(gate),
         check_(std::move(check)),
+        tester_(std::move(tester)),
         approvals_required_(approvals_required),
         approvals_(gate.store(), approval_ttl) {}
 
@@ -277,6 +279,27 @@ class RuleAdminService final : public v1::RuleAdmin::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status Test(grpc::ServerContext* ctx, const v1::TestPackRequest* request,
+                    v1::TestPackResponse* response) override {
+    Caller caller;
+    if (auto s = gate_.Check(*ctx, "/egressguard.v1.RuleAdmin/Test", {Role::kOfficer}, &caller); !s.ok()) return s;
+    if (!tester_) return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "this store was started without an engine to test packs with");
+    rules::v1::RulePack pack = request->pack();
+    if (pack.rules().empty()) {  // a stored version, or the active pack
+      auto stored = gate_.store().GetPack(request->version());
+      if (!stored.ok()) return ToGrpc(stored.status());
+      pack = stored->pack();
+    } else if (auto problems = Problems(pack); !problems.empty()) {
+      std::string all;
+      for (const auto& p : problems) all += (all.empty() ? "" : "; ") + p;
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "rule pack refused: " + all);
+    }
+    auto r = tester_(pack, *request);
+    if (!r.ok()) return ToGrpc(r.status());
+    *response = std::move(*r);
+    return grpc::Status::OK;
+  }
+
   grpc::Status Diff(grpc::ServerContext* ctx, const v1::DiffRequest* request, v1::DiffResponse* response) override {
     Caller caller;
     if (auto s = gate_.Check(*ctx, "/egressguard.v1.RuleAdmin/Diff", {Role::kOfficer, Role::kAuditor}, &caller);
@@ -345,6 +368,7 @@ class RuleAdminService final : public v1::RuleAdmin::Service {
 
   Gate& gate_;
   PackCompileCheck check_;
+  PackTester tester_;
   const int approvals_required_;
   Approvals approvals_;
 };
@@ -451,8 +475,8 @@ absl::StatusOr<std::unique_ptr<StoreServer>> StoreServer::Start(const StoreServe
   if (options.approvals_required < 1 || options.approvals_required > 2) {
     return absl::InvalidArgumentError("approvals_required is 1 or 2");
   }
-  impl->rules = std::make_unique<RuleAdminService>(*impl->gate, options.compile_check, options.approvals_required,
-                                                   options.approval_ttl);
+  impl->rules = std::make_unique<RuleAdminService>(*impl->gate, options.compile_check, options.pack_tester,
+                                                   options.approvals_required, options.approval_ttl);
   impl->audit = std::make_unique<AuditService>(*impl->gate);
 
   grpc::EnableDefaultHealthCheckService(true);

@@ -18,6 +18,10 @@ namespace egressguard::store {
 // Compiles a pack the way appliances will (dlp::Engine::Compile) and returns the
 // problems; empty means it compiles. Push and Validate refuse what fails it.
 using PackCompileCheck = std::function<std::vector<std::string>(const rules::v1::RulePack&)>;
+// Scores a pack against labelled samples (RuleAdmin.Test) with the engine appliances
+// run; the store itself does not link the engine.
+using PackTester =
+    std::function<absl::StatusOr<v1::TestPackResponse>(const rules::v1::RulePack&, const v1::TestPackRequest&)>;
 
 struct StoreServerOptions {
   std::string listen = "127.0.0.1:0";
@@ -25,6 +29,7 @@ struct StoreServerOptions {
   ApiTls tls;                 // empty: plaintext, loopback only
   int retention_days = 0;     // 0: keep everything
   PackCompileCheck compile_check;
+  PackTester pack_tester;  // empty: RuleAdmin.Test answers UNIMPLEMENTED
   // Four-eyes: with 2, Activate and Rollback only propose; a second, different
   // officer's Approve carries the change out, within `approval_ttl`.
   int approvals_required = 1;

@@ -260,6 +260,24 @@ def test_officer_and_auditor_in_the_browser(world, egressguard_bin):
     proxy.wait_pack("2.0-console")
     b.shot("packs-approved")
 
+    # Test the active pack against labelled samples chosen in the file dialog (files and
+    # their sidecars, as `rules test` reads them): the per-file and per-occurrence tables.
+    corpus = os.path.join(os.environ["EGRESSGUARD_SOURCE_DIR"], "tests/data/corpus")
+    chosen = [os.path.join(corpus, n) for n in ("csv/uk_ni_5.csv", "csv/uk_ni_5.csv.expect",
+                                                "negatives/uuids.txt", "negatives/uuids.txt.expect")]
+    test = d.find_element(By.ID, "test-form")
+    Select(test.find_element(By.NAME, "version")).select_by_value("2.0-console")
+    test.find_element(By.NAME, "samples").send_keys("\n".join(chosen))
+    button = d.find_element(By.ID, "test-button")
+    d.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+    button.click()
+    b.wait.until(lambda dr: dr.find_elements(By.CSS_SELECTOR, "#test-per-occurrence tr[data-category='uk_nino']"))
+    row = d.find_element(By.CSS_SELECTOR, "#test-per-occurrence tr[data-category='uk_nino']").text.split()
+    assert row[:4] == ["uk_nino", "5", "0", "0"], row  # 5 located NINOs found, none extra, none missed
+    assert "every category at or above" in d.find_element(By.ID, "test-result").text
+    d.execute_script("document.getElementById('test-result').scrollIntoView()")
+    b.shot("packs-tested")
+
     # The auditor: verdicts and audit, no push or approve controls, and the API refuses them.
     b.sign_in("ann", "auditor")
     b.page("packs")

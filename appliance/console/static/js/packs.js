@@ -1,5 +1,5 @@
-// Rule packs: versions, diff, and for officers validate, push, activate (or propose,
-// under four-eyes) and approve another officer's proposal. Auditors get the lists only,
+// Rule packs: versions, diff, and for officers validate, push, test against labelled
+// samples, activate (or propose, under four-eyes) and approve another officer's proposal. Auditors get the lists only,
 // as the API gives them.
 import { call } from './api.js';
 import { el, localTime, alertBox, table, field } from './dom.js';
@@ -10,6 +10,61 @@ async function readPack(form) {
   const file = form.elements.packfile.files[0];
   const text = file ? await file.text() : form.elements.packtext.value;
   return JSON.parse(text);  // the protobuf JSON mapping of RulePack (YAML packs: `rules get` prints one)
+}
+
+// Sample files with their sidecars (`a.csv` and `a.csv.expect`, the `rules test`
+// format), base64 for the JSON mapping of bytes.
+async function readSamples(files) {
+  const byName = new Map([...files].map((f) => [f.name, f]));
+  const samples = [];
+  for (const [name, file] of byName) {
+    if (name.endsWith('.expect')) continue;
+    const sidecar = byName.get(`${name}.expect`);
+    if (!sidecar) throw new Error(`${name} has no sidecar ${name}.expect`);
+    const raw = new Uint8Array(await file.arrayBuffer());
+    let bin = '';
+    for (let i = 0; i < raw.length; i += 0x8000) bin += String.fromCharCode(...raw.subarray(i, i + 0x8000));
+    samples.push({ name, content: btoa(bin), expect: await sidecar.text() });
+  }
+  if (!samples.length) throw new Error('choose sample files and their .expect sidecars');
+  return samples;
+}
+
+function scoreTable(title, scores, id) {
+  return [el('h3', { class: 'h6 mt-2' }, title), table(['Category', 'TP', 'FP', 'FN', 'Precision', 'Recall'],
+    (scores || []).map((s) => el('tr', { 'data-category': s.category }, el('td', {}, s.category),
+      el('td', {}, String(s.true_positives || 0)), el('td', {}, String(s.false_positives || 0)),
+      el('td', {}, String(s.false_negatives || 0)), el('td', {}, Number(s.precision || 0).toFixed(3)),
+      el('td', {}, Number(s.recall || 0).toFixed(3)))), { id })];
+}
+
+function testTools(versions) {
+  const out = el('div', { id: 'test-result', 'aria-live': 'polite' });
+  const form = el('form', { class: 'row g-2 align-items-end mb-3', id: 'test-form' },
+    field('Version', el('select', { name: 'version', class: 'form-select form-select-sm version-select' },
+      versions.map((v) => el('option', { value: v }, v)))),
+    field('Samples and their .expect sidecars', el('input', { type: 'file', name: 'samples', multiple: true,
+      class: 'form-control form-control-sm' })),
+    el('div', { class: 'col-auto' },
+      el('button', { class: 'btn btn-outline-primary btn-sm', type: 'submit', id: 'test-button' }, 'Test')));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    try {
+      const r = await call('RuleAdmin/Test', { version: form.elements.version.value,
+        samples: await readSamples(form.elements.samples.files) });
+      const misses = [...(r.file_mismatches || []), ...(r.occurrence_mismatches || [])];
+      out.replaceChildren(alertBox(r.ok ? 'success' : 'warning', r.ok
+        ? `${r.samples} samples: every category at or above the minimum.`
+        : `${r.samples} samples: below the minimum: ${(r.below || []).join('; ')}`),
+      ...scoreTable('Per file', r.per_file, 'test-per-file'),
+      ...(r.per_occurrence ? scoreTable(`Per occurrence (${r.located} located)`, r.per_occurrence,
+        'test-per-occurrence') : []),
+      misses.length ? el('ul', { class: 'small' }, misses.map((m) =>
+        el('li', {}, `${m.missed ? 'missed' : 'false'} ${m.category}: ${m.sample}${m.where ? `:${m.where}` : ''}`)))
+        : '');
+    } catch (err) { status(out, 'danger', err.message); }
+  });
+  return [el('h2', { class: 'h5 mt-3' }, 'Test against samples'), form, out];
 }
 
 function officerTools(versions, refresh) {
@@ -63,7 +118,7 @@ function officerTools(versions, refresh) {
     await refresh();
   });
   return [el('h2', { class: 'h5 mt-3' }, 'Push a pack'), push, el('h2', { class: 'h5' }, 'Activate or roll back'),
-    activate, out];
+    activate, out, ...testTools(versions)];
 }
 
 export async function renderPacks(main, session) {
