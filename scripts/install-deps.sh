@@ -14,7 +14,7 @@ PACKAGES=(
   libpq-dev postgresql
   # small well-kept libraries
   libcli11-dev libspdlog-dev libfmt-dev libyaml-cpp-dev zlib1g-dev libbrotli-dev libzstd-dev
-  liblzma-dev libexpat1-dev libnghttp2-dev
+  liblzma-dev libbz2-dev libexpat1-dev libnghttp2-dev
   libphonenumber-dev libpsl-dev libre2-dev prometheus-cpp-dev libgoogle-perftools-dev
   # real peers used by the tests
   curl ca-certificates python3 python3-pytest python3-grpcio python3-protobuf python3-requests python3-yaml
@@ -23,7 +23,7 @@ PACKAGES=(
   # the web console's charts and layout, served from the store's own origin
   libjs-chart.js libjs-bootstrap5
   # documents made by real writers (container tests)
-  python3-openpyxl python3-docx python3-odf python3-reportlab xz-utils zip
+  python3-openpyxl python3-docx python3-odf python3-reportlab xz-utils zip p7zip-full
   # HTTP/2 peers: nghttp/h2load/nghttpd, a raw-frame client for the attack tests
   nghttp2-client nghttp2-server python3-h2 python3-hyperframe python3-hpack
   iproute2 iptables procps

@@ -39,8 +39,11 @@ bool LooksLikeMailMessage(std::string_view b);
 DecoderPtr MakeZip(Layer& out);
 DecoderPtr MakeTar(Layer& out);
 
-// An .xz stream (xz.cc, liblzma), framed as one document carrying out_hint.
-DecoderPtr MakeXz(Layer& out, const DocHint& out_hint);
+// A compressed file that is no HTTP content coding (stream_decoder.cc): .xz and the
+// legacy .lzma through liblzma, .bz2 through libbz2. Framed as one document carrying
+// out_hint.
+enum class StreamFormat { kXz, kLzma, kBzip2 };
+DecoderPtr MakeStreamDecoder(StreamFormat format, Layer& out, const DocHint& out_hint);
 
 // Where the depth limit stops decoding, a container or compressed stream inside a
 // document would pass unread: a decoder writing into a layer at limits.max_depth (which
@@ -116,6 +119,8 @@ bool LooksLikeGzip(std::string_view b);
 bool LooksLikeZstd(std::string_view b);
 bool LooksLikeZlib(std::string_view b);  // header check plus a trial inflate
 bool LooksLikeXz(std::string_view b);
+bool LooksLikeBzip2(std::string_view b);      // "BZh1".."BZh9" and a block or end magic
+bool LooksLikeLzmaAlone(std::string_view b);  // the header of a .lzma file from a common writer
 bool LooksLikeZip(std::string_view b);  // a local file header or an empty archive
 bool LooksLikeTar(std::string_view b);  // "ustar" at offset 257
 // The kind of container or compressed stream the first bytes are ("zip", "gzip", ...),

@@ -5,19 +5,19 @@
 //
 // Each member is one document of the output layer, named by its path and entered as a
 // container member, so findings say "customers.zip!a.csv". Stored members are passed on
-// as views of the input (exact offsets where the input is linear); deflated ones are
-// inflated with zlib and map coarsely, like compress.cc's Decompressor. Member names,
+// as views of the input (exact offsets where the input is linear); compressed ones
+// (deflate, bzip2, LZMA: the methods zip writers use) go through their StreamCodec
+// (stream_codec.h) and map coarsely, like compress.cc's Decompressor. Member names,
 // extra fields and the central directory are not emitted: they are bytes of the layer
 // the archive came from, which is scanned already (raw, or decoded and emitted).
 //
 // Where a member's data ends: its compressed size, or with a data descriptor (flag bit 3,
 // sizes unknown up front) the end of the deflate stream, or for stored data the
 // descriptor signature whose sizes match the bytes before it. Encrypted members are
-// reported (Context::Encrypted) and skipped; unsupported methods are undecodable and
+// reported (Context::Encrypted) and skipped; other methods are undecodable and
 // skipped; when such a member's size is unknown, the rest of the archive cannot be
 // found and is reported so.
 
-#include <zlib.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -25,6 +25,7 @@
 #include <utility>
 
 #include "dlp/decode/decoders.h"
+#include "dlp/decode/stream_codec.h"
 
 namespace egressguard::dlp::decode {
 namespace {
@@ -74,9 +75,11 @@ bool StartsRecord(std::string_view b) {
 
 const char* MethodName(uint16_t m) {
   switch (m) {
+    case 0: return "stored";
     case 1: return "shrink";
     case 2: case 3: case 4: case 5: return "reduce";
     case 6: return "implode";
+    case 8: return "deflate";
     case 9: return "deflate64";
     case 10: return "PKWARE imploding";
     case 12: return "bzip2";
@@ -131,9 +134,7 @@ class Zip final : public Decoder {
 
   // Not closing the member here: without Finish the tree is being torn down, and the
   // output layer (its owner's, declared after the decoder) is gone already.
-  ~Zip() override {
-    if (z_live_) inflateEnd(&z_);
-  }
+  ~Zip() override = default;
 
   void Put(const Src& in) override {
     if (in.empty() || Stopped()) return;
@@ -162,8 +163,9 @@ class Zip final : public Decoder {
       }
     }
     CloseMember();
-    if (z_live_) inflateEnd(&z_);
-    z_live_ = false;
+    inflate_.reset();
+    codec_ = nullptr;
+    other_codec_.reset();
     out_buf_.reset();
   }
 
@@ -387,7 +389,7 @@ class Zip final : public Decoder {
       Skip(csize_, Then::kEncrypted);
       return;
     }
-    if (method_ != 0 && method_ != 8) {
+    if (method_ != 0 && method_ != 8 && method_ != 12 && method_ != 14) {
       if (!size_known) {
         Fail(fmt::format("zip member compressed with unsupported method {} ({}) and of unknown size: the rest of "
                          "the archive cannot be read",
@@ -409,7 +411,7 @@ class Zip final : public Decoder {
       state_ = descriptor ? St::kStoredScan : St::kStored;
       return;
     }
-    if (!StartInflate()) return;
+    if (!StartInflate(size_known)) return;
     left_ = descriptor ? UINT64_MAX : csize_;
     state_ = St::kInflate;
   }
@@ -599,21 +601,22 @@ class Zip final : public Decoder {
     ExpectRecord();
   }
 
-  bool StartInflate() {
-    if (!z_live_) {
-      z_ = {};
-      z_.zalloc = [](voidpf o, uInt items, uInt size) -> voidpf {
-        return ChargedAlloc(static_cast<Context*>(o), static_cast<size_t>(items) * size);
-      };
-      z_.zfree = [](voidpf, voidpf p) { ChargedFree(p); };
-      z_.opaque = &ctx_;
-      if (inflateInit2(&z_, -15) != Z_OK) {
-        Fail("zip member: inflate memory limit");
-        return false;
-      }
-      z_live_ = true;
-    } else if (inflateReset(&z_) != Z_OK) {
-      Fail("zip member: inflate reset failed");
+  // Deflate keeps one inflater for all members (reset between them); bzip2 and LZMA
+  // members, rare, get a codec each.
+  bool StartInflate(bool size_known) {
+    std::string why;
+    if (method_ == 8) {
+      if (inflate_ && !inflate_->Reset()) inflate_.reset();
+      if (!inflate_) inflate_ = MakeRawInflateCodec(ctx_, &why);
+      codec_ = inflate_.get();
+    } else {
+      other_codec_ = method_ == 12 ? MakeBzip2Codec(ctx_, /*concatenated=*/false, &why)
+                                   : MakeZipLzmaCodec(ctx_, size_known ? usize_ : UINT64_MAX,
+                                                      (flags_ & 0x0002) != 0 || !size_known, &why);
+      codec_ = other_codec_.get();
+    }
+    if (!codec_) {
+      Fail(fmt::format("zip member: {} decoder: {}", MethodName(method_), why));
       return false;
     }
     if (!out_buf_) out_buf_ = std::make_unique<char[]>(kOutChunk);
@@ -628,42 +631,32 @@ class Zip final : public Decoder {
       in_end_ = reflected_;
     }
     const size_t limit = pos + static_cast<size_t>(std::min<uint64_t>(left_, in.size() - pos));
-    const auto* data = reinterpret_cast<const Bytef*>(in.data());
+    const auto* data = reinterpret_cast<const uint8_t*>(in.data());
     // Output also comes from the input taken in by this call: where that input maps
     // coarsely (a member of a deflated member) its span starts before reflected_, and
     // output spans must cover it, or they could shrink to nothing.
     call_begin_ = pos < limit ? in.SpanOf(pos, pos + 1).begin : reflected_;
+    const char* method = MethodName(method_);
     while (!Stopped()) {
-      z_.next_in = const_cast<Bytef*>(data + pos);
-      z_.avail_in = static_cast<uInt>(std::min<size_t>(limit - pos, 1u << 30));
-      z_.next_out = reinterpret_cast<Bytef*>(out_buf_.get());
-      z_.avail_out = kOutChunk;
-      const size_t offered = z_.avail_in;
-      const int r = inflate(&z_, Z_NO_FLUSH);
-      const size_t used = offered - z_.avail_in;
-      const size_t produced = kOutChunk - z_.avail_out;
-      pos += used;
-      member_in_ += used;
-      archive_in_ += used;
-      if (left_ != UINT64_MAX) left_ -= used;
-      if (used > 0) in_end_ = std::max(in_end_, in.SpanOf(0, pos).end);
-      if (produced > 0 && !InflateOutput(produced)) return in.size();
-      const bool end = r == Z_STREAM_END;
-      const bool stalled = (r == Z_OK || r == Z_BUF_ERROR) && z_.avail_in == 0 && z_.avail_out > 0;
-      std::string err;
-      if (r == Z_MEM_ERROR) err = "memory limit";
-      else if (r == Z_NEED_DICT) err = "needs a preset dictionary";
-      else if (r != Z_OK && r != Z_STREAM_END && r != Z_BUF_ERROR) err = z_.msg ? z_.msg : "corrupt data";
-      else if (r == Z_BUF_ERROR && z_.avail_in > 0) err = "no progress";
-      if (err.empty() && (stalled || end)) reflected_ = in_end_;
-      if (!err.empty()) {
+      const StreamCodec::Result r = codec_->Code(data + pos, limit - pos, reinterpret_cast<uint8_t*>(out_buf_.get()),
+                                                 kOutChunk, /*finish=*/false);
+      pos += r.used;
+      member_in_ += r.used;
+      archive_in_ += r.used;
+      if (left_ != UINT64_MAX) left_ -= r.used;
+      if (r.used > 0) in_end_ = std::max(in_end_, in.SpanOf(0, pos).end);
+      if (r.produced > 0 && !InflateOutput(r.produced)) return in.size();
+      const bool end = r.status == StreamCodec::Status::kEnd;
+      const bool stalled = r.status == StreamCodec::Status::kOk && pos == limit && r.produced < kOutChunk;
+      if (r.status != StreamCodec::Status::kError && (stalled || end)) reflected_ = in_end_;
+      if (r.status == StreamCodec::Status::kError) {
         inflating_ = false;
         if (descriptor_) {
-          Fail(fmt::format("corrupt deflate data in a zip member of unknown size ({}): the rest of the archive "
+          Fail(fmt::format("corrupt {} data in a zip member of unknown size ({}): the rest of the archive "
                            "cannot be read",
-                           err));
+                           method, r.error));
         } else {
-          MemberUndecodable(fmt::format("corrupt deflate data in zip member: {}", err));
+          MemberUndecodable(fmt::format("corrupt {} data in zip member: {}", method, r.error));
           Skip(left_, Then::kMemberDone);
         }
         return pos;
@@ -677,7 +670,7 @@ class Zip final : public Decoder {
     }
     if (!Stopped() && left_ == 0) {
       inflating_ = false;
-      MemberUndecodable("truncated deflate data in zip member");
+      MemberUndecodable(fmt::format("truncated {} data in zip member", method));
       CloseMember();
       ExpectRecord();
     }
@@ -708,8 +701,8 @@ class Zip final : public Decoder {
       hdr_.Clear();
       Need(G::kDescriptor, kLook);
     } else if (left_ > 0) {
-      Undecodable({member_begin_, last_end_}, fmt::format("data after the end of the deflate stream of zip member {}",
-                                                          MemberName(name_)));
+      Undecodable({member_begin_, last_end_}, fmt::format("data after the end of the {} stream of zip member {}",
+                                                          MethodName(method_), MemberName(name_)));
       Skip(left_, Then::kRecord);
     } else {
       ExpectRecord();
@@ -788,8 +781,10 @@ class Zip final : public Decoder {
   uint64_t archive_in_ = 0, archive_out_ = 0;  // over all deflated members
 
   // Inflation.
-  z_stream z_{};
-  bool z_live_ = false, inflating_ = false;
+  std::unique_ptr<StreamCodec> inflate_;      // deflate, kept across members
+  std::unique_ptr<StreamCodec> other_codec_;  // this member's bzip2 or LZMA codec
+  StreamCodec* codec_ = nullptr;              // the member's codec: one of the two
+  bool inflating_ = false;
   std::unique_ptr<char[]> out_buf_;
   uint64_t reflected_ = 0, in_end_ = 0;
   uint64_t call_begin_ = 0;  // original start of the input the running Inflate call takes

@@ -6,10 +6,12 @@ plus five valid IBANs. Every document is opened back with its library (PDF, whic
 of them reads, by a small content-stream check) so a test that fails blames the product,
 not a broken fixture."""
 import base64
+import bz2
 import email
 import email.message
 import email.policy
 import io
+import lzma
 import os
 import re
 import shutil
@@ -35,6 +37,10 @@ MIME = {
     "tar.gz": "application/gzip",
     "tar.xz": "application/x-xz",
     "tar.zst": "application/zstd",
+    "tar.bz2": "application/x-bzip2",
+    "bz2": "application/x-bzip2",
+    "lzma": "application/x-lzma",
+    "7z": "application/x-7z-compressed",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
     "odt": "application/vnd.oasis.opendocument.text",
@@ -170,6 +176,17 @@ def tar_zst_file(workdir, out, members):
             f.write(data)
     subprocess.run(["tar", "--zstd", "-cf", out, "-C", src] + [n for n, _ in members], check=True,
                    capture_output=True)
+
+
+def seven_zip_file(workdir, out, name, data):
+    """`7z a` (p7zip): a format no decoder here reads, so it must not pass as read."""
+    src = os.path.join(workdir, "7z-src")
+    os.makedirs(src, exist_ok=True)
+    with open(os.path.join(src, name), "wb") as f:
+        f.write(data)
+    if os.path.exists(out):
+        os.unlink(out)
+    subprocess.run(["7z", "a", "-bd", "-y", out, name], cwd=src, check=True, capture_output=True)
 
 
 def encrypted_zip_file(workdir, out, name, data, password="s3cret-Pa55"):
@@ -344,6 +361,10 @@ def verify(kind, data, expect_text=()):
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             assert zf.testzip() is None
             blob = b"".join(_zip_leaves(zf))
+    elif kind == "bz2":
+        blob = bz2.decompress(data)
+    elif kind == "lzma":
+        blob = lzma.decompress(data, format=lzma.FORMAT_ALONE)
     elif kind.startswith("tar"):
         if kind == "tar.zst":
             data = subprocess.run(["zstd", "-d", "-q", "-c"], input=data, capture_output=True, check=True).stdout
@@ -508,6 +529,13 @@ def build_corpus(d):
     put("tar", "customers.tar", "tar", tar_bytes(members, "w"))
     put("tar.gz", "customers.tar.gz", "tar.gz", tar_bytes(members, "w:gz"))
     put("tar.xz", "customers.tar.xz", "tar.xz", tar_bytes(members, "w:xz"))
+    put("tar.bz2", "customers.tar.bz2", "tar.bz2", tar_bytes(members, "w:bz2"))
+    # Compressed files that are no HTTP content coding: `bzip2` and `lzma` as a desktop
+    # writes them, and zip members compressed with bzip2 and LZMA (methods 12 and 14).
+    put("csv.bz2", "customers.csv.bz2", "bz2", bz2.compress(csv))
+    put("csv.lzma", "customers.csv.lzma", "lzma", lzma.compress(csv, format=lzma.FORMAT_ALONE))
+    put("zip-bzip2", "bzip2.zip", "zip", zip_bytes(members, zipfile.ZIP_BZIP2))
+    put("zip-lzma", "lzma.zip", "zip", zip_bytes(members, zipfile.ZIP_LZMA, streamed=True))
     zst = os.path.join(d, "customers.tar.zst")
     tar_zst_file(d, zst, members)
     with open(zst, "rb") as f:
@@ -536,6 +564,11 @@ def build_corpus(d):
     put("zip-bomb", "bomb.zip", "zip", zip_bomb(128), check=False)
     deep, _ = nested_zip(6, "customers.csv", csv)
     put("zip-deep", "deep.zip", "zip", deep)
+    if have("7z"):
+        sz = os.path.join(d, "customers.7z")
+        seven_zip_file(d, sz, "customers.csv", csv)
+        with open(sz, "rb") as f:
+            docs["7z"] = Doc("7z", sz, "7z", f.read())
     whole = zip_bytes(members)
     put("zip-truncated", "truncated.zip", "zip", whole[: len(whole) * 6 // 10], check=False)
 

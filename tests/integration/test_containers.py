@@ -62,6 +62,12 @@ CUSTOMER_DOCS = {
     "tar.gz": _endswith("customers.csv"),
     "tar.xz": _endswith("customers.csv"),
     "tar.zst": _endswith("customers.csv"),
+    "tar.bz2": _endswith("customers.csv"),
+    "zip-bzip2": _endswith("customers.csv"),
+    "zip-lzma": _endswith("customers.csv"),
+    # A compressed file is no container: nothing to name.
+    "csv.bz2": None,
+    "csv.lzma": None,
     # openpyxl writes inline strings (the sheet holds the text); Excel writes sharedStrings.
     "xlsx": (_xlsx_part, "is xl/sharedStrings.xml or a sheet"),
     "docx": _endswith("word/document.xml"),
@@ -73,7 +79,8 @@ CUSTOMER_DOCS = {
     "eml-attachment": None,
     "eml-quoted-printable": None,
 }
-UNREADABLE = ["zip-bomb", "zip-deep", "zip-truncated"]
+# 7z: a format no decoder here reads (p7zip writes it; scripts/install-deps.sh installs it).
+UNREADABLE = ["zip-bomb", "zip-deep", "zip-truncated", "7z"]
 ENCRYPTED = ["zip-encrypted", "pdf-encrypted"]
 CLEAN = ["clean-xlsx", "clean-pdf", "clean-docx", "clean-zip"]
 SHAPES = ["raw", "multipart", "json-base64"]
@@ -84,6 +91,8 @@ SHAPES = ["raw", "multipart", "json-base64"]
 def docs():
     if not D.have("zip"):
         pytest.fail("the `zip` command is missing (scripts/install-deps.sh installs it): it writes the encrypted zip")
+    if not D.have("7z"):
+        pytest.fail("the `7z` command is missing (scripts/install-deps.sh installs p7zip-full): it writes the 7z case")
     d = tempfile.mkdtemp(prefix="egressguard-docs-")
     yield D.build_corpus(d)
     shutil.rmtree(d, ignore_errors=True)

@@ -1,7 +1,10 @@
-// tar archives (tar.cc) in ustar, GNU and pax formats from Python's tarfile, plain and inside gzip, xz and zstd; .xz streams (xz.cc): members named, exact offsets, pax and base-256 sizes, checksums, truncation, trailing data, the depth limit, memory limits and bombs, chunking independence.
+// tar archives (tar.cc) in ustar, GNU and pax formats from Python's tarfile, plain and inside gzip, xz, bzip2 and zstd; .xz, .bz2 and .lzma streams (stream_decoder.cc): members named, exact offsets, pax and base-256 sizes, checksums, truncation, trailing data, the depth limit, memory limits and bombs, chunking independence.
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include "archive_test_util.h"
+#include "dlp/decode/decoders.h"
 
 namespace egressguard::dlp::decode::testing {
 namespace {
@@ -103,6 +106,7 @@ TEST(Tar, CompressedTarballsAreOpened) {
   const std::string plain = Tar(script + "w'))");
   const std::string gz = Tar(script + "w:gz'))");
   const std::string xz = Tar(script + "w:xz'))");
+  const std::string bz2 = Tar(script + "w:bz2'))");
   const std::string zst = Zstd(plain);
   ASSERT_EQ(gz.substr(0, 2), "\x1f\x8b");
   struct Case {
@@ -114,6 +118,7 @@ TEST(Tar, CompressedTarballsAreOpened) {
       {"tar.gz sniffed", &gz, {}},
       {"tar.gz declared", &gz, H("application/x-tar", "gzip")},
       {"tar.xz sniffed", &xz, {}},
+      {"tar.bz2 sniffed", &bz2, {}},
       {"tar.zst sniffed", &zst, {}},
       {"tar.zst declared", &zst, H("", "zstd")},
   };
@@ -265,6 +270,92 @@ out(b''.join(parts) + c.flush())
   const Recorder b = Normalize(bomb, {}, 4096);
   EXPECT_TRUE(HasReason(b, "decompression bomb")) << b.Reasons();
   EXPECT_LT(b.recorded, 4u << 20);
+}
+
+// The same contract as .xz for the other compressed files that are no content coding:
+// decoded, truncation, corruption and trailing data undecodable, concatenated streams
+// read on, the output before a corruption independent of the reads, bombs stopped.
+struct FileCodecCase {
+  const char* name;       // as the reasons say it
+  const char* compress;   // a Python expression of `d` (bytes)
+  bool concatenates;      // two streams back to back are one file
+};
+
+class FileCodecs : public ::testing::TestWithParam<FileCodecCase> {};
+
+TEST_P(FileCodecs, StreamsDecodeAndLimitsHold) {
+  const FileCodecCase& c = GetParam();
+  const auto compressed = [&](const std::string& data_expr) {
+    return Python(std::string("import bz2, lzma\nd = ") + data_expr + "\nout(" + c.compress + ")");
+  };
+  const std::string body = compressed("b'body 4539 1488 0343 6467 ' * 100");
+  const Recorder r = Normalize(body);
+  EXPECT_TRUE(r.undecodable.empty()) << c.name << ": " << r.Reasons();
+  EXPECT_TRUE(r.Has(kCard1)) << c.name;
+  const Recorder cut = Normalize(body.substr(0, body.size() - 10));
+  ASSERT_EQ(cut.undecodable.size(), 1u) << c.name << ": " << cut.Reasons();
+  EXPECT_TRUE(HasReason(cut, c.name)) << cut.Reasons();
+  EXPECT_EQ(Normalize(body + "garbage").undecodable.size(), 1u) << c.name;
+  // What a corrupt stream gives before its corruption does not depend on the reads.
+  const std::string long_body = compressed("__import__('random').Random(3).randbytes(300000).hex().encode()");
+  std::string corrupt = long_body;
+  for (size_t i = long_body.size() / 2; i < long_body.size() / 2 + 8; ++i) corrupt[i] ^= 0x5a;
+  const Observed whole = Observe(Normalize(corrupt), false);
+  EXPECT_EQ(whole.reasons.size(), 1u) << c.name << ": " << Describe(whole);
+  EXPECT_EQ(Observe(NormalizeChunks(corrupt, {1}), false), whole) << c.name;
+  for (uint64_t seed = 1; seed <= 5; ++seed) {
+    EXPECT_EQ(Observe(NormalizeChunks(corrupt, RandomChunks(seed, 3000)), false), whole) << c.name << " " << seed;
+  }
+  if (c.concatenates) {  // pbzip2 writes one stream per block
+    const Recorder two = Normalize(body + compressed("b'4111 1111 1111 1111'"));
+    EXPECT_TRUE(two.undecodable.empty()) << two.Reasons();
+    EXPECT_TRUE(two.Has(kCard2)) << c.name;
+  }
+  // 20 MB of zeros.
+  const Recorder b = Normalize(compressed("bytes(20 << 20)"), {}, 4096);
+  EXPECT_TRUE(HasReason(b, "decompression bomb")) << c.name << ": " << b.Reasons();
+  EXPECT_LT(b.recorded, 4u << 20);
+}
+
+INSTANTIATE_TEST_SUITE_P(Decode, FileCodecs,
+                         ::testing::Values(FileCodecCase{"bzip2", "bz2.compress(d)", true},
+                                           FileCodecCase{"lzma", "lzma.compress(d, format=lzma.FORMAT_ALONE)", false}),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+TEST(FileCodecs, LzmaDictionaryPastTheBudgetIsRefused) {
+  // preset 9: a 64 MiB dictionary, past the 16 MiB budget: refused, not allocated.
+  const Recorder m = Normalize(Python("import lzma\nout(lzma.compress(b'abc' * 1000, format=lzma.FORMAT_ALONE, preset=9))"));
+  EXPECT_TRUE(HasReason(m, "memory limit")) << m.Reasons();
+  EXPECT_LT(m.max_memory, 1u << 20);
+}
+
+TEST(FileCodecs, SniffingFindsNoneInRandomOrFramedBytes) {
+  // The .lzma header has no magic: its shape must not be met by other bytes, or a clean
+  // upload would be read as a corrupt stream and blocked.
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 200000; ++i) {
+    std::string b(32, '\0');
+    for (char& ch : b) ch = static_cast<char>(rng());
+    if (i % 4 == 1) b[0] = 0x5D;  // the properties byte, to test the rest of the shape
+    if (i % 4 == 2) b.replace(0, 5, std::string("\0\0\0\x10\0", 5));  // a gRPC message prefix
+    ASSERT_FALSE(LooksLikeLzmaAlone(b)) << i;
+    ASSERT_FALSE(LooksLikeBzip2(b)) << i;
+  }
+  EXPECT_TRUE(LooksLikeLzmaAlone(Python("import lzma\nout(lzma.compress(b'x', format=lzma.FORMAT_ALONE))")));
+  EXPECT_TRUE(LooksLikeBzip2(Python("import bz2\nout(bz2.compress(b'x'))")));
+  EXPECT_TRUE(LooksLikeBzip2(Python("import bz2\nout(bz2.compress(b''))")));
+}
+
+TEST(FileCodecs, ArchivesNotReadAreUndecodable) {
+  // 7z, rar and cab archives: no decoder here reads them, so they do not pass as read.
+  for (const std::string& head : {std::string("7z\xbc\xaf\x27\x1c\x00\x04", 8) + std::string(56, 'x'),
+                                  std::string("Rar!\x1a\x07\x01\x00", 8) + std::string(56, 'x'),
+                                  std::string("Rar!\x1a\x07\x00", 7) + std::string(57, 'x'),
+                                  std::string("MSCF\0\0\0\0", 8) + std::string(56, 'x')}) {
+    const Recorder r = Normalize(head);
+    EXPECT_EQ(r.undecodable.size(), 1u) << r.Reasons();
+    EXPECT_TRUE(HasReason(r, "this format is not read")) << r.Reasons();
+  }
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-// Zip archives (zip.cc) from Python's zipfile and the zip CLI, and hand-made edge cases: members found and named, stored data at exact offsets, data descriptors, zip64, nesting to and past the depth limit, bombs, truncation, encryption, unsupported methods, chunking independence, holds and bounded memory.
+// Zip archives (zip.cc) from Python's zipfile and the zip CLI, and hand-made edge cases: members found and named (stored, deflate, bzip2, LZMA), stored data at exact offsets, data descriptors, zip64, nesting to and past the depth limit, bombs, truncation, encryption, unsupported methods, chunking independence, holds and bounded memory.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -319,19 +319,33 @@ subprocess.run(['rm', '-rf', d])
   EXPECT_TRUE(z.undecodable.empty()) << z.Reasons();
 }
 
-TEST(Zip, UnsupportedMethodsAreUndecodableAndSkipped) {
-  const std::string zip = Python(R"PY(
-b = io.BytesIO()
+TEST(Zip, Bzip2AndLzmaMembersAreRead) {
+  // Seekable (sizes in the headers) and streamed (data descriptors: the member ends where
+  // its stream does, LZMA with its end marker).
+  for (const char* writer : {"io.BytesIO()", "Unseekable()"}) {
+    const std::string zip = Python(std::string("b = ") + writer + R"PY(
 with zipfile.ZipFile(b, 'w') as zf:
-    zf.writestr('a.bz2.csv', b'4539 1488 0343 6467' * 10, compress_type=zipfile.ZIP_BZIP2)
-    zf.writestr('b.lzma.csv', b'4539 1488 0343 6467' * 10, compress_type=zipfile.ZIP_LZMA)
+    zf.writestr('a.bz2.csv', b'4539 1488 0343 6467\n' * 10, compress_type=zipfile.ZIP_BZIP2)
+    zf.writestr('b.lzma.csv', b'4539 1488 0343 6467\n' * 10, compress_type=zipfile.ZIP_LZMA)
     zf.writestr('c.csv', b'4111 1111 1111 1111', compress_type=zipfile.ZIP_DEFLATED)
-out(b.getvalue())
+out(b.getvalue() if hasattr(b, 'getvalue') else b.buf)
 )PY");
-  const Recorder r = Normalize(zip);
-  EXPECT_TRUE(HasReason(r, "unsupported method 12 (bzip2) (in a.bz2.csv)")) << r.Reasons();
-  EXPECT_TRUE(HasReason(r, "unsupported method 14 (lzma) (in b.lzma.csv)")) << r.Reasons();
-  EXPECT_EQ(r.undecodable.size(), 2u) << r.Reasons();
+    for (size_t chunk : {size_t{0}, size_t{1}, size_t{13}}) {
+      const Recorder r = Normalize(zip, {}, chunk);
+      EXPECT_TRUE(r.undecodable.empty()) << writer << ": " << r.Reasons();
+      EXPECT_EQ(MembersWith(r, kCard1), (std::set<std::string>{"a.bz2.csv", "b.lzma.csv"})) << writer << chunk;
+      EXPECT_EQ(MembersWith(r, kCard2), std::set<std::string>{"c.csv"}) << writer << chunk;
+    }
+  }
+}
+
+TEST(Zip, OtherMethodsAreUndecodableAndSkipped) {
+  HandZip h;
+  h.Member("p.csv", "not really ppmd data 4539 1488 0343 6467", 98);
+  h.Member("c.csv", kCard2);
+  const Recorder r = Normalize(h.Finish());
+  EXPECT_TRUE(HasReason(r, "unsupported method 98 (ppmd) (in p.csv)")) << r.Reasons();
+  EXPECT_EQ(r.undecodable.size(), 1u) << r.Reasons();
   EXPECT_EQ(MembersWith(r, kCard2), std::set<std::string>{"c.csv"});
 }
 
@@ -384,6 +398,14 @@ with zipfile.ZipFile(u, 'w') as zf:
 out(u.buf)
 )PY"),
        false},
+      {Python(R"PY(
+u = Unseekable()
+with zipfile.ZipFile(u, 'w') as zf:
+    zf.writestr('a.csv', b'x,4539 1488 0343 6467\n' * 300, compress_type=zipfile.ZIP_BZIP2)
+    zf.writestr('b.csv', b'y,4111 1111 1111 1111\n' * 300, compress_type=zipfile.ZIP_LZMA)
+out(u.buf)
+)PY"),
+       false},
   };
   for (const auto& [zip, exact] : samples) {
     const Observed whole = Observe(Normalize(zip), exact);
@@ -395,13 +417,27 @@ out(u.buf)
     }
   }
   // Corrupt and truncated forms report the same whatever the chunking.
-  const std::string zip = samples[1].first;
-  for (size_t cut : {size_t{77}, zip.size() / 2, zip.size() - 30}) {
-    const std::string part = zip.substr(0, cut);
-    const Observed whole = Observe(Normalize(part), false);
-    EXPECT_FALSE(whole.reasons.empty());
-    EXPECT_EQ(Observe(NormalizeChunks(part, {1}), false), whole) << cut;
-    EXPECT_EQ(Observe(NormalizeChunks(part, RandomChunks(cut, 50)), false), whole) << cut;
+  for (const std::string& zip : {samples[1].first, samples[2].first}) {
+    for (size_t cut : {size_t{77}, zip.size() / 2, zip.size() - 30}) {
+      const std::string part = zip.substr(0, cut);
+      const Observed whole = Observe(Normalize(part), false);
+      EXPECT_FALSE(whole.reasons.empty());
+      EXPECT_EQ(Observe(NormalizeChunks(part, {1}), false), whole) << cut;
+      EXPECT_EQ(Observe(NormalizeChunks(part, RandomChunks(cut, 50)), false), whole) << cut;
+    }
+  }
+  // Bytes flipped inside the compressed data of the bzip2 member and of the LZMA one.
+  const std::string& zip = samples[2].first;
+  const size_t lzma_at = zip.find("b.csv") + 5 + 40;
+  for (size_t at : {size_t{120}, lzma_at}) {
+    std::string corrupt = zip;
+    for (size_t i = at; i < at + 8; ++i) corrupt[i] ^= 0x5a;
+    const Observed whole = Observe(Normalize(corrupt), false);
+    EXPECT_FALSE(whole.reasons.empty()) << at << ": " << Describe(whole);
+    EXPECT_EQ(Observe(NormalizeChunks(corrupt, {1}), false), whole) << at << ": " << Describe(whole);
+    for (uint64_t seed = 1; seed <= 5; ++seed) {
+      EXPECT_EQ(Observe(NormalizeChunks(corrupt, RandomChunks(seed, 40)), false), whole) << at << " " << seed;
+    }
   }
 }
 
