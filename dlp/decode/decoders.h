@@ -12,8 +12,19 @@
 namespace egressguard::dlp::decode {
 
 // Escape decoding. kPercent: %XX; kPlus: '+' is a space (forms, URL queries); kBackslash:
-// JSON string escapes incl. \uXXXX surrogate pairs; kQuotedPrintable: =XX and soft breaks.
-enum EscapeFlags : unsigned { kPercent = 1, kPlus = 2, kBackslash = 4, kQuotedPrintable = 8 };
+// JSON string escapes incl. \uXXXX surrogate pairs; kQuotedPrintable: =XX and soft breaks;
+// kHtmlReferences: &#NNN; &#xHH; and the named references of spaces, dashes and address
+// characters (&nbsp; &commat; ...); kFoldUnicode: no-break and other Unicode spaces, dashes
+// and fullwidth digits read as their ASCII, zero-width characters and soft hyphens as
+// nothing (so does every reference or \u escape that decodes to one of them).
+enum EscapeFlags : unsigned {
+  kPercent = 1,
+  kPlus = 2,
+  kBackslash = 4,
+  kQuotedPrintable = 8,
+  kHtmlReferences = 16,
+  kFoldUnicode = 32,
+};
 
 // lazy: only windows of text around escapes are emitted (the raw layer already holds the
 // rest), each window one document; otherwise the whole input is one unframed output.
@@ -97,6 +108,7 @@ class TransformSlot {
   size_t memory_bytes() const;
   // The undecided sniff prefix, the decoder's own state and what its output layer holds.
   uint64_t held_from() const;
+  const Layer* output() const { return out_.get(); }
 
  private:
   void Decide();

@@ -59,7 +59,7 @@ void* ChargedRealloc(Context* ctx, void* q, size_t n) {
 }
 
 void Context::Undecodable(OrigSpan where, const std::string& why) {
-  const std::string& m = InnermostMember();
+  const std::string& m = ReportMember();
   if (m.empty()) {
     sink.OnUndecodable(where.begin, where.end, why);
   } else {
@@ -68,7 +68,7 @@ void Context::Undecodable(OrigSpan where, const std::string& why) {
 }
 
 void Context::Encrypted(OrigSpan where, const std::string& what) {
-  sink.OnEncrypted(where.begin, where.end, InnermostMember(), what);
+  sink.OnEncrypted(where.begin, where.end, ReportMember(), what);
 }
 
 namespace {
@@ -126,6 +126,15 @@ const std::string& Context::ActiveMember() const {
 
 const std::string& Context::InnermostMember() const { return members.empty() ? kNoMember : members.back().path; }
 
+const std::string& Context::ReportMember() const {
+  if (active.empty()) return InnermostMember();
+  const Layer* own = active.back()->transform_output();
+  for (auto it = members.rbegin(); own != nullptr && it != members.rend(); ++it) {
+    if (it->owner == own) return it->path;
+  }
+  return ActiveMember();
+}
+
 Layer::Layer(Context& ctx, uint32_t depth) : ctx_(ctx), depth_(depth) {
   if (depth_ < ctx_.limits.max_depth) {
     transform_ = std::make_unique<TransformSlot>(ctx_, depth_ + 1);
@@ -137,6 +146,8 @@ Layer::Layer(Context& ctx, uint32_t depth) : ctx_(ctx), depth_(depth) {
 }
 
 Layer::~Layer() = default;
+
+const Layer* Layer::transform_output() const { return transform_ ? transform_->output() : nullptr; }
 
 void Layer::BeginDocument(const DocHint& hint) {
   ActiveScope scope(ctx_, this);

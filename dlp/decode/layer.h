@@ -57,6 +57,12 @@ struct Context {
   // The member the layer emitting now (the top of `active`) is inside.
   const std::string& ActiveMember() const;
   const std::string& InnermostMember() const;
+  // The member a report (Undecodable, Encrypted) is about: one a container decoder that
+  // runs in the emitting layer has entered for its own report (its output layer is the
+  // emitting layer's transform output), else the member the emitting layer is inside.
+  // Not a member merely open elsewhere: the parent layer's base64 runs pass the same
+  // stored bytes as the member, and their reports are no member's.
+  const std::string& ReportMember() const;
 
   NormalizerLimits limits;
   SegmentSink& sink;
@@ -129,6 +135,8 @@ class Layer {
   uint64_t held_from() const;
   uint32_t depth() const { return depth_; }
   Context& ctx() { return ctx_; }
+  // The layer this one's documents are decoded into by its TransformSlot, if any yet.
+  const Layer* transform_output() const;
 
  private:
   // The layer's own bytes for the sink: through the binary filter when there is one.

@@ -411,9 +411,10 @@ void TransformSlot::Decide() {
     if (!boundary.empty()) decoder_ = MakeMultipart(*out_, std::move(boundary));
   }
   if (!decoder_) {
-    // JSON escapes and %XX are decoded wherever they occur (not only in declared JSON or
-    // forms): a mislabelled body is the exfiltration case. '+' means space only in forms.
-    unsigned flags = kPercent | kBackslash;
+    // JSON escapes, %XX and HTML references are decoded, and Unicode look-alikes folded,
+    // wherever they occur (not only in declared JSON, forms or HTML): a mislabelled body
+    // is the exfiltration case. '+' means space only in forms.
+    unsigned flags = kPercent | kBackslash | kHtmlReferences | kFoldUnicode;
     if (hint_.is_url || Lower(hint_.content_type).find("x-www-form-urlencoded") != std::string::npos ||
         LooksLikeForm(b80)) {
       flags |= kPlus;

@@ -1,4 +1,6 @@
-// Escape decoding (percent, '+', JSON backslash, quoted-printable) as one streaming
+// Escape decoding (percent, '+', JSON backslash, quoted-printable, HTML character
+// references) and the folding of Unicode look-alikes a pattern would not match (no-break
+// and other spaces, dashes, fullwidth digits, zero-width characters) as one streaming
 // decoder. Plain text costs one memchr per trigger character; in lazy mode only windows
 // of kContext bytes around escapes are emitted, since the raw layer holds the rest.
 
@@ -12,7 +14,7 @@ namespace egressguard::dlp::decode {
 namespace {
 
 constexpr size_t kContext = 256;  // literal bytes kept before and emitted after an escape
-constexpr size_t kMaxEscape = 12; // "\uD83D\uDE00"
+constexpr size_t kMaxEscape = 20; // "\uD83D\uDE00", "&NonBreakingSpace;"
 
 int HexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -54,6 +56,37 @@ size_t Utf8(uint32_t cp, char* out) {
   return 4;
 }
 
+// What a code point is scanned as. Rich-text editors and copied web text put no-break
+// spaces (U+00A0, &nbsp;) and thin or narrow spaces between the groups of a card or IBAN,
+// dashes other than '-' into ids, fullwidth digits come from East Asian input methods,
+// and zero-width characters are the usual way to break a value up for a filter: none of
+// them changes what a person reads, so they are read as the ASCII they stand for (or as
+// nothing). kNone: scanned as it is.
+constexpr uint32_t kNone = 0xFFFFFFFF, kDrop = 0xFFFFFFFE;
+uint32_t Fold(uint32_t cp) {
+  if (cp == 0xA0 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x202F || cp == 0x205F || cp == 0x3000) return ' ';
+  if ((cp >= 0x2010 && cp <= 0x2015) || cp == 0x2212 || cp == 0xFE63 || cp == 0xFF0D) return '-';
+  if (cp >= 0xFF10 && cp <= 0xFF19) return '0' + (cp - 0xFF10);
+  if (cp == 0xAD || (cp >= 0x200B && cp <= 0x200D) || cp == 0x2060 || cp == 0xFEFF) return kDrop;
+  return kNone;
+}
+
+// HTML named references that matter for the values scanned: spaces and the characters
+// of e-mail addresses and URLs (others are left as text).
+uint32_t NamedReference(std::string_view name) {
+  static constexpr std::pair<std::string_view, uint32_t> kNames[] = {
+      {"nbsp", 0xA0}, {"NonBreakingSpace", 0xA0}, {"ensp", 0x2002}, {"emsp", 0x2003}, {"thinsp", 0x2009},
+      {"amp", '&'},   {"lt", '<'},     {"gt", '>'},        {"quot", '"'},     {"apos", '\''},
+      {"commat", '@'}, {"period", '.'}, {"hyphen", '-'},   {"dash", 0x2010},   {"ndash", 0x2013},
+      {"mdash", 0x2014}, {"minus", 0x2212}, {"plus", '+'},  {"lowbar", '_'},    {"sol", '/'},
+      {"colon", ':'}, {"num", '#'},    {"shy", 0xAD},       {"zwsp", 0x200B},  {"ZeroWidthSpace", 0x200B},
+  };
+  for (const auto& [n, cp] : kNames) {
+    if (n == name) return cp;
+  }
+  return kNone;
+}
+
 enum class EscKind { kEscape, kLiteral, kNeedMore };
 struct Esc {
   EscKind kind = EscKind::kLiteral;
@@ -78,7 +111,70 @@ Esc ParseEscape(const char* p, size_t avail, bool final) {
     e.out[0] = c;
     e.len = 1;
   };
+  // A code point as it is scanned: folded, dropped or encoded as UTF-8.
+  auto code_point = [&](uint32_t cp, size_t consumed) {
+    e.kind = EscKind::kEscape;
+    e.consumed = consumed;
+    const uint32_t f = Fold(cp);
+    if (f == kDrop) return;
+    if (f != kNone) {
+      e.out[0] = static_cast<char>(f);
+      e.len = 1;
+      return;
+    }
+    e.len = Utf8(cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) ? 0xFFFD : cp, e.out);
+  };
+  const auto cont = [&](size_t i) { return (static_cast<uint8_t>(p[i]) & 0xC0) == 0x80; };
   switch (p[0]) {
+    case '&': {
+      // &name; &#NNN; &#xHHH; ending within kMaxEscape bytes. Anything else ("a=1&b=2",
+      // "AT&T") is text.
+      size_t end = 1;
+      while (end < avail && end < kMaxEscape && p[end] != ';' && p[end] != '&' && p[end] != '<' &&
+             static_cast<uint8_t>(p[end]) > ' ') {
+        ++end;
+      }
+      if (end >= avail && end < kMaxEscape) {
+        if (!final) e.kind = EscKind::kNeedMore;
+        return e;
+      }
+      if (end >= avail || p[end] != ';' || end < 3) return e;
+      const std::string_view body(p + 1, end - 1);
+      uint32_t cp = kNone;
+      if (body[0] == '#') {
+        const bool hex = body.size() > 1 && (body[1] == 'x' || body[1] == 'X');
+        const std::string_view digits = body.substr(hex ? 2 : 1);
+        if (digits.empty() || digits.size() > 8) return e;
+        uint64_t v = 0;
+        for (char c : digits) {
+          const int d = hex ? HexValue(c) : (c >= '0' && c <= '9' ? c - '0' : -1);
+          if (d < 0) return e;
+          v = v * (hex ? 16 : 10) + static_cast<unsigned>(d);
+        }
+        cp = v > 0x10FFFF ? 0xFFFD : static_cast<uint32_t>(v);
+      } else {
+        cp = NamedReference(body);
+        if (cp == kNone) return e;
+      }
+      code_point(cp, end + 1);
+      return e;
+    }
+    case '\xC2':  // U+0080..U+00BF: the no-break space and the soft hyphen
+      if (need(2)) return e;
+      if (static_cast<uint8_t>(p[1]) == 0xA0 || static_cast<uint8_t>(p[1]) == 0xAD) {
+        code_point(static_cast<uint8_t>(p[1]), 2);
+      }
+      return e;
+    case '\xE2':  // U+2000..U+2FFF: spaces, dashes, zero-width characters, minus
+    case '\xE3':  // U+3000..U+3FFF: the ideographic space
+    case '\xEF': {  // U+F000..U+FFFF: fullwidth forms, the byte order mark
+      if (need(3)) return e;
+      if (!cont(1) || !cont(2)) return e;
+      const uint32_t cp = ((static_cast<uint8_t>(p[0]) & 0x0Fu) << 12) | ((static_cast<uint8_t>(p[1]) & 0x3Fu) << 6) |
+                          (static_cast<uint8_t>(p[2]) & 0x3Fu);
+      if (Fold(cp) != kNone) code_point(cp, 3);
+      return e;
+    }
     case '+':
       one(' ', 1);
       return e;
@@ -133,7 +229,7 @@ Esc ParseEscape(const char* p, size_t avail, bool final) {
       } else if (code >= 0xDC00 && code <= 0xDFFF) {
         code = 0xFFFD;
       }
-      e.len = Utf8(code, e.out);
+      code_point(code, e.consumed);
       return e;
     }
     default:
@@ -148,6 +244,10 @@ class Unescaper final : public Decoder {
     if (flags & kPlus) triggers_[ntriggers_++] = '+';
     if (flags & kBackslash) triggers_[ntriggers_++] = '\\';
     if (flags & kQuotedPrintable) triggers_[ntriggers_++] = '=';
+    if (flags & kHtmlReferences) triggers_[ntriggers_++] = '&';
+    if (flags & kFoldUnicode) {
+      for (char c : {'\xC2', '\xE2', '\xE3', '\xEF'}) triggers_[ntriggers_++] = c;
+    }
   }
 
   void Put(const Src& in) override {
@@ -203,7 +303,7 @@ class Unescaper final : public Decoder {
   size_t Process(const Src& s, size_t stop_at, bool final, bool* incomplete) {
     const char* d = s.data();
     const size_t n = s.size();
-    std::array<size_t, 4> next{};  // cached memchr result per trigger; 0 = not searched yet
+    std::array<size_t, kMaxTriggers> next{};  // cached memchr result per trigger; 0 = not searched yet
     auto next_trigger = [&](size_t from) {
       size_t best = n;
       for (size_t k = 0; k < ntriggers_; ++k) {
@@ -321,7 +421,8 @@ class Unescaper final : public Decoder {
   Layer& out_;
   Coalescer coal_;
   const bool lazy_;
-  char triggers_[4] = {};
+  static constexpr size_t kMaxTriggers = 9;
+  char triggers_[kMaxTriggers] = {};
   size_t ntriggers_ = 0;
   MappedBuffer partial_;  // an escape cut by the chunk boundary
   MappedBuffer tail_;     // lazy: the last kContext literal bytes, not emitted yet

@@ -668,6 +668,55 @@ def test_form_clean_controls_pass(env):
     assert not bad, summary(bad, 2)
 
 
+# ------------------------------------------------- 5. HTML references and Unicode look-alikes
+# What a rich-text editor or a copy from a web page puts between the groups of a card, and
+# what a person hides a card with: all of it reads as the card.
+LOOKALIKES = {
+    "html-nbsp": lambda v: v.replace(b" ", b"&nbsp;"),
+    "html-decimal": lambda v: b"".join(b"&#%d;" % c for c in v),
+    "html-hex": lambda v: b"".join(b"&#x%x;" % c for c in v),
+    "utf8-nbsp": lambda v: v.replace(b" ", "\u00a0".encode()),
+    "utf8-thin-space": lambda v: v.replace(b" ", "\u2009".encode()),
+    "zero-width": lambda v: "\u200b".encode().join(bytes([c]) for c in v.replace(b" ", b"")),
+    "fullwidth-digits": lambda v: "".join(chr(0xFF10 + c - 48) if 48 <= c <= 57 else chr(c) for c in v).encode(),
+}
+
+
+def html_body(size, encode, value=CARD):
+    rng = random.Random(11)
+    n = 300 * KIB if size == "large" else 6 * KIB
+    paras = []
+    total = 0
+    while total < n:
+        p = b"<p>%s&nbsp;%s &amp; caf\xc3\xa9 &#8211; %s</p>\n" % (_letters(rng, 50), _letters(rng, 12),
+                                                                  _letters(rng, 30))
+        paras.append(p)
+        total += len(p)
+    pre = b"<html><body>" + b"".join(paras) + b"<p>Karte: "
+    return pre + encode(value) + b"</p></body></html>\n", len(pre)
+
+
+@pytest.mark.parametrize("size", ["large", "small"])
+@pytest.mark.parametrize("style", list(LOOKALIKES))
+def test_card_in_html_references_or_unicode_lookalikes_blocked(env, style, size):
+    # Proves a card written with &nbsp;, character references, no-break/thin spaces, zero-width characters or fullwidth digits at the end of an HTML body is read and blocked, no byte of it out.
+    body, off = html_body(size, LOOKALIKES[style])
+    hdrs = ["Content-Type: text/html; charset=utf-8"]
+    checks = [raw_check(body, off)]
+    cases = [(f, sp) for f in ("cl", "chunked-late") for sp in sorted({off, off + 3, len(body) - 2})]
+    bad = sweep(cases, lambda c: blocked(env, body, hdrs, c[1], c[0], checks, finding="credit_card"))
+    assert not bad, summary(bad, len(cases))
+
+
+def test_html_lookalike_clean_controls_pass(env):
+    # Proves (control) HTML full of &nbsp;, references and Unicode spaces around a non-Luhn number gets 200 intact.
+    bodies = [html_body(size, LOOKALIKES[style], b"4539 1488 0343 6468")[0]
+              for size in ("large", "small") for style in ("html-nbsp", "utf8-nbsp", "fullwidth-digits")]
+    hdrs = ["Content-Type: text/html; charset=utf-8"]
+    bad = sweep(list(range(len(bodies))), lambda i: clean(env, bodies[i], hdrs, "chunked-late"))
+    assert not bad, summary(bad, len(bodies))
+
+
 # ------------------------------------------------------------------ 6. WebSocket
 def ws_path(name):
     return "/ws-enc/%s/%s" % (name, W.tag("c"))

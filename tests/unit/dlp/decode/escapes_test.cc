@@ -1,4 +1,4 @@
-// Percent, '+', JSON backslash and quoted-printable escapes decode to the right bytes and map back to the exact original span.
+// Percent, '+', JSON backslash, quoted-printable escapes and HTML references decode to the right bytes and map back to the exact original span; Unicode look-alikes (no-break and other spaces, dashes, fullwidth digits, zero-width characters) are read as their ASCII.
 #include <gtest/gtest.h>
 
 #include "decode_test_util.h"
@@ -90,6 +90,56 @@ TEST(Escapes, PlainTextEmitsNothing) {
   const Recorder r = Normalize(text, {}, 4096);
   EXPECT_TRUE(r.layers.empty());
   EXPECT_LT(r.max_memory, 8u << 10);
+}
+
+TEST(Escapes, HtmlReferencesDecodeWhereverTheyOccur) {
+  // A rich-text editor's card: &nbsp; between the groups; a hand-obfuscated one in
+  // decimal and hex references; an address with &#64; and &commat;.
+  const std::string body =
+      "<p>Card: 4539&nbsp;1488&nbsp;0343&nbsp;6467</p><p>&#52;&#49;&#49;&#49; &#x31;&#x31;&#x31;&#x31;</p>"
+      "<p>anna.meier&#64;bluewin.ch, lea&commat;gmx.ch, AT&T &amp; co, a=1&b=2, &unknown; &#xZZ;</p>";
+  const Recorder r = Normalize(body, H("text/html"));
+  EXPECT_EQ(r.Find("4539 1488 0343 6467"), SpanIn(body, "4539&nbsp;1488&nbsp;0343&nbsp;6467"));
+  EXPECT_EQ(r.Find("4111 1111"), SpanIn(body, "&#52;&#49;&#49;&#49; &#x31;&#x31;&#x31;&#x31;"));
+  EXPECT_EQ(r.Find("anna.meier@bluewin.ch"), SpanIn(body, "anna.meier&#64;bluewin.ch"));
+  EXPECT_TRUE(r.Has("lea@gmx.ch"));
+  EXPECT_TRUE(r.Has("AT&T & co, a=1&b=2, &unknown; &#xZZ;"));  // not references: text
+  // Mislabelled, and cut at every byte: the same.
+  const Recorder plain = Normalize(body, H("application/octet-stream"));
+  EXPECT_EQ(plain.Find("4539 1488 0343 6467"), r.Find("4539 1488 0343 6467"));
+  for (size_t chunk = 1; chunk < 24; ++chunk) {
+    const Recorder c = Normalize(body, H("text/html"), chunk);
+    EXPECT_EQ(c.layers, r.layers) << chunk;
+  }
+}
+
+TEST(Escapes, UnicodeLookAlikesAreReadAsTheirAscii) {
+  const std::string nbsp = "\xC2\xA0", thin = "\xE2\x80\x89", narrow = "\xE2\x80\xAF", zwsp = "\xE2\x80\x8B",
+                    en_dash = "\xE2\x80\x93";
+  const std::string body = "Karte 4539" + nbsp + "1488" + thin + "0343" + narrow + "6467; IBAN CH93" + nbsp + "0076" +
+                           nbsp + "2011" + nbsp + "6238" + nbsp + "5295" + nbsp + "7; SSN 123" + en_dash + "45" + en_dash +
+                           "6789; 4111" + zwsp + "1111" + zwsp + "1111" + zwsp + "1111; "
+                           "\xEF\xBC\x94\xEF\xBC\x95\xEF\xBC\x93\xEF\xBC\x99; caf\xC3\xA9 \xC2\xA3 5";
+  const Recorder r = Normalize(body);
+  EXPECT_EQ(r.Find("4539 1488 0343 6467"), SpanIn(body, "4539" + nbsp + "1488" + thin + "0343" + narrow + "6467"));
+  EXPECT_TRUE(r.Has("CH93 0076 2011 6238 5295 7"));
+  EXPECT_TRUE(r.Has("123-45-6789"));
+  EXPECT_TRUE(r.Has("4111111111111111"));  // zero-width spaces are nothing
+  EXPECT_TRUE(r.Has("4539; caf\xC3\xA9 \xC2\xA3 5"));  // fullwidth digits; other non-ASCII as it is
+  // JSON \u escapes and HTML references of the same characters fold alike.
+  const Recorder j = Normalize(R"({"c":"4539\u00a01488\u2009&#160;0343 6467"})");
+  EXPECT_TRUE(j.Has("4539 1488  0343 6467"));
+  for (size_t chunk = 1; chunk < 8; ++chunk) {
+    EXPECT_EQ(Normalize(body, {}, chunk).layers, r.layers) << chunk;
+  }
+}
+
+TEST(Escapes, NonAsciiTextWithoutLookAlikesEmitsNothing) {
+  // German, French quotes and CJK text: their lead bytes are no escapes.
+  std::string text;
+  for (int i = 0; i < 300; ++i) text += "Gr\xC3\xBC\xC3\x9F \xC2\xAB \xE4\xB8\xAD\xE6\x96\x87 \xE2\x82\xAC 5 \xEF\xBC\x8C ";
+  const Recorder r = Normalize(text, {}, 4096);
+  EXPECT_TRUE(r.layers.empty());
 }
 
 }  // namespace

@@ -320,7 +320,7 @@ TEST_P(FileCodecs, StreamsDecodeAndLimitsHold) {
 INSTANTIATE_TEST_SUITE_P(Decode, FileCodecs,
                          ::testing::Values(FileCodecCase{"bzip2", "bz2.compress(d)", true},
                                            FileCodecCase{"lzma", "lzma.compress(d, format=lzma.FORMAT_ALONE)", false}),
-                         [](const auto& info) { return std::string(info.param.name); });
+                         [](const ::testing::TestParamInfo<FileCodecCase>& p) { return std::string(p.param.name); });
 
 TEST(FileCodecs, LzmaDictionaryPastTheBudgetIsRefused) {
   // preset 9: a 64 MiB dictionary, past the 16 MiB budget: refused, not allocated.
