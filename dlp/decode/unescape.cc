@@ -6,9 +6,11 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cstring>
 
 #include "dlp/decode/decoders.h"
+#include "dlp/decode/simd.h"
 
 namespace egressguard::dlp::decode {
 namespace {
@@ -239,14 +241,15 @@ Esc ParseEscape(const char* p, size_t avail, bool final) {
 
 class Unescaper final : public Decoder {
  public:
-  Unescaper(Layer& out, unsigned flags, bool lazy) : out_(out), coal_(out), lazy_(lazy) {
-    if (flags & kPercent) triggers_[ntriggers_++] = '%';
-    if (flags & kPlus) triggers_[ntriggers_++] = '+';
-    if (flags & kBackslash) triggers_[ntriggers_++] = '\\';
-    if (flags & kQuotedPrintable) triggers_[ntriggers_++] = '=';
-    if (flags & kHtmlReferences) triggers_[ntriggers_++] = '&';
+  Unescaper(Layer& out, unsigned flags, bool lazy)
+      : out_(out), coal_(out), lazy_(lazy), avx2_(simd::UseAvx2()) {
+    if (flags & kPercent) triggers_.Add('%');
+    if (flags & kPlus) triggers_.Add('+');
+    if (flags & kBackslash) triggers_.Add('\\');
+    if (flags & kQuotedPrintable) triggers_.Add('=');
+    if (flags & kHtmlReferences) triggers_.Add('&');
     if (flags & kFoldUnicode) {
-      for (char c : {'\xC2', '\xE2', '\xE3', '\xEF'}) triggers_[ntriggers_++] = c;
+      for (uint8_t c : {0xC2, 0xE2, 0xE3, 0xEF}) triggers_.Add(c);
     }
   }
 
@@ -303,17 +306,31 @@ class Unescaper final : public Decoder {
   size_t Process(const Src& s, size_t stop_at, bool final, bool* incomplete) {
     const char* d = s.data();
     const size_t n = s.size();
-    std::array<size_t, kMaxTriggers> next{};  // cached memchr result per trigger; 0 = not searched yet
+    // Trigger bytes found 64 at a time (one table lookup per byte for all of them, where
+    // a memchr per trigger cost a pass each and a minimum per step): the block's mask is
+    // kept while the escapes in it are handled.
+    size_t blk = 0;
+    uint64_t blk_mask = 0;
+    bool have_blk = false;
     auto next_trigger = [&](size_t from) {
-      size_t best = n;
-      for (size_t k = 0; k < ntriggers_; ++k) {
-        if (next[k] == 0 || next[k] - 1 < from) {
-          const void* hit = from < n ? std::memchr(d + from, triggers_[k], n - from) : nullptr;
-          next[k] = (hit ? static_cast<size_t>(static_cast<const char*>(hit) - d) : n) + 1;
+      while (from < n) {
+        if (!have_blk || from < blk || from >= blk + 64) {
+          blk = from;
+          have_blk = true;
+          const size_t len = std::min<size_t>(64, n - from);
+          if (len == 64) {
+            blk_mask = simd::ByteSetMask64(d + from, triggers_, avx2_);
+          } else {
+            char tail[64] = {};
+            std::memcpy(tail, d + from, len);
+            blk_mask = simd::ByteSetMask64(tail, triggers_, avx2_) & ((uint64_t{1} << len) - 1);
+          }
         }
-        best = std::min(best, next[k] - 1);
+        const uint64_t m = blk_mask >> (from - blk);
+        if (m != 0) return from + static_cast<size_t>(std::countr_zero(m));
+        from = blk + 64;
       }
-      return best;
+      return n;
     };
     size_t pos = 0;
     while (pos < n && pos < stop_at) {
@@ -421,9 +438,8 @@ class Unescaper final : public Decoder {
   Layer& out_;
   Coalescer coal_;
   const bool lazy_;
-  static constexpr size_t kMaxTriggers = 9;
-  char triggers_[kMaxTriggers] = {};
-  size_t ntriggers_ = 0;
+  const bool avx2_;
+  simd::ByteSet triggers_;
   MappedBuffer partial_;  // an escape cut by the chunk boundary
   MappedBuffer tail_;     // lazy: the last kContext literal bytes, not emitted yet
   bool active_ = false;   // lazy: inside an emitted window
