@@ -131,10 +131,10 @@ Utf16Sniff SniffUtf16(const DocHint& hint, std::string_view b) {
   const bool bom_be = b.substr(0, 2) == "\xFE\xFF";
   if (bom_le || bom_be) {
     // A mark alone is two bytes of chance (once in 32,768 random documents): what follows
-    // must be text too, which random units after it are about once in 3,000 (a surrogate
-    // out of pair or a private-use unit among 64 is near certain). Taking such bytes for
-    // text costs nothing: no other decoder reads random bytes, and the raw layer is
-    // scanned either way. A mark with no more than a few units after it is text.
+    // must be text too, which 47 random units are about once in 700 (a surrogate out of
+    // pair, a control or a private-use unit is all but certain among them); so one random
+    // document in ~24 million is read as UTF-16, at no cost: no other decoder reads random
+    // bytes, and the raw layer is scanned either way. A mark and nothing more is text.
     r.utf16 = Stats(b.substr(2), bom_be).text;
     r.big_endian = bom_be;
     return r;
