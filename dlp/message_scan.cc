@@ -1082,7 +1082,10 @@ bool MessageScanImpl::Recycle() {
   undecodable_.Clear();
   encrypted_.Clear();
   layer_member_.clear();
-  for (MemberCsv& m : member_csv_) m.member.clear();  // detectors kept for reuse
+  for (MemberCsv& m : member_csv_) {  // detectors kept for reuse
+    m.member.clear();
+    m.open = false;
+  }
   member_rows_ = 0;
   member_rows_columns_.clear();
   member_rows_member_.clear();
@@ -1170,7 +1173,7 @@ uint64_t MessageScanImpl::threshold_from() const {
     if (csv_.is_pii_csv()) from = 0;  // the header is the message's first line
     // A member CSV's header lies somewhere before its rows: hold from the start.
     for (const MemberCsv& m : member_csv_) {
-      if (!m.member.empty() && m.csv->is_pii_csv()) from = 0;
+      if (m.open && m.csv->is_pii_csv()) from = 0;
     }
   }
   return from;
@@ -1180,16 +1183,22 @@ void MessageScanImpl::OnDecoded(uint32_t layer, std::string_view bytes, uint64_t
                                 bool linear) {
   if (layer == 0) return;  // layer 0 is the raw message, scanned already
   if (LayerScan* l = Layer(layer)) l->FeedSegment(bytes, orig_begin, orig_end, linear);
-  if (layer < layer_member_.size() && !layer_member_[layer].empty()) {
-    if (member_csv_.size() <= layer) member_csv_.resize(layer + 1);
-    MemberCsv& m = member_csv_[layer];
-    if (m.member.empty()) {
-      if (!m.csv) m.csv = std::make_unique<CsvHeaderDetector>(&engine_->csv_keywords());
-      m.csv->Reset();
-      m.member = layer_member_[layer];
-    }
-    m.csv->Feed(bytes);
+  // Every decoded document is read for a CSV header, not only container members: a
+  // UTF-16 export or a gzipped CSV is a table whose header the raw layer cannot see, and
+  // a header naming PII columns makes its rows count (names and birth dates validate as
+  // nothing). Documents end at OnDocumentEnd, members at OnMember.
+  if (layer >= kMaxLayers) return;
+  if (member_csv_.size() <= layer) member_csv_.resize(layer + 1);
+  MemberCsv& m = member_csv_[layer];
+  // The "\n" a layer sends between two of its documents is not the next one's header.
+  if (!m.open && bytes == "\n") return;
+  if (!m.open) {
+    if (!m.csv) m.csv = std::make_unique<CsvHeaderDetector>(&engine_->csv_keywords());
+    m.csv->Reset();
+    m.member = layer < layer_member_.size() ? layer_member_[layer] : std::string();
+    m.open = true;
   }
+  m.csv->Feed(bytes);
 }
 
 void MessageScanImpl::OnMember(uint32_t layer, std::string_view path) {
@@ -1200,7 +1209,7 @@ void MessageScanImpl::OnMember(uint32_t layer, std::string_view path) {
 }
 
 void MessageScanImpl::CloseMemberCsv(uint32_t layer) {
-  if (layer >= member_csv_.size() || member_csv_[layer].member.empty()) return;
+  if (layer >= member_csv_.size() || !member_csv_[layer].open) return;
   MemberCsv& m = member_csv_[layer];
   m.csv->Finish();
   if (m.csv->is_pii_csv() && m.csv->rows() > member_rows_) {
@@ -1209,12 +1218,13 @@ void MessageScanImpl::CloseMemberCsv(uint32_t layer) {
     member_rows_member_ = m.member;
   }
   m.member.clear();
+  m.open = false;
 }
 
 uint64_t MessageScanImpl::MemberRows() const {
   uint64_t rows = member_rows_;
   for (const MemberCsv& m : member_csv_) {
-    if (!m.member.empty() && m.csv->is_pii_csv()) rows = std::max(rows, m.csv->rows());
+    if (m.open && m.csv->is_pii_csv()) rows = std::max(rows, m.csv->rows());
   }
   return rows;
 }

@@ -102,11 +102,13 @@ class MessageScanImpl final : public MessageScan, public DecodedSink {
   void RecordSpan(RuleState& st, const CompiledRule& rule, std::string_view value, const std::string& normalized,
                   const std::string& key, uint64_t orig_start, uint64_t orig_end, const std::string& member_path);
 
-  // A container member's CSV (or spreadsheet rows) seen through a decoded layer: each
-  // member is judged on its own header, its rows count as records for bulk_pii.
+  // A CSV (or spreadsheet rows) seen through a decoded layer: a container member's, or
+  // any decoded document's (a UTF-16 export transcoded, a gzipped CSV), each judged on
+  // its own header from its first line; its rows count as records for bulk_pii.
   struct MemberCsv {
     std::unique_ptr<CsvHeaderDetector> csv;
-    std::string member;
+    std::string member;  // "" for a document outside any container
+    bool open = false;   // a document or member is being fed
   };
   void CloseMemberCsv(uint32_t layer);
   uint64_t MemberRows() const;  // most rows of a member CSV with PII columns, so far
@@ -175,7 +177,7 @@ class MessageScanImpl final : public MessageScan, public DecodedSink {
   Reported undecodable_;
   Reported encrypted_;
   std::vector<std::string> layer_member_;  // by layer id: the member its bytes now come from
-  std::vector<MemberCsv> member_csv_;       // by layer id, while that layer is inside a member
+  std::vector<MemberCsv> member_csv_;       // by layer id, while a document of that layer is open
   uint64_t member_rows_ = 0;                // most rows of one member CSV with PII columns
   std::string member_rows_columns_, member_rows_member_;
   std::string scan_error_;

@@ -56,6 +56,14 @@ DecoderPtr MakeTar(Layer& out);
 enum class StreamFormat { kXz, kLzma, kBzip2 };
 DecoderPtr MakeStreamDecoder(StreamFormat format, Layer& out, const DocHint& out_hint);
 
+// UTF-16 text (utf16.cc), transcoded to UTF-8 as one document carrying the hint's
+// content type (its charset dropped), each character mapped to its code unit(s):
+// nullptr unless the document is UTF-16 by its byte-order mark, by a charset=utf-16(le|be)
+// label its bytes agree with, or by its first code units being mostly ASCII with NUL
+// high bytes. Binary and UTF-8 text are never taken for it.
+DecoderPtr MakeUtf16Text(const DocHint& hint, std::string_view sniff, Layer& out);
+bool LooksLikeUtf16(const DocHint& hint, std::string_view sniff);
+
 // Where the depth limit stops decoding, a container or compressed stream inside a
 // document would pass unread: a decoder writing into a layer at limits.max_depth (which
 // has no child slots) shows each document's first bytes to one of these, which reports

@@ -58,10 +58,11 @@ class CheckingSink : public SegmentSink {
 inline ContentHintLite PickHint(uint8_t a, uint8_t b) {
   static const char* kTypes[] = {"", "application/json", "application/x-www-form-urlencoded",
                                  "multipart/form-data; boundary=b", "text/plain", "multipart/mixed; boundary=\"x y\"",
-                                 "application/octet-stream", "multipart/form-data"};
+                                 "application/octet-stream", "multipart/form-data",
+                                 "text/csv; charset=utf-16"};  // utf16.cc's label, checked against the bytes
   static const char* kEncodings[] = {"", "gzip", "br", "zstd", "deflate", "gzip, br", "compress", "identity"};
   ContentHintLite h;
-  h.content_type = kTypes[a % 8];
+  h.content_type = kTypes[a % (sizeof kTypes / sizeof kTypes[0])];
   h.content_encoding = kEncodings[b % 8];
   h.is_url = (a & 0x80) != 0;
   return h;

@@ -47,6 +47,10 @@ MIME = {
     "ods": "application/vnd.oasis.opendocument.spreadsheet",
     "pdf": "application/pdf",
     "eml": "message/rfc822",
+    # UTF-16 text as Excel's "Unicode Text" (LE with a mark) and a BOM-less big-endian
+    # export write it: told by the bytes, so no charset is sent.
+    "txt-utf16": "text/plain",
+    "tsv-utf16be": "text/tab-separated-values",
 }
 
 
@@ -110,6 +114,12 @@ HEADER = ("name", "email", "card", "iban")
 def customer_csv():
     lines = [",".join(HEADER)] + [",".join(r) for r in customers()]
     return ("\n".join(lines) + "\n").encode()
+
+
+def customer_text(sep="\t", newline="\r\n"):
+    """The table as Excel's "Unicode Text" and PowerShell write it: tab-separated, CRLF."""
+    lines = [sep.join(HEADER)] + [sep.join(r) for r in customers()]
+    return newline.join(lines) + newline
 
 
 # ------------------------------------------------------------------------------ archives
@@ -391,6 +401,11 @@ def verify(kind, data, expect_text=()):
     elif kind == "pdf":
         assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF")
         blob = b"\n".join(pdf_text_strings(data))
+    elif kind == "txt-utf16":
+        assert data.startswith(b"\xff\xfe")
+        blob = data.decode("utf-16").encode()
+    elif kind == "tsv-utf16be":
+        blob = data.decode("utf-16-be").encode()
     elif kind == "eml":
         msg = email.message_from_bytes(data, policy=email.policy.default)
         blob = b"\n".join(part.get_payload(decode=True) or b"" for part in msg.walk() if not part.is_multipart())
@@ -551,6 +566,13 @@ def build_corpus(d):
     assert b"=\r\n" in qp, "no soft line break in the quoted-printable body"
     put("eml-quoted-printable", "export-qp.eml", "eml", qp)
 
+    # UTF-16 text: a CSV with a mark (str.encode('utf-16'): little-endian, FF FE), a
+    # BOM-less big-endian TSV, and the CSV as a zip member.
+    put("utf16-csv", "customers-utf16.txt", "txt-utf16", csv.decode().encode("utf-16"))
+    put("utf16be-tsv", "customers-utf16be.tsv", "tsv-utf16be", customer_text().encode("utf-16-be"))
+    put("zip-utf16", "unicode.zip", "zip", zip_bytes([("customers-utf16.txt", csv.decode().encode("utf-16"))]),
+        check=False)
+
     # One card and one IBAN typed into a paragraph and split into runs of different
     # formatting, as Word stores a partly bold number.
     split_card, split_iban = card_numbers(ROWS + 1)[-1], IBANS[0]
@@ -597,4 +619,6 @@ def build_corpus(d):
     put("clean-docx", "minutes.docx", "docx", docx_bytes("Platform team", MEETING_NOTES),
         expect_text=["runbook"])
     put("clean-zip", "source.zip", "zip", zip_bytes(source_files()), expect_text=["JSONDecodeError"])
+    put("clean-utf16", "minutes-utf16.txt", "txt-utf16", "\r\n".join(MEETING_NOTES).encode("utf-16"),
+        expect_text=["runbook"])
     return docs

@@ -1,7 +1,8 @@
 """Uploads as people really send them (issue 18): archives and office documents made by
 the real writers (zipfile, tarfile, tar --zstd, zip -P, openpyxl, python-docx, odfpy,
 reportlab; see doc_helpers.py), each carrying a 200-row customer table (name, e-mail,
-valid card) and five IBANs.
+valid card) and five IBANs; and the table as UTF-16 text (str.encode: a CSV with a
+byte-order mark, a BOM-less big-endian TSV, the CSV in a zip).
 
 - `egressguard scan --format jsonl` finds in each one the cards (count 200), e-mail
   addresses (200), IBANs (5) and bulk_pii, each finding naming the member it is in
@@ -17,8 +18,8 @@ valid card) and five IBANs.
   password-protected PDF give `encrypted_content` (ALERT): the upload reaches the origin
   intact and the verdict records the finding.
 - Hard negatives stay clean: an xlsx of product prices and order ids, a PDF of prose with
-  long reference numbers, a docx of meeting notes and a zip of source code scan with exit
-  0 and upload with 200, byte-exact."""
+  long reference numbers, a docx of meeting notes, a zip of source code and meeting notes
+  in UTF-16 scan with exit 0 and upload with 200, byte-exact."""
 import base64
 import concurrent.futures
 import io
@@ -78,11 +79,16 @@ CUSTOMER_DOCS = {
     # body whose soft line breaks split values. Parts are no container members.
     "eml-attachment": None,
     "eml-quoted-printable": None,
+    # UTF-16 text (a CSV with a byte-order mark, a BOM-less big-endian TSV) is read
+    # transcoded; inside a zip its findings name the member.
+    "utf16-csv": None,
+    "utf16be-tsv": None,
+    "zip-utf16": _endswith("customers-utf16.txt"),
 }
 # 7z: a format no decoder here reads (p7zip writes it; scripts/install-deps.sh installs it).
 UNREADABLE = ["zip-bomb", "zip-deep", "zip-truncated", "7z"]
 ENCRYPTED = ["zip-encrypted", "pdf-encrypted"]
-CLEAN = ["clean-xlsx", "clean-pdf", "clean-docx", "clean-zip"]
+CLEAN = ["clean-xlsx", "clean-pdf", "clean-docx", "clean-zip", "clean-utf16"]
 SHAPES = ["raw", "multipart", "json-base64"]
 
 

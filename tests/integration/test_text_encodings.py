@@ -1,0 +1,164 @@
+"""Text in UTF-16 (dlp/decode/utf16.cc): "nothing leaves unread" (DESIGN.md) for the
+encoding Excel's "Unicode Text" export and Windows PowerShell's Out-File write, where every
+ASCII character is followed (little-endian) or preceded (big-endian) by a NUL byte, so no
+pattern matches the raw bytes.
+
+- `egressguard scan` of the 200-row customer table (doc_helpers) encoded by Python as
+  UTF-16 with a byte-order mark, UTF-16LE and UTF-16BE without one, as CSV and as
+  tab-separated text: exit 1, credit_card x200 and e-mail x200, bulk_pii counting the
+  CSV's 200 rows by its header, as the UTF-8 CSV does; the first card's offsets are those
+  of its code units in the file; inside a zip the finding names the member and lies in
+  its data.
+- A table whose PII columns validate as nothing (names, birth dates, addresses) counts
+  by its header in UTF-16 and gzipped as in UTF-8 (the engine reads every decoded
+  document's header, not only archive members').
+- Hard negatives stay clean (exit 0, nothing printed): a PNG, random bytes, UTF-8 prose
+  with accents, UTF-16 meeting notes.
+The proxy side (enforce mode, 403, no byte at the origin, raw / multipart / base64 in
+JSON) is test_containers.py's cases utf16-csv, utf16be-tsv and zip-utf16."""
+import gzip
+import io
+import json
+import os
+import random
+import struct
+import subprocess
+import tempfile
+import zipfile
+import zlib
+
+import pytest
+
+import doc_helpers as D
+
+
+def scan(binary, path, *args):
+    return subprocess.run([binary, "scan", *args, path], capture_output=True, text=True, timeout=60)
+
+
+def jsonl(binary, path):
+    r = scan(binary, path, "--format", "jsonl")
+    assert r.returncode in (0, 1), r.stderr[-2000:]
+    return r.returncode, [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+
+
+def by_category(findings):
+    out = {}
+    for f in findings:
+        out.setdefault(f["category"], []).append(f)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tmp():
+    with tempfile.TemporaryDirectory(prefix="egressguard-utf16-") as d:
+        yield d
+
+
+def write(tmp, name, data):
+    path = os.path.join(tmp, name)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+CSV = D.customer_csv().decode()
+TSV = D.customer_text()
+# (file name, text, codec, bytes before the first code unit)
+TABLES = {
+    "csv-utf16": ("customers.txt", CSV, "utf-16", 2),       # Python's utf-16: LE with FF FE
+    "csv-utf16le": ("customers-le.csv", CSV, "utf-16-le", 0),
+    "csv-utf16be": ("customers-be.csv", CSV, "utf-16-be", 0),
+    "tsv-utf16": ("export.txt", TSV, "utf-16", 2),           # Excel's Unicode Text
+    "tsv-utf16be": ("export-be.txt", TSV, "utf-16-be", 0),
+}
+
+
+@pytest.mark.parametrize("case", list(TABLES))
+def test_utf16_table_is_read_like_its_utf8_twin(egressguard_bin, tmp, case):
+    # Proves: the 200-row table in UTF-16 gives credit_card x200, email x200 and bulk_pii over its CSV rows, as UTF-8 does.
+    name, text, codec, lead = TABLES[case]
+    path = write(tmp, name, text.encode(codec))
+    rc, findings = jsonl(egressguard_bin, path)
+    utf8_rc, utf8 = jsonl(egressguard_bin, write(tmp, name + ".utf8", text.encode()))
+    cats, want = by_category(findings), by_category(utf8)
+    assert rc == 1 == utf8_rc, findings
+    for cat in ("credit_card", "email", "iban"):
+        got = sum(int(f["count"]) for f in cats.get(cat, []))
+        assert got == sum(int(f["count"]) for f in want.get(cat, [])), (cat, findings)
+    assert sum(int(f["count"]) for f in cats["credit_card"]) == D.ROWS
+    bulk = cats.get("bulk_pii", [])
+    assert bulk and bulk[0]["evidence"] == want["bulk_pii"][0]["evidence"], (bulk, want.get("bulk_pii"))
+    assert bulk[0]["evidence"].startswith("CSV with %d records" % D.ROWS), bulk
+    assert "undecodable" not in cats, findings
+    # The first card's offsets are its code units': 2 bytes a character, after the mark.
+    first = D.customers()[0][2]
+    k = text.index(first)
+    card = cats["credit_card"][0]
+    assert (card["start"], card["end"]) == (lead + 2 * k, lead + 2 * (k + len(first))), card
+
+
+def test_utf16_member_of_a_zip_is_named_with_offsets_in_its_data(egressguard_bin, tmp):
+    # Proves: `scan` prints FILE!customers-utf16.txt:START-END for a UTF-16 CSV in a zip, inside the member's stored data.
+    data = D.zip_bytes([("README.txt", b"see the export\n"),
+                        ("customers-utf16.txt", CSV.encode("utf-16"))], zipfile.ZIP_STORED)
+    path = write(tmp, "export.zip", data)
+    r = scan(egressguard_bin, path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    prefix = path + "!customers-utf16.txt:"
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith(prefix) and " credit_card " in ln]
+    assert lines, r.stdout
+    start, end = map(int, lines[0][len(prefix):].split(":", 1)[0].split("-"))
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        info = zf.getinfo("customers-utf16.txt")
+    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26:info.header_offset + 30])
+    first = info.header_offset + 30 + name_len + extra_len
+    card = D.customers()[0][2]
+    k = CSV.index(card)
+    assert (start, end) == (first + 2 + 2 * k, first + 2 + 2 * (k + len(card))), lines[0]
+
+
+def people_table():
+    """PII columns whose values validate as nothing: only the header says what they are."""
+    rng = random.Random(5)
+    rows = ["first_name,last_name,date_of_birth,street_address,city"]
+    for i in range(D.ROWS):
+        rows.append("Name%d,Surname%d,19%02d-%02d-%02d,%d Main Street,Springfield"
+                    % (i, i, rng.randint(40, 99), rng.randint(1, 12), rng.randint(1, 28), i + 1))
+    return "\n".join(rows) + "\n"
+
+
+@pytest.mark.parametrize("shape", ["utf-8", "utf-16", "utf-16-be", "gzip"])
+def test_header_only_people_table_counts_its_rows(egressguard_bin, tmp, shape):
+    # Proves: a 200-row table of names and birth dates gives bulk_pii by its CSV header in UTF-16 and gzipped too.
+    text = people_table()
+    data = gzip.compress(text.encode(), mtime=0) if shape == "gzip" else text.encode(shape)
+    rc, findings = jsonl(egressguard_bin, write(tmp, "people-%s.csv" % shape, data))
+    bulk = by_category(findings).get("bulk_pii", [])
+    assert rc == 1 and bulk, findings
+    assert bulk[0]["evidence"] == "CSV with %d records of people: date_of_birth" % D.ROWS, bulk
+
+
+def png():
+    raw = b"".join(b"\0" + bytes((x * y) & 255 for x in range(32)) for y in range(32))
+
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 32, 32, 8, 0, 0, 0, 0)) +
+            chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_hard_negatives_stay_clean(egressguard_bin, tmp):
+    # Proves: a PNG, random bytes, UTF-8 prose with accents and UTF-16 notes with no PII scan with exit 0 and no finding.
+    rng = random.Random(11)
+    docs = {
+        "image.png": png(),
+        "noise.bin": bytes(rng.getrandbits(8) for _ in range(64 << 10)),
+        "prose.txt": ("Grüße aus Zürich: naïve café, façade, Øresund — " * 200).encode(),
+        "notes-utf16.txt": "\r\n".join(D.MEETING_NOTES).encode("utf-16"),
+        "notes-utf16be.txt": "\r\n".join(D.MEETING_NOTES).encode("utf-16-be"),
+    }
+    for name, data in docs.items():
+        r = scan(egressguard_bin, write(tmp, name, data))
+        assert r.returncode == 0 and not r.stdout.strip(), "%s: exit %d\n%s%s" % (name, r.returncode, r.stdout,
+                                                                                  r.stderr[-500:])
