@@ -20,6 +20,7 @@ struct Outcome {
   std::vector<std::pair<std::string, std::vector<std::pair<uint64_t, uint64_t>>>> layers;
   std::vector<std::string> reasons;
   bool limited = false;
+  bool out_of_layers = false;  // "more than N decode layers"
 };
 
 Outcome Run(const ContentHintLite& hint, const NormalizerLimits& limits, std::string_view body, size_t chunk,
@@ -44,6 +45,7 @@ Outcome Run(const ContentHintLite& hint, const NormalizerLimits& limits, std::st
         r.find("bomb") != std::string::npos) {
       o.limited = true;
     }
+    if (r.find("decode layers") != std::string::npos) o.out_of_layers = true;
   }
   return o;
 }
@@ -87,6 +89,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const Outcome split = Run(hint, limits, body, chunk, exact);
   if (whole.limited || split.limited) {
     if (whole.reasons.empty() || split.reasons.empty()) std::abort();
+    // Layer ids go to documents in the order their first bytes reach the sink, which the
+    // reads decide; once they run out, which documents were refused one differs, and so
+    // do the layer texts. Both runs must still have run out (or hit another limit).
+    if (whole.out_of_layers || split.out_of_layers) return 0;
     if (!AgreesUpToTheCut(whole, split) || !AgreesUpToTheCut(split, whole)) std::abort();
     return 0;
   }
