@@ -4,6 +4,7 @@
 //               [--queries 200] [--ingest-only] [--drop-index NAME]... [--db /tmp/store_bench.db]
 //               [--ids uuid7|uuid4|seq] [--key-index-rows N]
 //               [--backend sqlite|postgresql|both] [--pg URI] [--sweep N]
+//               [--keys skewed|uniform] [--replicas N] [--ceiling]
 // Runs in-process against egressguard::store::Store, so it measures the store, not
 // gRPC. `--backend` picks sqlite (WAL; the default), PostgreSQL, or both one after the
 // other in one run (same verdicts, same queries). PostgreSQL is a server this process
@@ -36,6 +37,7 @@
 #include <thread>
 #include <vector>
 
+#include "appliance/store/pg.h"
 #include "appliance/store/sqlite.h"
 #include "appliance/store/store.h"
 #include "tests/support/pg_server.h"
@@ -60,6 +62,31 @@ std::string Uuid(int version, uint64_t unix_ms, std::mt19937_64& rng) {
                      lo & 0xffffffffffffULL);
 }
 
+// How workloads and destinations are drawn. kSkewed (the default) is what a fleet
+// sees: some workloads far busier than others, and each talking to a few destinations
+// of its own (three, 60/30/10 %), with 2 % of its traffic to any of the 2000 hosts.
+// kUniform draws workload and host independently and uniformly (1000 x 2000), so that
+// nearly every verdict is a new workload x destination pair in its hour: the worst
+// case for the rollups.
+enum class Keys { kSkewed, kUniform };
+Keys g_keys = Keys::kSkewed;
+
+std::pair<uint64_t, uint64_t> WorkloadAndHost(std::mt19937_64& rng) {
+  if (g_keys == Keys::kUniform) {
+    const uint64_t w = rng() % 1000;
+    return {w, rng() % 2000};
+  }
+  // Squaring a uniform draw: workload 0 is the busiest, 999 the quietest (about 1 in
+  // 30 verdicts come from the busiest 1 %).
+  const double u = static_cast<double>(rng() % 1000000) / 1e6;
+  const auto w = static_cast<uint64_t>(u * u * 1000);
+  const uint64_t pick = rng() % 100;
+  if (pick < 2) return {w, rng() % 2000};
+  const uint64_t nth = pick < 62 ? 0 : pick < 92 ? 1 : 2;
+  // The workload's own destinations: fixed per workload, spread over the hosts.
+  return {w, (w * 7919 + nth * 104729) % 2000};
+}
+
 v1::Verdict Make(uint64_t i, int64_t base_s, Ids ids, std::mt19937_64& rng) {
   v1::Verdict v;
   const int64_t time_s = base_s + static_cast<int64_t>(i / 20);
@@ -71,8 +98,9 @@ v1::Verdict Make(uint64_t i, int64_t base_s, Ids ids, std::mt19937_64& rng) {
   *v.mutable_time() = google::protobuf::util::TimeUtil::SecondsToTimestamp(time_s);
   v.set_appliance(fmt::format("appliance-{}", i % 4));
   v.set_client_address(fmt::format("10.{}.{}.{}", rng() % 4, rng() % 250, rng() % 250));
-  v.set_workload(fmt::format("ns{}/svc{}", rng() % 20, rng() % 50));
-  v.set_host(fmt::format("host{}.example.com", rng() % 2000));
+  const auto [workload, host] = WorkloadAndHost(rng);
+  v.set_workload(fmt::format("ns{}/svc{}", workload % 20, workload / 20));
+  v.set_host(fmt::format("host{}.example.com", host));
   v.set_port(443);
   v.set_method("POST");
   v.set_path("/api/v1/upload");
@@ -106,6 +134,115 @@ double CpuNow(clockid_t clock) {
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
 }
 
+// The machine's ceiling for PostgreSQL ingest, without the store: the rows the store
+// wrote (binary COPY out of `verdicts`, in seq order) are COPYed again, in batches of
+// `batch` rows with one durable commit each, into a plain table with no index (and then
+// into one with the same indexes as `verdicts`), from 1 and 2 connections at once. No
+// hashing, no chain lock, no rollups, no id claims: what any store design could reach
+// on this server and these cores. Prints one table row per case.
+int Ceiling(const std::string& uri, size_t batch) {
+  namespace pg = egressguard::store::pg;
+  auto c = pg::Connection::Open(uri);
+  if (!c.ok()) {
+    std::fprintf(stderr, "ceiling: %s\n", std::string(c.status().message()).c_str());
+    return 2;
+  }
+  const char* cols =
+      "id, time_us, appliance, client_address, workload, host, action, rule_pack_version, bytes_out, bytes_in, "
+      "categories, rule_ids, body, seq, received_us, prev_hash, hash";
+  PGresult* r = PQexec((*c)->raw(), fmt::format("COPY (SELECT {} FROM verdicts ORDER BY seq) TO STDOUT (FORMAT binary)", cols).c_str());
+  if (PQresultStatus(r) != PGRES_COPY_OUT) {
+    std::fprintf(stderr, "ceiling: %s\n", PQerrorMessage((*c)->raw()));
+    PQclear(r);
+    return 2;
+  }
+  PQclear(r);
+  std::string all;
+  for (;;) {
+    char* buf = nullptr;
+    const int n = PQgetCopyData((*c)->raw(), &buf, 0);
+    if (n < 0) break;
+    all.append(buf, static_cast<size_t>(n));
+    PQfreemem(buf);
+  }
+  while ((r = PQgetResult((*c)->raw())) != nullptr) PQclear(r);
+  // Split into tuples: a 19-byte header, then per tuple int16 fields and per field an
+  // int32 length and that many bytes; an int16 -1 ends it.
+  auto be32 = [&](size_t at) {
+    return static_cast<uint32_t>(static_cast<unsigned char>(all[at])) << 24 |
+           static_cast<uint32_t>(static_cast<unsigned char>(all[at + 1])) << 16 |
+           static_cast<uint32_t>(static_cast<unsigned char>(all[at + 2])) << 8 |
+           static_cast<uint32_t>(static_cast<unsigned char>(all[at + 3]));
+  };
+  std::vector<std::string_view> tuples;
+  size_t at = 19;
+  while (at + 2 <= all.size()) {
+    const auto fields = static_cast<int16_t>(static_cast<unsigned char>(all[at]) << 8 | static_cast<unsigned char>(all[at + 1]));
+    if (fields < 0) break;
+    size_t end = at + 2;
+    for (int f = 0; f < fields; ++f) {
+      const uint32_t len = be32(end);
+      end += 4 + (len == 0xffffffffu ? 0 : len);
+    }
+    tuples.emplace_back(all.data() + at, end - at);
+    at = end;
+  }
+  const std::string header = all.substr(0, 19);
+  std::vector<std::string> batches;
+  for (size_t i = 0; i < tuples.size(); i += batch) {
+    std::string b = header;
+    for (size_t j = i; j < std::min(tuples.size(), i + batch); ++j) b.append(tuples[j]);
+    b.append("\xff\xff", 2);
+    batches.push_back(std::move(b));
+  }
+  std::printf("\n| ceiling: plain COPY of the same %zu rows, batches of %zu, one commit each | verdicts/s |\n|---|---|\n",
+              tuples.size(), batch);
+  for (bool indexed : {false, true}) {
+    for (size_t conns : {size_t{1}, size_t{2}}) {
+      const std::string table = fmt::format("ceiling_{}_{}", indexed ? "indexed" : "plain", conns);
+      // LIKE a partitioned table makes a plain one; INCLUDING INDEXES copies its indexes.
+      if (auto s = (*c)->Run(fmt::format("DROP TABLE IF EXISTS {0}; CREATE TABLE {0} (LIKE verdicts{1})", table,
+                                         indexed ? " INCLUDING INDEXES" : ""));
+          !s.ok()) {
+        std::fprintf(stderr, "ceiling: %s\n", std::string(s.message()).c_str());
+        return 2;
+      }
+      std::atomic<size_t> next{0};
+      std::atomic<bool> failed{false};
+      const auto t0 = Clock::now();
+      std::vector<std::thread> threads;
+      for (size_t k = 0; k < conns; ++k) {
+        threads.emplace_back([&] {
+          auto w = pg::Connection::Open(uri);
+          if (!w.ok()) {
+            failed = true;
+            return;
+          }
+          for (size_t i = next++; i < batches.size(); i = next++) {
+            if (!(*w)->Run("BEGIN").ok() ||
+                !(*w)->CopyIn(fmt::format("COPY {} ({}) FROM STDIN (FORMAT binary)", table, cols), batches[i]).ok() ||
+                !(*w)->Run("COMMIT").ok()) {
+              failed = true;
+              return;
+            }
+          }
+        });
+      }
+      for (auto& t : threads) t.join();
+      const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+      if (failed) {
+        std::fprintf(stderr, "ceiling: a COPY failed\n");
+        return 2;
+      }
+      std::printf("| %s, %zu connection(s) | %.0f |\n",
+                  indexed ? "into a table with the indexes of verdicts" : "into a table with no index", conns,
+                  static_cast<double>(tuples.size()) / secs);
+      (void)(*c)->Run(fmt::format("DROP TABLE {}", table));
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -122,9 +259,15 @@ int main(int argc, char** argv) {
   std::string backend = "sqlite";
   std::string pg_uri;
   uint64_t sweep = 0;
+  bool ceiling = false;
+  size_t replicas = 1;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--ingest-only")) {
       ingest_only = true;
+      continue;
+    }
+    if (!std::strcmp(argv[i], "--ceiling")) {
+      ceiling = true;
       continue;
     }
     if (i + 1 >= argc) break;
@@ -138,6 +281,15 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--backend")) backend = argv[i + 1];
     if (!std::strcmp(argv[i], "--pg")) pg_uri = argv[i + 1];
     if (!std::strcmp(argv[i], "--sweep")) sweep = std::stoull(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--replicas")) replicas = std::max<size_t>(1, std::stoul(argv[i + 1]));
+    if (!std::strcmp(argv[i], "--keys")) {
+      const std::string_view k = argv[i + 1];
+      if (k != "skewed" && k != "uniform") {
+        std::fprintf(stderr, "--keys wants skewed or uniform\n");
+        return 2;
+      }
+      g_keys = k == "skewed" ? Keys::kSkewed : Keys::kUniform;
+    }
     if (!std::strcmp(argv[i], "--key-index-rows")) key_index_rows = std::max<int64_t>(1, std::stoll(argv[i + 1]));
     if (!std::strcmp(argv[i], "--ids")) {
       const std::string_view form = argv[i + 1];
@@ -188,6 +340,21 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "open: %s\n", std::string(store.status().message()).c_str());
     return 2;
   }
+  // Replicas: more Store objects on the same PostgreSQL database, each with its own
+  // connection pool and its own group commit, as separate store processes have; stream
+  // k ingests through replica k % N. In one process (no gRPC between), so this measures
+  // the database side of several replicas, not their network hop.
+  std::vector<egressguard::store::Store*> writers{store->get()};
+  std::vector<std::unique_ptr<egressguard::store::Store>> extra;
+  for (size_t k = 1; k < replicas && pg; ++k) {
+    auto more = egressguard::store::Store::Open(options);
+    if (!more.ok()) {
+      std::fprintf(stderr, "open replica: %s\n", std::string(more.status().message()).c_str());
+      return 2;
+    }
+    extra.push_back(std::move(*more));
+    writers.push_back(extra.back().get());
+  }
   if (!drop.empty() && pg) {
     std::fprintf(stderr, "--drop-index is a sqlite experiment\n");
     return 2;
@@ -219,7 +386,7 @@ int main(int argc, char** argv) {
     for (size_t k = 0; k < streams; ++k) {
       threads.emplace_back([&, k] {
         if (round[k].empty()) return;
-        auto r = (*store)->Ingest(std::move(round[k]));
+        auto r = writers[k % writers.size()]->Ingest(std::move(round[k]));
         if (!r.ok()) errors[k] = std::string(r.status().message());
       });
     }
@@ -234,6 +401,9 @@ int main(int argc, char** argv) {
     }
   }
   std::printf("| measurement | value |\n|---|---|\n");
+  std::printf("| keys | %s; %zu replica(s) |\n",
+              g_keys == Keys::kSkewed ? "skewed (each workload a few destinations)" : "uniform (1000 x 2000 at random)",
+              writers.size());
   std::printf("| ingest, %llu verdicts (%s ids), batches of %zu, %zu stream(s), synchronous=%s | %.0f verdicts/s (%.1f s) |\n",
               static_cast<unsigned long long>(count), ids == Ids::kUuid7 ? "uuid7" : ids == Ids::kUuid4 ? "uuid4" : "seq",
               batch, streams, options.synchronous.c_str(),
@@ -244,6 +414,9 @@ int main(int argc, char** argv) {
               static_cast<double>(std::filesystem::file_size(db) + std::filesystem::file_size(db + "-wal")) /
                   (1 << 20));
 
+  if (pg && ceiling) {
+    if (int rc = Ceiling(database, batch); rc != 0) return rc;
+  }
   if (ingest_only) return 0;
 
   // A write queued now runs after any keying the last ingest started, so the queries
@@ -364,7 +537,7 @@ int main(int argc, char** argv) {
         auto r0 = Clock::now();
         for (size_t k = 0; k < n; ++k) {
           threads.emplace_back([&, k] {
-            if (!round[k].empty() && !(*store)->Ingest(std::move(round[k])).ok()) failed = true;
+            if (!round[k].empty() && !writers[k % writers.size()]->Ingest(std::move(round[k])).ok()) failed = true;
           });
         }
         for (auto& t : threads) t.join();

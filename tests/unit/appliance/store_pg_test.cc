@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "appliance/store/chain.h"
+#include "appliance/store/internal.h"
 #include "appliance/store/pg.h"
 #include "appliance/store/pg_schema.h"
 #include "appliance/store/store.h"
@@ -339,6 +340,12 @@ TEST_F(PgStoreTest, EveryEarlierSchemaVersionMigratesAndKeepsData) {
                             "= 'verdicts'",
                             {pg::Param::Bytes(hash), pg::Param::Int(received)})
                       .ok());
+      // From version 2 on, that store kept the hourly rollups with its verdicts.
+      if (version >= 2) {
+        ASSERT_TRUE((*c)->Run("INSERT INTO stats_hourly " +
+                              internal::RollupOfVerdictsSql(internal::Dialect::kPostgres, "TRUE"))
+                        .ok());
+      }
     }
     Store::Options o{db.database(), 2, nullptr};
     auto s = Store::Open(o);
@@ -346,6 +353,17 @@ TEST_F(PgStoreTest, EveryEarlierSchemaVersionMigratesAndKeepsData) {
     auto v = (*s)->Verify();
     ASSERT_TRUE(v.ok()) << v.status();
     EXPECT_TRUE(v->ok()) << "from version " << version << ": " << v->DebugString();
+    {
+      // Version 3: the seq index of verdict_ids is gone, stats_hourly leaves room for
+      // HOT updates.
+      auto c = pg::Connection::Open(db.database());
+      ASSERT_TRUE(c.ok()) << c.status();
+      auto r = (*c)->Exec("SELECT to_regclass('verdict_ids_seq') IS NULL, "
+                          "(SELECT array_to_string(reloptions, ',') FROM pg_class WHERE relname = 'stats_hourly')");
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_EQ(r->Text(0, 0), "t") << "from version " << version;
+      EXPECT_EQ(r->Text(0, 1), "fillfactor=70") << "from version " << version;
+    }
     EXPECT_EQ(v->verdicts_checked(), 1u);
     v1::StatsRequest by_category;
     by_category.set_group_by(v1::CATEGORY);
