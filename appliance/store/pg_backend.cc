@@ -23,6 +23,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <limits>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -789,7 +790,15 @@ class PgBackend final : public Backend {
     bool done = false;
   };
 
-  absl::StatusOr<v1::StatsResponse> RollupStats(const RollupPlan& plan, v1::GroupBy group) {
+  absl::StatusOr<v1::StatsResponse> RollupStats(RollupPlan plan, v1::GroupBy group) {
+    auto c = pool_.Get();
+    if (!c.ok()) return c.status();
+    {
+      // A closed_day read before a concurrent close is still right: closing keeps the hours.
+      auto closed = (*c)->Exec(kClosedDaySql);
+      if (!closed.ok()) return closed.status();
+      UseDays(closed->rows() == 1 ? closed->Int(0, 0) : std::numeric_limits<int32_t>::min(), &plan);
+    }
     Params params{Param::Int(plan.kind)};
     std::string from, to;
     if (plan.from_hour) {
@@ -800,8 +809,6 @@ class PgBackend final : public Backend {
       params.push_back(Param::Int(*plan.to_hour));
       to = fmt::format("${}", params.size());
     }
-    auto c = pool_.Get();
-    if (!c.ok()) return c.status();
     auto r = (*c)->Exec(RollupStatsSql(Dialect::kPostgres, plan, group, "$1", from, to), params);
     if (!r.ok()) return r.status();
     const bool pair = group == v1::WORKLOAD_DESTINATION;
@@ -863,6 +870,16 @@ class PgBackend final : public Backend {
     const int64_t received = std::max(now, head->received_us);
     auto partition = EnsurePartition(**c, received);
     if (!partition.ok()) return partition.status();
+    // The daily tier: the days before today are closed first (under the chain lock, as
+    // every rollup change), so this group's verdicts of closed days go to both tiers.
+    auto closed = (*c)->Exec(kClosedDaySql);
+    if (!closed.ok()) return closed.status();
+    if (closed->rows() != 1) return absl::DataLossError("stats_days is empty");
+    int64_t closed_day = closed->Int(0, 0);
+    if (const int64_t today = DayOf(now); today > closed_day) {
+      if (auto s = (*c)->Run(CloseDaysSql(Dialect::kPostgres, closed_day, today)); !s.ok()) return s;
+      closed_day = today;
+    }
     // Claims the ids with the seqs they get when all are new (the usual case): one
     // statement both finds retried ids and writes verdict_ids, where a lookup first
     // would probe the same index twice. When some were stored before, the seqs
@@ -903,7 +920,7 @@ class PgBackend final : public Backend {
       head->hash = std::move(hash);
       inserted[i] = 1;
       ++total;
-      AddToRollup(v, &rollup);
+      AddToRollup(v, closed_day, &rollup);
     }
     if (auto s = insert.Flush(**c); !s.ok()) return s;
     // In the batch's transaction: the rollups count exactly the stored verdicts. One

@@ -138,6 +138,19 @@ UNION ALL SELECT 5, ((v.time_us - (((v.time_us % 3600000000) + 3600000000) % 360
 DROP INDEX verdict_ids_seq;
 ALTER TABLE stats_hourly SET (fillfactor = 70);
 )sql",
+      // 4: the daily tier of the rollups (internal.h, kDailyKind): kinds 11-15 with the
+      // day number in `hour`, for the days before closed_day. The days before today
+      // are closed here from the hourly rows; ingest closes the following ones.
+      R"sql(
+CREATE TABLE stats_days (
+  one integer PRIMARY KEY CHECK (one = 1),
+  closed_day bigint NOT NULL
+);
+INSERT INTO stats_days VALUES (1, floor(extract(epoch FROM now()) / 86400)::bigint);
+INSERT INTO stats_hourly (kind, hour, key1, key2, verdicts, bytes_out, bytes_in)
+SELECT kind + 10, ((hour - (((hour % 24) + 24) % 24)) / 24), key1, key2, SUM(verdicts)::bigint, SUM(bytes_out)::bigint, SUM(bytes_in)::bigint
+FROM stats_hourly WHERE kind < 10 AND hour < (SELECT closed_day * 24 FROM stats_days) GROUP BY 1, 2, 3, 4;
+)sql",
   };
   return kMigrations;
 }

@@ -8,7 +8,6 @@
 #include <vector>
 
 #include "appliance/store/chain.h"
-#include "appliance/store/internal.h"
 #include "appliance/store/pg.h"
 #include "appliance/store/pg_schema.h"
 #include "appliance/store/store.h"
@@ -341,9 +340,14 @@ TEST_F(PgStoreTest, EveryEarlierSchemaVersionMigratesAndKeepsData) {
                             {pg::Param::Bytes(hash), pg::Param::Int(received)})
                       .ok());
       // From version 2 on, that store kept the hourly rollups with its verdicts.
+      // Its five hourly rows: the verdict's hour x action, category, host, workload,
+      // workload x host.
       if (version >= 2) {
-        ASSERT_TRUE((*c)->Run("INSERT INTO stats_hourly " +
-                              internal::RollupOfVerdictsSql(internal::Dialect::kPostgres, "TRUE"))
+        const int64_t hour = received / 3600000000;
+        ASSERT_TRUE((*c)->Run("INSERT INTO stats_hourly VALUES ($1, $2, $3, '', 1, 1000, 200), "
+                              "(2, $2, 'iban', '', 1, 1000, 200), (3, $2, 'h.example', '', 1, 1000, 200), "
+                              "(4, $2, 'ns/payments', '', 1, 1000, 200), (5, $2, 'ns/payments', 'h.example', 1, 1000, 200)",
+                              {pg::Param::Int(1), pg::Param::Int(hour), pg::Param::Text(std::to_string(v.action()))})
                         .ok());
       }
     }
