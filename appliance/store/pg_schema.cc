@@ -139,14 +139,17 @@ DROP INDEX verdict_ids_seq;
 ALTER TABLE stats_hourly SET (fillfactor = 70);
 )sql",
       // 4: the daily tier of the rollups (internal.h, kDailyKind): kinds 11-15 with the
-      // day number in `hour`, for the days before closed_day. The days before today
-      // are closed here from the hourly rows; ingest closes the following ones.
+      // day number in `hour`, for the days before closed_day. The days before the
+      // newest one with verdicts are closed here from the hourly rows; ingest closes
+      // the following ones as the store's clock passes them.
       R"sql(
 CREATE TABLE stats_days (
   one integer PRIMARY KEY CHECK (one = 1),
   closed_day bigint NOT NULL
 );
-INSERT INTO stats_days VALUES (1, floor(extract(epoch FROM now()) / 86400)::bigint);
+-- Closed: the days before the newest day with verdicts (none in an empty store; the
+-- first ingest closes the days before its own).
+INSERT INTO stats_days SELECT 1, COALESCE(MAX((hour - (((hour % 24) + 24) % 24)) / 24), -2147483648) FROM stats_hourly;
 INSERT INTO stats_hourly (kind, hour, key1, key2, verdicts, bytes_out, bytes_in)
 SELECT kind + 10, ((hour - (((hour % 24) + 24) % 24)) / 24), key1, key2, SUM(verdicts)::bigint, SUM(bytes_out)::bigint, SUM(bytes_in)::bigint
 FROM stats_hourly WHERE kind < 10 AND hour < (SELECT closed_day * 24 FROM stats_days) GROUP BY 1, 2, 3, 4;
