@@ -18,6 +18,13 @@
 // default), uuid4 (random, what older appliances sent) or seq (a counter).
 // `--key-index-rows N` sets Store::Options::key_index_rows (how many new verdicts wait
 // before the writer keys their host, client and workload; queries scan those).
+// `--keys` picks how workloads and destinations are drawn: skewed (default: busy and
+// quiet workloads, each with three destinations of its own) or uniform (1000 x 2000 at
+// random, the rollups' worst case). `--replicas N` (PostgreSQL) opens N Store objects
+// on the one database, each with its own pool and group commit; stream k ingests
+// through replica k % N. `--ceiling` (PostgreSQL) COPYs the stored rows again into
+// plain tables, with and without the verdict indexes, from 1 and 2 connections: what
+// the machine does without the store. The store's clock follows the verdicts' times.
 // The database file is deleted before the run.
 #include <fmt/format.h>
 #include <google/protobuf/util/time_util.h>
