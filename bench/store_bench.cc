@@ -5,6 +5,7 @@
 //               [--ids uuid7|uuid4|seq] [--key-index-rows N]
 //               [--backend sqlite|postgresql|both] [--pg URI] [--sweep N]
 //               [--keys skewed|uniform] [--replicas N] [--ceiling]
+//               [--grpc-replicas N] [--egressguard PATH]
 // Runs in-process against egressguard::store::Store, so it measures the store, not
 // gRPC. `--backend` picks sqlite (WAL; the default), PostgreSQL, or both one after the
 // other in one run (same verdicts, same queries). PostgreSQL is a server this process
@@ -24,12 +25,23 @@
 // on the one database, each with its own pool and group commit; stream k ingests
 // through replica k % N. `--ceiling` (PostgreSQL) COPYs the stored rows again into
 // plain tables, with and without the verdict indexes, from 1 and 2 connections: what
-// the machine does without the store. The store's clock follows the verdicts' times.
+// the machine does without the store. `--grpc-replicas N` (PostgreSQL) starts N
+// `egressguard store` processes on the database (`--egressguard PATH`, default
+// ../appliance/egressguard beside this binary; plaintext on loopback) and ingests over
+// one Report stream per bench stream, stream k to process k % N, waiting for each ack
+// as a reporter does. The store's clock follows the verdicts' times (with gRPC
+// replicas, which keep their own clocks, the verdicts end at the time of the run).
 // The database file is deleted before the run.
 #include <fmt/format.h>
 #include <google/protobuf/util/time_util.h>
 
+#include <fcntl.h>
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -46,6 +58,7 @@
 #include <vector>
 
 #include "appliance/store/pg.h"
+#include "egressguard/v1/store.grpc.pb.h"
 #include "appliance/store/sqlite.h"
 #include "appliance/store/store.h"
 #include "tests/support/pg_server.h"
@@ -251,6 +264,46 @@ int Ceiling(const std::string& uri, size_t batch) {
   return 0;
 }
 
+// `egressguard store` as a child process on the bench's database, plaintext on a
+// loopback port the kernel picks; its address comes from its "listening on" line.
+struct ReplicaProcess {
+  pid_t pid = -1;
+  std::string address;
+};
+
+ReplicaProcess StartReplica(const std::string& binary, const std::string& uri, const std::string& log) {
+  ReplicaProcess r;
+  int out[2];
+  if (pipe(out) != 0) return r;
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+  posix_spawn_file_actions_addclose(&fa, out[0]);
+  posix_spawn_file_actions_addopen(&fa, 2, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  std::vector<std::string> args = {binary, "store", "--listen", "127.0.0.1:0", "--db", uri};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const int rc = posix_spawn(&r.pid, binary.c_str(), &fa, nullptr, argv.data(), ::environ);
+  posix_spawn_file_actions_destroy(&fa);
+  close(out[1]);
+  if (rc != 0) {
+    r.pid = -1;
+    close(out[0]);
+    return r;
+  }
+  std::string line;
+  char ch;
+  while (read(out[0], &ch, 1) == 1 && ch != '\n') line.push_back(ch);
+  close(out[0]);  // the replica's later stdout lines go nowhere; it writes none
+  constexpr std::string_view kOn = "listening on ";
+  if (auto at = line.find(kOn); at != std::string::npos) {
+    const auto start = at + kOn.size();
+    r.address = line.substr(start, line.find(' ', start) - start);
+  }
+  return r;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -269,6 +322,8 @@ int main(int argc, char** argv) {
   uint64_t sweep = 0;
   bool ceiling = false;
   size_t replicas = 1;
+  size_t grpc_replicas = 0;
+  std::string egressguard_bin = (std::filesystem::path(argv[0]).parent_path() / "../appliance/egressguard").string();
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--ingest-only")) {
       ingest_only = true;
@@ -290,6 +345,8 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--pg")) pg_uri = argv[i + 1];
     if (!std::strcmp(argv[i], "--sweep")) sweep = std::stoull(argv[i + 1]);
     if (!std::strcmp(argv[i], "--replicas")) replicas = std::max<size_t>(1, std::stoul(argv[i + 1]));
+    if (!std::strcmp(argv[i], "--grpc-replicas")) grpc_replicas = std::stoul(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--egressguard")) egressguard_bin = argv[i + 1];
     if (!std::strcmp(argv[i], "--keys")) {
       const std::string_view k = argv[i + 1];
       if (k != "skewed" && k != "uniform") {
@@ -344,7 +401,11 @@ int main(int argc, char** argv) {
   // as a store receiving them live would: its receive times, month partitions and the
   // days it closes for the daily rollups are those of the verdicts, not of the hour
   // the bench happens to run in (which would make every verdict a late one).
-  const int64_t base_s = 1'790'000'000;
+  // gRPC replicas run on their own (real) clocks: the verdicts then end about now, so
+  // that they are not late ones of long-closed days for the daily rollups.
+  const int64_t base_s = pg && grpc_replicas > 0
+                             ? static_cast<int64_t>(::time(nullptr)) - static_cast<int64_t>((count + 3 * sweep) / 20) - 60
+                             : 1'790'000'000;
   auto sim_us = std::make_shared<std::atomic<int64_t>>(base_s * 1000000);
   egressguard::store::Store::Options options{database, 4, [sim_us] { return sim_us->load(); }};
   options.synchronous = sync == "normal" ? "NORMAL" : "FULL";
@@ -369,6 +430,60 @@ int main(int argc, char** argv) {
     extra.push_back(std::move(*more));
     writers.push_back(extra.back().get());
   }
+  // gRPC replicas: `egressguard store` processes on the same database; stream k sends
+  // its batches over one Report stream to process k % N and waits for each ack, as an
+  // appliance's reporter does. This includes the gRPC hop and the replicas' own group
+  // commit; the in-process Store above then only answers the queries.
+  std::vector<ReplicaProcess> procs;
+  struct ReportStream {
+    std::unique_ptr<grpc::ClientContext> context;
+    std::unique_ptr<grpc::ClientReaderWriter<v1::ReportRequest, v1::ReportAck>> rw;
+  };
+  std::vector<std::unique_ptr<v1::VerdictIngest::Stub>> stubs;
+  std::vector<ReportStream> report_streams(8);
+  struct StopProcs {
+    std::vector<ReplicaProcess>* procs;
+    ~StopProcs() {
+      for (auto& p : *procs) {
+        if (p.pid > 0) {
+          kill(p.pid, SIGTERM);
+          int st = 0;
+          waitpid(p.pid, &st, 0);
+        }
+      }
+    }
+  } stop_procs{&procs};
+  if (pg && grpc_replicas > 0) {
+    for (size_t k = 0; k < grpc_replicas; ++k) {
+      auto p = StartReplica(egressguard_bin, database, fmt::format("/tmp/store_bench_replica{}.log", k));
+      if (p.pid > 0) procs.push_back(p);
+      if (p.address.empty()) {
+        std::fprintf(stderr, "replica %zu did not start (%s; see /tmp/store_bench_replica%zu.log)\n", k,
+                     egressguard_bin.c_str(), k);
+        return 2;
+      }
+      stubs.push_back(v1::VerdictIngest::NewStub(grpc::CreateChannel(p.address, grpc::InsecureChannelCredentials())));
+    }
+  }
+  // Ingests one batch as stream k: through a gRPC replica, or an in-process one.
+  auto ingest = [&](size_t k, std::vector<v1::Verdict> b) -> std::string {
+    if (stubs.empty()) {
+      auto r = writers[k % writers.size()]->Ingest(std::move(b));
+      return r.ok() ? "" : std::string(r.status().message());
+    }
+    auto& rs = report_streams.at(k);
+    if (!rs.rw) {
+      rs.context = std::make_unique<grpc::ClientContext>();
+      rs.rw = stubs[k % stubs.size()]->Report(rs.context.get());
+    }
+    v1::ReportRequest req;
+    const size_t n = b.size();
+    for (auto& v : b) *req.add_verdicts() = std::move(v);
+    v1::ReportAck ack;
+    if (!rs.rw->Write(req) || !rs.rw->Read(&ack)) return "the Report stream broke";
+    if (static_cast<size_t>(ack.ids_size() + ack.rejected_size()) != n) return "an ack does not cover its batch";
+    return "";
+  };
   if (!drop.empty() && pg) {
     std::fprintf(stderr, "--drop-index is a sqlite experiment\n");
     return 2;
@@ -400,8 +515,7 @@ int main(int argc, char** argv) {
     for (size_t k = 0; k < streams; ++k) {
       threads.emplace_back([&, k] {
         if (round[k].empty()) return;
-        auto r = writers[k % writers.size()]->Ingest(std::move(round[k]));
-        if (!r.ok()) errors[k] = std::string(r.status().message());
+        errors[k] = ingest(k, std::move(round[k]));
       });
     }
     for (auto& t : threads) t.join();
@@ -415,9 +529,9 @@ int main(int argc, char** argv) {
     }
   }
   std::printf("| measurement | value |\n|---|---|\n");
-  std::printf("| keys | %s; %zu replica(s) |\n",
+  std::printf("| keys | %s; %zu %s replica(s) |\n",
               g_keys == Keys::kSkewed ? "skewed (each workload a few destinations)" : "uniform (1000 x 2000 at random)",
-              writers.size());
+              stubs.empty() ? writers.size() : stubs.size(), stubs.empty() ? "in-process" : "gRPC (egressguard store)");
   std::printf("| ingest, %llu verdicts (%s ids), batches of %zu, %zu stream(s), synchronous=%s | %.0f verdicts/s (%.1f s) |\n",
               static_cast<unsigned long long>(count), ids == Ids::kUuid7 ? "uuid7" : ids == Ids::kUuid4 ? "uuid4" : "seq",
               batch, streams, options.synchronous.c_str(),
@@ -565,7 +679,7 @@ int main(int argc, char** argv) {
         auto r0 = Clock::now();
         for (size_t k = 0; k < n; ++k) {
           threads.emplace_back([&, k] {
-            if (!round[k].empty() && !writers[k % writers.size()]->Ingest(std::move(round[k])).ok()) failed = true;
+            if (!round[k].empty() && !ingest(k, std::move(round[k])).empty()) failed = true;
           });
         }
         for (auto& t : threads) t.join();
