@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <limits>
 
 #include "appliance/store/chain.h"
 #include "egressguard/v1/audit.pb.h"
@@ -207,19 +208,66 @@ int64_t HourOf(int64_t time_us) {
   return h;
 }
 
-void AddToRollup(const v1::Verdict& v, Rollup* rollup) {
-  const int64_t hour = HourOf(ToUs(v.time()));
-  auto add = [&](int kind, std::string k1, std::string k2) {
-    auto& sums = (*rollup)[RollupKey{kind, hour, std::move(k1), std::move(k2)}];
-    sums.verdicts += 1;
-    sums.bytes_out += static_cast<int64_t>(v.bytes_out());
-    sums.bytes_in += static_cast<int64_t>(v.bytes_in());
+int64_t DayOf(int64_t time_us) {
+  constexpr int64_t kDayUs = 86400LL * 1000000LL;
+  int64_t d = time_us / kDayUs;
+  if (time_us % kDayUs < 0) --d;
+  return d;
+}
+
+void AddToRollup(const v1::Verdict& v, int64_t closed_day, Rollup* rollup) {
+  const int64_t time_us = ToUs(v.time());
+  const int64_t hour = HourOf(time_us);
+  const int64_t day = DayOf(time_us);
+  const bool daily = day < closed_day;  // a late verdict of a closed day: both tiers
+  auto add = [&](int kind, const std::string& k1, const std::string& k2) {
+    for (int tier = 0; tier < (daily ? 2 : 1); ++tier) {
+      auto& sums = (*rollup)[RollupKey{kind + tier * kDailyKind, tier ? day : hour, k1, k2}];
+      sums.verdicts += 1;
+      sums.bytes_out += static_cast<int64_t>(v.bytes_out());
+      sums.bytes_in += static_cast<int64_t>(v.bytes_in());
+    }
   };
   add(kRollupAction, std::to_string(static_cast<int>(v.action())), "");
-  for (auto& c : CategoriesOf(v)) add(kRollupCategory, std::move(c), "");
+  for (auto& c : CategoriesOf(v)) add(kRollupCategory, c, "");
   add(kRollupHost, v.host(), "");
   add(kRollupWorkload, v.workload(), "");
   add(kRollupWorkloadHost, v.workload(), v.host());
+}
+
+namespace {
+// The day of an hour number, floored (hours before 1970 are negative).
+constexpr const char* kDayOfHourSql = "((hour - (((hour % 24) + 24) % 24)) / 24)";
+constexpr const char* kDayOfSql =
+    "((v.time_us - (((v.time_us % 86400000000) + 86400000000) % 86400000000)) / 86400000000)";
+}  // namespace
+
+std::string CloseDaysSql(Dialect d, int64_t closed_day, int64_t new_closed_day) {
+  const bool pg = d == Dialect::kPostgres;
+  // Our own integers in the text: the two statements run as one.
+  return fmt::format(
+      "INSERT INTO stats_hourly (kind, hour, key1, key2, verdicts, bytes_out, bytes_in) "
+      "SELECT kind + {0}, {1}, key1, key2, SUM(verdicts){5}, SUM(bytes_out){5}, SUM(bytes_in){5} FROM stats_hourly "
+      "WHERE kind < {0} AND hour >= {2} AND hour < {3} GROUP BY 1, 2, 3, 4 "
+      "ON CONFLICT (kind, hour, key1, key2) DO UPDATE SET verdicts = stats_hourly.verdicts + excluded.verdicts, "
+      "bytes_out = stats_hourly.bytes_out + excluded.bytes_out, bytes_in = stats_hourly.bytes_in + excluded.bytes_in; "
+      "UPDATE stats_days SET closed_day = {4}",
+      kDailyKind, kDayOfHourSql, closed_day * 24, new_closed_day * 24, new_closed_day, pg ? "::bigint" : "");
+}
+
+void UseDays(int64_t closed_day, RollupPlan* plan) {
+  constexpr int64_t kHourUs = 3600LL * 1000000LL;
+  int64_t from = std::numeric_limits<int32_t>::min();  // no lower bound: every closed day
+  if (plan->from_hour) {
+    const int64_t h = *plan->from_hour;
+    // Whole days only: from 06:00 on, the rest of that day is read from its hours.
+    from = DayOf(h * kHourUs) + (((h % 24) + 24) % 24 == 0 ? 0 : 1);
+  }
+  // The day holding the (exclusive) end hour is read from its hours before that hour.
+  int64_t to = plan->to_hour ? DayOf(*plan->to_hour * kHourUs) : closed_day;
+  to = std::min(to, closed_day);
+  plan->from_day = from;
+  plan->to_day = std::max(from, to);
 }
 
 std::optional<RollupPlan> PlanRollupStats(const v1::StatsRequest& request) {
@@ -258,17 +306,25 @@ std::string RollupOfVerdictsSql(Dialect d, const std::string& cond) {
   const std::string categories = pg ? "verdicts v CROSS JOIN LATERAL unnest(v.categories) AS t(value)"
                                     : "verdict_tags t JOIN verdicts v ON v.seq = t.seq";
   const std::string category_cond = pg ? cond : "t.kind = 1 AND " + cond;
-  auto part = [&](int kind, const std::string& from, const std::string& k1, const std::string& k2,
+  auto part = [&](int kind, bool daily, const std::string& from, const std::string& k1, const std::string& k2,
                   const std::string& where) {
+    // The daily tier holds the closed days only (see kDailyKind).
+    const std::string w =
+        daily ? fmt::format("{} AND {} < ({})", where, kDayOfSql, kClosedDaySql) : where;
     return fmt::format("SELECT {0} AS kind, {1} AS hour, {2} AS key1, {3} AS key2, {4} AS n, {5} FROM {6} WHERE {7} "
                        "GROUP BY 1, 2, 3, 4",
-                       kind, kHourOfSql, k1, k2, n, sums, from, where);
+                       kind + (daily ? kDailyKind : 0), daily ? kDayOfSql : kHourOfSql, k1, k2, n, sums, from, w);
   };
-  return part(kRollupAction, "verdicts v", action, "''", cond) + " UNION ALL " +
-         part(kRollupCategory, categories, "t.value", "''", category_cond) + " UNION ALL " +
-         part(kRollupHost, "verdicts v", "v.host", "''", cond) + " UNION ALL " +
-         part(kRollupWorkload, "verdicts v", "v.workload", "''", cond) + " UNION ALL " +
-         part(kRollupWorkloadHost, "verdicts v", "v.workload", "v.host", cond);
+  std::string out;
+  for (bool daily : {false, true}) {
+    if (daily) out += " UNION ALL ";
+    out += part(kRollupAction, daily, "verdicts v", action, "''", cond) + " UNION ALL " +
+           part(kRollupCategory, daily, categories, "t.value", "''", category_cond) + " UNION ALL " +
+           part(kRollupHost, daily, "verdicts v", "v.host", "''", cond) + " UNION ALL " +
+           part(kRollupWorkload, daily, "verdicts v", "v.workload", "''", cond) + " UNION ALL " +
+           part(kRollupWorkloadHost, daily, "verdicts v", "v.workload", "v.host", cond);
+  }
+  return out;
 }
 
 std::string RollupStatsSql(Dialect d, const RollupPlan& plan, v1::GroupBy group, const std::string& kind,
@@ -276,27 +332,43 @@ std::string RollupStatsSql(Dialect d, const RollupPlan& plan, v1::GroupBy group,
   const bool pg = d == Dialect::kPostgres;
   const std::string sums = pg ? "SUM(verdicts)::bigint, SUM(bytes_out)::bigint, SUM(bytes_in)::bigint"
                               : "SUM(verdicts), SUM(bytes_out), SUM(bytes_in)";
-  std::string where = "kind = " + kind;
-  if (plan.from_hour) where += " AND hour >= " + from;
-  if (plan.to_hour) where += " AND hour < " + to;
+  // The rows to add up: t is the start of the row's hour or day in seconds (for DAY).
+  auto hours = [&](const std::string& cond) {
+    return fmt::format("SELECT key1, key2, verdicts, bytes_out, bytes_in, hour * 3600 AS t FROM stats_hourly "
+                       "WHERE kind = {}{}",
+                       kind, cond);
+  };
+  std::string lower = plan.from_hour ? " AND hour >= " + from : "";
+  std::string upper = plan.to_hour ? " AND hour < " + to : "";
+  std::string src;
+  if (plan.from_day < plan.to_day) {
+    // Each part a range of the primary key (kind, hour, ...): the hours before the
+    // first whole closed day, the days, the hours after the last one.
+    src = hours(fmt::format("{} AND hour < {}", lower, plan.from_day * 24)) + " UNION ALL " +
+          fmt::format("SELECT key1, key2, verdicts, bytes_out, bytes_in, hour * 86400 AS t FROM stats_hourly "
+                      "WHERE kind = {} + {} AND hour >= {} AND hour < {}",
+                      kind, kDailyKind, plan.from_day, plan.to_day) +
+          " UNION ALL " + hours(fmt::format(" AND hour >= {}{}", plan.to_day * 24, upper));
+  } else {
+    src = hours(lower + upper);
+  }
+  src = "(" + src + ") r";
   const char* c = pg ? " COLLATE \"C\"" : "";
   if (group == v1::DAY) {
-    const std::string day = pg ? "to_char(to_timestamp(hour * 3600) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
-                               : "strftime('%Y-%m-%d', hour * 3600, 'unixepoch')";
+    const std::string day = pg ? "to_char(to_timestamp(t) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+                               : "strftime('%Y-%m-%d', t, 'unixepoch')";
     // Dates are ASCII digits and dashes: every collation sorts them alike.
-    return fmt::format("SELECT {0} AS d, {1} FROM stats_hourly WHERE {2} GROUP BY 1 ORDER BY 2 DESC, 1", day, sums,
-                       where);
+    return fmt::format("SELECT {0} AS d, {1} FROM {2} GROUP BY 1 ORDER BY 2 DESC, 1", day, sums, src);
   }
   if (group == v1::WORKLOAD_DESTINATION) {
-    return fmt::format("SELECT key1, key2, {0} FROM stats_hourly WHERE {1} GROUP BY 1, 2 ORDER BY 3 DESC, key1{2}, key2{2}",
-                       sums, where, c);
+    return fmt::format("SELECT key1, key2, {0} FROM {1} GROUP BY 1, 2 ORDER BY 3 DESC, key1{2}, key2{2}", sums, src, c);
   }
   if (group == v1::ACTION) {
     // Ties in action order, as the verdict scan sorts them (by number).
-    return fmt::format("SELECT key1, {0} FROM stats_hourly WHERE {1} GROUP BY 1 ORDER BY 2 DESC, {2}", sums, where,
+    return fmt::format("SELECT key1, {0} FROM {1} GROUP BY 1 ORDER BY 2 DESC, {2}", sums, src,
                        pg ? "key1::integer" : "CAST(key1 AS INTEGER)");
   }
-  return fmt::format("SELECT key1, {0} FROM stats_hourly WHERE {1} GROUP BY 1 ORDER BY 2 DESC, key1{2}", sums, where, c);
+  return fmt::format("SELECT key1, {0} FROM {1} GROUP BY 1 ORDER BY 2 DESC, key1{2}", sums, src, c);
 }
 
 std::string AddRollupOfVerdictsSql(Dialect d, const std::string& cond, int sign) {

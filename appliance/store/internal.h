@@ -81,6 +81,8 @@ std::string RetentionDetail(int days, uint64_t deleted, int64_t last_old, const 
 void CheckRetentionAnchor(const std::optional<RetentionRecord>& last, const std::string& anchor, int64_t head_seq,
                           int64_t first_seq, v1::VerifyResponse* out);
 
+enum class Dialect { kSqlite, kPostgres };
+
 // ---- hourly rollups (table stats_hourly): what Stats reads when its filter is a time
 // range on whole hours (or none), so it costs the hours in the range, not the verdicts.
 // Maintained by ingest in the same transaction, reduced by retention, rebuilt and
@@ -109,8 +111,23 @@ struct RollupSums {
 };
 using Rollup = std::map<RollupKey, RollupSums>;
 
+// ---- the daily tier: for Stats over long ranges (years are 8,760 hours x keys; 365 days
+// x keys as days). Daily rows live in stats_hourly too, as kind + kDailyKind with `hour`
+// holding the day number (floor(time_us / 1 day), UTC). Only "closed" days have them:
+// stats_days.closed_day is the first day without; ingest closes the days before the
+// store's today (adds up their hourly rows once, under the chain lock / in the writer)
+// and adds the verdicts of closed days (late ones, from a spool that waited) to both
+// tiers. Hourly rows stay: Stats reads days for the whole days of its range that are
+// closed and hours for the rest, so a reader that saw an older closed_day is still right.
+inline constexpr int kDailyKind = 10;
+int64_t DayOf(int64_t time_us);
+// The first day without daily rows; refreshing it needs the database.
+void AddToRollup(const v1::Verdict& v, int64_t closed_day, Rollup* rollup);
 int64_t HourOf(int64_t time_us);
-void AddToRollup(const v1::Verdict& v, Rollup* rollup);
+// Two statements: adds the hourly rows of days [closed_day, new_closed_day) up into daily
+// rows, and moves stats_days.closed_day.
+std::string CloseDaysSql(Dialect d, int64_t closed_day, int64_t new_closed_day);
+inline constexpr const char* kClosedDaySql = "SELECT closed_day FROM stats_days";
 
 // SQL for the hour of v.time_us, the same floor as HourOf (both databases' % and /
 // truncate toward zero).
@@ -123,15 +140,22 @@ struct RollupPlan {
   int kind;
   std::optional<int64_t> from_hour;
   std::optional<int64_t> to_hour;
+  // Days [from_day, to_day) read from the daily tier (empty when from_day >= to_day);
+  // the hours of the range outside them from the hourly rows. Set by UseDays.
+  int64_t from_day = 0;
+  int64_t to_day = 0;
 };
 std::optional<RollupPlan> PlanRollupStats(const v1::StatsRequest& request);
+// Reads the whole days of the plan's range before `closed_day` from the daily tier.
+void UseDays(int64_t closed_day, RollupPlan* plan);
 
-enum class Dialect { kSqlite, kPostgres };
-// SELECT kind, hour, key1, key2, n, bytes_out, bytes_in: the rollup rows the verdicts
-// matching `cond` (SQL over `v`) make; `cond` appears five times.
+// SELECT kind, hour, key1, key2, n, bytes_out, bytes_in: the rollup rows (hourly, and
+// daily for the closed days) the verdicts matching `cond` (SQL over `v`) make; `cond`
+// appears ten times.
 std::string RollupOfVerdictsSql(Dialect d, const std::string& cond);
 // Stats from stats_hourly for `plan`; `from`/`to` are the placeholders of the hour
-// bounds when the plan has them.
+// bounds when the plan has them (each may appear more than once: sqlite's ?NNN or
+// PostgreSQL's $n, numbered).
 std::string RollupStatsSql(Dialect d, const RollupPlan& plan, v1::GroupBy group, const std::string& kind,
                            const std::string& from, const std::string& to);
 // Adds `sign` x the rollup of the verdicts matching `cond` to stats_hourly and drops

@@ -145,6 +145,22 @@ UNION ALL SELECT 3, ((v.time_us - (((v.time_us % 3600000000) + 3600000000) % 360
 UNION ALL SELECT 4, ((v.time_us - (((v.time_us % 3600000000) + 3600000000) % 3600000000)) / 3600000000), v.workload, '', COUNT(*), SUM(v.bytes_out), SUM(v.bytes_in) FROM verdicts v GROUP BY 1, 2, 3, 4
 UNION ALL SELECT 5, ((v.time_us - (((v.time_us % 3600000000) + 3600000000) % 3600000000)) / 3600000000), v.workload, v.host, COUNT(*), SUM(v.bytes_out), SUM(v.bytes_in) FROM verdicts v GROUP BY 1, 2, 3, 4;
 )sql",
+      // 6: the daily tier of the rollups (internal.h, kDailyKind): kinds 11-15 with the
+      // day number in `hour`, for the days before closed_day. The days before the
+      // newest one with verdicts are closed here from the hourly rows; ingest closes
+      // the following ones as the store's clock passes them.
+      R"sql(
+CREATE TABLE stats_days (
+  one INTEGER PRIMARY KEY CHECK (one = 1),
+  closed_day INTEGER NOT NULL
+);
+-- Closed: the days before the newest day with verdicts (none in an empty store; the
+-- first ingest closes the days before its own).
+INSERT INTO stats_days SELECT 1, COALESCE(MAX((hour - (((hour % 24) + 24) % 24)) / 24), -2147483648) FROM stats_hourly;
+INSERT INTO stats_hourly (kind, hour, key1, key2, verdicts, bytes_out, bytes_in)
+SELECT kind + 10, ((hour - (((hour % 24) + 24) % 24)) / 24), key1, key2, SUM(verdicts), SUM(bytes_out), SUM(bytes_in)
+FROM stats_hourly WHERE kind < 10 AND hour < (SELECT closed_day * 24 FROM stats_days) GROUP BY 1, 2, 3, 4;
+)sql",
   };
   return kMigrations;
 }

@@ -500,6 +500,21 @@ struct SqliteBackend::Impl {
     return Lease(this, std::move(*db));
   }
 
+  // Closes the days before the day of `now` (see kDailyKind); returns the first open day.
+  static absl::StatusOr<int64_t> CloseDays(Database& db, int64_t now) {
+    auto st = db.Cached(kClosedDaySql);
+    if (!st.ok()) return st.status();
+    auto row = (*st)->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) return absl::DataLossError("stats_days is empty");
+    const int64_t closed = (*st)->Int(0);
+    (*st)->Reset();
+    const int64_t today = DayOf(now);
+    if (today <= closed) return closed;
+    if (auto s = db.Exec(CloseDaysSql(Dialect::kSqlite, closed, today)); !s.ok()) return s;
+    return today;
+  }
+
   // Inserts one batch inside the caller's transaction and moves `head` along.
   absl::StatusOr<IngestResult> IngestRows(Database& db, int64_t now, std::vector<v1::Verdict>& verdicts,
                                           Head* head) {
@@ -517,6 +532,10 @@ struct SqliteBackend::Impl {
     std::vector<std::pair<int, const std::string*>> tags;
     std::string body;
     Rollup rollup;
+    // The daily tier: the days before today are closed first, so this batch's verdicts
+    // of closed days go to both tiers (AddToRollup).
+    auto closed_day = CloseDays(db, now);
+    if (!closed_day.ok()) return closed_day.status();
     for (auto& v : verdicts) {
       auto reject = [&](const std::string& why) {
         v1::RejectedVerdict r;
@@ -571,7 +590,7 @@ struct SqliteBackend::Impl {
       head->hash = std::move(hash);
       result.acked.push_back(v.id());
       ++result.inserted;
-      AddToRollup(v, &rollup);
+      AddToRollup(v, *closed_day, &rollup);
     }
     // In the batch's transaction (and savepoint): the rollups never count a verdict
     // that is not stored, nor miss one that is.
@@ -931,6 +950,16 @@ absl::StatusOr<v1::QueryResponse> SqliteBackend::Query(const v1::QueryRequest& r
 absl::StatusOr<v1::StatsResponse> SqliteBackend::Stats(const v1::StatsRequest& request) {
   const auto group = request.group_by();
   if (auto plan = PlanRollupStats(request)) {
+    {
+      // A closed_day read before a concurrent close is still right: closing keeps the hours.
+      int64_t closed = std::numeric_limits<int32_t>::min();
+      auto s = ForEachRow(kClosedDaySql, {}, [&](Statement& st) -> absl::StatusOr<bool> {
+        closed = st.Int(0);
+        return false;
+      });
+      if (!s.ok()) return s;
+      UseDays(closed, &*plan);
+    }
     std::vector<Arg> args;
     if (plan->from_hour) args.emplace_back(*plan->from_hour);
     if (plan->to_hour) args.emplace_back(*plan->to_hour);

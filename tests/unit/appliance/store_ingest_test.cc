@@ -372,6 +372,97 @@ TEST_P(IngestTest, StatsFromRollupsEqualStatsFromVerdicts) {
   EXPECT_TRUE(verify->ok()) << verify->DebugString();
 }
 
+// The daily tier: Stats over whole days read one rollup row per day and key. Days are
+// closed as the store's clock passes them (here: two at the first ingest, three more
+// at a later one), a late verdict of a closed day goes to both tiers, and a range's
+// partial first and last days come from the hours. Every range answers as the
+// verdicts do; a tampered daily row shows in Stats over whole days and Verify names it.
+TEST_P(IngestTest, StatsOverWholeDaysReadTheDailyTier) {
+  constexpr int64_t kDay = 86400, kHour = 3600;
+  constexpr int64_t kBase = 1893456000;  // 2030-01-01 UTC: after the days the schema closed
+  int64_t now_s = kBase + 2 * kDay + kHour;
+  auto reopen = [&] {
+    store_.reset();
+    auto opened = Store::Open({db_->database(), 2, [&now_s] { return now_s * 1000000; }});
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    store_ = std::move(*opened);
+  };
+  reopen();
+  const char* hosts[] = {"a.example", "b.example", "c.example"};
+  std::vector<v1::Verdict> batch;
+  for (int i = 0; i < 200; ++i) {  // every 30 min 1 s: days 0 to 4 after kBase
+    auto v = MakeVerdict(fmt::format("d{}", i), kBase + i * 1801, hosts[i % 3], i % 2 ? "iban" : "",
+                         i % 5 ? rules::v1::ALLOW : rules::v1::BLOCK);
+    v.set_workload(fmt::format("ns/w{}", i % 4));
+    v.set_bytes_out(static_cast<uint64_t>(i) * 7);
+    batch.push_back(v);
+  }
+  ASSERT_TRUE(store_->Ingest(batch).ok());
+  now_s = kBase + 5 * kDay + 60;  // days 2, 3 and 4 close at the next ingest
+  ASSERT_TRUE(store_->Ingest({MakeVerdict("late", kBase + kDay + 5, "a.example", "email")}).ok());
+  const std::vector<std::pair<int64_t, int64_t>> ranges = {
+      {0, 0},                                        // everything
+      {kBase, kBase + 5 * kDay},                     // five whole days (four closed)
+      {kBase + 6 * kHour, kBase + 4 * kDay + 5 * kHour},  // partial first and last day
+      {kBase + kDay, kBase + 2 * kDay},              // one closed day, with the late verdict
+      {kBase + 30 * kHour, kBase + 31 * kHour},      // one hour of a closed day
+      {kBase + 3 * kDay, 0},                         // since a closed day, no end
+  };
+  auto compare = [&](const std::string& when) {
+    for (auto group : {v1::ACTION, v1::CATEGORY, v1::DESTINATION, v1::WORKLOAD, v1::WORKLOAD_DESTINATION, v1::DAY}) {
+      for (auto [since, until] : ranges) {
+        v1::StatsRequest rollup, scan;
+        rollup.set_group_by(group);
+        scan.set_group_by(group);
+        if (since > 0) *rollup.mutable_filter()->mutable_since() = TimeUtil::SecondsToTimestamp(since);
+        if (until > 0) *rollup.mutable_filter()->mutable_until() = TimeUtil::SecondsToTimestamp(until);
+        // One microsecond off the hour: the same verdicts (whole seconds), but only a
+        // scan can answer it.
+        *scan.mutable_filter()->mutable_since() = TimeUtil::MicrosecondsToTimestamp(since > 0 ? since * 1000000 - 1 : -1);
+        if (until > 0) *scan.mutable_filter()->mutable_until() = TimeUtil::MicrosecondsToTimestamp(until * 1000000 - 1);
+        auto a = store_->Stats(rollup);
+        auto b = store_->Stats(scan);
+        ASSERT_TRUE(a.ok()) << a.status();
+        ASSERT_TRUE(b.ok()) << b.status();
+        EXPECT_GT(a->rows_size(), 0);
+        EXPECT_EQ(a->DebugString(), b->DebugString())
+            << when << ": group " << group << " since " << since << " until " << until;
+      }
+    }
+  };
+  compare("untouched");
+  auto verify = store_->Verify();
+  ASSERT_TRUE(verify.ok());
+  EXPECT_TRUE(verify->ok()) << verify->DebugString();
+  // Day 3's daily action rows skewed (the hourly rows left alone): only a reader of the
+  // daily tier sees it, and Verify finds it.
+  store_.reset();
+  ASSERT_TRUE(db_->Exec(fmt::format("UPDATE stats_hourly SET verdicts = verdicts + 1000 WHERE kind = 11 AND hour = {}",
+                                    kBase / kDay + 3)));
+  reopen();
+  v1::StatsRequest days;
+  days.set_group_by(v1::ACTION);
+  *days.mutable_filter()->mutable_since() = TimeUtil::SecondsToTimestamp(kBase);
+  *days.mutable_filter()->mutable_until() = TimeUtil::SecondsToTimestamp(kBase + 5 * kDay);
+  auto d = store_->Stats(days);
+  ASSERT_TRUE(d.ok()) << d.status();
+  uint64_t total = 0;
+  for (const auto& r : d->rows()) total += r.verdicts();
+  // 201 verdicts, and 1000 more per action seen on day 3 (ALLOW and BLOCK).
+  EXPECT_EQ(total, 201u + 2000u);
+  // An hour of that day comes from the hourly rows, which were left alone.
+  v1::StatsRequest hour = days, hour_scan = days;
+  *hour.mutable_filter()->mutable_since() = TimeUtil::SecondsToTimestamp(kBase + 3 * kDay + kHour);
+  *hour.mutable_filter()->mutable_until() = TimeUtil::SecondsToTimestamp(kBase + 3 * kDay + 5 * kHour);
+  *hour_scan.mutable_filter()->mutable_since() = TimeUtil::MicrosecondsToTimestamp((kBase + 3 * kDay + kHour) * 1000000 - 1);
+  *hour_scan.mutable_filter()->mutable_until() = TimeUtil::MicrosecondsToTimestamp((kBase + 3 * kDay + 5 * kHour) * 1000000 - 1);
+  EXPECT_EQ(store_->Stats(hour)->DebugString(), store_->Stats(hour_scan)->DebugString());
+  verify = store_->Verify();
+  ASSERT_TRUE(verify.ok());
+  EXPECT_FALSE(verify->ok());
+  EXPECT_TRUE(testing::HasRollupProblem(*verify)) << verify->DebugString();
+}
+
 TEST_P(IngestTest, ConcurrentBatchesAreStoredOnceAndChained) {
   // Eight callers at once, overlapping ids: their batches share commits (group
   // commit), and still every id is stored once and the chain verifies.

@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <set>
 #include <thread>
@@ -81,6 +82,45 @@ TEST_F(PgStoreTest, TwoReplicasWriteOneChainThatVerifies) {
     EXPECT_EQ(v->verdicts_checked(), 850u);
     EXPECT_EQ(v->audit_checked(), 5u);
   }
+}
+
+// Group commit: batches that queue while a transaction holds the chain lock are written
+// together, in one transaction, once it is free. The chain lock is held from outside
+// while eight callers arrive; then at most two transactions write their 800 verdicts
+// (the first caller's alone, the other seven together), each with one receive time
+// (the store's clock ticks at every reading, so one-batch transactions would leave
+// eight). Every verdict is stored once and the chain verifies.
+TEST_F(PgStoreTest, ConcurrentBatchesShareOneTransaction) {
+  std::atomic<int64_t> clock{int64_t{1767225600} * 1000000};
+  auto s = Open([&clock] { return clock.fetch_add(1); });
+  ASSERT_TRUE(s);
+  auto holder = pg::Connection::Open(db_->database());
+  ASSERT_TRUE(holder.ok()) << holder.status();
+  ASSERT_TRUE((*holder)->Run("SELECT pg_advisory_lock($1)", {pg::Param::Int(pg::kLockVerdictChain)}).ok());
+  std::vector<std::thread> callers;
+  std::vector<absl::StatusOr<IngestResult>> results(8, absl::UnknownError("not run"));
+  for (int c = 0; c < 8; ++c) {
+    callers.emplace_back([&, c] {
+      std::vector<v1::Verdict> batch;
+      for (int i = 0; i < 100; ++i) batch.push_back(MakeVerdict(fmt::format("g{}-{}", c, i), 100 + i, "h"));
+      results[static_cast<size_t>(c)] = s->Ingest(std::move(batch));
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // all eight have queued
+  ASSERT_TRUE((*holder)->Run("SELECT pg_advisory_unlock($1)", {pg::Param::Int(pg::kLockVerdictChain)}).ok());
+  for (auto& t : callers) t.join();
+  for (const auto& r : results) {
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->inserted, 100u);
+  }
+  auto groups = (*holder)->Exec("SELECT COUNT(DISTINCT received_us), COUNT(*) FROM verdicts");
+  ASSERT_TRUE(groups.ok()) << groups.status();
+  EXPECT_EQ(groups->Int(0, 1), 800);
+  EXPECT_LE(groups->Int(0, 0), 2) << "transactions that wrote the eight batches";
+  auto v = s->Verify();
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_TRUE(v->ok()) << v->DebugString();
+  EXPECT_EQ(v->verdicts_checked(), 800u);
 }
 
 TEST_F(PgStoreTest, AnActivationThroughOneReplicaWakesTheOther) {
@@ -339,6 +379,17 @@ TEST_F(PgStoreTest, EveryEarlierSchemaVersionMigratesAndKeepsData) {
                             "= 'verdicts'",
                             {pg::Param::Bytes(hash), pg::Param::Int(received)})
                       .ok());
+      // From version 2 on, that store kept the hourly rollups with its verdicts.
+      // Its five hourly rows: the verdict's hour x action, category, host, workload,
+      // workload x host.
+      if (version >= 2) {
+        const int64_t hour = received / 3600000000;
+        ASSERT_TRUE((*c)->Run("INSERT INTO stats_hourly VALUES ($1, $2, $3, '', 1, 1000, 200), "
+                              "(2, $2, 'iban', '', 1, 1000, 200), (3, $2, 'h.example', '', 1, 1000, 200), "
+                              "(4, $2, 'ns/payments', '', 1, 1000, 200), (5, $2, 'ns/payments', 'h.example', 1, 1000, 200)",
+                              {pg::Param::Int(1), pg::Param::Int(hour), pg::Param::Text(std::to_string(v.action()))})
+                        .ok());
+      }
     }
     Store::Options o{db.database(), 2, nullptr};
     auto s = Store::Open(o);
@@ -346,6 +397,17 @@ TEST_F(PgStoreTest, EveryEarlierSchemaVersionMigratesAndKeepsData) {
     auto v = (*s)->Verify();
     ASSERT_TRUE(v.ok()) << v.status();
     EXPECT_TRUE(v->ok()) << "from version " << version << ": " << v->DebugString();
+    {
+      // Version 3: the seq index of verdict_ids is gone, stats_hourly leaves room for
+      // HOT updates.
+      auto c = pg::Connection::Open(db.database());
+      ASSERT_TRUE(c.ok()) << c.status();
+      auto r = (*c)->Exec("SELECT to_regclass('verdict_ids_seq') IS NULL, "
+                          "(SELECT array_to_string(reloptions, ',') FROM pg_class WHERE relname = 'stats_hourly')");
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_EQ(r->Text(0, 0), "t") << "from version " << version;
+      EXPECT_EQ(r->Text(0, 1), "fillfactor=70") << "from version " << version;
+    }
     EXPECT_EQ(v->verdicts_checked(), 1u);
     v1::StatsRequest by_category;
     by_category.set_group_by(v1::CATEGORY);
