@@ -23,7 +23,7 @@ PACKAGES=(
   # the web console's charts and layout, served from the store's own origin
   libjs-chart.js libjs-bootstrap5
   # documents made by real writers (container tests)
-  python3-openpyxl python3-docx python3-odf python3-reportlab xz-utils zip p7zip-full
+  python3-openpyxl python3-docx python3-odf python3-reportlab python3-xlwt xz-utils zip p7zip-full
   # HTTP/2 peers: nghttp/h2load/nghttpd, a raw-frame client for the attack tests
   nghttp2-client nghttp2-server python3-h2 python3-hyperframe python3-hpack
   iproute2 iptables procps

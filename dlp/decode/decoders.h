@@ -63,6 +63,9 @@ DecoderPtr MakeStreamDecoder(StreamFormat format, Layer& out, const DocHint& out
 // high bytes. Binary and UTF-8 text are never taken for it.
 DecoderPtr MakeUtf16Text(const DocHint& hint, std::string_view sniff, Layer& out);
 bool LooksLikeUtf16(const DocHint& hint, std::string_view sniff);
+// One run of UTF-16LE text found inside a binary file (a compound file's streams), framed
+// as one document of `out` and transcoded as MakeUtf16Text's.
+DecoderPtr MakeUtf16LeRun(Layer& out);
 
 // Where the depth limit stops decoding, a container or compressed stream inside a
 // document would pass unread: a decoder writing into a layer at limits.max_depth (which

@@ -2,7 +2,8 @@
 //
 // By the bytes: "%PDF-" is a PDF wherever it comes from (a raw upload, a multipart part,
 // an archive member); an OLE compound file (D0 CF 11 E0 A1 B1 1A E1) is scanned for the
-// "EncryptedPackage" stream of a password-protected Office Open XML file. By name and
+// "EncryptedPackage" stream of a password-protected Office Open XML file, and its UTF-16
+// text is read (see CfbScan). By name and
 // bytes: an archive member or uploaded file whose name says XML (or whose bytes start with
 // an XML declaration) and whose bytes start like XML is read by the XML decoder, except
 // package plumbing that carries no user text (content types, relationships, themes, Word
@@ -78,13 +79,22 @@ bool PlumbingPart(std::string_view lower) {
 // entries in sectors of 512 or 4096 bytes, after a header of one sector: every entry is at
 // a file offset that is a multiple of 128. Checking each 128-byte record for the entry's
 // name, name length and type finds it wherever the directory lies without following the
-// FAT, in one pass and 128 bytes of memory. Unencrypted compound files (.doc, .xls, .ppt,
-// .msg) are not read: their text formats are out of scope.
+// FAT, in one pass and 128 bytes of memory.
+//
+// Unencrypted compound files (.doc, .xls, .ppt, Outlook's .msg) keep much of their text as
+// UTF-16LE: a .msg's subject, body and recipients, a .doc's text where it is not 8-bit,
+// an .xls's non-Latin-1 strings. Their record formats are not parsed, but their streams'
+// text is read the way `strings -el` does: every run of at least kMinUnits code units of
+// text, at even or at odd offsets, is transcoded as one document. (Their 8-bit text is already read
+// by the layer's binary filter.) A stream fragmented over non-adjacent sectors splits a
+// run where the sector ends: a value that straddles a sector boundary of a fragmented
+// stream can be missed, which a parser following the FAT would not do.
 class CfbScan final : public Decoder {
  public:
-  explicit CfbScan(Context& ctx) : ctx_(ctx) {}
+  explicit CfbScan(Layer& out) : ctx_(out.ctx()), out_(out) {}
 
   void Put(const Src& in) override {
+    Utf16Runs(in);
     size_t pos = 0;
     while (pos < in.size() && !found_) {
       const size_t take = std::min(in.size() - pos, kRecord - fill_);
@@ -100,12 +110,105 @@ class CfbScan final : public Decoder {
       }
     }
   }
-  void Finish() override {}
-  size_t memory_bytes() const override { return sizeof(*this); }
-  uint64_t held_from() const override { return kNothingHeld; }
+  void Finish() override {
+    EndRun();
+    for (Runs& r : runs_) r.pending.Clear();
+    last_.Clear();
+  }
+  size_t memory_bytes() const override {
+    size_t m = sizeof(*this) + last_.memory_bytes() + (run_ ? run_->memory_bytes() : 0);
+    for (const Runs& r : runs_) m += r.pending.memory_bytes();
+    return m;
+  }
+  // The units of a run not yet long enough to be one, the last byte (the first of a
+  // unit), and what the open run holds.
+  uint64_t held_from() const override {
+    uint64_t h = last_.orig_begin();
+    for (const Runs& r : runs_) h = std::min(h, r.pending.orig_begin());
+    if (run_) h = std::min(h, run_->held_from());
+    return h;
+  }
 
  private:
   static constexpr size_t kRecord = 128;
+  static constexpr size_t kMinUnits = 6;  // shorter runs are the file's own names and numbers
+
+  // Text a person wrote: whitespace, ASCII, Latin-1 and Latin Extended-A letters, general
+  // punctuation (dashes, quotes, no-break spaces) and the euro sign. Binary data seldom
+  // forms six of these in a row: most of them need a high byte of 0 or 1.
+  static bool TextUnit(uint32_t u) {
+    return (u >= 0x20 && u < 0x7F) || u == '\t' || u == '\n' || u == '\r' || (u >= 0xA0 && u <= 0x17F) ||
+           (u >= 0x2000 && u <= 0x206F) || u == 0x20AC;
+  }
+
+  // Code units are read at every offset, of both parities, since records put strings at
+  // odd offsets too (an .xls string's header is 3 bytes). One run is open at a time: while
+  // it is, units of the other parity start nothing (inside UTF-16 text they are halves of
+  // two characters). So runs go out in the order of their offsets, whatever the reads.
+  struct Runs {
+    MappedBuffer pending;  // units of a run not yet kMinUnits long
+    size_t units = 0;      // ... how many
+  };
+
+  void Utf16Runs(const Src& in) {
+    const auto* d = reinterpret_cast<const uint8_t*>(in.data());
+    const size_t n = in.size();
+    if (n == 0) return;
+    if (!last_.empty()) {  // the unit that starts with the last read's last byte
+      MappedBuffer unit = std::move(last_);
+      last_.Clear();
+      unit.Append(in.Sub(0, 1));
+      const auto* b = reinterpret_cast<const uint8_t*>(unit.src().data());
+      Unit((seen_ - 1) % 2, b[0] | (b[1] << 8), unit.src());
+    }
+    size_t batch = 0, batch_end = 0;  // units of the open run not handed on yet: in[batch, batch_end)
+    for (size_t i = 0; i + 1 < n; ++i) {
+      const unsigned parity = (seen_ + i) % 2;
+      if (run_ && parity != run_parity_) continue;  // the other parity starts nothing now
+      const uint32_t u = d[i] | (d[i + 1] << 8);
+      if (run_ && TextUnit(u)) {  // the common case in a run: handed on in one piece
+        if (batch_end != i) batch = i;
+        batch_end = i + 2;
+        continue;
+      }
+      if (run_ && batch_end > batch) run_->Put(in.Sub(batch, batch_end));
+      batch = batch_end = 0;
+      Unit(parity, u, in.Sub(i, i + 2));
+    }
+    if (run_ && batch_end > batch) run_->Put(in.Sub(batch, batch_end));
+    last_.Append(in.Sub(n - 1, n));
+    seen_ += n;
+  }
+
+  void Unit(unsigned parity, uint32_t u, const Src& bytes) {
+    if (run_ && parity != run_parity_) return;  // the other parity starts nothing now
+    Runs& r = runs_[parity];
+    if (!TextUnit(u)) {
+      if (run_ && run_parity_ == parity) EndRun();
+      r.pending.Clear();
+      r.units = 0;
+      return;
+    }
+    if (run_) {
+      run_->Put(bytes);
+      return;
+    }
+    r.pending.Append(bytes);
+    if (++r.units < kMinUnits) return;
+    run_ = MakeUtf16LeRun(out_);
+    run_parity_ = parity;
+    run_->Put(r.pending.src());
+    for (Runs& each : runs_) {
+      each.pending.Clear();
+      each.units = 0;
+    }
+  }
+
+  void EndRun() {
+    if (!run_) return;
+    run_->Finish();
+    run_.reset();
+  }
 
   bool IsEncryptedPackageEntry() const {
     static constexpr char kName[] = "EncryptedPackage";
@@ -120,10 +223,16 @@ class CfbScan final : public Decoder {
   }
 
   Context& ctx_;
+  Layer& out_;
   char rec_[kRecord];
   size_t fill_ = 0;
   uint64_t rec_begin_ = 0;
   bool found_ = false;
+  Runs runs_[2];           // run candidates at even and at odd offsets
+  DecoderPtr run_;         // the open run's transcoder
+  unsigned run_parity_ = 0;
+  MappedBuffer last_;      // the last byte read: the first of the next unit
+  uint64_t seen_ = 0;      // bytes read
 };
 
 }  // namespace
@@ -136,7 +245,7 @@ DecoderPtr ChooseDocumentDecoder(const DocHint& hint, std::string_view sniff, La
     DropSharedStrings(out.ctx(), out.depth() - 1);
   }
   if (LooksLikePdf(sniff)) return MakePdfText(out);
-  if (LooksLikeCfb(sniff)) return std::make_unique<CfbScan>(out.ctx());
+  if (LooksLikeCfb(sniff)) return std::make_unique<CfbScan>(out);
   if (name.empty() || !LooksLikeXml(sniff)) return nullptr;
   if (name == "meta-inf/manifest.xml") return MakeXmlText(out, XmlKind::kOdfManifest);
   if (PlumbingPart(name)) return nullptr;

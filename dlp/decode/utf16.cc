@@ -347,4 +347,6 @@ DecoderPtr MakeUtf16Text(const DocHint& hint, std::string_view sniff, Layer& out
 
 bool LooksLikeUtf16(const DocHint& hint, std::string_view sniff) { return SniffUtf16(hint, sniff).utf16; }
 
+DecoderPtr MakeUtf16LeRun(Layer& out) { return std::make_unique<Utf16Text>(out, false, DocHint{}); }
+
 }  // namespace egressguard::dlp::decode

@@ -41,6 +41,7 @@ MIME = {
     "bz2": "application/x-bzip2",
     "lzma": "application/x-lzma",
     "7z": "application/x-7z-compressed",
+    "xls": "application/vnd.ms-excel",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
     "odt": "application/vnd.oasis.opendocument.text",
@@ -186,6 +187,23 @@ def tar_zst_file(workdir, out, members):
             f.write(data)
     subprocess.run(["tar", "--zstd", "-cf", out, "-C", src] + [n for n, _ in members], check=True,
                    capture_output=True)
+
+
+def xls_bytes(header, rows, mark="\u2713"):
+    """A legacy .xls (BIFF8 in an OLE compound file) from xlwt. Every cell ends in `mark`
+    (a check mark: "verified"), a character past Latin-1, so each string is stored as
+    UTF-16LE, as Excel stores any string with such a character."""
+    import xlwt
+    wb = xlwt.Workbook(encoding="utf-8")
+    ws = wb.add_sheet("Customers")
+    for c, h in enumerate(header):
+        ws.write(0, c, h)
+    for r, row in enumerate(rows, start=1):
+        for c, v in enumerate(row):
+            ws.write(r, c, "%s %s" % (v, mark) if v else "")
+    bio = io.BytesIO()
+    wb.save(bio)
+    return bio.getvalue()
 
 
 def seven_zip_file(workdir, out, name, data):
@@ -371,6 +389,12 @@ def verify(kind, data, expect_text=()):
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             assert zf.testzip() is None
             blob = b"".join(_zip_leaves(zf))
+    elif kind == "xls":
+        assert data.startswith(bytes.fromhex("D0CF11E0A1B11AE1")), "not an OLE compound file"
+        # The strings are UTF-16LE at either alignment; not one of them as 8-bit text.
+        blob = (data.decode("utf-16-le", "replace") + data[1:].decode("utf-16-le", "replace")).encode()
+        for t in expect_text:
+            assert t.encode() not in data, "%s: %r stored as 8-bit text" % (kind, t)
     elif kind == "bz2":
         blob = bz2.decompress(data)
     elif kind == "lzma":
@@ -556,6 +580,7 @@ def build_corpus(d):
     with open(zst, "rb") as f:
         put("tar.zst", "customers.tar.zst", "tar.zst", f.read())
     put("xlsx", "customers.xlsx", "xlsx", xlsx_bytes(HEADER, table))
+    put("xls-utf16", "customers.xls", "xls", xls_bytes(HEADER, table))
     put("docx", "customers.docx", "docx", docx_bytes("Customer export", INTRO, HEADER, table))
     put("odt", "customers.odt", "odt", odt_bytes("Customer export", INTRO, HEADER, table))
     put("ods", "customers.ods", "ods", ods_bytes([("Customers", HEADER, table)]))

@@ -4,6 +4,8 @@
 // undecodable, encrypted documents reported.
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include <regex>
 #include <set>
 
@@ -422,6 +424,54 @@ out(hdr + d + bytes(range(256)) * 16)
   const std::string name = std::string("E\0n\0c\0r\0y\0p\0t\0e\0d\0P\0", 20);
   plain.replace(plain.find(name), 2, std::string("X\0", 2));
   EXPECT_TRUE(Normalize(plain).encrypted.empty());
+}
+
+TEST(Documents, CompoundFileUtf16TextIsRead) {
+  // An .xls from xlwt: strings with a character past Latin-1 are stored as UTF-16LE, each
+  // after a 3-byte header, so at even and at odd offsets. Every row's e-mail and card is
+  // read, wherever the body is cut.
+  const std::string xls = Python(R"PY(
+import xlwt
+wb = xlwt.Workbook(encoding='utf-8')
+ws = wb.add_sheet('Kunden')
+for i in range(40):
+    ws.write(i, 0, '\u0141ukasz Nowak %d' % i)
+    ws.write(i, 1, '\u0142.nowak%d@bluewin.ch' % i)
+    ws.write(i, 2, 'Karte 4539 1488 0343 6467 \u2013 %d' % i)
+b = io.BytesIO()
+wb.save(b)
+out(b.getvalue())
+)PY");
+  ASSERT_EQ(xls.find("4539 1488"), std::string::npos);  // not as 8-bit text: UTF-16 only
+  const Recorder r = Normalize(xls, H("application/vnd.ms-excel"));
+  EXPECT_TRUE(r.undecodable.empty()) << r.Reasons();
+  EXPECT_TRUE(r.encrypted.empty());
+  for (int i : {0, 1, 17, 39}) {
+    const std::string mail = "\xC5\x82.nowak" + std::to_string(i) + "@bluewin.ch";
+    EXPECT_TRUE(r.Has(mail)) << mail;
+    EXPECT_TRUE(r.Has("Karte 4539 1488 0343 6467 \xE2\x80\x93 " + std::to_string(i))) << i;
+  }
+  // Spans are a word's code units (utf16.cc): the card's word starts at or before it.
+  const Span first = r.Find("Karte 4539 1488 0343 6467");
+  const size_t at = xls.find(std::string("K\0a\0r\0t\0e\0", 10));
+  EXPECT_LE(first.begin, at);
+  EXPECT_GE(first.end, at + 2 * std::string("Karte 4539 1488 0343 6467").size());
+  EXPECT_LE(first.end - first.begin, 2 * 40u);
+  for (size_t chunk : {size_t{1}, size_t{3}, size_t{64}, size_t{511}}) {
+    EXPECT_EQ(Normalize(xls, H("application/vnd.ms-excel"), chunk).layers, r.layers) << chunk;
+  }
+}
+
+TEST(Documents, CompoundFileOfBinaryDataYieldsNoText) {
+  // Random bytes and small integers after the compound-file magic: no run of six text
+  // units, nothing emitted.
+  std::string cfb("\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1", 8);
+  std::mt19937_64 rng(3);
+  for (int i = 0; i < 200000; ++i) cfb += static_cast<char>(rng());
+  for (uint32_t v = 0; v < 5000; ++v) cfb.append(reinterpret_cast<const char*>(&v), 4);
+  const Recorder r = Normalize(cfb);
+  EXPECT_TRUE(r.layers.empty()) << r.layers.size();
+  EXPECT_TRUE(r.undecodable.empty()) << r.Reasons();
 }
 
 // ------------------------------------------------------------------ PDF
