@@ -11,6 +11,7 @@
 
 #include "dlp/decode/decoders.h"
 #include "dlp/decode/simd.h"
+#include "dlp/decode/utf8.h"
 
 namespace egressguard::dlp::decode {
 namespace {
@@ -33,29 +34,6 @@ int Hex4(const char* p) {
     v = v * 16 + h;
   }
   return v;
-}
-
-size_t Utf8(uint32_t cp, char* out) {
-  if (cp < 0x80) {
-    out[0] = static_cast<char>(cp);
-    return 1;
-  }
-  if (cp < 0x800) {
-    out[0] = static_cast<char>(0xC0 | (cp >> 6));
-    out[1] = static_cast<char>(0x80 | (cp & 0x3F));
-    return 2;
-  }
-  if (cp < 0x10000) {
-    out[0] = static_cast<char>(0xE0 | (cp >> 12));
-    out[1] = static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out[2] = static_cast<char>(0x80 | (cp & 0x3F));
-    return 3;
-  }
-  out[0] = static_cast<char>(0xF0 | (cp >> 18));
-  out[1] = static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-  out[2] = static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-  out[3] = static_cast<char>(0x80 | (cp & 0x3F));
-  return 4;
 }
 
 // What a code point is scanned as. Rich-text editors and copied web text put no-break
@@ -124,7 +102,7 @@ Esc ParseEscape(const char* p, size_t avail, bool final) {
       e.len = 1;
       return;
     }
-    e.len = Utf8(cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) ? 0xFFFD : cp, e.out);
+    e.len = EncodeUtf8(cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) ? 0xFFFD : cp, e.out);
   };
   const auto cont = [&](size_t i) { return (static_cast<uint8_t>(p[i]) & 0xC0) == 0x80; };
   switch (p[0]) {

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "dlp/decode/decoders.h"
+#include "dlp/decode/utf8.h"
 
 namespace egressguard::dlp::decode {
 namespace {
@@ -169,29 +170,6 @@ Utf16Sniff SniffUtf16(const DocHint& hint, std::string_view b) {
   return r;
 }
 
-size_t Utf8(uint32_t cp, char* out) {
-  if (cp < 0x80) {
-    out[0] = static_cast<char>(cp);
-    return 1;
-  }
-  if (cp < 0x800) {
-    out[0] = static_cast<char>(0xC0 | (cp >> 6));
-    out[1] = static_cast<char>(0x80 | (cp & 0x3F));
-    return 2;
-  }
-  if (cp < 0x10000) {
-    out[0] = static_cast<char>(0xE0 | (cp >> 12));
-    out[1] = static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out[2] = static_cast<char>(0x80 | (cp & 0x3F));
-    return 3;
-  }
-  out[0] = static_cast<char>(0xF0 | (cp >> 18));
-  out[1] = static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-  out[2] = static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-  out[3] = static_cast<char>(0x80 | (cp & 0x3F));
-  return 4;
-}
-
 OrigSpan Union(OrigSpan a, OrigSpan b) { return {std::min(a.begin, b.begin), std::max(a.end, b.end)}; }
 
 class Utf16Text final : public Decoder {
@@ -285,7 +263,7 @@ class Utf16Text final : public Decoder {
   void Char(uint32_t cp, OrigSpan span) {
     seen_unit_ = true;
     char enc[4];
-    const size_t n = Utf8(cp, enc);
+    const size_t n = EncodeUtf8(cp, enc);
     const bool word = cp >= 0x80 || (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z');
     if (!word) {
       CloseWord();

@@ -206,27 +206,27 @@ def xls_bytes(header, rows, mark="\u2713"):
     return bio.getvalue()
 
 
-def seven_zip_file(workdir, out, name, data):
-    """`7z a` (p7zip): a format no decoder here reads, so it must not pass as read."""
-    src = os.path.join(workdir, "7z-src")
+def _archive_with_cli(workdir, sub, out, name, data, argv):
+    """Writes data as workdir/sub/name and runs argv (the archiver, given out and name
+    last) there: how a desktop tool packs one file."""
+    src = os.path.join(workdir, sub)
     os.makedirs(src, exist_ok=True)
     with open(os.path.join(src, name), "wb") as f:
         f.write(data)
     if os.path.exists(out):
         os.unlink(out)
-    subprocess.run(["7z", "a", "-bd", "-y", out, name], cwd=src, check=True, capture_output=True)
+    subprocess.run(argv + [out, name], cwd=src, check=True, capture_output=True)
+
+
+def seven_zip_file(workdir, out, name, data):
+    """`7z a` (p7zip): a format no decoder here reads, so it must not pass as read."""
+    _archive_with_cli(workdir, "7z-src", out, name, data, ["7z", "a", "-bd", "-y"])
 
 
 def encrypted_zip_file(workdir, out, name, data, password="s3cret-Pa55"):
     """`zip -P` (Info-ZIP, traditional PKWARE encryption): zipfile can read such members
     but cannot write them."""
-    src = os.path.join(workdir, "enc-src")
-    os.makedirs(src, exist_ok=True)
-    with open(os.path.join(src, name), "wb") as f:
-        f.write(data)
-    if os.path.exists(out):
-        os.unlink(out)
-    subprocess.run(["zip", "-q", "-P", password, out, name], cwd=src, check=True, capture_output=True)
+    _archive_with_cli(workdir, "enc-src", out, name, data, ["zip", "-q", "-P", password])
     return password
 
 
