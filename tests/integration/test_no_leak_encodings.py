@@ -18,13 +18,17 @@ card in ping, pong and close payloads, a compressed message split over three fra
 1 MiB messages (plain and compressed) over the 64 KiB hold limit: close 1008, nothing at
 the origin. Clean controls of each shape get 200 / an echo and arrive intact."""
 import base64
+import bz2
 import concurrent.futures
 import itertools
+import io
 import json
+import lzma
 import random
 import shutil
 import string
 import subprocess
+import tarfile
 import tempfile
 import threading
 import time
@@ -240,6 +244,73 @@ def decoded_check(decode, plain, value_off, needles=CARD_NEEDLES):
                 problems.append("origin decodes text that differs from what was sent (%d bytes)" % len(text))
         return problems
     return check
+
+
+# ------------------------------------------------ 1b. files that are no content coding
+# A card at the end of a file the client uploads as it is (no Content-Encoding): .bz2,
+# .lzma, tar.bz2 and UTF-16 text. Under the hold limit and well past it, the last write
+# the last k bytes; a lenient origin decodes whatever it got, and none of it may reach the
+# card.
+def _tar_bz2(data):
+    bio = io.BytesIO()
+    with tarfile.open(fileobj=bio, mode="w:bz2") as tf:
+        info = tarfile.TarInfo("customers.json")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    return bio.getvalue()
+
+
+def _lenient(decompressor_factory):
+    def decode(data):
+        try:
+            return decompressor_factory().decompress(data)
+        except (OSError, EOFError, lzma.LZMAError, ValueError):
+            return b""
+    return decode
+
+
+def _untar_prefix(data):
+    """The member bytes a receiver gets out of a cut tar.bz2 (the tar header is 512 bytes)."""
+    return _lenient(bz2.BZ2Decompressor)(data)[512:]
+
+
+FILE_FORMATS = {
+    # name: (encode(plain) -> body, decode(body prefix) -> plaintext prefix, Content-Type)
+    "bz2": (bz2.compress, _lenient(bz2.BZ2Decompressor), "application/x-bzip2"),
+    "lzma": (lambda d: lzma.compress(d, format=lzma.FORMAT_ALONE),
+             _lenient(lambda: lzma.LZMADecompressor(format=lzma.FORMAT_ALONE)), "application/octet-stream"),
+    "tar-bz2": (_tar_bz2, _untar_prefix, "application/x-tar"),
+    "utf16le-bom": (lambda d: b"\xff\xfe" + d.decode().encode("utf-16-le"),
+                    lambda b: b[2:len(b) - len(b) % 2].decode("utf-16-le", "replace").encode(), "text/plain"),
+}
+
+
+def file_body(fmt, size):
+    encode = FILE_FORMATS[fmt][0]
+    n = SMALL_PLAIN
+    while True:
+        filler = noisy_json(n) if size == "large" else L.json_records(n)
+        plain, voff = with_card(filler)
+        body = encode(plain)
+        if size == "small" or len(body) > 2 * HOLD:
+            return plain, voff, body
+        n *= 2
+
+
+@pytest.mark.parametrize("size", ["large", "small"])
+@pytest.mark.parametrize("fmt", list(FILE_FORMATS))
+def test_card_at_end_of_uploaded_file_format_never_reaches_origin(env, fmt, size):
+    # Proves a card at the end of a .bz2/.lzma/tar.bz2/UTF-16 upload (held whole / streamed past the hold) is read and blocked: the origin can decode no byte of it, whatever the last write.
+    plain, voff, body = file_body(fmt, size)
+    if size == "small":
+        assert len(body) <= HOLD, len(body)
+    _, decode, ctype = FILE_FORMATS[fmt]
+    assert decode(body) == plain or fmt == "tar-bz2", "the lenient decoder must read the whole body"
+    checks = [raw_check(body, len(body)), decoded_check(decode, plain, voff)]
+    cases = [(f, k) for f in ("cl", "chunked-late") for k in TAIL_SPLITS if k < len(body)]
+    hdrs = ["Content-Type: " + ctype]
+    bad = sweep(cases, lambda c: blocked(env, body, hdrs, len(body) - c[1], c[0], checks, finding="credit_card"))
+    assert not bad, summary(bad, len(cases))
 
 
 def raw_check(body, value_off):
