@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "appliance/json_text.h"  // AppendJsonEscaped, which the log lines use
 
 namespace egressguard::appliance {
 
@@ -29,8 +30,5 @@ void PrintFatal(std::string_view command, std::string_view what);
 std::string FormatJsonLogLine(std::string_view ts, std::string_view level, std::string_view logger,
                               std::string_view msg);
 
-// `s` as a JSON string body: quotes, backslashes and control characters escaped,
-// invalid UTF-8 replaced by U+FFFD so every line stays parseable.
-void AppendJsonEscaped(std::string& out, std::string_view s);
 
 }  // namespace egressguard::appliance

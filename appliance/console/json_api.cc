@@ -10,6 +10,7 @@
 #include <future>
 
 #include "appliance/store/api_tls.h"
+#include "appliance/json_text.h"
 
 namespace egressguard::console {
 
@@ -41,19 +42,7 @@ const char* CodeName(grpc::StatusCode code) {
 
 std::string JsonString(std::string_view s) {
   std::string out = "\"";
-  for (char ch : s) {
-    switch (ch) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      default:
-        if (static_cast<unsigned char>(ch) < 0x20) {
-          out += fmt::format("\\u{:04x}", static_cast<unsigned char>(ch));
-        } else {
-          out += ch;
-        }
-    }
-  }
+  appliance::AppendJsonEscaped(out, s);
   return out + "\"";
 }
 
