@@ -11,6 +11,8 @@ import tempfile
 import time
 import urllib.parse
 
+import pytest
+
 PORT = 5432  # only names the socket file in our own directory
 
 
@@ -84,3 +86,18 @@ class PgServer:
     def remove(self):
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def skip_module_without_server():
+    """Skips the calling test module, saying why, where the server binaries are missing."""
+    if find_bindir() is None:
+        pytest.skip("PostgreSQL server binaries not found (Debian package `postgresql`, installed by "
+                    "scripts/install-deps.sh)", allow_module_level=True)
+
+
+@pytest.fixture()
+def pg():
+    """A fresh server per test, removed after it (import this name into the test module)."""
+    server = PgServer().start()
+    yield server
+    server.remove()

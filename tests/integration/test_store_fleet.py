@@ -17,7 +17,7 @@ import time
 import pytest
 
 from conftest import run
-from pg_helpers import PgServer, find_bindir
+from pg_helpers import PgServer, pg, skip_module_without_server  # noqa: F401 (pg: fixture)
 from proxy_helpers import Origin, Pki
 from store_helpers import (StoreProcess, StoreProxy, all_store_verdicts, default_pack, free_port,  # noqa: F401
                            metric_value, pack_copy, pb, push_and_activate)
@@ -25,16 +25,7 @@ from store_helpers import (StoreProcess, StoreProxy, all_store_verdicts, default
 CARD = "4539 1488 0343 6467"  # Luhn-valid, absent from the shipped pack's text
 PG_OUTAGE_S = 30
 
-if find_bindir() is None:
-    pytest.skip("PostgreSQL server binaries not found (Debian package `postgresql`, installed by "
-                "scripts/install-deps.sh)", allow_module_level=True)
-
-
-@pytest.fixture()
-def pg():
-    server = PgServer().start()
-    yield server
-    server.remove()
+skip_module_without_server()
 
 
 def replica(binary, uri, workdir, name):

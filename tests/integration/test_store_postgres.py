@@ -12,23 +12,14 @@ import threading
 import pytest
 
 from conftest import run
-from pg_helpers import PgServer, find_bindir
+from pg_helpers import PgServer, pg, skip_module_without_server  # noqa: F401 (pg: fixture)
 from proxy_helpers import Origin, Pki
 from store_helpers import (StoreProcess, StoreProxy, free_port, metric_value, pb,  # noqa: F401
                            push_and_activate, store_verdicts)
 
 CARD = "4539 1488 0343 6467"  # Luhn-valid, absent from the shipped pack's text
 
-if find_bindir() is None:
-    pytest.skip("PostgreSQL server binaries not found (Debian package `postgresql`, installed by "
-                "scripts/install-deps.sh)", allow_module_level=True)
-
-
-@pytest.fixture()
-def pg():
-    server = PgServer().start()
-    yield server
-    server.remove()
+skip_module_without_server()
 
 
 def default_pack():
