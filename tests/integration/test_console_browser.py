@@ -25,6 +25,8 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+from selenium.common.exceptions import (ElementClickInterceptedException,  # noqa: E402
+                                        ElementNotInteractableException, StaleElementReferenceException)
 
 CARD_BODY = "card 4539 1488 0343 6467 and 5425 2334 3010 9903\n"
 RAW_CARDS = ("4539 1488 0343 6467", "4539148803436467", "5425 2334 3010 9903", "5425233430109903")
@@ -86,6 +88,22 @@ class Browser:
     def page(self, name):
         self.driver.get(f"{self.console.url}/#/{name}")
         self.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "main h1"))
+
+    def click(self, by, selector):
+        """Click what `selector` names once it can take the click. The element is looked up
+        afresh on each try: a page that re-renders after an async call (the packs page
+        refreshes its tables after an approval) may replace it or shift another element over
+        it between the lookup and the click, which is a race in the test, not a fault."""
+        def attempt(d):
+            try:
+                element = d.find_element(by, selector)
+                d.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+                element.click()
+                return True
+            except (ElementClickInterceptedException, ElementNotInteractableException,
+                    StaleElementReferenceException):
+                return False
+        self.wait.until(attempt)
 
     def shot(self, name):
         self.driver.save_screenshot(os.path.join(screenshots_dir(), f"{name}.png"))
@@ -202,7 +220,7 @@ def test_officer_and_auditor_in_the_browser(world, egressguard_bin):
     b.wait.until(lambda dr: dr.find_elements(By.CSS_SELECTOR, "#verdict-table tbody tr"))
     form = d.find_element(By.ID, "verdict-filter")
     form.find_element(By.NAME, "workload").send_keys("reporting")
-    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    b.click(By.CSS_SELECTOR, "#verdict-filter button[type=submit]")
     b.wait.until(lambda dr: len(dr.find_elements(By.CSS_SELECTOR, "#verdict-table tbody tr")) == 4)
     for row in d.find_elements(By.CSS_SELECTOR, "#verdict-table tbody tr"):
         assert row.find_elements(By.TAG_NAME, "td")[4].text == "reporting"
@@ -211,7 +229,7 @@ def test_officer_and_auditor_in_the_browser(world, egressguard_bin):
     form.find_element(By.NAME, "workload").clear()
     form.find_element(By.NAME, "workload").send_keys("payments")
     Select(form.find_element(By.NAME, "action")).select_by_value("BLOCK")
-    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    b.click(By.CSS_SELECTOR, "#verdict-filter button[type=submit]")
     b.wait.until(lambda dr: len(dr.find_elements(By.CSS_SELECTOR, "#verdict-table tbody tr")) == 3)
     link = d.find_element(By.CSS_SELECTOR, "#verdict-table a.open-verdict")
     link.send_keys("\n")  # the keyboard opens it
@@ -236,15 +254,15 @@ def test_officer_and_auditor_in_the_browser(world, egressguard_bin):
     push = d.find_element(By.ID, "push-form")
     push.find_element(By.NAME, "packfile").send_keys(pack_file)
     push.find_element(By.NAME, "reason").send_keys("console test pack")
-    d.find_element(By.ID, "validate-button").click()
+    b.click(By.ID, "validate-button")
     b.wait.until(EC.text_to_be_present_in_element((By.ID, "pack-result"), "compiles"))
-    d.find_element(By.ID, "push-button").click()
+    b.click(By.ID, "push-button")
     b.wait.until(EC.text_to_be_present_in_element((By.ID, "pack-result"), "Pushed 2.0-console"))
     b.wait.until(lambda dr: dr.find_elements(By.CSS_SELECTOR, "#pack-table tr[data-version='2.0-console']"))
     act = d.find_element(By.ID, "activate-form")
     Select(act.find_element(By.NAME, "version")).select_by_value("2.0-console")
     act.find_element(By.NAME, "reason").send_keys("roll out")
-    d.find_element(By.ID, "activate-button").click()
+    b.click(By.ID, "activate-button")
     b.wait.until(EC.text_to_be_present_in_element((By.ID, "pack-result"), "needs approval"))
     b.wait.until(lambda dr: dr.find_elements(By.CSS_SELECTOR, "#proposal-table tr[data-proposal='2.0-console']"))
     assert not d.find_elements(By.CSS_SELECTOR, ".approve-button")  # not for the proposer
@@ -255,8 +273,10 @@ def test_officer_and_auditor_in_the_browser(world, egressguard_bin):
     b.sign_in("bob", "officer")
     b.page("packs")
     b.wait.until(lambda dr: dr.find_elements(By.CSS_SELECTOR, ".approve-button[data-version='2.0-console']"))
-    d.find_element(By.CSS_SELECTOR, ".approve-button[data-version='2.0-console']").click()
+    b.click(By.CSS_SELECTOR, ".approve-button[data-version='2.0-console']")
     b.wait.until(lambda dr: "Approved: 2.0-console is active" in dr.find_element(By.ID, "main").text)
+    # The page refreshes its tables after the approval: wait for that before using its forms.
+    b.wait.until(lambda dr: not dr.find_elements(By.CSS_SELECTOR, "#proposal-table tr[data-proposal='2.0-console']"))
     proxy.wait_pack("2.0-console")
     b.shot("packs-approved")
 
@@ -268,9 +288,7 @@ def test_officer_and_auditor_in_the_browser(world, egressguard_bin):
     test = d.find_element(By.ID, "test-form")
     Select(test.find_element(By.NAME, "version")).select_by_value("2.0-console")
     test.find_element(By.NAME, "samples").send_keys("\n".join(chosen))
-    button = d.find_element(By.ID, "test-button")
-    d.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
-    button.click()
+    b.click(By.ID, "test-button")
     b.wait.until(lambda dr: dr.find_elements(By.CSS_SELECTOR, "#test-per-occurrence tr[data-category='uk_nino']"))
     row = d.find_element(By.CSS_SELECTOR, "#test-per-occurrence tr[data-category='uk_nino']").text.split()
     assert row[:4] == ["uk_nino", "5", "0", "0"], row  # 5 located NINOs found, none extra, none missed
@@ -293,7 +311,7 @@ def test_officer_and_auditor_in_the_browser(world, egressguard_bin):
     b.page("audit")
     b.wait.until(lambda dr: dr.find_elements(By.CSS_SELECTOR, "#audit-table tbody tr"))
     assert "console:bob" in d.find_element(By.ID, "audit-table").text
-    d.find_element(By.ID, "verify-button").click()
+    b.click(By.ID, "verify-button")
     b.wait.until(EC.text_to_be_present_in_element((By.ID, "verify-result"), "Verified"))
     b.shot("audit")
     # An officer is not given the audit page, as the API does not give it the trail.
@@ -332,7 +350,10 @@ def test_forged_session_and_cross_site_post_are_refused(world):
         def log_message(self, *a):
             pass
 
-    server = http.server.HTTPServer(("127.0.0.1", free_port()), Evil)
+    # Threading: Chromium opens a spare connection it may never use, and a one-at-a-time
+    # server blocks on reading it, so shutdown() would wait until Chromium drops it (~100 s).
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Evil)
+    server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         d.get(f"http://127.0.0.1:{server.server_port}/")
