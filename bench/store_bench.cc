@@ -1,37 +1,6 @@
-// Compliance store: ingest throughput (batched, one writer thread) and Query latency
-// p50/p99 for the common filters over N stored verdicts. A CLI that prints a table:
-//   store_bench [--count 1000000] [--batch 1000] [--streams 1] [--sync full|normal]
-//               [--queries 200] [--ingest-only] [--drop-index NAME]... [--db /tmp/store_bench.db]
-//               [--ids uuid7|uuid4|seq] [--key-index-rows N]
-//               [--backend sqlite|postgresql|both] [--pg URI] [--sweep N]
-//               [--keys skewed|uniform] [--replicas N] [--ceiling]
-//               [--grpc-replicas N] [--egressguard PATH]
-// Runs in-process against egressguard::store::Store, so it measures the store, not
-// gRPC. `--backend` picks sqlite (WAL; the default), PostgreSQL, or both one after the
-// other in one run (same verdicts, same queries). PostgreSQL is a server this process
-// starts in a temporary directory (tests/support/pg_server.h: initdb, Unix socket,
-// fsync on as in production), or the database of `--pg URI`, which must be empty
-// (a throwaway one: the bench fills it and leaves it). `--sweep N` then ingests N more verdicts with 1, 2 and 4
-// streams each and prints verdicts/s for each. `--streams N` ingests from N threads at once, as N appliances'
-// Report streams do (their batches share commits). `--drop-index` (repeatable) is an
-// experiment: it drops an index before ingesting, to show what that index costs.
-// `--ids` picks the verdict id form: uuid7 (time-ordered, what the appliance sends;
-// default), uuid4 (random, what older appliances sent) or seq (a counter).
-// `--key-index-rows N` sets Store::Options::key_index_rows (how many new verdicts wait
-// before the writer keys their host, client and workload; queries scan those).
-// `--keys` picks how workloads and destinations are drawn: skewed (default: busy and
-// quiet workloads, each with three destinations of its own) or uniform (1000 x 2000 at
-// random, the rollups' worst case). `--replicas N` (PostgreSQL) opens N Store objects
-// on the one database, each with its own pool and group commit; stream k ingests
-// through replica k % N. `--ceiling` (PostgreSQL) COPYs the stored rows again into
-// plain tables, with and without the verdict indexes, from 1 and 2 connections: what
-// the machine does without the store. `--grpc-replicas N` (PostgreSQL) starts N
-// `egressguard store` processes on the database (`--egressguard PATH`, default
-// ../appliance/egressguard beside this binary; plaintext on loopback) and ingests over
-// one Report stream per bench stream, stream k to process k % N, waiting for each ack
-// as a reporter does. The store's clock follows the verdicts' times (with gRPC
-// replicas, which keep their own clocks, the verdicts end at the time of the run).
-// The database file is deleted before the run.
+// Compliance store benchmark: ingest throughput and Query/Stats latency over N stored
+// verdicts, on sqlite, PostgreSQL or both. What it does and its options: kUsage below
+// (`store_bench --help`).
 #include <fmt/format.h>
 #include <google/protobuf/util/time_util.h>
 
@@ -52,6 +21,7 @@
 #include <functional>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -62,6 +32,42 @@
 #include "appliance/store/sqlite.h"
 #include "appliance/store/store.h"
 #include "tests/support/pg_server.h"
+
+constexpr char kUsage[] = R"(Compliance store: ingest throughput (batched, one writer thread) and Query latency
+p50/p99 for the common filters over N stored verdicts. Prints tables:
+  store_bench [--count 1000000] [--batch 1000] [--streams 1] [--sync full|normal]
+              [--queries 200] [--ingest-only] [--drop-index NAME]... [--db /tmp/store_bench.db]
+              [--ids uuid7|uuid4|seq] [--key-index-rows N]
+              [--backend sqlite|postgresql|both] [--pg URI] [--sweep N]
+              [--keys skewed|uniform] [--replicas N] [--ceiling]
+              [--grpc-replicas N] [--egressguard PATH]
+Runs in-process against egressguard::store::Store, so it measures the store, not
+gRPC. `--backend` picks sqlite (WAL; the default), PostgreSQL, or both one after the
+other in one run (same verdicts, same queries). PostgreSQL is a server this process
+starts in a temporary directory (tests/support/pg_server.h: initdb, Unix socket,
+fsync on as in production), or the database of `--pg URI`, which must be empty
+(a throwaway one: the bench fills it and leaves it). `--sweep N` then ingests N more verdicts with 1, 2 and 4
+streams each and prints verdicts/s for each. `--streams N` ingests from N threads at once, as N appliances'
+Report streams do (their batches share commits). `--drop-index` (repeatable) is an
+experiment: it drops an index before ingesting, to show what that index costs.
+`--ids` picks the verdict id form: uuid7 (time-ordered, what the appliance sends;
+default), uuid4 (random, what older appliances sent) or seq (a counter).
+`--key-index-rows N` sets Store::Options::key_index_rows (how many new verdicts wait
+before the writer keys their host, client and workload; queries scan those).
+`--keys` picks how workloads and destinations are drawn: skewed (default: busy and
+quiet workloads, each with three destinations of its own) or uniform (1000 x 2000 at
+random, the rollups' worst case). `--replicas N` (PostgreSQL) opens N Store objects
+on the one database, each with its own pool and group commit; stream k ingests
+through replica k % N. `--ceiling` (PostgreSQL) COPYs the stored rows again into
+plain tables, with and without the verdict indexes, from 1 and 2 connections: what
+the machine does without the store. `--grpc-replicas N` (PostgreSQL) starts N
+`egressguard store` processes on the database (`--egressguard PATH`, default
+../appliance/egressguard beside this binary; plaintext on loopback) and ingests over
+one Report stream per bench stream, stream k to process k % N, waiting for each ack
+as a reporter does. The store's clock follows the verdicts' times (with gRPC
+replicas, which keep their own clocks, the verdicts end at the time of the run).
+The database file is deleted before the run.
+)";
 
 namespace {
 
@@ -324,45 +330,67 @@ int main(int argc, char** argv) {
   size_t replicas = 1;
   size_t grpc_replicas = 0;
   std::string egressguard_bin = (std::filesystem::path(argv[0]).parent_path() / "../appliance/egressguard").string();
+  // A long run's tables appear as each is done, also when the output goes to a file.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  static const std::set<std::string_view> kValued = {
+      "--count", "--batch", "--streams", "--queries", "--db", "--sync", "--drop-index", "--backend", "--pg",
+      "--sweep", "--replicas", "--grpc-replicas", "--egressguard", "--keys", "--key-index-rows", "--ids"};
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--ingest-only")) {
+    const std::string_view arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (arg == "--ingest-only") {
       ingest_only = true;
       continue;
     }
-    if (!std::strcmp(argv[i], "--ceiling")) {
+    if (arg == "--ceiling") {
       ceiling = true;
       continue;
     }
-    if (i + 1 >= argc) break;
-    if (!std::strcmp(argv[i], "--count")) count = std::stoull(argv[i + 1]);
-    if (!std::strcmp(argv[i], "--batch")) batch = std::stoul(argv[i + 1]);
-    if (!std::strcmp(argv[i], "--streams")) streams = std::max<size_t>(1, std::stoul(argv[i + 1]));
-    if (!std::strcmp(argv[i], "--queries")) queries = std::stoi(argv[i + 1]);
-    if (!std::strcmp(argv[i], "--db")) db = argv[i + 1];
-    if (!std::strcmp(argv[i], "--sync")) sync = argv[i + 1];
-    if (!std::strcmp(argv[i], "--drop-index")) drop.push_back(argv[i + 1]);
-    if (!std::strcmp(argv[i], "--backend")) backend = argv[i + 1];
-    if (!std::strcmp(argv[i], "--pg")) pg_uri = argv[i + 1];
-    if (!std::strcmp(argv[i], "--sweep")) sweep = std::stoull(argv[i + 1]);
-    if (!std::strcmp(argv[i], "--replicas")) replicas = std::max<size_t>(1, std::stoul(argv[i + 1]));
-    if (!std::strcmp(argv[i], "--grpc-replicas")) grpc_replicas = std::stoul(argv[i + 1]);
-    if (!std::strcmp(argv[i], "--egressguard")) egressguard_bin = argv[i + 1];
-    if (!std::strcmp(argv[i], "--keys")) {
-      const std::string_view k = argv[i + 1];
-      if (k != "skewed" && k != "uniform") {
-        std::fprintf(stderr, "--keys wants skewed or uniform\n");
-        return 2;
-      }
-      g_keys = k == "skewed" ? Keys::kSkewed : Keys::kUniform;
+    if (!kValued.count(arg)) {
+      std::fprintf(stderr, "store_bench: unknown option %s (--help lists them)\n", argv[i]);
+      return 2;
     }
-    if (!std::strcmp(argv[i], "--key-index-rows")) key_index_rows = std::max<int64_t>(1, std::stoll(argv[i + 1]));
-    if (!std::strcmp(argv[i], "--ids")) {
-      const std::string_view form = argv[i + 1];
-      if (form != "uuid7" && form != "uuid4" && form != "seq") {
-        std::fprintf(stderr, "--ids wants uuid7, uuid4 or seq\n");
-        return 2;
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "store_bench: %s wants a value\n", argv[i]);
+      return 2;
+    }
+    try {
+      if (!std::strcmp(argv[i], "--count")) count = std::stoull(argv[i + 1]);
+      if (!std::strcmp(argv[i], "--batch")) batch = std::stoul(argv[i + 1]);
+      if (!std::strcmp(argv[i], "--streams")) streams = std::max<size_t>(1, std::stoul(argv[i + 1]));
+      if (!std::strcmp(argv[i], "--queries")) queries = std::stoi(argv[i + 1]);
+      if (!std::strcmp(argv[i], "--db")) db = argv[i + 1];
+      if (!std::strcmp(argv[i], "--sync")) sync = argv[i + 1];
+      if (!std::strcmp(argv[i], "--drop-index")) drop.push_back(argv[i + 1]);
+      if (!std::strcmp(argv[i], "--backend")) backend = argv[i + 1];
+      if (!std::strcmp(argv[i], "--pg")) pg_uri = argv[i + 1];
+      if (!std::strcmp(argv[i], "--sweep")) sweep = std::stoull(argv[i + 1]);
+      if (!std::strcmp(argv[i], "--replicas")) replicas = std::max<size_t>(1, std::stoul(argv[i + 1]));
+      if (!std::strcmp(argv[i], "--grpc-replicas")) grpc_replicas = std::stoul(argv[i + 1]);
+      if (!std::strcmp(argv[i], "--egressguard")) egressguard_bin = argv[i + 1];
+      if (!std::strcmp(argv[i], "--keys")) {
+        const std::string_view k = argv[i + 1];
+        if (k != "skewed" && k != "uniform") {
+          std::fprintf(stderr, "--keys wants skewed or uniform\n");
+          return 2;
+        }
+        g_keys = k == "skewed" ? Keys::kSkewed : Keys::kUniform;
       }
-      ids = form == "uuid7" ? Ids::kUuid7 : form == "uuid4" ? Ids::kUuid4 : Ids::kSeq;
+      if (!std::strcmp(argv[i], "--key-index-rows")) key_index_rows = std::max<int64_t>(1, std::stoll(argv[i + 1]));
+      if (!std::strcmp(argv[i], "--ids")) {
+        const std::string_view form = argv[i + 1];
+        if (form != "uuid7" && form != "uuid4" && form != "seq") {
+          std::fprintf(stderr, "--ids wants uuid7, uuid4 or seq\n");
+          return 2;
+        }
+        ids = form == "uuid7" ? Ids::kUuid7 : form == "uuid4" ? Ids::kUuid4 : Ids::kSeq;
+      }
+    } catch (const std::exception&) {
+      std::fprintf(stderr, "store_bench: %s wants a number, not %s\n", argv[i], argv[i + 1]);
+      return 2;
     }
     ++i;
   }

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "dlp/decode/decoders.h"
+#include "dlp/decode/hex_runs.h"
 #include "dlp/decode/simd.h"
 
 namespace egressguard::dlp::decode {
@@ -74,6 +75,8 @@ bool PlausibleRun(std::string_view first16) {
   }
   return upper && lower;
 }
+
+bool AllHex(std::string_view s) { return std::all_of(s.begin(), s.end(), IsHexDigit); }
 
 OrigSpan Union(OrigSpan a, OrigSpan b) { return {std::min(a.begin, b.begin), std::max(a.end, b.end)}; }
 
@@ -261,7 +264,9 @@ DecoderPtr MakeBase64Body(Layer& out) { return std::make_unique<Base64Body>(out)
 struct Base64Finder::State {
   State(Context& c, uint32_t d) : ctx(c), depth(d), avx2(simd::UseAvx2()) {}
 
-  enum class Mode { kSearch, kRun, kSkip };
+  // kRun: a base64 run; kHex: a run of hex digits (hex_runs.h); kSkip: the rest of a
+  // run of base64 characters that is neither.
+  enum class Mode { kSearch, kRun, kHex, kSkip };
 
   void Put(const Src& in) {
     if (ctx.stopped) return;
@@ -276,6 +281,9 @@ struct Base64Finder::State {
         case Mode::kRun:
           pos = RunChars(in, pos);
           break;
+        case Mode::kHex:
+          pos = HexChars(in, pos);
+          break;
         case Mode::kSkip:
           pos = B64Extent(in.data(), pos, n, avx2);
           if (pos < n) mode = Mode::kSearch;
@@ -284,10 +292,12 @@ struct Base64Finder::State {
     }
     // What this chunk completed goes on as one batch.
     if (groups) groups->Emit();
+    if (hex) hex->Emit();
   }
 
   void End() {
     if (mode == Mode::kRun) EndRun();
+    if (mode == Mode::kHex) hex->End();
     mode = Mode::kSearch;
     cand.Clear();
   }
@@ -297,6 +307,7 @@ struct Base64Finder::State {
     // run, what the groups hold. Line breaks and skipped text are never emitted.
     uint64_t h = cand.orig_begin();
     if (groups) h = std::min(h, groups->held_from());
+    if (hex) h = std::min(h, hex->held_from());
     if (out) h = std::min(h, out->held_from());
     return h;
   }
@@ -317,15 +328,22 @@ struct Base64Finder::State {
     char first[kMinRun];
     std::copy(cand.bytes().begin(), cand.bytes().end(), first);
     std::copy(d, d + (kMinRun - cand.size()), first + cand.size());
-    if (!PlausibleRun(std::string_view(first, kMinRun))) {
+    const std::string_view head(first, kMinRun);
+    const bool base64 = PlausibleRun(head);
+    if (!base64 && !AllHex(head)) {
       cand.Clear();
       mode = Mode::kSkip;
       return k;
     }
-    StartRun();
     MappedBuffer held = std::move(cand);
     cand.Clear();
-    RunChars(held.src(), 0);
+    if (base64) {
+      StartRun();
+      RunChars(held.src(), 0);
+    } else {
+      StartHex();
+      HexChars(held.src(), 0);
+    }
     return 0;  // the chunk's characters continue the run
   }
 
@@ -339,19 +357,63 @@ struct Base64Finder::State {
       if (suffix < n) cand.Append(in.Sub(suffix, n));
       return n;
     }
-    if (PlausibleRun(std::string_view(d + s, kMinRun))) {
+    const std::string_view head(d + s, kMinRun);
+    if (PlausibleRun(head)) {
       StartRun();
+    } else if (AllHex(head)) {
+      StartHex();
     } else {
       mode = Mode::kSkip;
     }
     return s;
   }
 
-  void StartRun() {
-    if (!out) {
-      out = std::make_unique<Layer>(ctx, depth);
-      groups = std::make_unique<GroupDecoder>(*out, avx2);
+  void StartHex() {
+    if (!out) out = std::make_unique<Layer>(ctx, depth);
+    if (!hex) hex = std::make_unique<HexRunDecoder>(*out);
+    hex->Begin();
+    mode = Mode::kHex;
+    line_len = 0;
+    nl = 0;
+  }
+
+  // In a hex run: hex digits and line breaks as in a base64 run (xxd -p writes lines of
+  // 60). A base64 character that is no hex digit ends the run and skips the rest of its
+  // base64 stretch (that is no hex, and it was no base64 either); anything else ends the
+  // run and is left for Search.
+  size_t HexChars(const Src& in, size_t pos) {
+    const char* d = in.data();
+    const size_t n = in.size();
+    while (pos < n) {
+      const char c = d[pos];
+      if (IsHexDigit(c) && nl != 1) {
+        size_t q = pos + 1;
+        while (q < n && IsHexDigit(d[q])) ++q;
+        hex->Chars(in, pos, q);
+        line_len += q - pos;
+        nl = 0;
+        pos = q;
+        if (ctx.stopped) return n;
+        continue;
+      }
+      if (c == '\r' && nl == 0 && line_len >= kMinRun) {
+        nl = 1;
+      } else if (c == '\n' && (nl == 1 || (nl == 0 && line_len >= kMinRun))) {
+        nl = 2;
+        line_len = 0;
+      } else {
+        hex->End();
+        mode = IsB64(c) && nl == 0 ? Mode::kSkip : Mode::kSearch;
+        return pos;
+      }
+      ++pos;
     }
+    return pos;
+  }
+
+  void StartRun() {
+    if (!out) out = std::make_unique<Layer>(ctx, depth);
+    if (!groups) groups = std::make_unique<GroupDecoder>(*out, avx2);
     out->BeginDocument(DocHint{});
     mode = Mode::kRun;
     line_len = 0;
@@ -403,6 +465,7 @@ struct Base64Finder::State {
   int nl = 0;  // 0 in a line, 1 after '\r', 2 after a line break
   std::unique_ptr<Layer> out;
   std::unique_ptr<GroupDecoder> groups;
+  std::unique_ptr<HexRunDecoder> hex;
 };
 
 Base64Finder::Base64Finder(Context& ctx, uint32_t depth) : s_(std::make_unique<State>(ctx, depth)) {}
@@ -413,7 +476,9 @@ void Base64Finder::End() { s_->End(); }
 uint64_t Base64Finder::held_from() const { return s_->HeldFrom(); }
 size_t Base64Finder::memory_bytes() const {
   size_t n = sizeof(State) + s_->cand.memory_bytes();
-  if (s_->out) n += s_->out->memory_bytes() + s_->groups->memory_bytes();
+  if (s_->out) n += s_->out->memory_bytes();
+  if (s_->groups) n += s_->groups->memory_bytes();
+  if (s_->hex) n += s_->hex->memory_bytes();
   return n;
 }
 

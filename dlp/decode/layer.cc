@@ -156,6 +156,11 @@ void Layer::BeginDocument(const DocHint& hint) {
   if (filter_) filter_->Begin();
   if (transform_) transform_->Begin(hint);
   if (base64_) base64_->Begin();
+  url_doc_ = hint.is_url && base64_;
+  if (url_doc_) {
+    if (!path_base64_) path_base64_ = std::make_unique<Base64Finder>(ctx_, depth_ + 1);
+    path_base64_->Begin();
+  }
 }
 
 void Layer::Emit(const Src& s, bool to_sink) {
@@ -168,7 +173,15 @@ void Layer::Emit(const Src& s, bool to_sink) {
   }
   if (transform_) transform_->Put(s);
   // Bytes withheld from the sink are the parent layer's own bytes: its finder saw them.
-  if (base64_ && (to_sink || depth_ == 0)) base64_->Put(s);
+  if (base64_ && (to_sink || depth_ == 0)) {
+    base64_->Put(s);
+    if (url_doc_) {
+      MappedBuffer segments;
+      segments.Append(s);
+      segments.ReplaceBytes('/', ' ');
+      path_base64_->Put(segments.src());
+    }
+  }
 }
 
 void Layer::Sink(const Src& s) {
@@ -232,6 +245,8 @@ void Layer::EndDocument() {
   in_doc_ = false;
   if (transform_) transform_->End();
   if (base64_) base64_->End();
+  if (url_doc_) path_base64_->End();
+  url_doc_ = false;
   if (doc_emitted_ && id_ != 0 && !id_refused_) ctx_.sink.OnDocumentEnd(id_);
 }
 
@@ -239,6 +254,7 @@ uint64_t Layer::held_from() const {
   uint64_t h = filter_ ? filter_->held_from() : kNothingHeld;
   if (transform_) h = std::min(h, transform_->held_from());
   if (base64_) h = std::min(h, base64_->held_from());
+  if (path_base64_) h = std::min(h, path_base64_->held_from());
   return h;
 }
 
@@ -247,6 +263,7 @@ size_t Layer::memory_bytes() const {
   if (filter_) n += filter_->memory_bytes();
   if (transform_) n += transform_->memory_bytes();
   if (base64_) n += base64_->memory_bytes();
+  if (path_base64_) n += path_base64_->memory_bytes();
   return n;
 }
 

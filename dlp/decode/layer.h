@@ -154,6 +154,12 @@ class Layer {
   bool doc_emitted_ = false;   // ... in this document
   std::unique_ptr<TransformSlot> transform_;
   std::unique_ptr<Base64Finder> base64_;
+  // URL documents only: base64 in a path segment ("/d/<base64>") after the '/' before it,
+  // which base64_ reads as the run's first character (the standard alphabet has '/'), so
+  // it decodes the segment three characters out of step. This finder sees the URL with
+  // '/' as a separator; URLs are short, so reading them twice costs little.
+  std::unique_ptr<Base64Finder> path_base64_;
+  bool url_doc_ = false;
   std::unique_ptr<TextRunFilter> filter_;  // decoded layers, when limits.text_runs is set
   // Between BeginDocument and EndDocument. Unframed output (a base64 body, a non-lazy
   // unescaper) has no end at which the filter could settle, so it bypasses the filter.

@@ -45,6 +45,8 @@ void MappedBuffer::Append(const Src& s) {
   });
 }
 
+void MappedBuffer::ReplaceBytes(char from, char to) { std::replace(data_.begin(), data_.end(), from, to); }
+
 void MappedBuffer::DropFront(size_t n) {
   if (n >= data_.size()) {
     Clear();

@@ -16,7 +16,10 @@ does not leave either: a small compressed body carrying no value, its last byte 
 cut in half, is blocked as `undecodable` (the shipped pack blocks it). WebSocket probes: the
 card in ping, pong and close payloads, a compressed message split over three frames, and
 1 MiB messages (plain and compressed) over the 64 KiB hold limit: close 1008, nothing at
-the origin. Clean controls of each shape get 200 / an echo and arrive intact."""
+the origin. The request target: a card in base64 as a path segment after others (the run
+the finder meets begins at the '/'), URL-safe deep in a path, percent-encoded base64 in a
+query and hex in a path: 403, no request at the origin. Clean controls of each shape get
+200 / an echo and arrive intact."""
 import base64
 import bz2
 import concurrent.futures
@@ -280,6 +283,10 @@ FILE_FORMATS = {
     "lzma": (lambda d: lzma.compress(d, format=lzma.FORMAT_ALONE),
              _lenient(lambda: lzma.LZMADecompressor(format=lzma.FORMAT_ALONE)), "application/octet-stream"),
     "tar-bz2": (_tar_bz2, _untar_prefix, "application/x-tar"),
+    # xxd -p: lines of 60 hex digits; the receiver decodes every whole byte it got.
+    "hex": (lambda d: b"".join(d.hex().encode()[i:i + 60] + b"\n" for i in range(0, 2 * len(d), 60)),
+            lambda b: bytes.fromhex((lambda h: h[:len(h) - len(h) % 2])(b.decode().replace("\n", ""))),
+            "text/plain"),
     "utf16le-bom": (lambda d: b"\xff\xfe" + d.decode().encode("utf-16-le"),
                     lambda b: b[2:len(b) - len(b) % 2].decode("utf-16-le", "replace").encode(), "text/plain"),
 }
@@ -300,7 +307,7 @@ def file_body(fmt, size):
 @pytest.mark.parametrize("size", ["large", "small"])
 @pytest.mark.parametrize("fmt", list(FILE_FORMATS))
 def test_card_at_end_of_uploaded_file_format_never_reaches_origin(env, fmt, size):
-    # Proves a card at the end of a .bz2/.lzma/tar.bz2/UTF-16 upload (held whole / streamed past the hold) is read and blocked: the origin can decode no byte of it, whatever the last write.
+    # Proves a card at the end of a .bz2/.lzma/tar.bz2/hex/UTF-16 upload (held whole / streamed past the hold) is read and blocked: the origin can decode no byte of it, whatever the last write.
     plain, voff, body = file_body(fmt, size)
     if size == "small":
         assert len(body) <= HOLD, len(body)
@@ -955,3 +962,42 @@ def test_ws_1mib_clean_message_over_hold_relayed(env, deflate):
     c.close()
     conn = env.ws_origin.wait_conn(path)
     assert conn.messages == [(W.OP_TEXT, text.encode())]
+
+
+# ----------------------------------------------------------------- 6. values in the request target
+def _target_cases():
+    card = b"card " + CARD + b" exp 12/29"
+    b64 = base64.b64encode(card).rstrip(b"=")
+    url64 = base64.urlsafe_b64encode(card).rstrip(b"=")
+    return {
+        # a path segment in base64 after other segments: the run the finder sees starts at '/'
+        "path-base64": b"/d/" + b64,
+        "deep-path-urlsafe": b"/api/v1/upload/" + url64 + b"/done",
+        "query-percent-base64": b"/q?data=" + urllib.parse.quote(base64.b64encode(card + b"??")).encode(),
+        "path-hex": b"/x/" + card.hex().encode(),
+    }
+
+
+@pytest.mark.parametrize("name", list(_target_cases()))
+def test_value_encoded_in_request_target_blocked(env, name):
+    # Proves a card base64- or hex-encoded in the URL path or query is decoded and the request refused: 403, the origin gets no request.
+    target = _target_cases()[name]
+    origin = env.origin()
+    try:
+        ans = send(env, origin, [b"GET " + target + b" HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\n\r\n"])
+        assert ans.status == 403, ans
+        assert not origin.completed() and not origin.raw_find(target[-12:]), "the origin got the request"
+    finally:
+        origin.close()
+
+
+def test_encoded_request_target_clean_control(env):
+    # Proves (control) a path of base64 and hex ids that decode to no value gets 200.
+    origin = env.origin()
+    target = b"/files/" + base64.urlsafe_b64encode(b"quarterly report v2 final").rstrip(b"=") + b"/" + b"ab" * 20
+    try:
+        ans = send(env, origin, [b"GET " + target + b" HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\n\r\n"])
+        assert ans.status == 200, ans
+        assert [r.target for r in origin.completed()] == [target.decode()], origin.completed()
+    finally:
+        origin.close()

@@ -1,4 +1,5 @@
-"""Text in UTF-16 (dlp/decode/utf16.cc): "nothing leaves unread" (DESIGN.md) for the
+"""Text in UTF-16 (dlp/decode/utf16.cc) and in hex (dlp/decode/hex_runs.h): "nothing
+leaves unread" (DESIGN.md) for the
 encoding Excel's "Unicode Text" export and Windows PowerShell's Out-File write, where every
 ASCII character is followed (little-endian) or preceded (big-endian) by a NUL byte, so no
 pattern matches the raw bytes.
@@ -14,8 +15,12 @@ pattern matches the raw bytes.
   document's header, not only archive members').
 - Hard negatives stay clean (exit 0, nothing printed): a PNG, random bytes, UTF-8 prose
   with accents, UTF-16 meeting notes.
+- Hex (what `xxd -p`, Python's bytes.hex() and JSON APIs write): the table in hex, in
+  xxd's 60-digit lines, upper-case inside JSON, and a zip of it in hex read like the
+  UTF-8 CSV; hashes, trace ids and UUIDs in hex stay clean.
 The proxy side (enforce mode, 403, no byte at the origin, raw / multipart / base64 in
-JSON) is test_containers.py's cases utf16-csv, utf16be-tsv and zip-utf16."""
+JSON) is test_containers.py's cases utf16-csv, utf16be-tsv and zip-utf16, and
+test_no_leak_encodings.py's file formats (hex among them)."""
 import gzip
 import io
 import json
@@ -162,3 +167,47 @@ def test_hard_negatives_stay_clean(egressguard_bin, tmp):
         r = scan(egressguard_bin, write(tmp, name, data))
         assert r.returncode == 0 and not r.stdout.strip(), "%s: exit %d\n%s%s" % (name, r.returncode, r.stdout,
                                                                                   r.stderr[-500:])
+
+
+def _zip(name, data):
+    bio = io.BytesIO()
+    with zipfile.ZipFile(bio, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(name, data)
+    return bio.getvalue()
+
+
+HEX_TABLES = {
+    "hex": lambda b: b.hex().encode(),
+    "xxd-p": lambda b: b"".join(b.hex().encode()[i:i + 60] + b"\n" for i in range(0, 2 * len(b), 60)),
+    "json-upper": lambda b: json.dumps({"export": b.hex().upper(), "rows": D.ROWS}).encode(),
+    "zip-in-hex": lambda b: _zip("customers.csv", b).hex().encode(),
+}
+
+
+@pytest.mark.parametrize("case", list(HEX_TABLES))
+def test_hex_table_is_read_like_its_utf8_twin(egressguard_bin, tmp, case):
+    # Proves: the 200-row table in hex gives credit_card x200, email x200 and bulk_pii, as UTF-8 does.
+    rc, findings = jsonl(egressguard_bin, write(tmp, "hex-" + case + ".txt", HEX_TABLES[case](CSV.encode())))
+    cats = by_category(findings)
+    assert rc == 1, findings
+    assert sum(int(f["count"]) for f in cats.get("credit_card", [])) == D.ROWS, findings
+    assert sum(int(f["count"]) for f in cats.get("email", [])) == D.ROWS, findings
+    bulk = cats.get("bulk_pii", [])
+    assert bulk and bulk[0]["evidence"].startswith("CSV with %d records" % D.ROWS), bulk
+    assert "undecodable" not in cats, findings
+    if case == "zip-in-hex":
+        assert {f.get("member") for f in cats["credit_card"]} == {"customers.csv"}, cats["credit_card"]
+
+
+def test_hex_identifiers_stay_clean(egressguard_bin, tmp):
+    # Proves: an API log full of hex hashes, trace ids and UUIDs (hex of random bytes) scans with exit 0 and no finding.
+    rng = random.Random(5)
+    lines = []
+    for i in range(3000):
+        lines.append(json.dumps({
+            "trace_id": "%032x" % rng.getrandbits(128), "span_id": "%016x" % rng.getrandbits(64),
+            "sha256": "%064x" % rng.getrandbits(256), "etag": "%032X" % rng.getrandbits(128),
+            "request": "%08x-%04x-%04x-%04x-%012x" % tuple(rng.getrandbits(b) for b in (32, 16, 16, 16, 48)),
+            "status": 200, "path": "/api/v1/orders/%d" % (100000 + i)}))
+    r = scan(egressguard_bin, write(tmp, "api-log.jsonl", "\n".join(lines).encode()))
+    assert r.returncode == 0 and not r.stdout.strip(), r.stdout[-2000:] + r.stderr[-500:]

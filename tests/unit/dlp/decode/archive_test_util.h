@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -107,22 +108,36 @@ inline std::vector<size_t> RandomChunks(uint64_t seed, size_t max) {
 }
 
 // What must not depend on how the body was cut: each layer's text (and, where asked,
-// every byte's span), each layer's member changes and where in its text they fall, the
-// reasons and the encrypted reports. (Which layer reports its member first does depend
-// on the reads: layers are fed one after the other, a read at a time.)
+// every byte's span) with its member changes and where in its text they fall, the
+// reasons and the encrypted reports. Layers are compared as a sorted list, not by id:
+// ids are given as layers are first needed, and which layer needs one first depends on
+// the reads (layers are fed one after the other, a read at a time; a run finder's layer
+// may start inside an archive header before the archive's next member does).
 struct Observed {
-  std::vector<std::pair<std::string, std::vector<Span>>> layers;
-  std::map<uint32_t, std::vector<std::pair<size_t, std::string>>> members;
+  struct ObservedLayer {
+    std::string text;
+    std::vector<Span> spans;
+    std::vector<std::pair<size_t, std::string>> members;
+    auto operator<=>(const ObservedLayer&) const = default;
+  };
+  std::vector<ObservedLayer> layers;
   std::multiset<std::string> reasons, encrypted;
   bool operator==(const Observed&) const = default;
 };
 
 inline Observed Observe(const Recorder& r, bool spans) {
   Observed o;
+  std::set<uint32_t> seen;
   for (const auto& [id, text] : r.layers) {
-    o.layers.emplace_back(text, spans ? r.byte_spans.at(id) : std::vector<Span>{});
+    const auto m = r.member_at.find(id);
+    o.layers.push_back({text, spans ? r.byte_spans.at(id) : std::vector<Span>{},
+                        m == r.member_at.end() ? std::vector<std::pair<size_t, std::string>>{} : m->second});
+    seen.insert(id);
   }
-  o.members = r.member_at;
+  for (const auto& [id, list] : r.member_at) {
+    if (!seen.count(id)) o.layers.push_back({"", {}, list});  // members of a layer that emitted nothing
+  }
+  std::sort(o.layers.begin(), o.layers.end());
   for (const auto& u : r.undecodable) o.reasons.insert(u.why);
   for (const auto& e : r.encrypted) o.encrypted.insert(e.member + ":" + e.what);
   return o;
@@ -130,9 +145,9 @@ inline Observed Observe(const Recorder& r, bool spans) {
 
 inline std::string Describe(const Observed& o) {
   std::string s;
-  for (const auto& [text, spans] : o.layers) s += "layer[" + std::to_string(text.size()) + "] ";
-  for (const auto& [id, list] : o.members) {
-    for (const auto& [at, m] : list) s += "member " + std::to_string(id) + "@" + std::to_string(at) + ":" + m + " ";
+  for (const auto& l : o.layers) {
+    s += "layer[" + std::to_string(l.text.size()) + "] ";
+    for (const auto& [at, m] : l.members) s += "member@" + std::to_string(at) + ":" + m + " ";
   }
   for (const auto& r : o.reasons) s += "why:" + r + " ";
   return s;

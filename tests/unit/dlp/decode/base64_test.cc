@@ -74,10 +74,103 @@ TEST(Base64, MimeLineWrapped) {
 }
 
 TEST(Base64, ShortRunsDigitsAndIdentifiersAreNotDecoded) {
+  // Hex digits decode as hex (below) from 32 of them: these are all shorter, or no hex.
   const Recorder r = Normalize(
       "short: aGVsbG8= digits: 4111111111111111 lower: abcdefghijklmnopqrstuv "
-      "hex: d41d8cd98f00b204e9800998ecf8427e dashes: ----------------------");
+      "hex: d41d8cd98f00b204e9800998ecf842 dashes: ---------------------- "
+      "uuid: 550e8400-e29b-41d4-a716-446655440000 phone: 004144668180012345678");
   EXPECT_TRUE(r.layers.empty());
+}
+
+TEST(Base64, PathSegmentOfAUrlIsReadFromItsOwnStart) {
+  // "/d/<base64>": the standard alphabet has '/', so the run found starts at the path's
+  // first '/', three characters before the value. URLs are read once more split at '/'.
+  const std::string secret = "card 4539 1488 0343 6467 exp 12/29";
+  for (const std::string prefix : {"/d/", "/api/v1/upload/", "/x/y/"}) {
+    for (bool url_safe : {false, true}) {
+      const std::string url = prefix + Base64(secret, url_safe, false) + "?session=1";
+      const Recorder r = Normalize(url, H("", "", /*is_url=*/true));
+      EXPECT_TRUE(r.Has(secret)) << url;
+    }
+  }
+  // In a URL the value may itself hold '/' (standard base64, percent-decoded): still read.
+  const std::string with_slash = "card 4539 1488 0343 6467 ???";  // "...Pz8/"
+  const std::string b64 = Base64(with_slash);
+  ASSERT_NE(b64.find('/'), std::string::npos) << b64;
+  EXPECT_TRUE(Normalize("/q?d=" + b64, H("", "", true)).Has(with_slash)) << b64;
+}
+
+std::string Hex(std::string_view in, bool upper = false) {
+  static constexpr char kLower[] = "0123456789abcdef", kUpper[] = "0123456789ABCDEF";
+  const char* digits = upper ? kUpper : kLower;
+  std::string out;
+  for (unsigned char c : in) {
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  }
+  return out;
+}
+
+TEST(Hex, RunInTextMapsToItsCharacters) {
+  const std::string secret = "IBAN CH93 0076 2011 6238 5295 7 for Anna Muster";
+  for (bool upper : {false, true}) {
+    const std::string hex = Hex(secret, upper);
+    const std::string body = R"({"blob":")" + hex + R"(","n":1})";
+    const Recorder r = Normalize(body, H("application/json"));
+    ASSERT_TRUE(r.Has(secret)) << upper;
+    // Segments of 32 bytes map to their 64 characters.
+    const Span s = r.Find("CH93 0076 2011 6238 5295 7");
+    const Span run = SpanIn(body, hex);
+    EXPECT_GE(s.begin, run.begin);
+    EXPECT_LE(s.end, run.end);
+    EXPECT_LE(s.end - s.begin, 128u);
+  }
+}
+
+TEST(Hex, XxdLinesAndEveryChunkingGiveTheSameText) {
+  std::string csv = "name,email,card\n";
+  for (int i = 0; i < 40; ++i) csv += "Cust" + std::to_string(i) + ",c" + std::to_string(i) + "@example.com,4539 1488 0343 6467\n";
+  const std::string hex = Hex(csv);
+  std::string wrapped;  // xxd -p: lines of 60 digits
+  for (size_t i = 0; i < hex.size(); i += 60) wrapped += hex.substr(i, 60) + "\n";
+  const Recorder whole = Normalize("dump:\n" + wrapped);
+  ASSERT_TRUE(whole.Has(csv));
+  for (size_t chunk : {size_t{1}, size_t{7}, size_t{61}, size_t{1000}}) {
+    const Recorder r = Normalize("dump:\n" + wrapped, {}, chunk);
+    EXPECT_EQ(r.layers, whole.layers) << chunk;
+  }
+  // An odd last digit is dropped; the bytes before it are read.
+  EXPECT_TRUE(Normalize(Hex(csv) + "a").Has(csv));
+}
+
+TEST(Hex, HexThatIsNoHexEndsTheRun) {
+  // A stretch of base64 characters that starts with 32+ hex digits and goes on with other
+  // letters: the hex prefix is read, the rest is neither hex nor (one case only) base64.
+  const std::string secret = "card 4539 1488 0343 6467";
+  const Recorder r = Normalize("x " + Hex(secret) + "xyzxyzxyz and more");
+  EXPECT_TRUE(r.Has(secret));
+}
+
+TEST(Hex, RandomHashesAreNoBrokenStreams) {
+  // md5 / trace ids / sha256 in hex decode to random bytes: never reported undecodable.
+  uint64_t seed = 7;
+  std::string body;
+  for (int i = 0; i < 60000; ++i) {
+    std::string key(i % 2 ? 16 : 32, '\0');
+    for (char& c : key) {
+      seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+      c = static_cast<char>(seed >> 56);
+    }
+    body += "etag: " + Hex(key) + "\r\n";
+  }
+  const Recorder r = Normalize(body);
+  EXPECT_TRUE(r.undecodable.empty()) << r.Reasons();
+}
+
+TEST(Hex, HexOfAGzipStreamIsInflated) {
+  const std::string secret = "ssn 123-45-6789 of Jane";
+  const Recorder r = Normalize("payload=" + Hex(Gzip(secret)));
+  EXPECT_TRUE(r.Has(secret));
 }
 
 TEST(Base64, NestedBase64InJsonMapsToInnerValue) {

@@ -18,7 +18,7 @@ namespace egressguard::dlp::decode::testing {
 
 struct Span {
   uint64_t begin = 0, end = 0;
-  bool operator==(const Span&) const = default;
+  auto operator<=>(const Span&) const = default;
 };
 
 struct Undecodable {
