@@ -91,6 +91,8 @@ class DepthLimitProbe {
 
 // Base64 runs (>= 16 characters, standard or URL-safe, padded or not, e-mail style line
 // wrapped) found anywhere in a layer; each run one document of the finder's own layer.
+// A run of hex digits base64 would not take (one letter case, or digits only) is read as
+// hex instead (hex_runs.h), from 32 digits on.
 class Base64Finder {
  public:
   Base64Finder(Context& ctx, uint32_t depth);
