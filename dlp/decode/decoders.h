@@ -30,6 +30,13 @@ enum EscapeFlags : unsigned {
 // rest), each window one document; otherwise the whole input is one unframed output.
 DecoderPtr MakeUnescaper(Layer& out, unsigned flags, bool lazy);
 
+// HTML (html_text.cc): the text with its tags removed, inline elements with nothing in
+// their place (a number split by <b>...</b> reads whole), each table a document whose
+// rows are lines of comma-separated cells, attribute values on lines of their own.
+// Framed. LooksLikeHtml: by Content-Type, file name or the first tag.
+bool LooksLikeHtml(const DocHint& hint, std::string_view sniff);
+DecoderPtr MakeHtmlText(Layer& out);
+
 // A whole body in base64 (Content-Transfer-Encoding: base64): whitespace skipped. Unframed.
 DecoderPtr MakeBase64Body(Layer& out);
 

@@ -45,7 +45,9 @@ void MappedBuffer::Append(const Src& s) {
   });
 }
 
-void MappedBuffer::ReplaceBytes(char from, char to) { std::replace(data_.begin(), data_.end(), from, to); }
+void MappedBuffer::ReplaceBytes(char from, char to, size_t start) {
+  std::replace(data_.begin() + static_cast<std::ptrdiff_t>(std::min(start, data_.size())), data_.end(), from, to);
+}
 
 void MappedBuffer::DropFront(size_t n) {
   if (n >= data_.size()) {

@@ -94,8 +94,8 @@ class MappedBuffer {
   bool empty() const { return data_.empty(); }
   std::string_view bytes() const { return data_; }
   Src src() const { return Src(data_.data(), 0, data_.size(), runs_); }
-  // Replaces every byte `from` by `to` in place; the mapping stays as it was.
-  void ReplaceBytes(char from, char to);
+  // Replaces every byte `from` at or after `start` by `to` in place; the mapping stays.
+  void ReplaceBytes(char from, char to, size_t start = 0);
   size_t memory_bytes() const { return data_.capacity() + runs_.capacity() * sizeof(Run); }
 
  private:

@@ -404,6 +404,7 @@ void TransformSlot::Decide() {
   // (expat reads UTF-16 XML by its mark) claim their bytes first, and before mail,
   // multipart and escapes, which read ASCII and would pass UTF-16 over unread.
   if (!decoder_) decoder_ = MakeUtf16Text(hint_, b, *out_);
+  if (!decoder_ && LooksLikeHtml(hint_, b80)) decoder_ = MakeHtmlText(*out_);
   if (!decoder_ && BoundaryParam(hint_.content_type).empty() &&
       (Lower(hint_.content_type).rfind("message/rfc822", 0) == 0 || EndsWith(Lower(hint_.name), ".eml") ||
        LooksLikeMailMessage(b80))) {

@@ -59,7 +59,8 @@ inline ContentHintLite PickHint(uint8_t a, uint8_t b) {
   static const char* kTypes[] = {"", "application/json", "application/x-www-form-urlencoded",
                                  "multipart/form-data; boundary=b", "text/plain", "multipart/mixed; boundary=\"x y\"",
                                  "application/octet-stream", "multipart/form-data",
-                                 "text/csv; charset=utf-16"};  // utf16.cc's label, checked against the bytes
+                                 "text/csv; charset=utf-16",  // utf16.cc's label, checked against the bytes
+                                 "text/html; charset=utf-8"};
   static const char* kEncodings[] = {"", "gzip", "br", "zstd", "deflate", "gzip, br", "compress", "identity"};
   ContentHintLite h;
   h.content_type = kTypes[a % (sizeof kTypes / sizeof kTypes[0])];

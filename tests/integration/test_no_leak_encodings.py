@@ -757,6 +757,11 @@ LOOKALIKES = {
     "utf8-thin-space": lambda v: v.replace(b" ", "\u2009".encode()),
     "zero-width": lambda v: "\u200b".encode().join(bytes([c]) for c in v.replace(b" ", b"")),
     "fullwidth-digits": lambda v: "".join(chr(0xFF10 + c - 48) if 48 <= c <= 57 else chr(c) for c in v).encode(),
+    # Markup inside the number: what a rich-text editor writes when part of it is formatted.
+    "html-inline-tags": lambda v: b'<b>%s</b> <i>%s</i> <span style="color:red">%s</span> <font>%s</font>'
+                                  % tuple(v.split(b" ")),
+    "html-comment-split": lambda v: b"<!-- a -->".join(v.split(b" ")),
+    "html-tags-and-nbsp": lambda v: b"&nbsp;".join(b"<strong>%s</strong>" % g for g in v.split(b" ")),
 }
 
 
@@ -777,7 +782,7 @@ def html_body(size, encode, value=CARD):
 @pytest.mark.parametrize("size", ["large", "small"])
 @pytest.mark.parametrize("style", list(LOOKALIKES))
 def test_card_in_html_references_or_unicode_lookalikes_blocked(env, style, size):
-    # Proves a card written with &nbsp;, character references, no-break/thin spaces, zero-width characters or fullwidth digits at the end of an HTML body is read and blocked, no byte of it out.
+    # Proves a card written with &nbsp;, character references, no-break/thin spaces, zero-width characters, fullwidth digits or inline tags and comments between its groups at the end of an HTML body is read and blocked, no byte of it out.
     body, off = html_body(size, LOOKALIKES[style])
     hdrs = ["Content-Type: text/html; charset=utf-8"]
     checks = [raw_check(body, off)]

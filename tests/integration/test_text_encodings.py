@@ -1,4 +1,4 @@
-"""Text in UTF-16 (dlp/decode/utf16.cc) and in hex (dlp/decode/hex_runs.h): "nothing
+"""Text in UTF-16 (dlp/decode/utf16.cc), HTML and hex (dlp/decode/hex_runs.h): "nothing
 leaves unread" (DESIGN.md) for the
 encoding Excel's "Unicode Text" export and Windows PowerShell's Out-File write, where every
 ASCII character is followed (little-endian) or preceded (big-endian) by a NUL byte, so no
@@ -15,6 +15,10 @@ pattern matches the raw bytes.
   document's header, not only archive members').
 - Hard negatives stay clean (exit 0, nothing printed): a PNG, random bytes, UTF-8 prose
   with accents, UTF-16 meeting notes.
+- HTML (dlp/decode/html_text.cc): the customer table as an HTML table gives the counts
+  of its CSV twin; a table of people whose columns validate as nothing counts by its
+  header row; a card split by inline markup (<b>, <span style>, comments) is found;
+  a product price list and an article with long reference numbers stay clean.
 - Hex (what `xxd -p`, Python's bytes.hex() and JSON APIs write): the table in hex, in
   xxd's 60-digit lines, upper-case inside JSON, and a zip of it in hex read like the
   UTF-8 CSV; hashes, trace ids and UUIDs in hex stay clean.
@@ -211,3 +215,64 @@ def test_hex_identifiers_stay_clean(egressguard_bin, tmp):
             "status": 200, "path": "/api/v1/orders/%d" % (100000 + i)}))
     r = scan(egressguard_bin, write(tmp, "api-log.jsonl", "\n".join(lines).encode()))
     assert r.returncode == 0 and not r.stdout.strip(), r.stdout[-2000:] + r.stderr[-500:]
+
+
+def html_table(header, rows, title="Export"):
+    """What a web application's report page looks like: escaped cells, indentation."""
+    import html
+    out = ["<!DOCTYPE html>", "<html><head><meta charset=\"utf-8\"><title>%s</title></head><body>" % title,
+           "<h1>%s</h1>" % title, "<table class=\"report\">", "  <thead><tr>"]
+    out += ["    <th>%s</th>" % html.escape(h) for h in header]
+    out += ["  </tr></thead>", "  <tbody>"]
+    for r in rows:
+        out.append("  <tr>" + "".join("<td>%s</td>" % html.escape(c) for c in r) + "</tr>")
+    out += ["  </tbody>", "</table>", "<p>Generated for internal use.</p></body></html>"]
+    return "\n".join(out).encode()
+
+
+def test_html_customer_table_is_read_like_its_csv_twin(egressguard_bin, tmp):
+    # Proves: the 200-row customer table as an HTML table gives credit_card x200, email x200 and bulk_pii over its rows.
+    rc, findings = jsonl(egressguard_bin, write(tmp, "customers.html", html_table(D.HEADER, D.customers())))
+    cats = by_category(findings)
+    assert rc == 1, findings
+    assert sum(int(f["count"]) for f in cats.get("credit_card", [])) == D.ROWS, findings
+    assert sum(int(f["count"]) for f in cats.get("email", [])) == D.ROWS, findings
+    assert cats.get("bulk_pii") and "%d records of people" % D.ROWS in cats["bulk_pii"][0]["evidence"], findings
+
+
+def test_html_people_table_counts_its_rows_by_its_header(egressguard_bin, tmp):
+    # Proves: an HTML table of 200 people (names, birth dates, addresses: nothing a validator takes) is bulk_pii by its header row, as the CSV is.
+    rows = [("Person %d" % i, "19%02d-%02d-%02d" % (50 + i % 40, 1 + i % 12, 1 + i % 28),
+             "Bahnhofstrasse %d, 8001 Zürich" % (i + 1)) for i in range(D.ROWS)]
+    rc, findings = jsonl(egressguard_bin, write(tmp, "people.html", html_table(("name", "date_of_birth", "address"),
+                                                                               rows)))
+    cats = by_category(findings)
+    assert rc == 1 and cats.get("bulk_pii"), findings
+    assert cats["bulk_pii"][0]["evidence"].startswith("CSV with %d records of people: date_of_birth" % D.ROWS), findings
+
+
+def test_html_card_split_by_inline_markup_is_found(egressguard_bin, tmp):
+    # Proves: a card whose groups a rich-text editor wrapped in <b>, <span style> and a comment is found, with offsets from its first digit to its last.
+    body = (b"<html><body><p>Hello,</p><p>my card is <b>4539</b> <span style=\"color:#c00\">1488</span>"
+            b"<!-- --> <i>0343</i>&nbsp;6467, thanks.</p></body></html>")
+    rc, findings = jsonl(egressguard_bin, write(tmp, "mail.html", body))
+    cards = by_category(findings).get("credit_card", [])
+    assert rc == 1 and cards, findings
+    assert (cards[0]["start"], cards[0]["end"]) == (body.index(b"4539"), body.index(b"6467") + 4), cards
+
+
+def test_html_hard_negatives_stay_clean(egressguard_bin, tmp):
+    # Proves: an HTML price list with order ids and an article with long reference numbers scan with exit 0 and no finding.
+    rng = random.Random(9)
+    prices = html_table(("order_id", "product", "price"),
+                        [("ORD-%08d" % rng.randrange(10 ** 8), "Widget %d" % i, "%d.%02d" % (rng.randrange(500),
+                                                                                          rng.randrange(100)))
+                         for i in range(300)], title="Orders")
+    article = ("<html><body><article>" + "".join(
+        "<p>Reference <b>%d</b> of dossier <i>%d</i> was filed on 2024-%02d-%02d.</p>" % (
+            rng.randrange(10 ** 11, 10 ** 12), rng.randrange(10 ** 7, 10 ** 8), 1 + i % 12, 1 + i % 28)
+        for i in range(200)) + "</article></body></html>").encode()
+    for name, data in (("orders.html", prices), ("article.html", article)):
+        r = scan(egressguard_bin, write(tmp, name, data))
+        assert r.returncode == 0 and not r.stdout.strip(), "%s: exit %d\n%s%s" % (name, r.returncode, r.stdout,
+                                                                                  r.stderr[-500:])
