@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <bit>
+#include <cstdint>
 #include <fmt/format.h>
 
 #include "dlp/decode/decoders.h"
@@ -292,6 +293,7 @@ struct Base64Finder::State {
     }
     // What this chunk completed goes on as one batch.
     if (groups) groups->Emit();
+    if (alt_groups) alt_groups->Emit();
     if (hex) hex->Emit();
   }
 
@@ -309,6 +311,8 @@ struct Base64Finder::State {
     if (groups) h = std::min(h, groups->held_from());
     if (hex) h = std::min(h, hex->held_from());
     if (out) h = std::min(h, out->held_from());
+    if (alt_groups) h = std::min(h, alt_groups->held_from());
+    if (alt_out) h = std::min(h, alt_out->held_from());
     return h;
   }
 
@@ -338,7 +342,7 @@ struct Base64Finder::State {
     MappedBuffer held = std::move(cand);
     cand.Clear();
     if (base64) {
-      StartRun();
+      StartRun(head);
       RunChars(held.src(), 0);
     } else {
       StartHex();
@@ -359,7 +363,7 @@ struct Base64Finder::State {
     }
     const std::string_view head(d + s, kMinRun);
     if (PlausibleRun(head)) {
-      StartRun();
+      StartRun(head);
     } else if (AllHex(head)) {
       StartHex();
     } else {
@@ -411,18 +415,50 @@ struct Base64Finder::State {
     return pos;
   }
 
-  void StartRun() {
+  // `head`: the run's first kMinRun characters.
+  void StartRun(std::string_view head) {
     if (!out) out = std::make_unique<Layer>(ctx, depth);
     if (!groups) groups = std::make_unique<GroupDecoder>(*out, avx2);
     out->BeginDocument(DocHint{});
     mode = Mode::kRun;
     line_len = 0;
     nl = 0;
+    run_chars = 0;
+    alt_from = PathPrefixEnd(head);
+    if (alt_from != kNoAlt) {
+      if (!alt_out) alt_out = std::make_unique<Layer>(ctx, depth);
+      if (!alt_groups) alt_groups = std::make_unique<GroupDecoder>(*alt_out, avx2);
+      alt_out->BeginDocument(DocHint{});
+    }
+  }
+
+  // A value after a path or a name ("com/d/<base64>" in a URL inside JSON, "/p/<base64>",
+  // "user_<base64>"): the separators are base64 characters too, so the run begins
+  // before the value and decodes it out of step. When the run opens with lower-case
+  // words and digits ended by '/', '_' or '-' (which base64 rarely does: about one run
+  // in 30), it is decoded a second time from after the last of those separators.
+  // kNoAlt when there is none, or when the second decoding would be in step anyway.
+  static size_t PathPrefixEnd(std::string_view head) {
+    size_t end = kNoAlt;
+    for (size_t i = 0; i < head.size(); ++i) {
+      const char c = head[i];
+      if (c == '/' || c == '_' || c == '-') {
+        end = i + 1;
+      } else if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))) {
+        break;
+      }
+    }
+    return end == kNoAlt || end % 4 == 0 || end >= head.size() ? kNoAlt : end;
   }
 
   void EndRun() {
     groups->Flush();
     out->EndDocument();
+    if (alt_from != kNoAlt) {
+      alt_groups->Flush();
+      alt_out->EndDocument();
+      alt_from = kNoAlt;
+    }
     mode = Mode::kSearch;
   }
 
@@ -436,6 +472,11 @@ struct Base64Finder::State {
       if (IsB64(c) && nl != 1) {
         const size_t q = B64Extent(d, pos + 1, n, avx2);
         groups->Chars(in, pos, q);
+        if (alt_from != kNoAlt) {
+          const size_t skip = run_chars < alt_from ? std::min(q - pos, alt_from - run_chars) : 0;
+          if (pos + skip < q) alt_groups->Chars(in, pos + skip, q);
+        }
+        run_chars += q - pos;
         line_len += q - pos;
         nl = 0;
         pos = q;
@@ -466,6 +507,13 @@ struct Base64Finder::State {
   std::unique_ptr<Layer> out;
   std::unique_ptr<GroupDecoder> groups;
   std::unique_ptr<HexRunDecoder> hex;
+  // The second decoding of a run that opens with a path (PathPrefixEnd), from the run's
+  // character alt_from on; run_chars counts the run's characters so far.
+  static constexpr size_t kNoAlt = SIZE_MAX;
+  size_t alt_from = kNoAlt;
+  size_t run_chars = 0;
+  std::unique_ptr<Layer> alt_out;
+  std::unique_ptr<GroupDecoder> alt_groups;
 };
 
 Base64Finder::Base64Finder(Context& ctx, uint32_t depth) : s_(std::make_unique<State>(ctx, depth)) {}
@@ -479,6 +527,7 @@ size_t Base64Finder::memory_bytes() const {
   if (s_->out) n += s_->out->memory_bytes();
   if (s_->groups) n += s_->groups->memory_bytes();
   if (s_->hex) n += s_->hex->memory_bytes();
+  if (s_->alt_out) n += s_->alt_out->memory_bytes() + s_->alt_groups->memory_bytes();
   return n;
 }
 

@@ -1,6 +1,9 @@
 // Base64 runs (standard, URL-safe, padded or not, wrapped) are found anywhere, nested to the depth limit, and map to the characters that encode them.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cctype>
+
 #include "decode_test_util.h"
 
 namespace egressguard::dlp::decode::testing {
@@ -98,6 +101,37 @@ TEST(Base64, PathSegmentOfAUrlIsReadFromItsOwnStart) {
   const std::string b64 = Base64(with_slash);
   ASSERT_NE(b64.find('/'), std::string::npos) << b64;
   EXPECT_TRUE(Normalize("/q?d=" + b64, H("", "", true)).Has(with_slash)) << b64;
+}
+
+TEST(Base64, ValueAfterAPathOrNameInAnyTextIsReadFromItsOwnStart) {
+  // Outside URLs too: a URL inside JSON, a name joined to its value.
+  const std::string secret = "card 4539 1488 0343 6467 exp 12/29";
+  const std::string url = R"({"callback":"https://hooks.example.com/d/)" + Base64(secret, true, false) + R"("})";
+  const std::string named = "token=user_" + Base64(secret, true, false) + "\n";
+  const std::string dashed = "id: x-" + Base64(secret) + "\n";
+  for (const std::string& body : {url, named, dashed}) {
+    const Recorder whole = Normalize(body, H("application/json"));
+    EXPECT_TRUE(whole.Has(secret)) << body;
+    // The value maps into its own characters.
+    const Span s = whole.Find("4539 1488 0343 6467");
+    EXPECT_GE(s.begin, body.find(Base64(secret, true, false).substr(0, 4)) - 1) << body;
+    for (size_t chunk : {size_t{1}, size_t{3}, size_t{17}}) {
+      EXPECT_TRUE(Normalize(body, H("application/json"), chunk).Has(secret)) << chunk << " " << body;
+    }
+  }
+  // Base64 that merely opens with lower-case letters and a '/' is still read from its start.
+  std::string plain;
+  std::string b64;
+  for (int i = 0; i < 5000; ++i) {
+    plain = "row " + std::to_string(i) + " iban CH9300762011623852957";
+    b64 = Base64(plain);
+    const size_t slash = b64.find('/');
+    if (slash != std::string::npos && slash < 12 &&
+        std::all_of(b64.begin(), b64.begin() + slash, [](char c) { return std::islower(c) || std::isdigit(c); })) {
+      break;
+    }
+  }
+  EXPECT_TRUE(Normalize("x " + b64 + " y").Has(plain)) << b64;
 }
 
 std::string Hex(std::string_view in, bool upper = false) {
