@@ -18,8 +18,9 @@ card in ping, pong and close payloads, a compressed message split over three fra
 1 MiB messages (plain and compressed) over the 64 KiB hold limit: close 1008, nothing at
 the origin. The request target: a card in base64 as a path segment after others (the run
 the finder meets begins at the '/'), URL-safe deep in a path, percent-encoded base64 in a
-query and hex in a path: 403, no request at the origin. Clean controls of each shape get
-200 / an echo and arrive intact."""
+query and hex in a path: 403, no request at the origin; and base64 after a URL's path or
+a name inside a JSON body. Clean controls of each shape get 200 / an echo and arrive
+intact."""
 import base64
 import bz2
 import concurrent.futures
@@ -1006,3 +1007,16 @@ def test_encoded_request_target_clean_control(env):
         assert [r.target for r in origin.completed()] == [target.decode()], origin.completed()
     finally:
         origin.close()
+
+
+def test_base64_after_a_path_in_a_json_body_blocked(env):
+    # Proves a card in base64 after a URL's path (the run the finder meets begins at "com/d/") or a name ("user_") inside a JSON body is read and blocked, no byte of it out.
+    card = b"card " + CARD + b" exp 12/29"
+    url64 = base64.urlsafe_b64encode(card).rstrip(b"=")
+    hdrs = ["Content-Type: application/json"]
+    for value in (b"https://hooks.example.com/d/" + url64, b"user_" + url64):
+        body = b'{"note":"see","callback":"' + value + b'"}'
+        off = body.index(url64)
+        cases = [(f, sp) for f in ("cl", "chunked-late") for sp in (off, off + 5, len(body) - 2)]
+        bad = sweep(cases, lambda c: blocked(env, body, hdrs, c[1], c[0], [raw_check(body, off)], finding="credit_card"))
+        assert not bad, summary(bad, len(cases))
