@@ -438,13 +438,19 @@ struct Base64Finder::State {
   // words and digits ended by '/', '_' or '-' (which base64 rarely does: about one run
   // in 30), it is decoded a second time from after the last of those separators.
   // kNoAlt when there is none, or when the second decoding would be in step anyway.
+  // A separator counts only after a word: a run that merely starts with '/' is what a
+  // JSON string's escaped slash ("\/") leaves of base64 in the raw bytes, and the escape
+  // window below reads that whole.
   static size_t PathPrefixEnd(std::string_view head) {
     size_t end = kNoAlt;
+    bool word = false;
     for (size_t i = 0; i < head.size(); ++i) {
       const char c = head[i];
       if (c == '/' || c == '_' || c == '-') {
-        end = i + 1;
-      } else if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))) {
+        if (word) end = i + 1;
+      } else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) {
+        word = true;
+      } else {
         break;
       }
     }
