@@ -35,7 +35,7 @@ namespace {
 
 constexpr size_t kMaxName = 16;  // longer tag names are no known element: block
 constexpr size_t kFlushAt = 16 << 10;
-constexpr size_t kMaxDeferred = 64 << 10;  // attribute bytes waiting for a line end
+constexpr size_t kMaxDeferred = 64 << 10;  // attribute values waiting for a line end (bytes and mapping)
 
 char LowerAscii(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
 bool IsAlpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
@@ -118,7 +118,8 @@ class HtmlText final : public Decoder {
             Attribute(in, text_from, i);
             if (defer_) {
               Piece(&deferred_, '\n', in.SpanOf(i, i + 1));
-              if (deferred_.size() > kMaxDeferred) Block(in.SpanOf(i, i + 1));
+              // Bounded: past the cap they come out now, in a table too (a row splits).
+              if (deferred_.held_bytes() > kMaxDeferred) FlushDeferred(in.SpanOf(i, i + 1));
             } else {
               Separator('\n', in.SpanOf(i, i + 1));
             }
@@ -217,13 +218,19 @@ class HtmlText final : public Decoder {
     Block(span);
   }
 
-  // A line ends here; attribute values that waited for it follow.
+  // A line ends here; attribute values that waited for it follow (after a table's end).
   void Block(OrigSpan span) {
     pending_ws_.Clear();
     if (last_ != '\n') Separator('\n', span);
-    if (tables_ > 0 || deferred_.empty()) return;
+    if (tables_ == 0) FlushDeferred(span);
+  }
+
+  void FlushDeferred(OrigSpan span) {
+    if (deferred_.empty()) return;
+    if (last_ != '\n') Separator('\n', span);
     buf_.Append(deferred_.src());  // each value ends in '\n'
     deferred_.Clear();
+    last_ = '\n';
   }
 
   static void Piece(MappedBuffer* to, char c, OrigSpan span) {

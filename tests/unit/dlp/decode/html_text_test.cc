@@ -63,6 +63,33 @@ TEST(HtmlText, SniffedByItsFirstTagOnlyWhenNothingElseSaysSo) {
   EXPECT_FALSE(Normalize("note: 45<b>39</b> 1488 0343 6467").Has("4539 1488"));
 }
 
+size_t PeakMemory(const std::string& body, Recorder* r) {
+  NormalizerLimits limits;
+  Normalizer n(H("text/html"), limits, *r);
+  size_t peak = 0;
+  for (size_t at = 0; at < body.size(); at += 4096) {
+    n.Feed(std::string_view(body).substr(at, 4096));
+    peak = std::max(peak, n.memory_bytes());
+  }
+  n.Finish();
+  return peak;
+}
+
+TEST(HtmlText, WaitingAttributeValuesAreBounded) {
+  // A table whose every cell carries an attribute: the values wait for the table's end,
+  // but never more than 64 KiB of them (and their mapping).
+  std::string with, without;
+  for (int i = 0; i < 40000; ++i) {
+    with += "<tr><td class=\"c" + std::to_string(i) + "\">x</td></tr>";
+    without += "<tr><td>c" + std::to_string(i) + "x</td></tr>";
+  }
+  Recorder r, base;
+  const size_t peak = PeakMemory("<table>" + with + "</table>", &r);
+  const size_t baseline = PeakMemory("<table>" + without + "</table>", &base);
+  EXPECT_LT(peak, baseline + (1u << 20)) << baseline;
+  EXPECT_TRUE(r.Has("\nc39999\n"));
+}
+
 TEST(HtmlText, ChunkingDoesNotChangeTheText) {
   std::string body = "<html><body>\n";
   for (int i = 0; i < 30; ++i) {
