@@ -32,7 +32,8 @@ DecoderPtr MakeUnescaper(Layer& out, unsigned flags, bool lazy);
 
 // HTML (html_text.cc): the text with its tags removed, inline elements with nothing in
 // their place (a number split by <b>...</b> reads whole), each table a document whose
-// rows are lines of comma-separated cells, attribute values on lines of their own.
+// rows are lines of comma-separated cells; attribute values a line each in a second
+// layer of the same depth.
 // Framed. LooksLikeHtml: by Content-Type, file name or the first tag.
 bool LooksLikeHtml(const DocHint& hint, std::string_view sniff);
 DecoderPtr MakeHtmlText(Layer& out);

@@ -10,10 +10,10 @@
 // (a row reads as a CSV record), line breaks inside a cell are spaces, and each table is
 // a document of its own, so its header row is its first line. Whitespace between two
 // tags that are not both inline is dropped (indentation). Attribute values (an input's
-// value, an href) come out on lines of their own, so escapes in them are still decoded
-// below: a block element's right after it, an inline element's (or any inside a table)
-// at the next line end (or after the table), so they split neither a line of text nor
-// a row. Character references are left for the unescaper of the output layer.
+// value, an href) go to a second layer of the same depth, a line each, so escapes in
+// them are still decoded below and they split neither a line of text nor a row; each
+// layer's output follows the input's order. Character references are left for the
+// unescaper of the output layers.
 //
 // No tree is built and nothing is held but a tag name's first characters and the
 // whitespace since the last tag: tags and comments of any length cost no memory. A
@@ -35,7 +35,6 @@ namespace {
 
 constexpr size_t kMaxName = 16;  // longer tag names are no known element: block
 constexpr size_t kFlushAt = 16 << 10;
-constexpr size_t kMaxDeferred = 64 << 10;  // attribute values waiting for a line end (bytes and mapping)
 
 char LowerAscii(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
 bool IsAlpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
@@ -51,7 +50,10 @@ bool IsInline(std::string_view name) {
 
 class HtmlText final : public Decoder {
  public:
-  explicit HtmlText(Layer& out) : out_(out) { out_.BeginDocument(DocHint{}); }
+  explicit HtmlText(Layer& out) : out_(out), attrs_out_(out.ctx(), out.depth()) {
+    out_.BeginDocument(DocHint{});
+    attrs_out_.BeginDocument(DocHint{});
+  }
 
   void Put(const Src& in) override {
     const char* d = in.data();
@@ -107,8 +109,6 @@ class HtmlText final : public Decoder {
             text_from = i + 1;
           } else if (c == '"' || c == '\'') {
             quote_ = c;
-            defer_ = tag_inline_ || tables_ > 0;
-            if (!defer_) Separator('\n', in.SpanOf(i, i + 1));
             state_ = State::kValue;
             text_from = i + 1;
           }
@@ -116,13 +116,7 @@ class HtmlText final : public Decoder {
         case State::kValue:
           if (c == quote_) {
             Attribute(in, text_from, i);
-            if (defer_) {
-              Piece(&deferred_, '\n', in.SpanOf(i, i + 1));
-              // Bounded: past the cap they come out now, in a table too (a row splits).
-              if (deferred_.held_bytes() > kMaxDeferred) FlushDeferred(in.SpanOf(i, i + 1));
-            } else {
-              Separator('\n', in.SpanOf(i, i + 1));
-            }
+            Piece(&attrs_, '\n', in.SpanOf(i, i + 1));
             state_ = State::kAttrs;
           }
           break;
@@ -158,19 +152,19 @@ class HtmlText final : public Decoder {
 
   void Finish() override {
     pending_ws_.Clear();
-    tables_ = 0;  // an unclosed table ends with the document
-    if (!deferred_.empty()) Block(deferred_.src().SpanOf(0, 1));
     state_ = State::kText;  // a '<' or a tag cut off at the end is dropped
     Flush();
+    attrs_out_.EndDocument();
     out_.EndDocument();
   }
 
   size_t memory_bytes() const override {
-    return sizeof(*this) + buf_.memory_bytes() + pending_ws_.memory_bytes() + deferred_.memory_bytes() +
-           name_.capacity();
+    return sizeof(*this) + buf_.memory_bytes() + pending_ws_.memory_bytes() + attrs_.memory_bytes() +
+           name_.capacity() + attrs_out_.memory_bytes();
   }
   uint64_t held_from() const override {
-    uint64_t h = std::min({pending_ws_.orig_begin(), buf_.orig_begin(), deferred_.orig_begin()});
+    // The attribute layer is this decoder's own (out_ answers for itself).
+    uint64_t h = std::min({pending_ws_.orig_begin(), buf_.orig_begin(), attrs_.orig_begin(), attrs_out_.held_from()});
     // A '<' may still come out as text, and a tag's separator maps to the tag.
     if (state_ == State::kLt || state_ == State::kEndTag || state_ == State::kName) h = std::min(h, lt_span_.begin);
     return h;
@@ -188,8 +182,7 @@ class HtmlText final : public Decoder {
   // The tag's name is complete: what it does to the text around it.
   void EndName(OrigSpan at) {
     const OrigSpan span{std::min(lt_span_.begin, at.begin), at.end};
-    tag_inline_ = name_.size() <= kMaxName && IsInline(name_);
-    if (tag_inline_) {
+    if (name_.size() <= kMaxName && IsInline(name_)) {
       // Text on both sides joins; whitespace before the tag stays (it is inside a line).
       return;
     }
@@ -201,7 +194,6 @@ class HtmlText final : public Decoder {
       out_.EndDocument();
       out_.BeginDocument(DocHint{});
       last_ = '\n';
-      if (tables_ == 0) Block(span);  // the table's attribute values, after it
       return;
     }
     if (tables_ > 0 && !end_tag_ && (name_ == "td" || name_ == "th")) {
@@ -218,19 +210,9 @@ class HtmlText final : public Decoder {
     Block(span);
   }
 
-  // A line ends here; attribute values that waited for it follow (after a table's end).
   void Block(OrigSpan span) {
     pending_ws_.Clear();
     if (last_ != '\n') Separator('\n', span);
-    if (tables_ == 0) FlushDeferred(span);
-  }
-
-  void FlushDeferred(OrigSpan span) {
-    if (deferred_.empty()) return;
-    if (last_ != '\n') Separator('\n', span);
-    buf_.Append(deferred_.src());  // each value ends in '\n'
-    deferred_.Clear();
-    last_ = '\n';
   }
 
   static void Piece(MappedBuffer* to, char c, OrigSpan span) {
@@ -262,12 +244,7 @@ class HtmlText final : public Decoder {
   }
 
   void Attribute(const Src& s, size_t a, size_t b) {
-    if (a >= b) return;
-    if (defer_) {
-      deferred_.Append(s.Sub(a, b));
-    } else {
-      Append(s.Sub(a, b));
-    }
+    if (a < b) attrs_.Append(s.Sub(a, b));
   }
 
   void Append(const Src& s) {
@@ -284,17 +261,21 @@ class HtmlText final : public Decoder {
   }
 
   void Flush() {
-    if (buf_.empty()) return;
-    out_.Emit(buf_.src());
-    buf_.Clear();
+    if (!buf_.empty()) {
+      out_.Emit(buf_.src());
+      buf_.Clear();
+    }
+    if (!attrs_.empty()) {
+      attrs_out_.Emit(attrs_.src());
+      attrs_.Clear();
+    }
   }
 
   Layer& out_;
   State state_ = State::kText;
   std::string name_;
   bool end_tag_ = false;
-  bool tag_inline_ = false;  // the tag being read is an inline element's
-  bool defer_ = false;       // the attribute value being read waits in deferred_
+
   char quote_ = '"';
   int dashes_ = 0;
   int tables_ = 0;  // open <table> elements
@@ -302,7 +283,8 @@ class HtmlText final : public Decoder {
   OrigSpan lt_span_;
   MappedBuffer buf_;         // output not yet emitted (emitted at the end of each Put)
   MappedBuffer pending_ws_;  // whitespace since the last tag or text
-  MappedBuffer deferred_;    // attribute values waiting for a line end, each ending in '\n'
+  MappedBuffer attrs_;       // attribute values not yet emitted, each ending in '\n'
+  Layer attrs_out_;          // where they go: a layer of out_'s depth
 };
 
 bool StartsWithNoCase(std::string_view s, std::string_view prefix) {

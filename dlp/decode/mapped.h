@@ -86,8 +86,6 @@ class MappedBuffer {
     min_begin_ = kNothingHeld;
   }
   size_t size() const { return data_.size(); }
-  // Bytes held with their mapping (not counting spare capacity).
-  size_t held_bytes() const { return data_.size() + runs_.size() * sizeof(Run); }
   // Smallest original offset any buffered byte maps to (kNothingHeld when empty). Kept
   // up to date by Append and DropFront so asking costs nothing: held_from() asks it
   // after every Feed. The minimum over runs, not the first run's begin: coarse spans of
