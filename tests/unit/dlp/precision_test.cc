@@ -295,10 +295,10 @@ TEST(Maestro, TwelveToNineteenDigitsInMaestroRangesOnly) {
 
 TEST_F(PrecisionTest, TwelveDigitMaestroIsFoundOtherTwelveDigitNumbersAreNot) {
   const std::string maestro = LuhnComplete("67596498264");
-  for (const std::string text : {"maestro " + maestro, "card=" + Grouped(maestro) + "&", R"({"pan":")" + maestro + R"("})"}) {
+  for (const std::string& text : {"maestro " + maestro, "card=" + Grouped(maestro) + "&", R"({"pan":")" + maestro + R"("})"}) {
     EXPECT_EQ(CountOf(ScanWhole(engine(), text), "credit_card"), 1u) << text;
   }
-  for (const std::string text : {"order " + LuhnComplete("41111111111"), "ean " + LuhnComplete("40063813339"),
+  for (const std::string& text : {"order " + LuhnComplete("41111111111"), "ean " + LuhnComplete("40063813339"),
                                  "ref " + Grouped(LuhnComplete("51051051051")), "id " + LuhnComplete("67606498264"),
                                  std::string("ts 173261234567")}) {
     EXPECT_EQ(FindCategory(ScanWhole(engine(), text), "credit_card"), nullptr) << text;
