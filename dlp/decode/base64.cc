@@ -381,6 +381,21 @@ struct Base64Finder::State {
     nl = 0;
   }
 
+  // An e-mail style line break inside a run ("\r\n" or "\n" after a line of at least
+  // kMinRun characters) continues it; false for any other byte.
+  bool LineBreak(char c) {
+    if (c == '\r' && nl == 0 && line_len >= kMinRun) {
+      nl = 1;
+      return true;
+    }
+    if (c == '\n' && (nl == 1 || (nl == 0 && line_len >= kMinRun))) {
+      nl = 2;
+      line_len = 0;
+      return true;
+    }
+    return false;
+  }
+
   // In a hex run: hex digits and line breaks as in a base64 run (xxd -p writes lines of
   // 60). A base64 character that is no hex digit ends the run and skips the rest of its
   // base64 stretch (that is no hex, and it was no base64 either); anything else ends the
@@ -400,12 +415,7 @@ struct Base64Finder::State {
         if (ctx.stopped) return n;
         continue;
       }
-      if (c == '\r' && nl == 0 && line_len >= kMinRun) {
-        nl = 1;
-      } else if (c == '\n' && (nl == 1 || (nl == 0 && line_len >= kMinRun))) {
-        nl = 2;
-        line_len = 0;
-      } else {
+      if (!LineBreak(c)) {
         hex->End();
         mode = IsB64(c) && nl == 0 ? Mode::kSkip : Mode::kSearch;
         return pos;
@@ -489,12 +499,7 @@ struct Base64Finder::State {
         if (ctx.stopped) return n;
         continue;
       }
-      if (c == '\r' && nl == 0 && line_len >= kMinRun) {
-        nl = 1;
-      } else if (c == '\n' && (nl == 1 || (nl == 0 && line_len >= kMinRun))) {
-        nl = 2;
-        line_len = 0;
-      } else {
+      if (!LineBreak(c)) {
         EndRun();
         return pos;
       }

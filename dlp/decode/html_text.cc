@@ -287,14 +287,6 @@ class HtmlText final : public Decoder {
   Layer attrs_out_;          // where they go: a layer of out_'s depth
 };
 
-bool StartsWithNoCase(std::string_view s, std::string_view prefix) {
-  if (s.size() < prefix.size()) return false;
-  for (size_t i = 0; i < prefix.size(); ++i) {
-    if (LowerAscii(s[i]) != prefix[i]) return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 bool LooksLikeHtml(const DocHint& hint, std::string_view sniff) {
@@ -307,9 +299,10 @@ bool LooksLikeHtml(const DocHint& hint, std::string_view sniff) {
   std::string_view b = sniff;
   if (b.substr(0, 3) == "\xEF\xBB\xBF") b.remove_prefix(3);
   while (!b.empty() && IsSpace(b.front())) b.remove_prefix(1);
+  const std::string head = Lower(b.substr(0, 16));
   for (std::string_view start : {"<!doctype html", "<html", "<head", "<body", "<table", "<div", "<meta", "<title",
                                  "<p>", "<p ", "<span", "<font", "<br"}) {
-    if (StartsWithNoCase(b, start)) return true;
+    if (head.rfind(start, 0) == 0) return true;
   }
   return false;
 }
